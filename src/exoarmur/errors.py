@@ -1,0 +1,107 @@
+"""Every exception ExoArmur raises on purpose, in one tree.
+
+Bad input and a failed environment are different branches, because the caller
+must react differently: fix the request, or retry / page someone.
+
+    ExoArmurError
+    ├── InputError              the caller's input is wrong; nothing was written (CLI exit 2, HTTP 4xx)
+    │   ├── IntentError         an intent failed validation (names the field and the rule)
+    │   ├── PolicyError         a policy bundle does not parse or validate
+    │   └── ConfigError         the configuration file is wrong
+    ├── IntegrityError          stored or shipped bytes are not what they claim to be
+    │   ├── KeyFileError        the signing key is missing, unreadable, tampered or too widely readable
+    │   ├── CheckpointError     a signed checkpoint does not parse or verify
+    │   ├── ProofError          an inclusion or consistency proof does not verify
+    │   └── LedgerCorrupt       the ledger's stored bytes, hashes or tree disagree
+    ├── StoreError              the store failed (I/O, lock, server gone); nothing is acknowledged
+    │   └── StoreUnavailable    the store cannot be reached or opened
+    ├── NotFound                a thing the caller named does not exist (in its tenant)
+    ├── DuplicateIntent         internal signal: the idempotency key is already taken
+    └── ExecutorError           an executor could not be built or failed outside its action
+
+Messages are one line, written for the person at the terminal: they say what
+is wrong and, where it helps, what to do.
+"""
+
+from __future__ import annotations
+
+
+class ExoArmurError(Exception):
+    """Base of every error ExoArmur raises on purpose."""
+
+
+class InputError(ExoArmurError):
+    """The caller's input is wrong. Nothing was written."""
+
+
+class IntentError(InputError):
+    """An intent failed validation.
+
+    ``problems`` holds one ``(field, rule)`` pair per failure so that an API
+    can return them structured; ``str()`` gives them on one line.
+    """
+
+    def __init__(self, problems: list[tuple[str, str]]) -> None:
+        self.problems = problems
+        super().__init__("; ".join(f"{field}: {rule}" for field, rule in problems))
+
+
+class PolicyError(InputError):
+    """A policy bundle does not parse or validate."""
+
+
+class ConfigError(InputError):
+    """The configuration is wrong."""
+
+
+class IntegrityError(ExoArmurError):
+    """Stored or shipped bytes are not what they claim to be."""
+
+
+class KeyFileError(IntegrityError):
+    """The signing key is missing, unreadable, tampered, or readable by others."""
+
+
+class CheckpointError(IntegrityError):
+    """A signed checkpoint does not parse or does not verify."""
+
+
+class ProofError(IntegrityError):
+    """An inclusion or consistency proof does not verify."""
+
+
+class LedgerCorrupt(IntegrityError):
+    """The ledger's stored bytes, hashes or tree disagree with each other."""
+
+
+class StoreError(ExoArmurError):
+    """The store failed; nothing from the failed call is acknowledged."""
+
+
+class StoreUnavailable(StoreError):
+    """The store cannot be reached or opened."""
+
+
+class NotFound(ExoArmurError):
+    """A thing the caller named does not exist in its tenant."""
+
+
+class DuplicateIntent(ExoArmurError):
+    """The (tenant, idempotency key) pair is already recorded.
+
+    Raised by a store inside ``append`` so the pipeline can return the first
+    outcome instead; callers of the public API never see it.
+    """
+
+    def __init__(self, tenant: str, idempotency_key: str, intent_id: str) -> None:
+        self.tenant = tenant
+        self.idempotency_key = idempotency_key
+        self.intent_id = intent_id
+        super().__init__(
+            f"idempotency key {idempotency_key!r} of tenant {tenant!r} "
+            f"is already recorded for intent {intent_id}"
+        )
+
+
+class ExecutorError(ExoArmurError):
+    """An executor could not be built, or failed outside its own action."""

@@ -1,0 +1,66 @@
+"""Decisions and execution outcomes."""
+
+from __future__ import annotations
+
+from enum import StrEnum
+from typing import Any
+
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Verdict(StrEnum):
+    ALLOW = "allow"
+    DENY = "deny"
+    REQUIRE_APPROVAL = "require_approval"
+
+
+class Decision(BaseModel):
+    """The policy verdict on one intent, with what it was decided under."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    verdict: Verdict
+    #: ids (``@id`` annotations) of the policies that determined the verdict
+    reasons: tuple[str, ...] = ()
+    #: obligations from policy annotations (quorum, TTL bound, evidence level)
+    obligations: dict[str, str] = Field(default_factory=dict)
+    #: ``sha256:…`` of the policy bundle in force
+    policy_hash: str
+    #: evaluation errors; any error makes the verdict deny (fail closed)
+    errors: tuple[str, ...] = ()
+
+    def to_canonical(self) -> dict[str, Any]:
+        return {
+            "verdict": self.verdict.value,
+            "reasons": list(self.reasons),
+            "obligations": dict(self.obligations),
+            "policy_hash": self.policy_hash,
+            "errors": list(self.errors),
+        }
+
+
+class OutcomeStatus(StrEnum):
+    EXECUTED = "executed"  #: the executor ran and succeeded
+    FAILED = "failed"  #: the executor ran and failed
+    DENIED = "denied"  #: policy (or the gate) said no; nothing ran
+    DECIDED = "decided"  #: allowed, no executor bound: the caller carries it out
+    PENDING_APPROVAL = "pending_approval"  #: waits for a quorum of people
+    OUTCOME_UNKNOWN = "outcome_unknown"  #: started, never finished (crash); never re-run
+
+
+class Outcome(BaseModel):
+    """What a submission returns; reconstructed from the ledger for duplicates."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    intent_id: str
+    tenant: str
+    correlation_id: str
+    status: OutcomeStatus
+    decision: Decision
+    executor: str | None = None
+    result: Any = None
+    result_hash: str | None = None
+    error: str | None = None
+    #: true when this submission was a duplicate and nothing new was written
+    duplicate: bool = False

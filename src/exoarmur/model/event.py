@@ -1,0 +1,106 @@
+"""Ledger events: what every step of the pipeline leaves behind.
+
+An event's canonical bytes (RFC 8785, see ``encoding``) are its Merkle leaf;
+they include the sequence number so that a leaf names its own position. The
+store assigns ``seq`` inside the append transaction and is the one caller of
+:func:`event_bytes`.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any, Final
+
+from ..encoding import canonical_bytes, format_time, parse_time
+
+# Event types written by the spine. Later rooms add their own.
+INTENT_RECORDED: Final = "intent.recorded"
+DECISION_RECORDED: Final = "decision.recorded"
+EXECUTION_STARTED: Final = "execution.started"
+EXECUTION_FINISHED: Final = "execution.finished"
+EXECUTION_OUTCOME_UNKNOWN: Final = "execution.outcome_unknown"
+
+EVENT_FORMAT: Final = "exoarmur.event/v1"
+
+
+@dataclass(frozen=True, slots=True)
+class EventDraft:
+    """An event before the store gives it a position."""
+
+    event_id: str
+    tenant: str
+    type: str
+    correlation_id: str
+    event_time: datetime
+    process_time: datetime
+    actor: dict[str, str]
+    payload: dict[str, Any]
+    intent_id: str | None = None
+    #: set on ``intent.recorded`` only: the store keeps (tenant, key) unique
+    idempotency_key: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class Event:
+    """A recorded event: a draft with its sequence number, bytes and leaf hash."""
+
+    seq: int
+    event_id: str
+    tenant: str
+    type: str
+    correlation_id: str
+    event_time: datetime
+    process_time: datetime
+    actor: dict[str, str]
+    payload: dict[str, Any]
+    intent_id: str | None
+    canonical: bytes = field(repr=False)
+    leaf_hash: bytes = field(repr=False)
+
+    @classmethod
+    def from_canonical(cls, canonical: bytes, leaf_hash: bytes) -> Event:
+        data = json.loads(canonical)
+        return cls(
+            seq=data["seq"],
+            event_id=data["event_id"],
+            tenant=data["tenant"],
+            type=data["type"],
+            correlation_id=data["correlation_id"],
+            event_time=parse_time(data["event_time"]),
+            process_time=parse_time(data["process_time"]),
+            actor=data["actor"],
+            payload=data["payload"],
+            intent_id=data.get("intent_id"),
+            canonical=canonical,
+            leaf_hash=leaf_hash,
+        )
+
+    def to_json(self) -> dict[str, Any]:
+        """The event as plain JSON for display and export (its canonical content)."""
+        data: dict[str, Any] = json.loads(self.canonical)
+        return data
+
+
+def event_record(draft: EventDraft, seq: int) -> dict[str, Any]:
+    record: dict[str, Any] = {
+        "format": EVENT_FORMAT,
+        "seq": seq,
+        "event_id": draft.event_id,
+        "tenant": draft.tenant,
+        "type": draft.type,
+        "correlation_id": draft.correlation_id,
+        "event_time": format_time(draft.event_time),
+        "process_time": format_time(draft.process_time),
+        "actor": draft.actor,
+        "payload": draft.payload,
+    }
+    if draft.intent_id is not None:
+        record["intent_id"] = draft.intent_id
+    return record
+
+
+def event_bytes(draft: EventDraft, seq: int) -> bytes:
+    """The canonical bytes of ``draft`` recorded at position ``seq``: its Merkle leaf."""
+    return canonical_bytes(event_record(draft, seq))
