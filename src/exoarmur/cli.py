@@ -1,2 +1,490 @@
+"""The ``exoarmur`` command.
+
+Exit codes (stable, documented in the README):
+
+    0  success; for ``submit``: allowed (executed, or decided for the caller)
+    1  any other failure; nothing was acknowledged
+    2  bad input (malformed intent, unknown field, bad option); nothing written
+    3  ``submit``: denied (durably recorded)
+    4  ``submit``: pending approval (durably recorded)
+    5  ``submit``: allowed, but the executor failed or its outcome is unknown (recorded)
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Annotated, Any, NoReturn
+
+import typer
+from rich.console import Console
+from rich.table import Table
+
+from . import __version__
+from .errors import ExoArmurError, InputError
+from .home import HOME_ENV, Home, open_governor, resolve_home
+from .model.decision import Outcome, OutcomeStatus
+from .model.intent import MAX_INTENT_BYTES, parse_intent_json
+
+app = typer.Typer(
+    name="exoarmur",
+    help="Govern what agents and automations may do, and prove it later.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+)
+prove_app = typer.Typer(
+    help="Merkle proofs against the latest signed checkpoint.", no_args_is_help=True
+)
+key_app = typer.Typer(help="The checkpoint signing key.", no_args_is_help=True)
+demo_app = typer.Typer(help="Runnable demonstrations.", no_args_is_help=True)
+app.add_typer(prove_app, name="prove")
+app.add_typer(key_app, name="key")
+app.add_typer(demo_app, name="demo")
+
+# Off a terminal rich would wrap at 80 columns; ids and hashes read better whole.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
+
+_STATUS_EXIT = {
+    OutcomeStatus.EXECUTED: EXIT_OK,
+    OutcomeStatus.DECIDED: EXIT_OK,
+    OutcomeStatus.DENIED: EXIT_DENIED,
+    OutcomeStatus.PENDING_APPROVAL: EXIT_PENDING,
+    OutcomeStatus.FAILED: EXIT_EXEC_FAILED,
+    OutcomeStatus.OUTCOME_UNKNOWN: EXIT_EXEC_FAILED,
+}
+_STATUS_STYLE = {
+    OutcomeStatus.EXECUTED: "bold green",
+    OutcomeStatus.DECIDED: "green",
+    OutcomeStatus.DENIED: "bold red",
+    OutcomeStatus.PENDING_APPROVAL: "yellow",
+    OutcomeStatus.FAILED: "bold magenta",
+    OutcomeStatus.OUTCOME_UNKNOWN: "magenta",
+}
+
+_state: dict[str, Path] = {}
+
+HomeOption = Annotated[
+    Path | None,
+    typer.Option(
+        "--home",
+        envvar=HOME_ENV,
+        help="Data directory (default ./.exoarmur).",
+        show_default=False,
+    ),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant whose log to use.")]
+
+
+def _fail(message: str, code: int) -> NoReturn:
+    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    raise typer.Exit(code)
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """Turn ExoArmur's errors into one line on stderr and the right exit code."""
+    try:
+        yield
+    except InputError as exc:
+        _fail(str(exc), EXIT_BAD_INPUT)
+    except ExoArmurError as exc:
+        _fail(str(exc), EXIT_FAILURE)
+
+
+def _home() -> Home:
+    return Home(_state.get("home") or resolve_home(None))
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _print_version(value: bool) -> None:
+    if value:
+        typer.echo(f"exoarmur {__version__}")
+        raise typer.Exit(0)
+
+
+@app.callback()
+def _main(
+    home: HomeOption = None,
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", help="Print the version.", callback=_print_version, is_eager=True
+        ),
+    ] = False,
+) -> None:
+    if home is not None:
+        _state["home"] = home
+    else:
+        _state.pop("home", None)
+
+
+# -- init, key, health ------------------------------------------------------
+
+
+@app.command()
+def init() -> None:
+    """Create the data directory, the signing key and a default policy."""
+    with _errors():
+        home = _home()
+        created = home.init()
+        for path in created:
+            console.print(f"[green]created[/] {path}")
+        if not created:
+            console.print(f"{home.path} is already initialised; nothing changed")
+        console.print(f"public key: {home.signing_key().verifier_key()}")
+
+
+@key_app.command("public")
+def key_public() -> None:
+    """Print the verifier key (C2SP signed-note format) that checks checkpoints."""
+    with _errors():
+        home = _home()
+        home.require()
+        typer.echo(home.signing_key().verifier_key())
+
+
+@app.command()
+def health(as_json: JsonFlag = False) -> None:
+    """Check the store, the key, the policy and the configuration."""
+    checks: list[tuple[str, bool, str]] = []
+    home = _home()
+
+    def check(name: str, probe: Callable[[], str]) -> None:
+        try:
+            checks.append((name, True, probe()))
+        except Exception as exc:
+            checks.append((name, False, str(exc) or type(exc).__name__))
+
+    def probe_store() -> str:
+        from .ledger.sqlite import SqliteStore
+
+        if not home.ledger_path.exists():
+            raise ExoArmurError(f"{home.ledger_path} does not exist; run `exoarmur init`")
+        with SqliteStore(home.ledger_path) as store:
+            verdict = store.integrity_check()
+            if verdict != "ok":
+                raise ExoArmurError(f"SQLite integrity check: {verdict}")
+            tenants = store.tenants()
+            unfinished = sum(len(store.unfinished_executions(t)) for t in tenants)
+        extra = f", {unfinished} unfinished execution(s)" if unfinished else ""
+        return f"{home.ledger_path} ok, {len(tenants)} tenant log(s){extra}"
+
+    def probe_home() -> str:
+        home.require()
+        return str(home.path)
+
+    check("home", probe_home)
+    check("signing key", lambda: home.signing_key().verifier_key())
+    check("policy", lambda: f"bundle {home.policy().policy_hash}")
+    check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
+    check("store", probe_store)
+    healthy = all(ok for _, ok, _ in checks)
+    if as_json:
+        _print_json(
+            {
+                "healthy": healthy,
+                "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
+            }
+        )
+    else:
+        table = Table(title=f"ExoArmur health — {home.path}")
+        table.add_column("check")
+        table.add_column("status")
+        table.add_column("detail", overflow="fold")
+        for name, ok, detail in checks:
+            table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
+        console.print(table)
+    raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
+
+
+# -- submit and log ----------------------------------------------------------
+
+
+def _outcome_json(outcome: Outcome) -> dict[str, Any]:
+    return outcome.model_dump(mode="json")
+
+
+def _print_outcome(outcome: Outcome) -> None:
+    style = _STATUS_STYLE[outcome.status]
+    table = Table(show_header=False, box=None)
+    table.add_row("intent", outcome.intent_id)
+    table.add_row("tenant", outcome.tenant)
+    table.add_row("verdict", outcome.decision.verdict.value)
+    table.add_row("status", f"[{style}]{outcome.status.value}[/]")
+    table.add_row("reasons", ", ".join(outcome.decision.reasons) or "(no policy permitted it)")
+    table.add_row("policy", outcome.decision.policy_hash)
+    if outcome.executor:
+        table.add_row("executor", outcome.executor)
+    if outcome.result_hash:
+        table.add_row("result hash", outcome.result_hash)
+    if outcome.error:
+        table.add_row("error", outcome.error)
+    if outcome.duplicate:
+        table.add_row("duplicate", "yes: this is the first outcome, nothing new was written")
+    console.print(table)
+
+
+@app.command()
+def submit(
+    file: Annotated[str, typer.Argument(help="Intent JSON file, or - for standard input.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Govern one intent. Exit 0 allowed, 3 denied, 4 pending, 5 execution failed, 2 bad input."""
+    with _errors():
+        if file == "-":
+            raw = sys.stdin.buffer.read(MAX_INTENT_BYTES + 1)
+        else:
+            try:
+                with open(file, "rb") as handle:
+                    raw = handle.read(MAX_INTENT_BYTES + 1)
+            except OSError as exc:
+                raise InputError(f"cannot read intent file {file}: {exc.strerror}") from None
+        request = parse_intent_json(raw)
+        with open_governor(_home().path) as governor:
+            outcome = governor.submit(request)
+    if as_json:
+        _print_json(_outcome_json(outcome))
+    else:
+        _print_outcome(outcome)
+    raise typer.Exit(_STATUS_EXIT[outcome.status])
+
+
+@app.command()
+def log(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+    correlation: Annotated[
+        str | None, typer.Option("--correlation", "-c", help="Only this correlation id.")
+    ] = None,
+    limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events.")] = 1000,
+    as_json: JsonFlag = False,
+) -> None:
+    """List ledger events."""
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            tenants = [tenant] if tenant else ledger.store.tenants()
+            events = []
+            for name in tenants:
+                if correlation:
+                    events.extend(ledger.store.events_for_correlation(name, correlation))
+                else:
+                    events.extend(ledger.store.events(name, 0, ledger.size(name)))
+                if len(events) >= limit:
+                    break
+            events = events[:limit]
+        finally:
+            ledger.store.close()
+    if as_json:
+        _print_json([event.to_json() | {"leaf_hash": event.leaf_hash.hex()} for event in events])
+        return
+    table = Table(title=f"{len(events)} event(s)")
+    for column in ("tenant", "seq", "type", "event_time", "actor", "intent", "summary"):
+        table.add_column(column, overflow="fold")
+    for event in events:
+        table.add_row(
+            event.tenant,
+            str(event.seq),
+            event.type,
+            event.event_time.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            event.actor.get("id", ""),
+            event.intent_id or "",
+            _summary(event.type, event.payload),
+        )
+    console.print(table)
+
+
+def _summary(event_type: str, payload: dict[str, Any]) -> str:
+    if event_type == "intent.recorded":
+        intent = payload["intent"]
+        return f"{intent['action']} → {intent['target']} ({intent['safety_class']})"
+    if event_type == "decision.recorded":
+        decision = payload["decision"]
+        style = "green" if decision["verdict"] == "allow" else "red"
+        reasons = ", ".join(decision["reasons"]) or "default deny"
+        return f"[{style}]{decision['verdict']}[/] ({reasons})"
+    if event_type == "execution.started":
+        return f"via {payload['executor']}"
+    if event_type == "execution.finished":
+        return str(payload["status"]) + (f": {payload['error']}" if payload.get("error") else "")
+    return str(payload.get("reason", ""))
+
+
+# -- checkpoints and proofs --------------------------------------------------
+
+
+@app.command()
+def checkpoint(tenant: TenantOption) -> None:
+    """Sign and print a fresh checkpoint (the C2SP signed note, exactly)."""
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            signed = ledger.checkpoint(tenant)
+        finally:
+            ledger.store.close()
+    sys.stdout.write(signed.note)
+
+
+@prove_app.command("inclusion")
+def prove_inclusion(
+    tenant: TenantOption,
+    event_id: Annotated[str, typer.Option("--event-id", help="The event to prove.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Prove an event is in the log, against the latest checkpoint."""
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            event = ledger.event(tenant, event_id)
+            signed = ledger.current_checkpoint(tenant)
+            proof = ledger.inclusion(tenant, event.seq, signed.checkpoint.size)
+            verified = proof.verify(signed.checkpoint.root_hash)
+        finally:
+            ledger.store.close()
+    body = proof.to_json() | {"root_hash": signed.checkpoint.root_hash.hex()}
+    if as_json:
+        _print_json(body)
+    else:
+        console.print(f"event {event_id} is leaf {proof.leaf_index} of {proof.tree_size}")
+        console.print(f"leaf hash {proof.leaf_hash.hex()}")
+        for index, digest in enumerate(proof.hashes):
+            console.print(f"  [{index}] {digest.hex()}")
+        console.print(f"root {signed.checkpoint.root_hash.hex()} — verified: {verified}")
+    if not verified:
+        raise typer.Exit(EXIT_FAILURE)
+
+
+@prove_app.command("consistency")
+def prove_consistency(
+    tenant: TenantOption,
+    old_size: Annotated[int, typer.Option("--from", min=0, help="Older tree size.")],
+    new_size: Annotated[int, typer.Option("--to", min=0, help="Newer tree size.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Prove the log of size --to extends the log of size --from."""
+    with _errors():
+        if old_size > new_size:
+            raise InputError(f"--from ({old_size}) must not exceed --to ({new_size})")
+        ledger = _home().ledger()
+        try:
+            proof = ledger.consistency(tenant, old_size, new_size)
+            old_root = ledger.root(tenant, old_size)
+            new_root = ledger.root(tenant, new_size)
+        finally:
+            ledger.store.close()
+    body = proof.to_json() | {"old_root": old_root.hex(), "new_root": new_root.hex()}
+    if as_json:
+        _print_json(body)
+    else:
+        console.print(f"consistency {old_size} → {new_size}")
+        for index, digest in enumerate(proof.hashes):
+            console.print(f"  [{index}] {digest.hex()}")
+        console.print(f"verified: {proof.verify(old_root, new_root)}")
+
+
+@app.command()
+def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
+    """Re-derive a tenant's log from its stored bytes; check tree and checkpoint."""
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            result = ledger.verify(tenant)
+        finally:
+            ledger.store.close()
+    if as_json:
+        _print_json(
+            {
+                "tenant": tenant,
+                "ok": result.ok,
+                "tree_size": result.size,
+                "root_hash": result.root_hash.hex(),
+                "checkpoint_size": result.checkpoint_size,
+                "problems": list(result.problems),
+            }
+        )
+    else:
+        verdict = "[bold green]VERIFIED[/]" if result.ok else "[bold red]FAILED[/]"
+        console.print(
+            f"{verdict} tenant {tenant}: {result.size} events, root {result.root_hash.hex()}"
+        )
+        for problem in result.problems:
+            console.print(f"  [red]•[/] {problem}")
+    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILURE)
+
+
+# -- demo ---------------------------------------------------------------------
+
+
+@demo_app.command("quickstart")
+def demo_quickstart(
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Seeded ids and a stepped clock (seed 0).")
+    ] = False,
+    seed: Annotated[
+        int | None, typer.Option("--seed", help="Deterministic run with this seed.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Govern a handful of intents end to end and verify the result."""
+    from .demo import run_quickstart
+
+    if deterministic and seed is None:
+        seed = 0
+    with _errors():
+        home = _home()
+        if not home.exists():
+            home.init()
+        with open_governor(home.path, seed=seed) as governor:
+            report = run_quickstart(governor)
+    markers = report.markers()
+    if seed is not None:
+        markers["DETERMINISTIC_SEED"] = str(seed)
+    if as_json:
+        _print_json(
+            {
+                "markers": markers,
+                "outcomes": [_outcome_json(o) for o in report.outcomes],
+                "checkpoint": report.checkpoint_note,
+            }
+        )
+    else:
+        table = Table(title="ExoArmur quickstart — tenant demo")
+        for column in ("action", "target", "class", "verdict", "status", "reasons"):
+            table.add_column(column, overflow="fold")
+        for outcome, step in zip(report.outcomes, _scenario(), strict=True):
+            style = _STATUS_STYLE[outcome.status]
+            table.add_row(
+                step["action"],
+                step["target"],
+                step["safety_class"],
+                outcome.decision.verdict.value,
+                f"[{style}]{outcome.status.value}[/]",
+                ", ".join(outcome.decision.reasons) or "default deny",
+            )
+        console.print(table)
+        console.print("signed checkpoint:")
+        sys.stdout.flush()
+        sys.stdout.write(report.checkpoint_note)
+        for name, value in markers.items():
+            typer.echo(f"{name}={value}")
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILURE)
+
+
+def _scenario() -> tuple[dict[str, Any], ...]:
+    from .demo import SCENARIO
+
+    return SCENARIO
+
+
 def main() -> None:
-    pass
+    app()

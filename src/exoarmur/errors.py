@@ -4,12 +4,12 @@ Bad input and a failed environment are different branches, because the caller
 must react differently: fix the request, or retry / page someone.
 
     ExoArmurError
-    ├── InputError              the caller's input is wrong; nothing was written (CLI exit 2, HTTP 4xx)
+    ├── InputError              bad input; nothing was written (CLI exit 2, HTTP 4xx)
     │   ├── IntentError         an intent failed validation (names the field and the rule)
     │   ├── PolicyError         a policy bundle does not parse or validate
     │   └── ConfigError         the configuration file is wrong
     ├── IntegrityError          stored or shipped bytes are not what they claim to be
-    │   ├── KeyFileError        the signing key is missing, unreadable, tampered or too widely readable
+    │   ├── KeyFileError        signing key missing, unreadable, tampered or readable by others
     │   ├── CheckpointError     a signed checkpoint does not parse or verify
     │   ├── ProofError          an inclusion or consistency proof does not verify
     │   └── LedgerCorrupt       the ledger's stored bytes, hashes or tree disagree

@@ -27,7 +27,7 @@ TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$"
 # Printable, no whitespace or control characters: these end up in Cedar
 # entity ids, log lines and file names.
-TOKEN_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"
+TOKEN_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # noqa: S105 - a pattern, not a secret
 
 
 class SafetyClass(StrEnum):

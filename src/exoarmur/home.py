@@ -1,0 +1,220 @@
+"""The data directory: where an ExoArmur installation keeps its state.
+
+    <home>/                 EXOARMUR_HOME or --home, default ./.exoarmur (mode 0700)
+      config.toml           executor bindings and settings (TOML, read at start)
+      keys/ledger.key       the Ed25519 checkpoint signing key (mode 0600, refused otherwise)
+      policy/*.cedar        the policy bundle in force
+      ledger.db             the SQLite ledger (WAL)
+      run.lock              held shared by every running governor; exclusive for recovery
+
+This is the edge: it reads files and the environment and builds the pure
+parts (policy engine, governor) from them.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import os
+import secrets
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from .clock import Clock, StepClock, SystemClock
+from .errors import ConfigError, ExoArmurError, KeyFileError
+from .executors import ExecutorRegistry
+from .ids import IdGenerator, RandomIds, SeededIds
+from .ledger.keys import SigningKey, load_signing_key, write_signing_key
+from .ledger.log import Ledger
+from .ledger.sqlite import SqliteStore
+from .pipeline import Governor
+from .policy import PolicyBundle, PolicyEngine
+
+HOME_ENV = "EXOARMUR_HOME"
+DEFAULT_HOME = ".exoarmur"
+
+DEFAULT_POLICY = """\
+// ExoArmur default policy: read-only (A0) actions are allowed, everything else
+// is denied. Nothing is allowed unless a policy permits it (default deny).
+// Edit this file, or add more .cedar files next to it, to allow more.
+
+@id("allow-read-only")
+permit (principal, action, resource)
+when { context.safety_class == "A0" };
+"""
+
+DEFAULT_CONFIG = """\
+# ExoArmur configuration. Read when a command starts.
+
+# Bind actions to executors. An allowed action with no executor bound is
+# recorded as decided and handed back to the caller to carry out.
+# Patterns are exact action names or globs; the most specific one wins.
+[executors]
+"demo.*" = { type = "echo" }
+# "http.notify" = { type = "http", url = "http://127.0.0.1:8080/hook" }
+"""
+
+
+def resolve_home(home: Path | str | None) -> Path:
+    if home is not None:
+        return Path(home)
+    return Path(os.environ.get(HOME_ENV, DEFAULT_HOME))
+
+
+@dataclass
+class Home:
+    path: Path
+
+    @property
+    def config_path(self) -> Path:
+        return self.path / "config.toml"
+
+    @property
+    def key_path(self) -> Path:
+        return self.path / "keys" / "ledger.key"
+
+    @property
+    def policy_dir(self) -> Path:
+        return self.path / "policy"
+
+    @property
+    def ledger_path(self) -> Path:
+        return self.path / "ledger.db"
+
+    def exists(self) -> bool:
+        return self.config_path.exists() and self.key_path.exists()
+
+    def init(self) -> list[str]:
+        """Create what is missing; never overwrite. Returns what was created."""
+        created = []
+        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not self.key_path.exists():
+            key = SigningKey.generate(f"exoarmur.local/{secrets.token_hex(4)}")
+            write_signing_key(self.key_path, key)
+            created.append(str(self.key_path))
+        if not self.policy_dir.exists():
+            self.policy_dir.mkdir(mode=0o700)
+            (self.policy_dir / "default.cedar").write_text(DEFAULT_POLICY, encoding="utf-8")
+            created.append(str(self.policy_dir / "default.cedar"))
+        if not self.config_path.exists():
+            self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
+            created.append(str(self.config_path))
+        store = SqliteStore(self.ledger_path)
+        store.close()
+        return created
+
+    def require(self) -> None:
+        if not self.exists():
+            raise ConfigError(
+                f"{self.path} is not an ExoArmur home (no config.toml or signing key); "
+                "run `exoarmur init` first"
+            )
+
+    def config(self) -> dict[str, Any]:
+        try:
+            with self.config_path.open("rb") as handle:
+                return tomllib.load(handle)
+        except FileNotFoundError:
+            return {}
+        except tomllib.TOMLDecodeError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+
+    def signing_key(self) -> SigningKey:
+        return load_signing_key(self.key_path)
+
+    def policy(self) -> PolicyEngine:
+        return PolicyEngine(PolicyBundle.from_dir(self.policy_dir))
+
+    def executors(self) -> ExecutorRegistry:
+        bindings = self.config().get("executors", {})
+        if not isinstance(bindings, dict):
+            raise ConfigError(f"{self.config_path}: [executors] must be a table")
+        return ExecutorRegistry.from_config(bindings)
+
+    def ledger(self) -> Ledger:
+        """The ledger alone (for reads, proofs, checkpoints)."""
+        self.require()
+        key = self.signing_key()
+        return Ledger(SqliteStore(self.ledger_path), key)
+
+
+@dataclass
+class RunLock:
+    """Who may recover: the one process that finds no other governor running.
+
+    Every governor holds ``run.lock`` shared while it lives. At start it first
+    tries to take it exclusive: success means no other governor is mid-way
+    through an execution, so unfinished executions really are abandoned.
+    """
+
+    path: Path
+    _fd: int = field(default=-1, init=False)
+
+    def acquire(self) -> bool:
+        """Hold the lock shared; return True if we were alone (may recover)."""
+        self._fd = os.open(self.path, os.O_RDWR | os.O_CREAT, 0o600)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            alone = True
+        except BlockingIOError:
+            alone = False
+        if not alone:
+            fcntl.flock(self._fd, fcntl.LOCK_SH)
+        return alone
+
+    def share(self) -> None:
+        fcntl.flock(self._fd, fcntl.LOCK_SH)
+
+    def release(self) -> None:
+        if self._fd >= 0:
+            os.close(self._fd)
+            self._fd = -1
+
+
+def deterministic_parts(seed: int) -> tuple[Clock, IdGenerator]:
+    """The clock and ids of a deterministic run: the same seed, the same bytes."""
+    return StepClock(), SeededIds(seed)
+
+
+def open_governor(
+    home: Path | str | None = None,
+    *,
+    seed: int | None = None,
+    clock: Clock | None = None,
+    ids: IdGenerator | None = None,
+    recover: bool = True,
+) -> Governor:
+    """A governor over a data directory, with recovery of abandoned executions."""
+    where = Home(resolve_home(home))
+    where.require()
+    if seed is not None:
+        clock, ids = deterministic_parts(seed)
+    clock = clock or SystemClock()
+    ids = ids or RandomIds()
+    policy = where.policy()
+    executors = where.executors()
+    key = where.signing_key()
+    lock = RunLock(where.path / "run.lock")
+    alone = lock.acquire()
+    try:
+        store = SqliteStore(where.ledger_path)
+    except ExoArmurError:
+        lock.release()
+        raise
+    governor = Governor(
+        ledger=Ledger(store, key), policy=policy, executors=executors, clock=clock, ids=ids
+    )
+    governor.add_close_hook(lock.release)
+    if alone:
+        try:
+            if recover:
+                governor.recover()
+            lock.share()
+        except BaseException:
+            governor.close()
+            raise
+    return governor
+
+
+__all__ = ["Home", "KeyFileError", "open_governor", "resolve_home"]

@@ -1,0 +1,487 @@
+"""The embedded store: one SQLite file, WAL, ``synchronous=FULL``, group commit.
+
+Durability: an ``append`` returns only after its transaction committed with
+``synchronous=FULL`` in WAL mode, i.e. after the WAL was fsynced. A kill -9
+at any point loses only appends that had not returned.
+
+Group commit: appends are handed to one writer thread. It takes every append
+waiting in its queue (up to ``max_batch``) and commits them in one
+transaction, so N concurrent submitters pay one fsync, not N. Each append in
+a batch runs in its own SAVEPOINT, so one append refused (a duplicate
+idempotency key) does not sink the others.
+
+Several processes may open the same file: the writer takes SQLite's write
+lock (``BEGIN IMMEDIATE``) and re-reads each tenant's tree size inside it,
+reloading its in-memory Merkle frontier if another process appended.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import queue
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from ..errors import DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
+from ..model.event import (
+    EXECUTION_FINISHED,
+    EXECUTION_OUTCOME_UNKNOWN,
+    EXECUTION_STARTED,
+    Event,
+    EventDraft,
+    event_bytes,
+)
+from .merkle import Frontier, NodeKey, leaf_hash
+
+SCHEMA_VERSION = "1"
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS meta (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+CREATE TABLE IF NOT EXISTS trees (
+    tenant TEXT PRIMARY KEY,
+    size   INTEGER NOT NULL
+);
+CREATE TABLE IF NOT EXISTS events (
+    tenant         TEXT    NOT NULL,
+    seq            INTEGER NOT NULL,
+    event_id       TEXT    NOT NULL,
+    type           TEXT    NOT NULL,
+    correlation_id TEXT    NOT NULL,
+    intent_id      TEXT,
+    canonical      BLOB    NOT NULL,
+    leaf_hash      BLOB    NOT NULL,
+    PRIMARY KEY (tenant, seq)
+) WITHOUT ROWID;
+CREATE UNIQUE INDEX IF NOT EXISTS events_by_id ON events (tenant, event_id);
+CREATE INDEX IF NOT EXISTS events_by_intent ON events (tenant, intent_id, type)
+    WHERE intent_id IS NOT NULL;
+CREATE INDEX IF NOT EXISTS events_by_correlation ON events (tenant, correlation_id);
+CREATE INDEX IF NOT EXISTS events_by_type ON events (tenant, type);
+CREATE TABLE IF NOT EXISTS nodes (
+    tenant TEXT    NOT NULL,
+    level  INTEGER NOT NULL,
+    idx    INTEGER NOT NULL,
+    hash   BLOB    NOT NULL,
+    PRIMARY KEY (tenant, level, idx)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS idempotency (
+    tenant    TEXT NOT NULL,
+    key       TEXT NOT NULL,
+    intent_id TEXT NOT NULL,
+    PRIMARY KEY (tenant, key)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS checkpoints (
+    tenant TEXT    NOT NULL,
+    size   INTEGER NOT NULL,
+    note   TEXT    NOT NULL,
+    PRIMARY KEY (tenant, size)
+) WITHOUT ROWID;
+"""
+
+_EVENT_COLUMNS = "canonical, leaf_hash"
+
+
+@dataclass
+class _Append:
+    tenant: str
+    drafts: Sequence[EventDraft]
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[Event] | None = None
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
+def _connect(path: Path) -> sqlite3.Connection:
+    # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is
+    # exactly one transaction.
+    conn = sqlite3.connect(path, isolation_level=None, check_same_thread=False, timeout=30.0)
+    conn.execute("PRAGMA busy_timeout = 30000")
+    conn.execute("PRAGMA journal_mode = WAL")
+    conn.execute("PRAGMA synchronous = FULL")
+    conn.execute("PRAGMA foreign_keys = ON")
+    return conn
+
+
+class SqliteStore:
+    """A :class:`~exoarmur.ledger.store.LedgerStore` in one SQLite file."""
+
+    def __init__(self, path: Path | str, *, max_batch: int = 512) -> None:
+        self.path = Path(path)
+        self._max_batch = max_batch
+        try:
+            self._writer_conn = _connect(self.path)
+            self._reader_conn = _connect(self.path)
+            self._ensure_schema()
+        except sqlite3.DatabaseError as exc:
+            raise StoreUnavailable(
+                f"cannot open ledger database {self.path}: {exc} (is it a corrupt or foreign file?)"
+            ) from None
+        self._read_lock = threading.Lock()
+        self._frontiers: dict[str, Frontier] = {}
+        self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+        self._closed = False
+        #: transactions committed by this store: the group-commit ratio is appends / commits
+        self.commits = 0
+        self._writer = threading.Thread(target=self._write_loop, name="exoarmur-ledger-writer")
+        self._writer.daemon = True
+        self._writer.start()
+
+    # -- schema -----------------------------------------------------------
+
+    def _ensure_schema(self) -> None:
+        conn = self._writer_conn
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            for statement in _SCHEMA.split(";"):
+                if statement.strip():
+                    conn.execute(statement)
+            row = conn.execute("SELECT value FROM meta WHERE key = 'schema_version'").fetchone()
+            if row is None:
+                conn.execute(
+                    "INSERT INTO meta (key, value) VALUES ('schema_version', ?)",
+                    (SCHEMA_VERSION,),
+                )
+            elif row[0] != SCHEMA_VERSION:
+                raise StoreUnavailable(
+                    f"ledger database {self.path} has schema version {row[0]}, "
+                    f"this ExoArmur reads version {SCHEMA_VERSION}"
+                )
+            conn.execute("COMMIT")
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+
+    # -- writes -----------------------------------------------------------
+
+    def append(self, tenant: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        if not drafts:
+            return []
+        if self._closed:
+            raise StoreError("ledger store is closed")
+        request = _Append(tenant, drafts)
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Append] = [first]  # type: ignore[list-item]
+            stop_after = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop_after = True
+                    break
+                batch.append(more)  # type: ignore[arg-type]
+            self._commit_batch(batch)
+            if stop_after:
+                return
+
+    def _commit_batch(self, batch: list[_Append]) -> None:
+        conn = self._writer_conn
+        working: dict[str, Frontier] = {}
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+            for request in batch:
+                conn.execute("SAVEPOINT append_one")
+                before = {t: f.copy() for t, f in working.items() if t == request.tenant}
+                try:
+                    request.result = self._apply(conn, working, request)
+                    conn.execute("RELEASE append_one")
+                except DuplicateIntent as exc:
+                    conn.execute("ROLLBACK TO append_one")
+                    conn.execute("RELEASE append_one")
+                    if request.tenant in before:
+                        working[request.tenant] = before[request.tenant]
+                    else:
+                        working.pop(request.tenant, None)
+                    request.error = exc
+            conn.execute("COMMIT")
+            self.commits += 1
+        except BaseException as exc:
+            # Nothing of this batch is durable: fail every request in it and
+            # forget cached frontiers, which the next batch reloads.
+            with contextlib.suppress(sqlite3.Error):
+                conn.execute("ROLLBACK")
+            self._frontiers.clear()
+            failure = (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError(f"ledger append failed, nothing acknowledged: {exc}")
+            )
+            for request in batch:
+                request.result = None
+                request.error = failure
+        else:
+            self._frontiers.update(working)
+        finally:
+            for request in batch:
+                request.done.set()
+
+    def _frontier_in_tx(
+        self, conn: sqlite3.Connection, working: dict[str, Frontier], tenant: str
+    ) -> Frontier:
+        if tenant in working:
+            return working[tenant]
+        row = conn.execute("SELECT size FROM trees WHERE tenant = ?", (tenant,)).fetchone()
+        size = row[0] if row else 0
+        cached = self._frontiers.get(tenant)
+        if cached is None or cached.size != size:
+            # First touch, or another process appended since we last looked.
+            cached = Frontier.load(size, lambda keys: self._read_nodes(conn, tenant, keys))
+        frontier = cached.copy()
+        working[tenant] = frontier
+        return frontier
+
+    def _apply(
+        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: _Append
+    ) -> list[Event]:
+        tenant = request.tenant
+        for draft in request.drafts:
+            if draft.tenant != tenant:
+                raise StoreError(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
+            if draft.idempotency_key is not None:
+                existing = conn.execute(
+                    "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?",
+                    (tenant, draft.idempotency_key),
+                ).fetchone()
+                if existing is not None:
+                    raise DuplicateIntent(tenant, draft.idempotency_key, existing[0])
+        frontier = self._frontier_in_tx(conn, working, tenant)
+        recorded: list[Event] = []
+        event_rows = []
+        node_rows = []
+        for draft in request.drafts:
+            seq = frontier.size
+            canonical = event_bytes(draft, seq)
+            leaf = leaf_hash(canonical)
+            for (level, index), digest in frontier.append(leaf):
+                if level > 0:
+                    node_rows.append((tenant, level, index, digest))
+            event_rows.append(
+                (
+                    tenant,
+                    seq,
+                    draft.event_id,
+                    draft.type,
+                    draft.correlation_id,
+                    draft.intent_id,
+                    canonical,
+                    leaf,
+                )
+            )
+            if draft.idempotency_key is not None:
+                conn.execute(
+                    "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)",
+                    (tenant, draft.idempotency_key, draft.intent_id or draft.event_id),
+                )
+            recorded.append(
+                Event(
+                    seq=seq,
+                    event_id=draft.event_id,
+                    tenant=tenant,
+                    type=draft.type,
+                    correlation_id=draft.correlation_id,
+                    event_time=draft.event_time,
+                    process_time=draft.process_time,
+                    actor=draft.actor,
+                    payload=draft.payload,
+                    intent_id=draft.intent_id,
+                    canonical=canonical,
+                    leaf_hash=leaf,
+                )
+            )
+        try:
+            conn.executemany(
+                "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
+                "canonical, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                event_rows,
+            )
+        except sqlite3.IntegrityError:
+            raise StoreError(
+                f"an event id of this append is already recorded in tenant {tenant!r} "
+                "(a deterministic run replayed into a home that already holds its ids? "
+                "use a fresh --home)"
+            ) from None
+        if node_rows:
+            conn.executemany(
+                "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows
+            )
+        conn.execute(
+            "INSERT INTO trees (tenant, size) VALUES (?, ?) "
+            "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
+            (tenant, frontier.size),
+        )
+        return recorded
+
+    def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
+        with self._read_lock:
+            try:
+                self._reader_conn.execute(
+                    "INSERT OR IGNORE INTO checkpoints (tenant, size, note) VALUES (?, ?, ?)",
+                    (tenant, size, note),
+                )
+            except sqlite3.Error as exc:
+                raise StoreError(f"cannot save checkpoint: {exc}") from None
+
+    # -- reads ------------------------------------------------------------
+
+    @staticmethod
+    def _read_nodes(
+        conn: sqlite3.Connection, tenant: str, keys: Sequence[NodeKey]
+    ) -> dict[NodeKey, bytes]:
+        found: dict[NodeKey, bytes] = {}
+        leaves = sorted({index for level, index in keys if level == 0})
+        inner = sorted({(level, index) for level, index in keys if level > 0})
+        # Bounded IN-lists: a proof needs O(log n) keys, far below SQLite's limits.
+        if leaves:
+            marks = ",".join("?" * len(leaves))
+            for seq, digest in conn.execute(
+                f"SELECT seq, leaf_hash FROM events WHERE tenant = ? AND seq IN ({marks})",
+                (tenant, *leaves),
+            ):
+                found[(0, seq)] = digest
+        for level, index in inner:
+            row = conn.execute(
+                "SELECT hash FROM nodes WHERE tenant = ? AND level = ? AND idx = ?",
+                (tenant, level, index),
+            ).fetchone()
+            if row is not None:
+                found[(level, index)] = row[0]
+        return found
+
+    def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
+        with self._read_lock:
+            return self._read_nodes(self._reader_conn, tenant, keys)
+
+    def size(self, tenant: str) -> int:
+        row = self._fetchone("SELECT size FROM trees WHERE tenant = ?", (tenant,))
+        return int(str(row[0])) if row else 0
+
+    def _fetchone(self, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
+        with self._read_lock:
+            try:
+                row: tuple[object, ...] | None = self._reader_conn.execute(sql, params).fetchone()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"ledger read failed: {exc}") from None
+            return row
+
+    def _fetchall(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
+        with self._read_lock:
+            try:
+                rows: list[tuple[object, ...]] = self._reader_conn.execute(sql, params).fetchall()
+            except sqlite3.DatabaseError as exc:
+                raise StoreError(f"ledger read failed: {exc}") from None
+            return rows
+
+    @staticmethod
+    def _event(row: tuple[object, ...]) -> Event:
+        canonical, leaf = row
+        if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
+            raise LedgerCorrupt("stored event row does not hold bytes")
+        try:
+            return Event.from_canonical(canonical, leaf)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
+
+    def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        # Paged, so that iterating a million-event log keeps memory flat.
+        page = 1000
+        cursor = start
+        while stop is None or cursor < stop:
+            limit = page if stop is None else min(page, stop - cursor)
+            rows = self._fetchall(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq >= ? "
+                "ORDER BY seq LIMIT ?",
+                (tenant, cursor, limit),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield self._event(row)
+            cursor += len(rows)
+
+    def event_by_id(self, tenant: str, event_id: str) -> Event | None:
+        row = self._fetchone(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?",
+            (tenant, event_id),
+        )
+        return self._event(row) if row else None
+
+    def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
+        rows = self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND intent_id = ? ORDER BY seq",
+            (tenant, intent_id),
+        )
+        return [self._event(row) for row in rows]
+
+    def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
+        rows = self._fetchall(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND correlation_id = ? "
+            "ORDER BY seq",
+            (tenant, correlation_id),
+        )
+        return [self._event(row) for row in rows]
+
+    def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
+        row = self._fetchone(
+            "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?",
+            (tenant, idempotency_key),
+        )
+        return str(row[0]) if row else None
+
+    def unfinished_executions(self, tenant: str) -> list[str]:
+        rows = self._fetchall(
+            "SELECT s.intent_id FROM events s WHERE s.tenant = ? AND s.type = ? "
+            "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.tenant = s.tenant "
+            "AND f.intent_id = s.intent_id AND f.type IN (?, ?)) ORDER BY s.seq",
+            (tenant, EXECUTION_STARTED, EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN),
+        )
+        return [str(row[0]) for row in rows]
+
+    def tenants(self) -> list[str]:
+        return [str(row[0]) for row in self._fetchall("SELECT tenant FROM trees ORDER BY 1", ())]
+
+    def latest_checkpoint(self, tenant: str) -> tuple[int, str] | None:
+        row = self._fetchone(
+            "SELECT size, note FROM checkpoints WHERE tenant = ? ORDER BY size DESC LIMIT 1",
+            (tenant,),
+        )
+        return (int(str(row[0])), str(row[1])) if row else None
+
+    def integrity_check(self) -> str:
+        """SQLite's own page-level check: ``"ok"`` or what it found."""
+        row = self._fetchone("PRAGMA quick_check", ())
+        return str(row[0]) if row else "no answer"
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join()
+        self._writer_conn.close()
+        self._reader_conn.close()
+
+    def __enter__(self) -> SqliteStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()

@@ -1,0 +1,65 @@
+"""The ledger store interface: the one small door to durable storage.
+
+A store keeps, per tenant, an append-only sequence of events, the hashes of
+the perfect Merkle subtrees over them (so proofs never rehash the log), an
+idempotency index and signed checkpoints. ``append`` is atomic and durable
+on return: an event is acknowledged only once it survives a crash.
+
+SQLite is the embedded default (``sqlite.py``); PostgreSQL and JetStream
+implement the same protocol. An in-memory store is for unit tests only and
+lives in the tests.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Protocol
+
+from ..model.event import Event, EventDraft
+from .merkle import NodeKey
+
+
+class LedgerStore(Protocol):
+    def append(self, tenant: str, drafts: Sequence[EventDraft]) -> list[Event]:
+        """Append ``drafts`` to ``tenant``'s log as one atomic, durable unit.
+
+        Assigns consecutive sequence numbers, persists canonical bytes, leaf
+        hashes and every completed Merkle node. Raises ``DuplicateIntent``
+        (and writes nothing) when a draft's idempotency key is taken,
+        ``StoreError`` when nothing could be made durable.
+        """
+        ...
+
+    def size(self, tenant: str) -> int:
+        """Number of events in ``tenant``'s log (its tree size)."""
+        ...
+
+    def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
+        """Stored perfect-subtree hashes; level 0 is the leaf hashes."""
+        ...
+
+    def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        """Events with ``start <= seq < stop``, in order."""
+        ...
+
+    def event_by_id(self, tenant: str, event_id: str) -> Event | None: ...
+
+    def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]: ...
+
+    def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]: ...
+
+    def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
+        """The intent id recorded under an idempotency key, if any."""
+        ...
+
+    def unfinished_executions(self, tenant: str) -> list[str]:
+        """Intent ids with ``execution.started`` and no later terminal event."""
+        ...
+
+    def tenants(self) -> list[str]: ...
+
+    def save_checkpoint(self, tenant: str, size: int, note: str) -> None: ...
+
+    def latest_checkpoint(self, tenant: str) -> tuple[int, str] | None: ...
+
+    def close(self) -> None: ...
