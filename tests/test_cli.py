@@ -266,3 +266,14 @@ def test_version() -> None:
     result = runner.invoke(app, ["--version"])
     assert result.exit_code == 0
     assert result.stdout.startswith("exoarmur ")
+
+
+def test_a_deterministic_run_records_its_seed_once(tmp_path: Path) -> None:
+    home = tmp_path / "det"
+    for _ in range(2):
+        assert cli(home, "demo", "quickstart", "--seed", "41").exit_code == 0
+    runs = json.loads(cli(home, "log", "--tenant", "_system", "--json").stdout)
+    assert len(runs) == 1
+    assert runs[0]["type"] == "run.started"
+    assert runs[0]["payload"]["ids"] == {"generator": "seeded-ulid", "seed": 41}
+    assert runs[0]["payload"]["clock"]["kind"] == "step"

@@ -49,6 +49,16 @@ class StepClock:
         self._step = step
         self._lock = threading.Lock()
 
+    def describe(self) -> dict[str, str | int]:
+        """What a run records so that the same times can be made again."""
+        with self._lock:
+            start = self._next
+        return {
+            "kind": self.name,
+            "start": start.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            "step_microseconds": self._step // timedelta(microseconds=1),
+        }
+
     def now(self) -> datetime:
         with self._lock:
             current = self._next

@@ -172,7 +172,7 @@ class RunLock:
             self._fd = -1
 
 
-def deterministic_parts(seed: int) -> tuple[Clock, IdGenerator]:
+def deterministic_parts(seed: int) -> tuple[StepClock, SeededIds]:
     """The clock and ids of a deterministic run: the same seed, the same bytes."""
     return StepClock(), SeededIds(seed)
 
@@ -188,8 +188,15 @@ def open_governor(
     """A governor over a data directory, with recovery of abandoned executions."""
     where = Home(resolve_home(home))
     where.require()
+    run_settings: dict[str, Any] | None = None
     if seed is not None:
-        clock, ids = deterministic_parts(seed)
+        step_clock, seeded_ids = deterministic_parts(seed)
+        clock, ids = step_clock, seeded_ids
+        run_settings = {
+            "mode": "deterministic",
+            "clock": step_clock.describe(),
+            "ids": {"generator": "seeded-ulid", "seed": seed},
+        }
     clock = clock or SystemClock()
     ids = ids or RandomIds()
     policy = where.policy()
@@ -211,6 +218,12 @@ def open_governor(
             if recover:
                 governor.recover()
             lock.share()
+        except BaseException:
+            governor.close()
+            raise
+    if run_settings is not None:
+        try:
+            governor.record_run(run_settings)
         except BaseException:
             governor.close()
             raise

@@ -33,6 +33,8 @@ from .model.event import (
     EXECUTION_OUTCOME_UNKNOWN,
     EXECUTION_STARTED,
     INTENT_RECORDED,
+    RUN_STARTED,
+    SYSTEM_LOG,
     Event,
     EventDraft,
 )
@@ -127,6 +129,38 @@ class Governor:
                 )
                 recovered.append(self.outcome(tenant, intent_id))
         return recovered
+
+    def record_run(self, settings: Mapping[str, Any]) -> Event | None:
+        """Record how this run makes time and ids (e.g. a deterministic seed).
+
+        Goes to the system log, once per distinct settings: running the same
+        deterministic scenario again records nothing new.
+        """
+        key = "run:" + content_hash(dict(settings))
+        if self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
+            return None
+        now = self.clock.now()
+        event_id = self.ids.new(now)
+        try:
+            (event,) = self.ledger.append(
+                SYSTEM_LOG,
+                [
+                    EventDraft(
+                        event_id=event_id,
+                        tenant=SYSTEM_LOG,
+                        type=RUN_STARTED,
+                        correlation_id=event_id,
+                        event_time=now,
+                        process_time=now,
+                        actor=SYSTEM_ACTOR.to_canonical(),
+                        payload=dict(settings),
+                        idempotency_key=key,
+                    )
+                ],
+            )
+        except DuplicateIntent:
+            return None
+        return event
 
     def add_close_hook(self, hook: Callable[[], None]) -> None:
         self._close_hooks.append(hook)

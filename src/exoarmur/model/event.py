@@ -22,6 +22,12 @@ EXECUTION_STARTED: Final = "execution.started"
 EXECUTION_FINISHED: Final = "execution.finished"
 EXECUTION_OUTCOME_UNKNOWN: Final = "execution.outcome_unknown"
 
+RUN_STARTED: Final = "run.started"
+
+#: The log of events that belong to no tenant (runs; later, global controls).
+#: Tenant names cannot start with "_", so no tenant can reach it.
+SYSTEM_LOG: Final = "_system"
+
 EVENT_FORMAT: Final = "exoarmur.event/v1"
 
 
