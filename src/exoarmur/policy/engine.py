@@ -8,25 +8,34 @@ Cedar request (documented in the README):
 - action: ``Action::"<action>"`` (the dotted name as is);
 - resource: ``Target::"<target>"``;
 - context: ``params`` (floats and out-of-range integers become their JSON
-  text, nulls are dropped: Cedar has neither), ``safety_class``, ``tenant``.
+  text, nulls are dropped: Cedar has neither), ``safety_class``, ``tenant``,
+  ``posture`` and the recorded time (``event_time`` as text, ``event_epoch``
+  as whole seconds).
 
-Default deny: no determining permit is a deny. Any evaluation error denies
-(fail closed) and is recorded. Nothing here reads a clock, a file or the
-environment.
+The verdict: a determining ``forbid`` denies; determining permits of which
+any carries ``@approval`` require approval by the largest quorum among them;
+other determining permits allow; nothing determining denies (default deny).
+Any evaluation error denies (fail closed: Cedar would skip an erroring
+forbid) and is recorded. Nothing here reads a clock, a file or the
+environment: the recorded time comes in the intent, the posture as an
+argument.
 """
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any
 
 import cedarpy
 
-from ..encoding import canonical_bytes
+from ..encoding import canonical_bytes, format_time
 from ..errors import PolicyError
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent
 from .bundle import PolicyBundle
+from .obligations import combine, obligations_of
 
 _PRINCIPAL_TYPES = {
     "agent": "Agent",
@@ -55,24 +64,62 @@ def _quote(text: str) -> str:
     return '"' + text.replace("\\", "\\\\").replace('"', '\\"') + '"'
 
 
+@dataclass(frozen=True)
+class PolicyInfo:
+    """One policy of a bundle, as explain and the decision rule need it."""
+
+    policy_id: str
+    file: str
+    effect: str
+    annotations: dict[str, str]
+    obligations: dict[str, str]
+
+
+def _parse_file(name: str, text: str) -> dict[str, Any]:
+    try:
+        parsed: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))
+    except ValueError as exc:
+        raise PolicyError(f"{name}: {exc}") from None
+    if parsed.get("templates"):
+        raise PolicyError(f"{name}: policy templates are not supported in a bundle")
+    return parsed
+
+
 class PolicyEngine:
     """Decides intents under one parsed policy bundle."""
 
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
         self.policy_hash = bundle.hash
+        static: dict[str, Any] = {}
+        self.policies: dict[str, PolicyInfo] = {}
         for name, text in bundle.files:
-            try:
-                cedarpy.PolicySet.from_str(text)
-            except ValueError as exc:
-                raise PolicyError(f"{name}: {exc}") from None
+            for number, (_, policy) in enumerate(_parse_file(name, text)["staticPolicies"].items()):
+                annotations = {str(k): str(v) for k, v in (policy.get("annotations") or {}).items()}
+                policy_id = annotations.get("id") or f"{name}#{number}"
+                if policy_id in self.policies:
+                    other = self.policies[policy_id].file
+                    raise PolicyError(
+                        f"{name}: policy id {policy_id!r} is used twice (also in {other})"
+                    )
+                self.policies[policy_id] = PolicyInfo(
+                    policy_id=policy_id,
+                    file=name,
+                    effect=str(policy["effect"]),
+                    annotations=annotations,
+                    obligations=obligations_of(policy_id, annotations),
+                )
+                static[policy_id] = policy
+        document = {"staticPolicies": static, "templates": {}, "templateLinks": []}
         try:
-            self._policies = cedarpy.PolicySet.from_str("\n".join(t for _, t in bundle.files))
-        except ValueError as exc:
+            self._policies = cedarpy.PolicySet.from_json_str(json.dumps(document))
+        except ValueError as exc:  # pragma: no cover - each file parsed above
             raise PolicyError(f"policy bundle does not parse as one set: {exc}") from None
 
     @staticmethod
-    def request(intent: ActionIntent) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+    def request(
+        intent: ActionIntent, posture: str = "normal"
+    ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The Cedar request and entities for ``intent``."""
         principal_type = _PRINCIPAL_TYPES[intent.actor.kind]
         request: dict[str, Any] = {
@@ -83,6 +130,9 @@ class PolicyEngine:
                 "params": _cedar_value(intent.params),
                 "safety_class": intent.safety_class.value,
                 "tenant": intent.tenant,
+                "posture": posture,
+                "event_time": format_time(intent.event_time),
+                "event_epoch": int(intent.event_time.timestamp()),
             },
         }
         entities: list[dict[str, Any]] = [
@@ -97,29 +147,37 @@ class PolicyEngine:
 
     def _decision(self, result: Any) -> Decision:
         diagnostics = result.diagnostics
-        names = diagnostics.id_annotations_by_reason
-        reasons = tuple(sorted(names.get(r, r) for r in diagnostics.reasons))
+        reasons = tuple(sorted(diagnostics.reasons))
         errors = tuple(str(e) for e in diagnostics.errors)
-        if result.decision == cedarpy.Decision.Allow and not errors:
-            verdict = Verdict.ALLOW
-        else:
+        determining = [self.policies[r] for r in reasons if r in self.policies]
+        obligations: dict[str, str] = {}
+        if errors or result.decision != cedarpy.Decision.Allow:
             verdict = Verdict.DENY
+        else:
+            obligations = combine(p.obligations for p in determining)
+            verdict = Verdict.REQUIRE_APPROVAL if "approval" in obligations else Verdict.ALLOW
         return Decision(
-            verdict=verdict, reasons=reasons, policy_hash=self.policy_hash, errors=errors
+            verdict=verdict,
+            reasons=reasons,
+            obligations=obligations,
+            policy_hash=self.policy_hash,
+            errors=errors,
         )
 
-    def decide(self, intent: ActionIntent) -> Decision:
-        request, entities = self.request(intent)
+    def decide(self, intent: ActionIntent, posture: str = "normal") -> Decision:
+        request, entities = self.request(intent, posture)
         return self._decision(cedarpy.is_authorized(request, self._policies, entities))
 
-    def decide_batch(self, intents: Sequence[ActionIntent]) -> list[Decision]:
+    def decide_batch(
+        self, intents: Sequence[ActionIntent], posture: str = "normal"
+    ) -> list[Decision]:
         """Decide many intents in one Cedar call (same results as one by one)."""
         if not intents:
             return []
         requests = []
         entities: dict[tuple[str, str], dict[str, Any]] = {}
         for intent in intents:
-            request, ents = self.request(intent)
+            request, ents = self.request(intent, posture)
             requests.append(request)
             for entity in ents:
                 entities[(entity["uid"]["type"], entity["uid"]["id"])] = entity
