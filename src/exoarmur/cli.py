@@ -13,6 +13,8 @@ Exit codes (stable, documented in the README):
 from __future__ import annotations
 
 import json
+import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -24,10 +26,18 @@ from rich.console import Console
 from rich.table import Table
 
 from . import __version__
-from .errors import ExoArmurError, InputError
+from .approvals import IntentState, Vote, intent_state
+from .errors import (
+    AuthenticationError,
+    ExoArmurError,
+    InputError,
+    NotFound,
+    PermissionDenied,
+)
 from .home import HOME_ENV, Home, open_governor, resolve_home
 from .model.decision import Outcome, OutcomeStatus
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
+from .policy import PolicyBundle
 
 app = typer.Typer(
     name="exoarmur",
@@ -41,7 +51,12 @@ prove_app = typer.Typer(
 )
 key_app = typer.Typer(help="The checkpoint signing key.", no_args_is_help=True)
 demo_app = typer.Typer(help="Runnable demonstrations.", no_args_is_help=True)
+principal_app = typer.Typer(
+    help="Principals (operators, agents, auditors, admins) and their API keys.",
+    no_args_is_help=True,
+)
 app.add_typer(prove_app, name="prove")
+app.add_typer(principal_app, name="principal")
 app.add_typer(key_app, name="key")
 app.add_typer(demo_app, name="demo")
 
@@ -58,6 +73,9 @@ _STATUS_EXIT = {
     OutcomeStatus.PENDING_APPROVAL: EXIT_PENDING,
     OutcomeStatus.FAILED: EXIT_EXEC_FAILED,
     OutcomeStatus.OUTCOME_UNKNOWN: EXIT_EXEC_FAILED,
+    OutcomeStatus.APPROVED: EXIT_OK,
+    OutcomeStatus.REJECTED: EXIT_DENIED,
+    OutcomeStatus.EXPIRED: EXIT_DENIED,
 }
 _STATUS_STYLE = {
     OutcomeStatus.EXECUTED: "bold green",
@@ -66,6 +84,9 @@ _STATUS_STYLE = {
     OutcomeStatus.PENDING_APPROVAL: "yellow",
     OutcomeStatus.FAILED: "bold magenta",
     OutcomeStatus.OUTCOME_UNKNOWN: "magenta",
+    OutcomeStatus.APPROVED: "green",
+    OutcomeStatus.REJECTED: "bold red",
+    OutcomeStatus.EXPIRED: "red",
 }
 
 _state: dict[str, Path] = {}
@@ -95,6 +116,8 @@ def _errors() -> Iterator[None]:
         yield
     except InputError as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
+    except (AuthenticationError, PermissionDenied) as exc:
+        _fail(str(exc), EXIT_DENIED)
     except ExoArmurError as exc:
         _fail(str(exc), EXIT_FAILURE)
 
@@ -163,7 +186,7 @@ def health(as_json: JsonFlag = False) -> None:
     def check(name: str, probe: Callable[[], str]) -> None:
         try:
             checks.append((name, True, probe()))
-        except Exception as exc:
+        except Exception as exc:  # every failure is reported, not raised
             checks.append((name, False, str(exc) or type(exc).__name__))
 
     def probe_store() -> str:
@@ -313,6 +336,18 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
         style = "green" if decision["verdict"] == "allow" else "red"
         reasons = ", ".join(decision["reasons"]) or "default deny"
         return f"[{style}]{decision['verdict']}[/] ({reasons})"
+    if event_type == "approval.requested":
+        return f"quorum {payload['quorum']}, until {payload['deadline']}"
+    if event_type in ("approval.granted", "approval.rejected"):
+        return f"{payload['approver']}: {payload['reason']}"
+    if event_type == "approval.refused":
+        return f"[red]refused[/] {payload['approver']}: {payload['refused']}"
+    if event_type == "intent.approved":
+        return f"approved by {', '.join(payload['approvers'])}"
+    if event_type == "intent.rejected":
+        return f"rejected by {payload['rejected_by']}"
+    if event_type == "intent.expired":
+        return f"window closed {payload['deadline']}"
     if event_type == "execution.started":
         return f"via {payload['executor']}"
     if event_type == "execution.finished":
@@ -422,6 +457,303 @@ def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
+# -- policy activation, principals, approvals --------------------------------
+
+API_KEY_ENV = "EXOARMUR_API_KEY"
+KeyFileOption = Annotated[
+    Path | None,
+    typer.Option("--key-file", help=f"File holding your API key (else ${API_KEY_ENV})."),
+]
+
+
+def activate_policy(
+    directory: Annotated[Path, typer.Argument(help="Directory of .cedar files.")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Only for this tenant (else global).")
+    ] = None,
+) -> None:
+    """Record a policy bundle (full text, schema, hash) in the ledger as the one in force."""
+    with _errors():
+        from .model.intent import TENANT_PATTERN
+
+        if tenant is not None and not re.match(TENANT_PATTERN, tenant):
+            raise InputError(f"tenant: {tenant!r} does not match {TENANT_PATTERN}")
+        bundle = PolicyBundle.from_dir(directory)
+        with open_governor(_home().path) as governor:
+            event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
+    scope = f"tenant {tenant}" if tenant else "every tenant without its own"
+    console.print(
+        f"[green]activated[/] bundle {event.payload['policy_hash']} for {scope} "
+        f"({len(bundle.files)} file(s)); event {event.event_id}"
+    )
+
+
+def _api_key(key_file: Path | None) -> str:
+    if key_file is not None:
+        try:
+            return key_file.read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"--key-file: cannot read {key_file}: {exc.strerror}") from None
+    key = os.environ.get(API_KEY_ENV, "").strip()
+    if not key:
+        raise AuthenticationError(
+            f"no credentials: set {API_KEY_ENV} or pass --key-file "
+            "(create a key with `exoarmur principal add`)"
+        )
+    return key
+
+
+@principal_app.command("add")
+def principal_add(
+    name: Annotated[str, typer.Argument(help="The principal's name (its identity).")],
+    role: Annotated[str, typer.Option("--role", help="agent, operator, auditor or admin.")],
+    tenant: Annotated[
+        list[str] | None, typer.Option("--tenant", "-t", help="A tenant it acts for (repeat).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Create a principal and print its API key once (it is stored hashed)."""
+    with _errors(), open_governor(_home().path) as governor:
+        principal, api_key = governor.add_principal(name, role, tenant or [])
+    if as_json:
+        _print_json(
+            {
+                "name": principal.name,
+                "role": principal.role,
+                "tenants": list(principal.tenants),
+                "key_id": principal.key_id,
+                "api_key": api_key,
+            }
+        )
+        return
+    console.print(
+        f"[green]created[/] {principal.role} [bold]{principal.name}[/] "
+        f"for {', '.join(principal.tenants)}"
+    )
+    err_console.print("API key (shown once; store it now):")
+    typer.echo(api_key)
+
+
+@principal_app.command("list")
+def principal_list(as_json: JsonFlag = False) -> None:
+    """List principals (never their keys)."""
+    with _errors(), open_governor(_home().path) as governor:
+        everyone = governor.principals().all()
+    if as_json:
+        _print_json(
+            [
+                {
+                    "name": p.name,
+                    "role": p.role,
+                    "tenants": list(p.tenants),
+                    "key_id": p.key_id,
+                    "active": active,
+                }
+                for p, active in everyone
+            ]
+        )
+        return
+    table = Table(title=f"{len(everyone)} principal(s)")
+    for column in ("name", "role", "tenants", "key id", "state"):
+        table.add_column(column)
+    for p, active in everyone:
+        state = "[green]active[/]" if active else "[red]revoked[/]"
+        table.add_row(p.name, p.role, ", ".join(p.tenants), p.key_id, state)
+    console.print(table)
+
+
+@principal_app.command("revoke")
+def principal_revoke(name: Annotated[str, typer.Argument(help="The principal to revoke.")]) -> None:
+    """Revoke a principal: its key stops working at once."""
+    with _errors(), open_governor(_home().path) as governor:
+        governor.revoke_principal(name)
+    console.print(f"[red]revoked[/] {name}")
+
+
+@app.command()
+def pending(
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Intents waiting for approval (overdue ones are recorded as expired first)."""
+    with _errors(), open_governor(_home().path) as governor:
+        tenants = (
+            [tenant] if tenant else [t for t in governor.ledger.store.tenants() if t != "_system"]
+        )
+        waiting = [state for name in tenants for state in governor.pending(name)]
+    if as_json:
+        _print_json([_state_json(s) for s in waiting])
+        return
+    table = Table(title=f"{len(waiting)} intent(s) pending approval")
+    for column in (
+        "tenant",
+        "intent",
+        "actor",
+        "action",
+        "target",
+        "class",
+        "quorum",
+        "approvals",
+        "expires",
+    ):
+        table.add_column(column, overflow="fold")
+    for s in waiting:
+        table.add_row(
+            s.intent.tenant,
+            s.intent.intent_id,
+            s.intent.actor.id,
+            s.intent.action,
+            s.intent.target,
+            s.intent.safety_class.value,
+            str(s.quorum),
+            f"{len(s.approvers)}: {', '.join(s.approvers)}" if s.approvers else "0",
+            s.deadline.strftime("%Y-%m-%d %H:%M:%S UTC") if s.deadline else "",
+        )
+    console.print(table)
+
+
+def _state_json(state: IntentState) -> dict[str, Any]:
+    return {
+        "tenant": state.intent.tenant,
+        "intent_id": state.intent.intent_id,
+        "intent_hash": state.intent_hash,
+        "intent": state.intent.to_canonical(),
+        "status": state.status.value,
+        "quorum": state.quorum,
+        "approvers": list(state.approvers),
+        "deadline": state.deadline.isoformat() if state.deadline else None,
+        "decision": state.decision.to_canonical(),
+    }
+
+
+def _vote(
+    vote: Vote,
+    intent_id: str,
+    reason: str,
+    tenant: str | None,
+    intent_hash: str | None,
+    key_file: Path | None,
+    as_json: bool,
+) -> None:
+    with _errors():
+        api_key = _api_key(key_file)
+        with open_governor(_home().path) as governor:
+            principal = governor.authenticate(api_key)
+            if tenant is None:
+                own = [t for t in principal.tenants if t != "*"]
+                if len(own) != 1:
+                    raise InputError("--tenant: required (you act for more than one tenant)")
+                tenant = own[0]
+            result = governor.vote(tenant, intent_id, principal, vote, reason, intent_hash)
+    if as_json:
+        _print_json(
+            {
+                "accepted": result.accepted,
+                "message": result.message,
+                "approval_status": result.status.value,
+                "outcome": _outcome_json(result.outcome),
+            }
+        )
+    else:
+        style = "green" if result.accepted else "bold red"
+        console.print(
+            f"[{style}]{'recorded' if result.accepted else 'refused'}[/]: {result.message}"
+        )
+        _print_outcome(result.outcome)
+    if not result.accepted:
+        raise typer.Exit(EXIT_DENIED if result.forbidden else EXIT_FAILURE)
+
+
+ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (required, recorded).")]
+HashOption = Annotated[
+    str | None,
+    typer.Option("--intent-hash", help="Bind the vote to this intent hash (as shown by `show`)."),
+]
+VoteTenantOption = Annotated[
+    str | None, typer.Option("--tenant", "-t", help="The intent's tenant (default: your only one).")
+]
+
+
+@app.command()
+def approve(
+    intent_id: Annotated[str, typer.Argument(help="The pending intent.")],
+    reason: ReasonOption,
+    tenant: VoteTenantOption = None,
+    intent_hash: HashOption = None,
+    key_file: KeyFileOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Approve a pending intent as the principal whose API key you hold."""
+    _vote(Vote.APPROVE, intent_id, reason, tenant, intent_hash, key_file, as_json)
+
+
+@app.command()
+def reject(
+    intent_id: Annotated[str, typer.Argument(help="The pending intent.")],
+    reason: ReasonOption,
+    tenant: VoteTenantOption = None,
+    intent_hash: HashOption = None,
+    key_file: KeyFileOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Reject a pending intent: one rejection rejects, and it never runs."""
+    _vote(Vote.REJECT, intent_id, reason, tenant, intent_hash, key_file, as_json)
+
+
+@app.command()
+def show(
+    intent_id: Annotated[str, typer.Argument(help="The intent.")],
+    tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Its tenant.")] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """The whole story of one intent: decision, reasons, obligations, approvals, execution."""
+    with _errors(), open_governor(_home().path) as governor:
+        tenants = [tenant] if tenant else governor.ledger.store.tenants()
+        for name in tenants:
+            if governor.ledger.store.events_for_intent(name, intent_id):
+                tenant = name
+                break
+        else:
+            raise NotFound(
+                f"no intent {intent_id!r}" + (f" in tenant {tenant!r}" if tenant else "")
+            )
+        story = governor.story(tenant, intent_id)
+        outcome = governor.outcome(tenant, intent_id)
+        state = intent_state(story)
+    if as_json:
+        _print_json(
+            {
+                "outcome": _outcome_json(outcome),
+                "state": _state_json(state),
+                "events": [e.to_json() for e in story],
+            }
+        )
+        return
+    intent = state.intent
+    console.print(
+        f"[bold]{intent.action}[/] → {intent.target} ({intent.safety_class.value}) "
+        f"by {intent.actor.kind} {intent.actor.id} in tenant {intent.tenant}"
+    )
+    console.print(f"intent {intent.intent_id}  hash {state.intent_hash}")
+    _print_outcome(outcome)
+    if state.decision.obligations:
+        console.print(
+            "obligations: " + ", ".join(f"{k}={v}" for k, v in state.decision.obligations.items())
+        )
+    table = Table(title="story")
+    for column in ("seq", "time", "event", "by", "detail"):
+        table.add_column(column, overflow="fold")
+    for event in story:
+        table.add_row(
+            str(event.seq),
+            event.process_time.strftime("%Y-%m-%d %H:%M:%S.%f"),
+            event.type,
+            event.actor.get("id", ""),
+            _summary(event.type, event.payload),
+        )
+    console.print(table)
+
+
 # -- demo ---------------------------------------------------------------------
 
 
@@ -484,6 +816,21 @@ def _scenario() -> tuple[dict[str, Any], ...]:
     from .demo import SCENARIO
 
     return SCENARIO
+
+
+def _register_policy_commands() -> None:
+    import importlib
+
+    try:  # TEMPORARY until policy/commands.py lands
+        policy_app: typer.Typer = importlib.import_module("exoarmur.policy.commands").policy_app
+    except ModuleNotFoundError:
+        policy_app = typer.Typer(no_args_is_help=True)
+
+    policy_app.command("activate")(activate_policy)
+    app.add_typer(policy_app, name="policy")
+
+
+_register_policy_commands()
 
 
 def main() -> None:

@@ -111,7 +111,7 @@ def run_quickstart(governor: Governor) -> DemoReport:
     try:
         checkpoint = open_checkpoint(signed.note, ledger.verifier)
         checkpoint_verified = checkpoint.root_hash == ledger.root(DEMO_TENANT, checkpoint.size)
-    except Exception:
+    except Exception:  # a failed verification is the finding
         checkpoint_verified = False
         checkpoint = signed.checkpoint
     proofs_verified = all(

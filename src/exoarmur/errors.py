@@ -16,7 +16,10 @@ must react differently: fix the request, or retry / page someone.
     ├── StoreError              the store failed (I/O, lock, server gone); nothing is acknowledged
     │   └── StoreUnavailable    the store cannot be reached or opened
     ├── NotFound                a thing the caller named does not exist (in its tenant)
+    ├── AuthenticationError     no or bad credentials (HTTP 401)
+    ├── PermissionDenied        good credentials, not allowed to do this (HTTP 403)
     ├── DuplicateIntent         internal signal: the idempotency key is already taken
+    ├── Conflict                internal signal: the intent changed since it was read; retry
     └── ExecutorError           an executor could not be built or failed outside its action
 
 Messages are one line, written for the person at the terminal: they say what
@@ -84,6 +87,23 @@ class StoreUnavailable(StoreError):
 
 class NotFound(ExoArmurError):
     """A thing the caller named does not exist in its tenant."""
+
+
+class AuthenticationError(ExoArmurError):
+    """Missing, malformed, unknown or revoked credentials."""
+
+
+class PermissionDenied(ExoArmurError):
+    """The authenticated principal may not do this."""
+
+
+class Conflict(ExoArmurError):
+    """An append's precondition failed: the intent has new events since it was read.
+
+    Raised by a store inside ``append`` (nothing written); the caller re-reads
+    and decides again. This is what makes two approvers racing for the last
+    vote of a quorum count both votes, and what starts an execution once.
+    """
 
 
 class DuplicateIntent(ExoArmurError):

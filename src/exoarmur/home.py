@@ -28,7 +28,8 @@ from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .ledger.sqlite import SqliteStore
-from .pipeline import Governor
+from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
+from .pipeline import DEFAULT_APPROVAL_WINDOW, Governor
 from .policy import PolicyBundle, PolicyEngine
 
 HOME_ENV = "EXOARMUR_HOME"
@@ -53,6 +54,10 @@ DEFAULT_CONFIG = """\
 [executors]
 "demo.*" = { type = "echo" }
 # "http.notify" = { type = "http", url = "http://127.0.0.1:8080/hook" }
+
+[approvals]
+# How long approvers have, unless a policy's @approval_window says otherwise.
+window_seconds = 3600
 """
 
 
@@ -83,7 +88,7 @@ class Home:
         return self.path / "ledger.db"
 
     def exists(self) -> bool:
-        return self.config_path.exists() and self.key_path.exists()
+        return self.config_path.exists() and self.key_path.exists() and self.ledger_path.exists()
 
     def init(self) -> list[str]:
         """Create what is missing; never overwrite. Returns what was created."""
@@ -100,12 +105,14 @@ class Home:
         if not self.config_path.exists():
             self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
             created.append(str(self.config_path))
-        store = SqliteStore(self.ledger_path)
-        store.close()
+        with open_governor(self.path, recover=False) as governor:
+            if governor.ledger.store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED) is None:
+                event = governor.activate_policy(PolicyBundle.from_dir(self.policy_dir))
+                created.append(f"policy activation {event.payload['policy_hash']}")
         return created
 
     def require(self) -> None:
-        if not self.exists():
+        if not (self.config_path.exists() and self.key_path.exists()):
             raise ConfigError(
                 f"{self.path} is not an ExoArmur home (no config.toml or signing key); "
                 "run `exoarmur init` first"
@@ -124,7 +131,17 @@ class Home:
         return load_signing_key(self.key_path)
 
     def policy(self) -> PolicyEngine:
+        """The bundle in the policy directory (not necessarily the one in force)."""
         return PolicyEngine(PolicyBundle.from_dir(self.policy_dir))
+
+    def approval_window(self) -> int:
+        approvals = self.config().get("approvals", {})
+        window = approvals.get("window_seconds", DEFAULT_APPROVAL_WINDOW)
+        if not isinstance(window, int) or isinstance(window, bool) or window < 1:
+            raise ConfigError(
+                f"{self.config_path}: approvals.window_seconds must be a positive integer"
+            )
+        return window
 
     def executors(self) -> ExecutorRegistry:
         bindings = self.config().get("executors", {})
@@ -199,8 +216,8 @@ def open_governor(
         }
     clock = clock or SystemClock()
     ids = ids or RandomIds()
-    policy = where.policy()
     executors = where.executors()
+    window = where.approval_window()
     key = where.signing_key()
     lock = RunLock(where.path / "run.lock")
     alone = lock.acquire()
@@ -210,7 +227,11 @@ def open_governor(
         lock.release()
         raise
     governor = Governor(
-        ledger=Ledger(store, key), policy=policy, executors=executors, clock=clock, ids=ids
+        ledger=Ledger(store, key),
+        executors=executors,
+        clock=clock,
+        ids=ids,
+        approval_window=window,
     )
     governor.add_close_hook(lock.release)
     if alone:

@@ -1,39 +1,76 @@
 """The one path from intent to side effect.
 
     ingest ─ duplicate? ─► the first outcome, nothing new written
-    decide   (policy, pure)
-    record   intent.recorded + decision.recorded [+ execution.started]   one durable append
-    execute  only when allowed and an executor is bound; the side effect
-             happens strictly after execution.started is durable
+    decide   policy bundle in force (from the ledger), pure
+    record   intent.recorded + decision.recorded
+             [+ approval.requested | execution.started]        one durable append
+    execute  only when allowed (or approved by a quorum) and an executor is
+             bound; strictly after execution.started is durable
     record   execution.finished (status, result hash)
+
+Approvals: a vote is ruled on by the pure approval book and recorded with a
+precondition on the intent's last event (optimistic concurrency), so two
+approvers racing for the last vote both count and the quorum is recorded
+once. ``execution.started`` is appended under the same precondition, so an
+approved intent starts at most once, whoever tries.
 
 Every event's time comes from the injected clock and every id from the
 injected generator, so a deterministic run (``StepClock`` + ``SeededIds``)
-writes the same bytes every time. An execution that was started and never
-finished (the process died) is reported as ``outcome_unknown`` by
-:meth:`Governor.recover`, never silently run again.
+writes the same bytes every time. An execution that started and never
+finished (the process died) is recorded as ``outcome_unknown`` by
+:meth:`Governor.recover`, never run again; an intent approved but not yet
+started is started by it.
 """
 
 from __future__ import annotations
 
 import threading
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
+from .approvals.book import (
+    ApprovalStatus,
+    IntentState,
+    Ruling,
+    Vote,
+    approval_request,
+    expiry_record,
+    intent_state,
+    is_due,
+    rule_on,
+)
 from .clock import Clock
 from .encoding import canonical_bytes, content_hash
-from .errors import DuplicateIntent, InputError, NotFound
+from .errors import (
+    Conflict,
+    DuplicateIntent,
+    InputError,
+    NotFound,
+    PermissionDenied,
+    PolicyError,
+)
 from .executors import CallableExecutor, ExecutionFailed, Executor, ExecutorRegistry
 from .ids import IdGenerator
 from .ledger.log import Ledger
 from .model.decision import Decision, Outcome, OutcomeStatus, Verdict
 from .model.event import (
+    ACCESS_REFUSED,
+    APPROVAL_REQUESTED,
     DECISION_RECORDED,
     EXECUTION_FINISHED,
     EXECUTION_OUTCOME_UNKNOWN,
     EXECUTION_STARTED,
+    INTENT_APPROVED,
+    INTENT_EXPIRED,
     INTENT_RECORDED,
+    INTENT_REJECTED,
+    POLICY_ACTIVATED,
+    PRINCIPAL_ADDED,
+    PRINCIPAL_REVOKED,
     RUN_STARTED,
+    SETTLED,
     SYSTEM_LOG,
     Event,
     EventDraft,
@@ -45,36 +82,116 @@ from .model.intent import (
     derive_idempotency_key,
     parse_intent,
 )
-from .policy.engine import PolicyEngine
+from .policy import PolicyBundle, PolicyEngine
+from .principals import Principal, PrincipalBook, new_key, validate_principal
 
 _ERROR_TEXT_LIMIT = 2000
+_MAX_VOTE_ATTEMPTS = 20
+#: approval window when neither policy nor configuration sets one (seconds)
+DEFAULT_APPROVAL_WINDOW = 3600
+MAX_REASON_CHARS = 2000
+
+
+@dataclass(frozen=True)
+class VoteResult:
+    """What a vote did: whether it counted, why, and the intent's outcome after it."""
+
+    accepted: bool
+    message: str
+    status: ApprovalStatus
+    outcome: Outcome
+    forbidden: bool = False
 
 
 class Governor:
-    """Governs intents: decide, record, execute, record. Thread-safe.
+    """Governs intents: decide, record, approve, execute, record. Thread-safe.
 
     Build one with :func:`exoarmur.home.open_governor` for a data directory,
-    or directly from its parts (tests, embedding).
+    or directly from its parts (tests, embedding). ``policy``, when given, is
+    activated in the ledger (if it is not already the bundle in force), so
+    that every decision's bundle is recorded where replay can find it.
     """
 
     def __init__(
         self,
         *,
         ledger: Ledger,
-        policy: PolicyEngine,
+        policy: PolicyEngine | None = None,
         executors: ExecutorRegistry | None = None,
         clock: Clock,
         ids: IdGenerator,
+        approval_window: int = DEFAULT_APPROVAL_WINDOW,
     ) -> None:
         self.ledger = ledger
-        self.policy = policy
         self.executors = executors if executors is not None else ExecutorRegistry()
         self.clock = clock
         self.ids = ids
+        self.approval_window = approval_window
         self._close_hooks: list[Callable[[], None]] = []
+        self._engines: dict[str, PolicyEngine] = {}
+        self._principals: tuple[int, PrincipalBook] = (-1, PrincipalBook())
         self._lock = threading.Lock()
+        if policy is not None:
+            self._engines[policy.policy_hash] = policy
+            active = self._active_activation(SYSTEM_LOG)
+            if active is None or active.payload["policy_hash"] != policy.policy_hash:
+                self.activate_policy(policy.bundle)
 
-    # -- public API -------------------------------------------------------
+    # -- policy in force ---------------------------------------------------
+
+    def _active_activation(self, log: str) -> Event | None:
+        return self.ledger.store.latest_of_type(log, POLICY_ACTIVATED)
+
+    def policy_for(self, tenant: str) -> PolicyEngine:
+        """The bundle in force for a tenant: its own activation, else the global one."""
+        activation = self._active_activation(tenant) or self._active_activation(SYSTEM_LOG)
+        if activation is None:
+            raise PolicyError(
+                "no policy is active; run `exoarmur policy activate DIR` (init activates a default)"
+            )
+        policy_hash = activation.payload["policy_hash"]
+        engine = self._engines.get(policy_hash)
+        if engine is None:
+            bundle = PolicyBundle.from_canonical(activation.payload["bundle"])
+            engine = PolicyEngine(bundle)
+            if engine.policy_hash != policy_hash:
+                raise PolicyError(
+                    f"activation {activation.event_id} names a bundle it does not hold"
+                )
+            self._engines[policy_hash] = engine
+        return engine
+
+    def activate_policy(
+        self, bundle: PolicyBundle, *, tenant: str | None = None, actor: str = "exoarmur"
+    ) -> Event:
+        """Record a bundle (full text, schema, hash) as the one in force."""
+        engine = PolicyEngine(bundle)  # refuses a bundle that does not parse
+        log = tenant or SYSTEM_LOG
+        now = self.clock.now()
+        event_id = self.ids.new(now)
+        (event,) = self.ledger.append(
+            log,
+            [
+                EventDraft(
+                    event_id=event_id,
+                    tenant=log,
+                    type=POLICY_ACTIVATED,
+                    correlation_id=event_id,
+                    event_time=now,
+                    process_time=now,
+                    actor={"id": actor, "kind": "operator" if actor != "exoarmur" else "system"},
+                    payload={
+                        "policy_hash": engine.policy_hash,
+                        "bundle": bundle.to_canonical(),
+                        "scope": "tenant" if tenant else "global",
+                    },
+                )
+            ],
+        )
+        self._engines[engine.policy_hash] = engine
+        return event
+
+    # -- governing ---------------------------------------------------------
 
     def submit(self, intent: IntentRequest | Mapping[str, Any]) -> Outcome:
         """Govern one intent with the executor bound to its action (if any)."""
@@ -84,100 +201,27 @@ class Governor:
     def run(
         self, intent: IntentRequest | Mapping[str, Any], fn: Callable[[ActionIntent], Any]
     ) -> Outcome:
-        """Govern a Python call: ``fn(intent)`` runs only if the intent is allowed."""
+        """Govern a Python call: ``fn(intent)`` runs only if the intent is allowed.
+
+        An intent that requires approval does not wait: the outcome is
+        ``pending_approval`` and ``fn`` is not called.
+        """
         request = intent if isinstance(intent, IntentRequest) else parse_intent(dict(intent))
         return self._govern(request, ("python-call", CallableExecutor(fn)))
 
     def outcome(self, tenant: str, intent_id: str, *, duplicate: bool = False) -> Outcome:
         """An intent's outcome as the ledger tells it."""
-        return outcome_from_events(
-            self.ledger.store.events_for_intent(tenant, intent_id), duplicate
-        )
+        return outcome_from_events(self._events(tenant, intent_id), duplicate)
 
-    def recover(self) -> list[Outcome]:
-        """Record ``outcome_unknown`` for executions started and never finished.
+    def story(self, tenant: str, intent_id: str) -> list[Event]:
+        """Every event of one intent, in order."""
+        return self._events(tenant, intent_id)
 
-        Only safe when no other process is executing on this ledger; the data
-        directory's run lock (see ``home``) ensures that.
-        """
-        recovered = []
-        for tenant in self.ledger.store.tenants():
-            for intent_id in self.ledger.store.unfinished_executions(tenant):
-                events = self.ledger.store.events_for_intent(tenant, intent_id)
-                started = next(e for e in events if e.type == EXECUTION_STARTED)
-                now = self.clock.now()
-                self.ledger.append(
-                    tenant,
-                    [
-                        EventDraft(
-                            event_id=self.ids.new(now),
-                            tenant=tenant,
-                            type=EXECUTION_OUTCOME_UNKNOWN,
-                            correlation_id=started.correlation_id,
-                            event_time=now,
-                            process_time=now,
-                            actor=SYSTEM_ACTOR.to_canonical(),
-                            payload={
-                                "reason": "execution started and never finished "
-                                "(the process stopped); not re-run",
-                                "started_event_id": started.event_id,
-                                "executor": started.payload.get("executor"),
-                            },
-                            intent_id=intent_id,
-                        )
-                    ],
-                )
-                recovered.append(self.outcome(tenant, intent_id))
-        return recovered
-
-    def record_run(self, settings: Mapping[str, Any]) -> Event | None:
-        """Record how this run makes time and ids (e.g. a deterministic seed).
-
-        Goes to the system log, once per distinct settings: running the same
-        deterministic scenario again records nothing new.
-        """
-        key = "run:" + content_hash(dict(settings))
-        if self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
-            return None
-        now = self.clock.now()
-        event_id = self.ids.new(now)
-        try:
-            (event,) = self.ledger.append(
-                SYSTEM_LOG,
-                [
-                    EventDraft(
-                        event_id=event_id,
-                        tenant=SYSTEM_LOG,
-                        type=RUN_STARTED,
-                        correlation_id=event_id,
-                        event_time=now,
-                        process_time=now,
-                        actor=SYSTEM_ACTOR.to_canonical(),
-                        payload=dict(settings),
-                        idempotency_key=key,
-                    )
-                ],
-            )
-        except DuplicateIntent:
-            return None
-        return event
-
-    def add_close_hook(self, hook: Callable[[], None]) -> None:
-        self._close_hooks.append(hook)
-
-    def close(self) -> None:
-        self.ledger.store.close()
-        for hook in reversed(self._close_hooks):
-            hook()
-        self._close_hooks.clear()
-
-    def __enter__(self) -> Governor:
-        return self
-
-    def __exit__(self, *exc_info: object) -> None:
-        self.close()
-
-    # -- the path ---------------------------------------------------------
+    def _events(self, tenant: str, intent_id: str) -> list[Event]:
+        events = self.ledger.store.events_for_intent(tenant, intent_id)
+        if not events:
+            raise NotFound(f"no intent {intent_id!r} in tenant {tenant!r}")
+        return events
 
     def _govern(self, request: IntentRequest, override: tuple[str, Executor] | None) -> Outcome:
         now = self.clock.now()
@@ -203,13 +247,9 @@ class Governor:
             event_time=event_time,
         )
         intent_hash = intent.intent_hash()
-        decision = self.policy.decide(intent)
+        decision = self.policy_for(tenant).decide(intent)
 
-        binding = override or (
-            self.executors.executor_for(intent.action)
-            if decision.verdict == Verdict.ALLOW
-            else None
-        )
+        binding = override or self.executors.executor_for(intent.action)
         drafts = [
             self._draft(
                 intent,
@@ -225,35 +265,48 @@ class Governor:
                 {"decision": decision.to_canonical(), "intent_hash": intent_hash},
             ),
         ]
-        if decision.verdict == Verdict.ALLOW and binding is not None:
-            pattern, executor = binding
+        if decision.verdict == Verdict.REQUIRE_APPROVAL:
+            decided_at = drafts[-1].process_time
             drafts.append(
                 self._draft(
                     intent,
-                    EXECUTION_STARTED,
-                    {"executor": executor.kind, "binding": pattern, "intent_hash": intent_hash},
+                    APPROVAL_REQUESTED,
+                    approval_request(decision, decided_at, self.approval_window)
+                    | {"intent_hash": intent_hash},
                 )
             )
+        if decision.verdict == Verdict.ALLOW and binding is not None:
+            drafts.append(self._start_draft(intent, intent_hash, binding))
         try:
             self.ledger.append(tenant, drafts)
         except DuplicateIntent as dup:
             # Another submitter recorded the same key between our check and our append.
             return self.outcome(tenant, dup.intent_id, duplicate=True)
 
-        if decision.verdict != Verdict.ALLOW or binding is None:
-            status = {
-                Verdict.ALLOW: OutcomeStatus.DECIDED,
-                Verdict.DENY: OutcomeStatus.DENIED,
-                Verdict.REQUIRE_APPROVAL: OutcomeStatus.PENDING_APPROVAL,
-            }[decision.verdict]
-            return Outcome(
-                intent_id=intent_id,
-                tenant=tenant,
-                correlation_id=intent.correlation_id,
-                status=status,
-                decision=decision,
-            )
-        return self._execute(intent, intent_hash, decision, binding[1])
+        if decision.verdict == Verdict.ALLOW and binding is not None:
+            return self._execute(intent, intent_hash, decision, binding[1])
+        status = {
+            Verdict.ALLOW: OutcomeStatus.DECIDED,
+            Verdict.DENY: OutcomeStatus.DENIED,
+            Verdict.REQUIRE_APPROVAL: OutcomeStatus.PENDING_APPROVAL,
+        }[decision.verdict]
+        return Outcome(
+            intent_id=intent_id,
+            tenant=tenant,
+            correlation_id=intent.correlation_id,
+            status=status,
+            decision=decision,
+        )
+
+    def _start_draft(
+        self, intent: ActionIntent, intent_hash: str, binding: tuple[str, Executor]
+    ) -> EventDraft:
+        pattern, executor = binding
+        return self._draft(
+            intent,
+            EXECUTION_STARTED,
+            {"executor": executor.kind, "binding": pattern, "intent_hash": intent_hash},
+        )
 
     def _execute(
         self, intent: ActionIntent, intent_hash: str, decision: Decision, executor: Executor
@@ -268,7 +321,7 @@ class Governor:
         except InputError as exc:
             error = f"executor returned a result that is not JSON: {exc}"
             result = None
-        except Exception as exc:
+        except Exception as exc:  # any executor failure is recorded, never raised
             error = f"{type(exc).__name__}: {exc}"
         payload: dict[str, Any] = {"executor": executor.kind, "intent_hash": intent_hash}
         if error is None:
@@ -288,6 +341,295 @@ class Governor:
             error=payload.get("error"),
         )
 
+    def _execute_approved(self, state: IntentState) -> Outcome | None:
+        """Start and run an approved intent, at most once whoever calls.
+
+        Returns None when there is nothing to run here: no executor is bound
+        (the caller carries it out), or someone else already started it.
+        """
+        binding = self.executors.executor_for(state.intent.action)
+        if binding is None:
+            return None
+        intent = state.intent
+        for _ in range(_MAX_VOTE_ATTEMPTS):
+            try:
+                self.ledger.append(
+                    intent.tenant,
+                    [self._start_draft(intent, state.intent_hash, binding)],
+                    expect=(intent.intent_id, state.last_seq),
+                )
+            except Conflict:
+                # Something was recorded meanwhile (a late vote's refusal, or
+                # another process's start): start only if nobody has.
+                events = self._events(intent.tenant, intent.intent_id)
+                if any(e.type == EXECUTION_STARTED for e in events):
+                    return None
+                state = intent_state(events)
+                continue
+            return self._execute(intent, state.intent_hash, state.decision, binding[1])
+        raise Conflict(f"intent {intent.intent_id} kept changing; recovery will start it")
+
+    # -- approvals ---------------------------------------------------------
+
+    def vote(
+        self,
+        tenant: str,
+        intent_id: str,
+        principal: Principal,
+        vote: Vote,
+        reason: str,
+        intent_hash: str | None = None,
+    ) -> VoteResult:
+        """Record one approver's vote; run the intent if it completes the quorum.
+
+        ``principal`` comes from authenticated credentials. ``intent_hash``
+        binds the vote to exactly the intent the approver saw; when omitted,
+        the vote binds to the recorded intent's hash.
+        """
+        reason = reason.strip()
+        if not reason:
+            raise InputError("reason: is required (say why you approve or reject)")
+        if len(reason) > MAX_REASON_CHARS:
+            raise InputError(f"reason: longer than {MAX_REASON_CHARS} characters")
+        if not principal.acts_for(tenant):
+            # Say nothing about whether the intent exists in that tenant.
+            self._record_access_refused(principal, tenant, f"{vote.value} {intent_id}")
+            raise PermissionDenied(f"principal {principal.name} does not act for tenant {tenant}")
+        for _ in range(_MAX_VOTE_ATTEMPTS):
+            state = intent_state(self._events(tenant, intent_id))
+            now = self.clock.now()
+            ruling = rule_on(state, principal, vote, reason, intent_hash or state.intent_hash, now)
+            try:
+                self._record_ruling(state, principal, ruling)
+            except Conflict:
+                continue  # the intent moved on while we ruled: rule again on the new state
+            break
+        else:  # pragma: no cover - needs 20 interleaved writers on one intent
+            raise Conflict(f"intent {intent_id} kept changing; vote not recorded, try again")
+        outcome: Outcome | None = None
+        if ruling.executes:
+            approved = intent_state(self._events(tenant, intent_id))
+            outcome = self._execute_approved(approved)
+        return VoteResult(
+            accepted=ruling.accepted,
+            message=ruling.message,
+            status=ruling.status,
+            outcome=outcome or self.outcome(tenant, intent_id),
+            forbidden=ruling.forbidden,
+        )
+
+    def _record_ruling(self, state: IntentState, principal: Principal, ruling: Ruling) -> None:
+        intent = state.intent
+        drafts = []
+        for event_type, payload in ruling.records:
+            actor = (
+                SYSTEM_ACTOR.to_canonical()
+                if event_type in (INTENT_EXPIRED, INTENT_APPROVED)
+                else {"id": principal.name, "kind": "operator"}
+            )
+            drafts.append(self._draft(intent, event_type, payload, actor=actor))
+        self.ledger.append(intent.tenant, drafts, expect=(intent.intent_id, state.last_seq))
+
+    def _record_access_refused(self, principal: Principal, tenant: str, what: str) -> None:
+        now = self.clock.now()
+        event_id = self.ids.new(now)
+        self.ledger.append(
+            SYSTEM_LOG,
+            [
+                EventDraft(
+                    event_id=event_id,
+                    tenant=SYSTEM_LOG,
+                    type=ACCESS_REFUSED,
+                    correlation_id=event_id,
+                    event_time=now,
+                    process_time=now,
+                    actor={"id": principal.name, "kind": "operator"},
+                    payload={"principal": principal.name, "tenant": tenant, "attempted": what},
+                )
+            ],
+        )
+
+    def pending(self, tenant: str) -> list[IntentState]:
+        """Intents waiting for approval (expiring the overdue ones on the way)."""
+        self.expire_due(tenant)
+        ids = self.ledger.store.intents_with(tenant, APPROVAL_REQUESTED, SETTLED)
+        return [intent_state(self._events(tenant, i)) for i in ids]
+
+    def expire_due(self, tenant: str) -> list[str]:
+        """Record ``intent.expired`` for pending intents past their window."""
+        expired = []
+        now = self.clock.now()
+        for intent_id in self.ledger.store.intents_with(tenant, APPROVAL_REQUESTED, SETTLED):
+            state = intent_state(self._events(tenant, intent_id))
+            if not is_due(state, now):
+                continue
+            event_type, payload = expiry_record(state)
+            try:
+                self.ledger.append(
+                    tenant,
+                    [self._draft(state.intent, event_type, payload)],
+                    expect=(intent_id, state.last_seq),
+                )
+            except Conflict:
+                continue  # someone voted or expired it meanwhile; look again next time
+            expired.append(intent_id)
+        return expired
+
+    # -- principals --------------------------------------------------------
+
+    def principals(self) -> PrincipalBook:
+        """The principals in force (cached until the system log grows)."""
+        with self._lock:
+            size = self.ledger.size(SYSTEM_LOG)
+            if self._principals[0] != size:
+                events = (
+                    e
+                    for e in self.ledger.store.events(SYSTEM_LOG, 0, size)
+                    if e.type in (PRINCIPAL_ADDED, PRINCIPAL_REVOKED)
+                )
+                self._principals = (size, PrincipalBook.from_events(events))
+            return self._principals[1]
+
+    def authenticate(self, api_key: str) -> Principal:
+        return self.principals().authenticate(api_key)
+
+    def add_principal(
+        self, name: str, role: str, tenants: list[str], *, actor: str = "local-admin"
+    ) -> tuple[Principal, str]:
+        """Create a principal; returns it and its API key (shown once, stored hashed)."""
+        chosen = validate_principal(name, role, tenants)
+        if self.principals().known(name):
+            raise InputError(
+                f"name: a principal named {name!r} already exists (names are never reused)"
+            )
+        key = new_key()
+        payload = {
+            "name": name,
+            "role": role,
+            "tenants": list(chosen),
+            "key_id": key.key_id,
+            "key_hash": key.key_hash,
+        }
+        try:
+            self._system_event(PRINCIPAL_ADDED, payload, actor, idempotency_key=f"principal {name}")
+        except DuplicateIntent:
+            raise InputError(f"name: a principal named {name!r} already exists") from None
+        principal = self.principals().get(name)
+        assert principal is not None
+        return principal, key.api_key
+
+    def revoke_principal(self, name: str, *, actor: str = "local-admin") -> None:
+        if self.principals().get(name) is None:
+            raise NotFound(f"no active principal named {name!r}")
+        self._system_event(
+            PRINCIPAL_REVOKED, {"name": name}, actor, idempotency_key=f"revoke {name}"
+        )
+
+    def _system_event(
+        self, event_type: str, payload: dict[str, Any], actor: str, idempotency_key: str | None
+    ) -> Event:
+        now = self.clock.now()
+        event_id = self.ids.new(now)
+        (event,) = self.ledger.append(
+            SYSTEM_LOG,
+            [
+                EventDraft(
+                    event_id=event_id,
+                    tenant=SYSTEM_LOG,
+                    type=event_type,
+                    correlation_id=event_id,
+                    event_time=now,
+                    process_time=now,
+                    actor={"id": actor, "kind": "operator"},
+                    payload=payload,
+                    idempotency_key=idempotency_key,
+                )
+            ],
+        )
+        return event
+
+    # -- runs and recovery -------------------------------------------------
+
+    def record_run(self, settings: Mapping[str, Any]) -> Event | None:
+        """Record how this run makes time and ids (e.g. a deterministic seed).
+
+        Goes to the system log, once per distinct settings: running the same
+        deterministic scenario again records nothing new.
+        """
+        key = "run:" + content_hash(dict(settings))
+        if self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
+            return None
+        try:
+            return self._system_event(RUN_STARTED, dict(settings), "exoarmur", key)
+        except DuplicateIntent:
+            return None
+
+    def recover(self) -> list[Outcome]:
+        """Finish what a stopped process left: run approved intents, mark cut executions.
+
+        An intent approved but never started is started now (at most once).
+        An execution started and never finished is recorded as
+        ``outcome_unknown``: its side effect may or may not have happened, so
+        it is never run again. Only safe when no other process is executing
+        on this ledger; the data directory's run lock (see ``home``) ensures that.
+        """
+        recovered = []
+        for tenant in self._tenants():
+            for intent_id in self.ledger.store.intents_with(
+                tenant, INTENT_APPROVED, (EXECUTION_STARTED,)
+            ):
+                outcome = self._execute_approved(intent_state(self._events(tenant, intent_id)))
+                if outcome is not None:
+                    recovered.append(outcome)
+            for intent_id in self.ledger.store.unfinished_executions(tenant):
+                recovered.append(self._mark_unknown(tenant, intent_id))
+        return recovered
+
+    def _tenants(self) -> Iterator[str]:
+        return (t for t in self.ledger.store.tenants() if t != SYSTEM_LOG)
+
+    def _mark_unknown(self, tenant: str, intent_id: str) -> Outcome:
+        events = self._events(tenant, intent_id)
+        started = next(e for e in events if e.type == EXECUTION_STARTED)
+        now = self.clock.now()
+        self.ledger.append(
+            tenant,
+            [
+                EventDraft(
+                    event_id=self.ids.new(now),
+                    tenant=tenant,
+                    type=EXECUTION_OUTCOME_UNKNOWN,
+                    correlation_id=started.correlation_id,
+                    event_time=now,
+                    process_time=now,
+                    actor=SYSTEM_ACTOR.to_canonical(),
+                    payload={
+                        "reason": "execution started and never finished "
+                        "(the process stopped); not re-run",
+                        "started_event_id": started.event_id,
+                        "executor": started.payload.get("executor"),
+                    },
+                    intent_id=intent_id,
+                )
+            ],
+        )
+        return self.outcome(tenant, intent_id)
+
+    def add_close_hook(self, hook: Callable[[], None]) -> None:
+        self._close_hooks.append(hook)
+
+    def close(self) -> None:
+        self.ledger.store.close()
+        for hook in reversed(self._close_hooks):
+            hook()
+        self._close_hooks.clear()
+
+    def __enter__(self) -> Governor:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
     def _draft(
         self,
         intent: ActionIntent,
@@ -296,7 +638,7 @@ class Governor:
         *,
         actor: dict[str, str] | None = None,
         idempotency_key: str | None = None,
-        event_time: Any = None,
+        event_time: datetime | None = None,
     ) -> EventDraft:
         now = self.clock.now()
         return EventDraft(
@@ -313,6 +655,13 @@ class Governor:
         )
 
 
+_VERDICT_STATUS = {
+    Verdict.ALLOW: OutcomeStatus.DECIDED,
+    Verdict.DENY: OutcomeStatus.DENIED,
+    Verdict.REQUIRE_APPROVAL: OutcomeStatus.PENDING_APPROVAL,
+}
+
+
 def outcome_from_events(events: list[Event], duplicate: bool = False) -> Outcome:
     """Rebuild an intent's outcome from its ledger events."""
     by_type = {event.type: event for event in events}
@@ -321,15 +670,8 @@ def outcome_from_events(events: list[Event], duplicate: bool = False) -> Outcome
     if recorded is None or decided is None:
         raise NotFound("intent has no recorded decision")
     intent = recorded.payload["intent"]
-    raw = decided.payload["decision"]
-    decision = Decision(
-        verdict=Verdict(raw["verdict"]),
-        reasons=tuple(raw["reasons"]),
-        obligations=raw["obligations"],
-        policy_hash=raw["policy_hash"],
-        errors=tuple(raw["errors"]),
-    )
-    fields: dict[str, Any] = {}
+    decision = Decision.from_canonical(decided.payload["decision"])
+    fields: dict[str, Any]
     if EXECUTION_FINISHED in by_type:
         finished = by_type[EXECUTION_FINISHED].payload
         succeeded = finished["status"] == "succeeded"
@@ -353,14 +695,17 @@ def outcome_from_events(events: list[Event], duplicate: bool = False) -> Outcome
             "status": OutcomeStatus.OUTCOME_UNKNOWN,
             "executor": by_type[EXECUTION_STARTED].payload["executor"],
         }
-    else:
+    elif INTENT_APPROVED in by_type:
+        fields = {"status": OutcomeStatus.APPROVED}
+    elif INTENT_REJECTED in by_type:
         fields = {
-            "status": {
-                Verdict.ALLOW: OutcomeStatus.DECIDED,
-                Verdict.DENY: OutcomeStatus.DENIED,
-                Verdict.REQUIRE_APPROVAL: OutcomeStatus.PENDING_APPROVAL,
-            }[decision.verdict]
+            "status": OutcomeStatus.REJECTED,
+            "error": by_type[INTENT_REJECTED].payload["reason"],
         }
+    elif INTENT_EXPIRED in by_type:
+        fields = {"status": OutcomeStatus.EXPIRED}
+    else:
+        fields = {"status": _VERDICT_STATUS[decision.verdict]}
     return Outcome(
         intent_id=intent["intent_id"],
         tenant=intent["tenant"],

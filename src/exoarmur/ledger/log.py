@@ -99,8 +99,14 @@ class Ledger:
         """The checkpoint origin line: one log per (signing key, tenant)."""
         return f"{self.key.name}/{tenant}"
 
-    def append(self, tenant: str, drafts: Sequence[EventDraft]) -> list[Event]:
-        return self.store.append(tenant, drafts)
+    def append(
+        self,
+        tenant: str,
+        drafts: Sequence[EventDraft],
+        *,
+        expect: tuple[str, int] | None = None,
+    ) -> list[Event]:
+        return self.store.append(tenant, drafts, expect=expect)
 
     def size(self, tenant: str) -> int:
         return self.store.size(tenant)
@@ -201,7 +207,7 @@ class Ledger:
         checkpoint_size = None
         try:
             latest = self.latest_checkpoint(tenant)
-        except Exception as exc:
+        except Exception as exc:  # any failure to open it is a finding
             problems.append(f"latest checkpoint does not verify: {exc}")
             latest = None
         if latest is not None:

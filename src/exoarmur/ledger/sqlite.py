@@ -25,7 +25,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from ..errors import DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
+from ..errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
 from ..model.event import (
     EXECUTION_FINISHED,
     EXECUTION_OUTCOME_UNKNOWN,
@@ -91,6 +91,7 @@ _EVENT_COLUMNS = "canonical, leaf_hash"
 class _Append:
     tenant: str
     drafts: Sequence[EventDraft]
+    expect: tuple[str, int] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     result: list[Event] | None = None
     error: BaseException | None = None
@@ -161,12 +162,18 @@ class SqliteStore:
 
     # -- writes -----------------------------------------------------------
 
-    def append(self, tenant: str, drafts: Sequence[EventDraft]) -> list[Event]:
+    def append(
+        self,
+        tenant: str,
+        drafts: Sequence[EventDraft],
+        *,
+        expect: tuple[str, int] | None = None,
+    ) -> list[Event]:
         if not drafts:
             return []
         if self._closed:
             raise StoreError("ledger store is closed")
-        request = _Append(tenant, drafts)
+        request = _Append(tenant, drafts, expect)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:
@@ -205,7 +212,7 @@ class SqliteStore:
                 try:
                     request.result = self._apply(conn, working, request)
                     conn.execute("RELEASE append_one")
-                except DuplicateIntent as exc:
+                except (DuplicateIntent, Conflict) as exc:
                     conn.execute("ROLLBACK TO append_one")
                     conn.execute("RELEASE append_one")
                     if request.tenant in before:
@@ -254,6 +261,17 @@ class SqliteStore:
         self, conn: sqlite3.Connection, working: dict[str, Frontier], request: _Append
     ) -> list[Event]:
         tenant = request.tenant
+        if request.expect is not None:
+            intent_id, expected = request.expect
+            row = conn.execute(
+                "SELECT max(seq) FROM events WHERE tenant = ? AND intent_id = ?",
+                (tenant, intent_id),
+            ).fetchone()
+            last = -1 if row is None or row[0] is None else int(row[0])
+            if last != expected:
+                raise Conflict(
+                    f"intent {intent_id} changed (last event {last}, expected {expected})"
+                )
         for draft in request.drafts:
             if draft.tenant != tenant:
                 raise StoreError(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
@@ -448,13 +466,30 @@ class SqliteStore:
         return str(row[0]) if row else None
 
     def unfinished_executions(self, tenant: str) -> list[str]:
+        return self.intents_with(
+            tenant, EXECUTION_STARTED, (EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN)
+        )
+
+    def intents_with(self, tenant: str, has: str, lacks: Sequence[str]) -> list[str]:
+        if not lacks:
+            raise ValueError("intents_with needs at least one type the intents lack")
+        marks = ",".join("?" * len(lacks))
         rows = self._fetchall(
             "SELECT s.intent_id FROM events s WHERE s.tenant = ? AND s.type = ? "
+            "AND s.intent_id IS NOT NULL "
             "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.tenant = s.tenant "
-            "AND f.intent_id = s.intent_id AND f.type IN (?, ?)) ORDER BY s.seq",
-            (tenant, EXECUTION_STARTED, EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN),
+            f"AND f.intent_id = s.intent_id AND f.type IN ({marks})) ORDER BY s.seq",
+            (tenant, has, *lacks),
         )
         return [str(row[0]) for row in rows]
+
+    def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
+        row = self._fetchone(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND type = ? "
+            "ORDER BY seq DESC LIMIT 1",
+            (tenant, event_type),
+        )
+        return self._event(row) if row else None
 
     def tenants(self) -> list[str]:
         return [str(row[0]) for row in self._fetchall("SELECT tenant FROM trees ORDER BY 1", ())]

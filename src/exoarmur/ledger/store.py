@@ -20,13 +20,21 @@ from .merkle import NodeKey
 
 
 class LedgerStore(Protocol):
-    def append(self, tenant: str, drafts: Sequence[EventDraft]) -> list[Event]:
+    def append(
+        self,
+        tenant: str,
+        drafts: Sequence[EventDraft],
+        *,
+        expect: tuple[str, int] | None = None,
+    ) -> list[Event]:
         """Append ``drafts`` to ``tenant``'s log as one atomic, durable unit.
 
         Assigns consecutive sequence numbers, persists canonical bytes, leaf
         hashes and every completed Merkle node. Raises ``DuplicateIntent``
         (and writes nothing) when a draft's idempotency key is taken,
-        ``StoreError`` when nothing could be made durable.
+        ``Conflict`` (and writes nothing) when ``expect = (intent_id, seq)``
+        is given and the intent's last event is no longer at ``seq`` (-1: the
+        intent has no events), ``StoreError`` when nothing could be made durable.
         """
         ...
 
@@ -54,6 +62,14 @@ class LedgerStore(Protocol):
 
     def unfinished_executions(self, tenant: str) -> list[str]:
         """Intent ids with ``execution.started`` and no later terminal event."""
+        ...
+
+    def intents_with(self, tenant: str, has: str, lacks: Sequence[str]) -> list[str]:
+        """Intent ids that have an event of type ``has`` and none of ``lacks``, oldest first."""
+        ...
+
+    def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
+        """The most recent event of one type in a tenant's log."""
         ...
 
     def tenants(self) -> list[str]: ...

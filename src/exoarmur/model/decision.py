@@ -29,6 +29,16 @@ class Decision(BaseModel):
     #: evaluation errors; any error makes the verdict deny (fail closed)
     errors: tuple[str, ...] = ()
 
+    @classmethod
+    def from_canonical(cls, raw: dict[str, Any]) -> Decision:
+        return cls(
+            verdict=Verdict(raw["verdict"]),
+            reasons=tuple(raw["reasons"]),
+            obligations=raw["obligations"],
+            policy_hash=raw["policy_hash"],
+            errors=tuple(raw["errors"]),
+        )
+
     def to_canonical(self) -> dict[str, Any]:
         return {
             "verdict": self.verdict.value,
@@ -46,6 +56,9 @@ class OutcomeStatus(StrEnum):
     DECIDED = "decided"  #: allowed, no executor bound: the caller carries it out
     PENDING_APPROVAL = "pending_approval"  #: waits for a quorum of people
     OUTCOME_UNKNOWN = "outcome_unknown"  #: started, never finished (crash); never re-run
+    APPROVED = "approved"  #: quorum reached, no executor bound: the caller carries it out
+    REJECTED = "rejected"  #: an approver rejected it; it never runs
+    EXPIRED = "expired"  #: the approval window closed before the quorum; it never runs
 
 
 class Outcome(BaseModel):

@@ -23,6 +23,23 @@ EXECUTION_FINISHED: Final = "execution.finished"
 EXECUTION_OUTCOME_UNKNOWN: Final = "execution.outcome_unknown"
 
 RUN_STARTED: Final = "run.started"
+POLICY_ACTIVATED: Final = "policy.activated"
+
+# The approval book.
+APPROVAL_REQUESTED: Final = "approval.requested"
+APPROVAL_GRANTED: Final = "approval.granted"
+APPROVAL_REJECTED: Final = "approval.rejected"
+APPROVAL_REFUSED: Final = "approval.refused"
+INTENT_APPROVED: Final = "intent.approved"
+INTENT_REJECTED: Final = "intent.rejected"
+INTENT_EXPIRED: Final = "intent.expired"
+#: an approval's terminal states: once one is recorded, nothing changes the intent's verdict
+SETTLED: Final = (INTENT_APPROVED, INTENT_REJECTED, INTENT_EXPIRED)
+
+# Principals and access (system log).
+PRINCIPAL_ADDED: Final = "principal.added"
+PRINCIPAL_REVOKED: Final = "principal.revoked"
+ACCESS_REFUSED: Final = "access.refused"
 
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.

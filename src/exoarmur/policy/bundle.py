@@ -49,6 +49,15 @@ class PolicyBundle:
     def from_text(cls, text: str, name: str = "policy.cedar") -> PolicyBundle:
         return cls(((name, text),))
 
+    @classmethod
+    def from_canonical(cls, content: dict[str, Any]) -> PolicyBundle:
+        """The bundle as a ``policy.activated`` event holds it."""
+        if content.get("format") != "exoarmur.policy-bundle/v1":
+            raise PolicyError(f"unknown policy bundle format {content.get('format')!r}")
+        files = tuple(sorted((str(k), str(v)) for k, v in content["files"].items()))
+        schema = content.get("schema")
+        return cls(files, None if schema is None else str(schema))
+
     def to_canonical(self) -> dict[str, Any]:
         content: dict[str, Any] = {
             "format": "exoarmur.policy-bundle/v1",
