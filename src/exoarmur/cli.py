@@ -37,7 +37,9 @@ from .errors import (
 from .home import HOME_ENV, Home, open_governor, resolve_home
 from .model.decision import Outcome, OutcomeStatus
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
+from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
+from .principals import Principal
 
 app = typer.Typer(
     name="exoarmur",
@@ -55,8 +57,16 @@ principal_app = typer.Typer(
     help="Principals (operators, agents, auditors, admins) and their API keys.",
     no_args_is_help=True,
 )
+killswitch_app = typer.Typer(
+    help="Kill switches: stop every matching action at once.", no_args_is_help=True
+)
+posture_app = typer.Typer(
+    help="A tenant's posture: normal, heightened, lockdown.", no_args_is_help=True
+)
 app.add_typer(prove_app, name="prove")
 app.add_typer(principal_app, name="principal")
+app.add_typer(killswitch_app, name="killswitch")
+app.add_typer(posture_app, name="posture")
 app.add_typer(key_app, name="key")
 app.add_typer(demo_app, name="demo")
 
@@ -76,6 +86,7 @@ _STATUS_EXIT = {
     OutcomeStatus.APPROVED: EXIT_OK,
     OutcomeStatus.REJECTED: EXIT_DENIED,
     OutcomeStatus.EXPIRED: EXIT_DENIED,
+    OutcomeStatus.BLOCKED: EXIT_DENIED,
 }
 _STATUS_STYLE = {
     OutcomeStatus.EXECUTED: "bold green",
@@ -87,6 +98,7 @@ _STATUS_STYLE = {
     OutcomeStatus.APPROVED: "green",
     OutcomeStatus.REJECTED: "bold red",
     OutcomeStatus.EXPIRED: "red",
+    OutcomeStatus.BLOCKED: "bold red",
 }
 
 _state: dict[str, Path] = {}
@@ -247,6 +259,13 @@ def _print_outcome(outcome: Outcome) -> None:
     table.add_row("status", f"[{style}]{outcome.status.value}[/]")
     table.add_row("reasons", ", ".join(outcome.decision.reasons) or "(no policy permitted it)")
     table.add_row("policy", outcome.decision.policy_hash)
+    if outcome.decision.gate:
+        gate = outcome.decision.gate
+        table.add_row(
+            "gate",
+            f"[red]{', '.join(gate['controls'])}[/] ({gate['policy_verdict']} → "
+            f"{outcome.decision.verdict.value}): {gate['reason']}",
+        )
     if outcome.executor:
         table.add_row("executor", outcome.executor)
     if outcome.result_hash:
@@ -348,6 +367,14 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
         return f"rejected by {payload['rejected_by']}"
     if event_type == "intent.expired":
         return f"window closed {payload['deadline']}"
+    if event_type == "gate.blocked":
+        return f"[red]gate[/] {', '.join(payload['controls'])}: {payload['reason']}"
+    if event_type == "execution.blocked":
+        return f"[bold red]blocked[/] by {payload['control']}: {payload['reason']}"
+    if event_type in ("killswitch.engaged", "killswitch.released"):
+        return f"{payload['scope']}: {payload['reason']}"
+    if event_type == "posture.set":
+        return f"{payload['posture']}: {payload['reason']}"
     if event_type == "execution.started":
         return f"via {payload['executor']}"
     if event_type == "execution.finished":
@@ -752,6 +779,122 @@ def show(
             _summary(event.type, event.payload),
         )
     console.print(table)
+
+
+# -- the gate's controls ---------------------------------------------------------
+
+
+def _acting_principal(governor: Governor, key_file: Path | None) -> Principal:
+    """The principal of the given key, else the local administrator.
+
+    Whoever can read the data directory holds its signing key and every
+    power already; with a key, the action is recorded under that principal
+    and checked against its role.
+    """
+    if key_file is None and not os.environ.get(API_KEY_ENV, "").strip():
+        return LOCAL_ADMIN
+    return governor.authenticate(_api_key(key_file))
+
+
+ScopeOption = Annotated[
+    str,
+    typer.Option("--scope", help="global, tenant:T, action:PATTERN or tenant:T/action:PATTERN."),
+]
+
+
+@killswitch_app.command("engage")
+def killswitch_engage(
+    scope: ScopeOption, reason: ReasonOption, key_file: KeyFileOption = None
+) -> None:
+    """Engage a kill switch: matching actions are denied, approved ones do not run."""
+    with _errors(), open_governor(_home().path) as governor:
+        principal = _acting_principal(governor, key_file)
+        event = governor.engage_killswitch(scope, reason, principal)
+    console.print(
+        f"[bold red]ENGAGED[/] {event.payload['scope']} by {event.actor['id']}: "
+        f"{event.payload['reason']} (event {event.event_id})"
+    )
+
+
+@killswitch_app.command("release")
+def killswitch_release(
+    scope: ScopeOption, reason: ReasonOption, key_file: KeyFileOption = None
+) -> None:
+    """Release a kill switch."""
+    with _errors(), open_governor(_home().path) as governor:
+        principal = _acting_principal(governor, key_file)
+        event = governor.release_killswitch(scope, reason, principal)
+    console.print(
+        f"[green]released[/] {event.payload['scope']} by {event.actor['id']} "
+        f"(event {event.event_id})"
+    )
+
+
+@killswitch_app.command("status")
+def killswitch_status(
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Only what affects it.")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Engaged kill switches. Unreadable state is an error, never 'none engaged'."""
+    with _errors(), open_governor(_home().path) as governor:
+        switches = governor.killswitches(tenant)
+    if as_json:
+        _print_json(switches)
+        return
+    if not switches:
+        console.print("[green]no kill switch engaged[/]")
+        return
+    table = Table(title=f"{len(switches)} kill switch(es) engaged")
+    for column in ("scope", "engaged by", "at", "reason"):
+        table.add_column(column, overflow="fold")
+    for switch in switches:
+        table.add_row(
+            f"[bold red]{switch['scope']}[/]",
+            switch["engaged_by"],
+            switch["engaged_at"],
+            switch["reason"],
+        )
+    console.print(table)
+
+
+@posture_app.command("set")
+def posture_set(
+    tenant: Annotated[str, typer.Argument(help="The tenant.")],
+    posture: Annotated[str, typer.Argument(help="normal, heightened or lockdown.")],
+    reason: ReasonOption,
+    ttl: Annotated[
+        int | None, typer.Option("--ttl", help="Seconds until it returns to normal by itself.")
+    ] = None,
+    key_file: KeyFileOption = None,
+) -> None:
+    """Set a tenant's posture (recorded; visible to policy as context.posture)."""
+    with _errors(), open_governor(_home().path) as governor:
+        principal = _acting_principal(governor, key_file)
+        event = governor.set_posture(tenant, posture, reason, principal, ttl)
+    until = event.payload["until"]
+    console.print(
+        f"tenant {tenant}: posture [bold]{posture}[/]"
+        + (f" until {until}" if until else "")
+        + f" (event {event.event_id})"
+    )
+
+
+@posture_app.command("show")
+def posture_show(
+    tenant: Annotated[str, typer.Argument(help="The tenant.")], as_json: JsonFlag = False
+) -> None:
+    """A tenant's posture now."""
+    with _errors(), open_governor(_home().path) as governor:
+        state = governor.posture(tenant)
+    if as_json:
+        _print_json(state)
+    else:
+        console.print(
+            f"tenant {tenant}: posture [bold]{state['posture']}[/]"
+            + (f" until {state['until']}" if state["until"] else "")
+        )
 
 
 # -- demo ---------------------------------------------------------------------

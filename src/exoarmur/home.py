@@ -24,6 +24,7 @@ from typing import Any
 from .clock import Clock, StepClock, SystemClock
 from .errors import ConfigError, ExoArmurError, KeyFileError
 from .executors import ExecutorRegistry
+from .gate import GateConfig
 from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
 from .ledger.log import Ledger
@@ -58,6 +59,27 @@ DEFAULT_CONFIG = """\
 [approvals]
 # How long approvers have, unless a policy's @approval_window says otherwise.
 window_seconds = 3600
+
+# The safety gate tightens decisions, never loosens them.
+[gate.rate_limits]
+# At most N intents per window, counted on recorded times ("N/SECONDSs").
+tenant = "6000/60s"
+actor = "1200/60s"
+action = "3000/60s"
+approvals_per_operator = "120/3600s"
+
+[gate.posture]
+# lockdown: every class above this one needs approval
+lockdown_approval_above = "A0"
+# heightened: these classes need this many more approvals
+heightened_classes = ["A2", "A3"]
+heightened_extra_approvals = 1
+
+[gate.protected]
+# Targets and principals no agent may touch without a quorum.
+targets = []
+principals = []
+quorum = 2
 """
 
 
@@ -218,6 +240,7 @@ def open_governor(
     ids = ids or RandomIds()
     executors = where.executors()
     window = where.approval_window()
+    gate = GateConfig.from_table(where.config().get("gate"))
     key = where.signing_key()
     lock = RunLock(where.path / "run.lock")
     alone = lock.acquire()
@@ -232,6 +255,7 @@ def open_governor(
         clock=clock,
         ids=ids,
         approval_window=window,
+        gate=gate,
     )
     governor.add_close_hook(lock.release)
     if alone:

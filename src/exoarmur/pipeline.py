@@ -27,7 +27,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 from .approvals.book import (
@@ -42,31 +42,43 @@ from .approvals.book import (
     rule_on,
 )
 from .clock import Clock
-from .encoding import canonical_bytes, content_hash
+from .encoding import canonical_bytes, content_hash, format_time
 from .errors import (
     Conflict,
     DuplicateIntent,
     InputError,
+    LedgerCorrupt,
     NotFound,
     PermissionDenied,
     PolicyError,
 )
 from .executors import CallableExecutor, ExecutionFailed, Executor, ExecutorRegistry
+from .gate import Controls, GateConfig, Scope, parse_scope
+from .gate import check as gate_check
+from .gate import recheck as gate_recheck
+from .gate.controls import POSTURES
 from .ids import IdGenerator
 from .ledger.log import Ledger
 from .model.decision import Decision, Outcome, OutcomeStatus, Verdict
 from .model.event import (
     ACCESS_REFUSED,
     APPROVAL_REQUESTED,
+    CONFIG_SNAPSHOT,
     DECISION_RECORDED,
+    EXECUTION_BLOCKED,
     EXECUTION_FINISHED,
     EXECUTION_OUTCOME_UNKNOWN,
     EXECUTION_STARTED,
+    GATE_BLOCKED,
     INTENT_APPROVED,
     INTENT_EXPIRED,
     INTENT_RECORDED,
     INTENT_REJECTED,
+    KILLSWITCH_ENGAGED,
+    KILLSWITCH_RELEASED,
     POLICY_ACTIVATED,
+    POSTURE_EXPIRED,
+    POSTURE_SET,
     PRINCIPAL_ADDED,
     PRINCIPAL_REVOKED,
     RUN_STARTED,
@@ -83,7 +95,12 @@ from .model.intent import (
     parse_intent,
 )
 from .policy import PolicyBundle, PolicyEngine
-from .principals import Principal, PrincipalBook, new_key, validate_principal
+from .principals import ALL_TENANTS, Principal, PrincipalBook, new_key, validate_principal
+
+#: who acts when the command line is used without credentials: whoever can
+#: read the data directory (and its signing key) already holds every power
+LOCAL_ADMIN = Principal("local-admin", "admin", (ALL_TENANTS,), "local")
+MAX_POSTURE_TTL = 30 * 24 * 3600
 
 _ERROR_TEXT_LIMIT = 2000
 _MAX_VOTE_ATTEMPTS = 20
@@ -121,21 +138,75 @@ class Governor:
         clock: Clock,
         ids: IdGenerator,
         approval_window: int = DEFAULT_APPROVAL_WINDOW,
+        gate: GateConfig | None = None,
     ) -> None:
         self.ledger = ledger
         self.executors = executors if executors is not None else ExecutorRegistry()
         self.clock = clock
         self.ids = ids
         self.approval_window = approval_window
+        self.gate = gate or GateConfig()
         self._close_hooks: list[Callable[[], None]] = []
         self._engines: dict[str, PolicyEngine] = {}
         self._principals: tuple[int, PrincipalBook] = (-1, PrincipalBook())
         self._lock = threading.Lock()
+        # Control state per log, folded from the ledger; guarded by _decide_lock
+        # together with every decision that reads it (see _govern).
+        self._controls: dict[str, Controls] = {}
+        self._decide_lock = threading.RLock()
+        self.config = self.effective_config()
+        self.config_hash = content_hash(self.config)
+        self._record_config()
         if policy is not None:
             self._engines[policy.policy_hash] = policy
             active = self._active_activation(SYSTEM_LOG)
             if active is None or active.payload["policy_hash"] != policy.policy_hash:
                 self.activate_policy(policy.bundle)
+
+    # -- configuration and control state ------------------------------------
+
+    def effective_config(self) -> dict[str, Any]:
+        """Everything configured that changes behaviour; its hash is named by every decision."""
+        return {
+            "format": "exoarmur.config/v1",
+            "approvals": {"window_seconds": self.approval_window},
+            "gate": self.gate.to_canonical(),
+            "executors": self.executors.describe(),
+        }
+
+    def _record_config(self) -> None:
+        latest = self.ledger.store.latest_of_type(SYSTEM_LOG, CONFIG_SNAPSHOT)
+        if latest is not None and latest.payload["config_hash"] == self.config_hash:
+            return
+        self._system_event(
+            CONFIG_SNAPSHOT,
+            {"config_hash": self.config_hash, "config": self.config},
+            "exoarmur",
+            None,
+        )
+
+    def _fold(self, log: str) -> Controls:
+        """The control state of ``log``, caught up with the ledger. Hold _decide_lock."""
+        controls = self._controls.get(log)
+        if controls is None:
+            controls = self._controls[log] = Controls(log)
+        size = self.ledger.size(log)
+        if controls.position < size:
+            for event in self.ledger.store.events(log, controls.position, size):
+                controls.apply(event)
+        return controls
+
+    def _append(
+        self, log: str, drafts: list[EventDraft], expect: tuple[str, int] | None = None
+    ) -> list[Event]:
+        """Append, and fold our own events at once when nobody wrote in between."""
+        events = self.ledger.append(log, drafts, expect=expect)
+        with self._decide_lock:
+            controls = self._controls.get(log)
+            if controls is not None and events and controls.position == events[0].seq:
+                for event in events:
+                    controls.apply(event)
+        return events
 
     # -- policy in force ---------------------------------------------------
 
@@ -247,24 +318,39 @@ class Governor:
             event_time=event_time,
         )
         intent_hash = intent.intent_hash()
-        decision = self.policy_for(tenant).decide(intent)
+        recorded = self._draft(
+            intent,
+            INTENT_RECORDED,
+            {"intent": intent.to_canonical(), "intent_hash": intent_hash},
+            actor=intent.actor.to_canonical(),
+            idempotency_key=key,
+            event_time=event_time,
+        )
+        decision, positions, lapsed = self._decide(intent, recorded.process_time)
+        if lapsed is not None:
+            self._record_posture_expiry(tenant, lapsed)
 
         binding = override or self.executors.executor_for(intent.action)
         drafts = [
-            self._draft(
-                intent,
-                INTENT_RECORDED,
-                {"intent": intent.to_canonical(), "intent_hash": intent_hash},
-                actor=intent.actor.to_canonical(),
-                idempotency_key=key,
-                event_time=event_time,
-            ),
+            recorded,
             self._draft(
                 intent,
                 DECISION_RECORDED,
-                {"decision": decision.to_canonical(), "intent_hash": intent_hash},
+                {
+                    "decision": decision.to_canonical(),
+                    "intent_hash": intent_hash,
+                    "controls": positions,
+                },
             ),
         ]
+        if decision.gate is not None:
+            drafts.append(
+                self._draft(
+                    intent,
+                    GATE_BLOCKED,
+                    decision.gate | {"verdict": decision.verdict.value, "intent_hash": intent_hash},
+                )
+            )
         if decision.verdict == Verdict.REQUIRE_APPROVAL:
             decided_at = drafts[-1].process_time
             drafts.append(
@@ -278,7 +364,7 @@ class Governor:
         if decision.verdict == Verdict.ALLOW and binding is not None:
             drafts.append(self._start_draft(intent, intent_hash, binding))
         try:
-            self.ledger.append(tenant, drafts)
+            self._append(tenant, drafts)
         except DuplicateIntent as dup:
             # Another submitter recorded the same key between our check and our append.
             return self.outcome(tenant, dup.intent_id, duplicate=True)
@@ -298,6 +384,35 @@ class Governor:
             decision=decision,
         )
 
+    def _decide(
+        self, intent: ActionIntent, at: datetime
+    ) -> tuple[Decision, dict[str, int], str | None]:
+        """Policy, then the gate, on control state at recorded positions.
+
+        Returns the decision, the positions of the control state it read
+        (replay folds exactly those prefixes) and, when a posture's TTL has
+        run out, the id of the posture event to record as expired. ``at`` is
+        the intent's recorded process time: the gate's only notion of now.
+        """
+        engine = self.policy_for(intent.tenant)
+        with self._decide_lock:
+            system = self._fold(SYSTEM_LOG)
+            tenant = self._fold(intent.tenant)
+            posture = tenant.posture_at(at)
+            lapsed = tenant.posture.event_id if posture is not tenant.posture else None
+            decision = engine.decide(intent, posture.posture).model_copy(
+                update={"config_hash": self.config_hash}
+            )
+            decision = gate_check(
+                intent, decision, system=system, tenant=tenant, config=self.gate, now=at
+            )
+            return decision, {"system": system.position, "tenant": tenant.position}, lapsed
+
+    def _blocked_now(self, intent: ActionIntent) -> tuple[str, str] | None:
+        """The gate again, right before a side effect: kill switches, unreadable controls."""
+        with self._decide_lock:
+            return gate_recheck(intent, self._fold(SYSTEM_LOG), self._fold(intent.tenant))
+
     def _start_draft(
         self, intent: ActionIntent, intent_hash: str, binding: tuple[str, Executor]
     ) -> EventDraft:
@@ -311,6 +426,28 @@ class Governor:
     def _execute(
         self, intent: ActionIntent, intent_hash: str, decision: Decision, executor: Executor
     ) -> Outcome:
+        blocked = self._blocked_now(intent)
+        if blocked is not None:
+            control, reason = blocked
+            self._append(
+                intent.tenant,
+                [
+                    self._draft(
+                        intent,
+                        EXECUTION_BLOCKED,
+                        {"control": control, "reason": reason, "intent_hash": intent_hash},
+                    )
+                ],
+            )
+            return Outcome(
+                intent_id=intent.intent_id,
+                tenant=intent.tenant,
+                correlation_id=intent.correlation_id,
+                status=OutcomeStatus.BLOCKED,
+                decision=decision,
+                executor=executor.kind,
+                error=f"blocked by {control}: {reason}",
+            )
         result: Any = None
         error: str | None = None
         try:
@@ -328,7 +465,7 @@ class Governor:
             payload.update(status="succeeded", result=result, result_hash=content_hash(result))
         else:
             payload.update(status="failed", error=error[:_ERROR_TEXT_LIMIT])
-        self.ledger.append(intent.tenant, [self._draft(intent, EXECUTION_FINISHED, payload)])
+        self._append(intent.tenant, [self._draft(intent, EXECUTION_FINISHED, payload)])
         return Outcome(
             intent_id=intent.intent_id,
             tenant=intent.tenant,
@@ -353,7 +490,7 @@ class Governor:
         intent = state.intent
         for _ in range(_MAX_VOTE_ATTEMPTS):
             try:
-                self.ledger.append(
+                self._append(
                     intent.tenant,
                     [self._start_draft(intent, state.intent_hash, binding)],
                     expect=(intent.intent_id, state.last_seq),
@@ -368,6 +505,163 @@ class Governor:
                 continue
             return self._execute(intent, state.intent_hash, state.decision, binding[1])
         raise Conflict(f"intent {intent.intent_id} kept changing; recovery will start it")
+
+    # -- controls: kill switches and posture ---------------------------------
+
+    def _authorize_control(self, principal: Principal, scope: Scope, what: str) -> None:
+        if principal.role == "admin":
+            return
+        allowed = (
+            principal.role == "operator"
+            and scope.tenant is not None
+            and principal.acts_for(scope.tenant)
+        )
+        if not allowed:
+            self._record_access_refused(principal, scope.tenant or "*", f"{what} {scope.text}")
+            where = "every tenant" if scope.all_tenants else f"tenant {scope.tenant}"
+            raise PermissionDenied(
+                f"principal {principal.name} (role {principal.role}) may not {what} "
+                f"controls for {where}"
+            )
+
+    def engage_killswitch(self, scope: str, reason: str, principal: Principal) -> Event:
+        """Stop every matching action, including ones approved and not yet run."""
+        parsed = parse_scope(scope)
+        reason = _required_reason(reason)
+        self._authorize_control(principal, parsed, "engage")
+        log = parsed.tenant or SYSTEM_LOG
+        with self._decide_lock:
+            engaged = self._fold(log).switches.get(parsed.text)
+        if engaged is not None:
+            found = self.ledger.store.event_by_id(log, engaged.event_id)
+            if found is not None:
+                return found  # already engaged: nothing new to record
+        return self._control_event(
+            log, KILLSWITCH_ENGAGED, {"scope": parsed.text, "reason": reason}, principal
+        )
+
+    def release_killswitch(self, scope: str, reason: str, principal: Principal) -> Event:
+        parsed = parse_scope(scope)
+        reason = _required_reason(reason)
+        self._authorize_control(principal, parsed, "release")
+        log = parsed.tenant or SYSTEM_LOG
+        with self._decide_lock:
+            engaged = parsed.text in self._fold(log).switches
+        if not engaged:
+            raise InputError(f"scope: no kill switch is engaged for {parsed.text}")
+        return self._control_event(
+            log, KILLSWITCH_RELEASED, {"scope": parsed.text, "reason": reason}, principal
+        )
+
+    def killswitches(self, tenant: str | None = None) -> list[dict[str, Any]]:
+        """Engaged switches: those affecting ``tenant``, or every one when None.
+
+        Unreadable kill-switch state raises: a status that cannot be known is
+        not reported as "nothing engaged".
+        """
+        with self._decide_lock:
+            logs = [SYSTEM_LOG]
+            if tenant is not None:
+                logs.append(tenant)
+            else:
+                logs.extend(t for t in self.ledger.store.tenants() if t != SYSTEM_LOG)
+            found = []
+            for log in logs:
+                controls = self._fold(log)
+                if controls.unreadable:
+                    raise LedgerCorrupt(f"kill-switch state unreadable: {controls.unreadable}")
+                for switch in controls.switches.values():
+                    found.append(
+                        {
+                            "scope": switch.scope.text,
+                            "reason": switch.reason,
+                            "engaged_by": switch.engaged_by,
+                            "engaged_at": switch.engaged_at,
+                            "event_id": switch.event_id,
+                        }
+                    )
+        return sorted(found, key=lambda s: str(s["scope"]))
+
+    def set_posture(
+        self,
+        tenant: str,
+        posture: str,
+        reason: str,
+        principal: Principal,
+        ttl_seconds: int | None = None,
+    ) -> Event:
+        """Set a tenant's posture; with a TTL it returns to normal by itself."""
+        if posture not in POSTURES:
+            raise InputError(f"posture: must be one of {', '.join(POSTURES)}, not {posture!r}")
+        if ttl_seconds is not None and not 1 <= ttl_seconds <= MAX_POSTURE_TTL:
+            raise InputError(f"ttl_seconds: must be between 1 and {MAX_POSTURE_TTL}")
+        reason = _required_reason(reason)
+        self._authorize_control(principal, parse_scope(f"tenant:{tenant}"), "set posture of")
+        now = self.clock.now()
+        until = None if ttl_seconds is None else format_time(now + timedelta(seconds=ttl_seconds))
+        return self._control_event(
+            tenant,
+            POSTURE_SET,
+            {"posture": posture, "until": until, "reason": reason},
+            principal,
+            at=now,
+        )
+
+    def posture(self, tenant: str) -> dict[str, Any]:
+        with self._decide_lock:
+            return self._fold(tenant).posture_at(self.clock.now()).to_json()
+
+    def _record_posture_expiry(self, tenant: str, set_event_id: str) -> None:
+        self._control_event(
+            tenant, POSTURE_EXPIRED, {"set_event_id": set_event_id, "posture": "normal"}, None
+        )
+
+    def _control_event(
+        self,
+        log: str,
+        event_type: str,
+        payload: dict[str, Any],
+        principal: Principal | None,
+        at: datetime | None = None,
+    ) -> Event:
+        now = at or self.clock.now()
+        event_id = self.ids.new(now)
+        actor = (
+            {"id": principal.name, "kind": "operator"}
+            if principal is not None
+            else SYSTEM_ACTOR.to_canonical()
+        )
+        (event,) = self._append(
+            log,
+            [
+                EventDraft(
+                    event_id=event_id,
+                    tenant=log,
+                    type=event_type,
+                    correlation_id=event_id,
+                    event_time=now,
+                    process_time=now,
+                    actor=actor,
+                    payload=payload,
+                )
+            ],
+        )
+        return event
+
+    def _vote_limit_reached(self, tenant: str, principal: Principal, now: datetime) -> str | None:
+        limit = self.gate.rate_limits.get("approvals_per_operator")
+        if limit is None:
+            return None
+        with self._decide_lock:
+            seen = self._fold(tenant).count(
+                ("approver", principal.name), now, limit.seconds, limit.count
+            )
+        if seen < limit.count:
+            return None
+        return (
+            f"{principal.name} cast {seen} votes in the last {limit.seconds}s; "
+            f"the limit is {limit.text}"
+        )
 
     # -- approvals ---------------------------------------------------------
 
@@ -386,11 +680,7 @@ class Governor:
         binds the vote to exactly the intent the approver saw; when omitted,
         the vote binds to the recorded intent's hash.
         """
-        reason = reason.strip()
-        if not reason:
-            raise InputError("reason: is required (say why you approve or reject)")
-        if len(reason) > MAX_REASON_CHARS:
-            raise InputError(f"reason: longer than {MAX_REASON_CHARS} characters")
+        reason = _required_reason(reason)
         if not principal.acts_for(tenant):
             # Say nothing about whether the intent exists in that tenant.
             self._record_access_refused(principal, tenant, f"{vote.value} {intent_id}")
@@ -398,7 +688,15 @@ class Governor:
         for _ in range(_MAX_VOTE_ATTEMPTS):
             state = intent_state(self._events(tenant, intent_id))
             now = self.clock.now()
-            ruling = rule_on(state, principal, vote, reason, intent_hash or state.intent_hash, now)
+            ruling = rule_on(
+                state,
+                principal,
+                vote,
+                reason,
+                intent_hash or state.intent_hash,
+                now,
+                over_limit=self._vote_limit_reached(tenant, principal, now),
+            )
             try:
                 self._record_ruling(state, principal, ruling)
             except Conflict:
@@ -428,7 +726,7 @@ class Governor:
                 else {"id": principal.name, "kind": "operator"}
             )
             drafts.append(self._draft(intent, event_type, payload, actor=actor))
-        self.ledger.append(intent.tenant, drafts, expect=(intent.intent_id, state.last_seq))
+        self._append(intent.tenant, drafts, expect=(intent.intent_id, state.last_seq))
 
     def _record_access_refused(self, principal: Principal, tenant: str, what: str) -> None:
         now = self.clock.now()
@@ -465,7 +763,7 @@ class Governor:
                 continue
             event_type, payload = expiry_record(state)
             try:
-                self.ledger.append(
+                self._append(
                     tenant,
                     [self._draft(state.intent, event_type, payload)],
                     expect=(intent_id, state.last_seq),
@@ -655,6 +953,15 @@ class Governor:
         )
 
 
+def _required_reason(reason: str) -> str:
+    reason = reason.strip()
+    if not reason:
+        raise InputError("reason: is required (say why)")
+    if len(reason) > MAX_REASON_CHARS:
+        raise InputError(f"reason: longer than {MAX_REASON_CHARS} characters")
+    return reason
+
+
 _VERDICT_STATUS = {
     Verdict.ALLOW: OutcomeStatus.DECIDED,
     Verdict.DENY: OutcomeStatus.DENIED,
@@ -681,6 +988,12 @@ def outcome_from_events(events: list[Event], duplicate: bool = False) -> Outcome
             "result": finished.get("result"),
             "result_hash": finished.get("result_hash"),
             "error": finished.get("error"),
+        }
+    elif EXECUTION_BLOCKED in by_type:
+        blocked = by_type[EXECUTION_BLOCKED].payload
+        fields = {
+            "status": OutcomeStatus.BLOCKED,
+            "error": f"blocked by {blocked['control']}: {blocked['reason']}",
         }
     elif EXECUTION_OUTCOME_UNKNOWN in by_type:
         fields = {

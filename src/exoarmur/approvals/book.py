@@ -193,8 +193,13 @@ def rule_on(
     reason: str,
     intent_hash: str,
     now: datetime,
+    over_limit: str | None = None,
 ) -> Ruling:
-    """Rule on one vote. Pure: the caller records ``ruling.records``."""
+    """Rule on one vote. Pure: the caller records ``ruling.records``.
+
+    ``over_limit``, when given, is why the voter has exhausted its rate of
+    votes (the gate's approvals-per-operator limit): the vote is refused.
+    """
     tenant = state.intent.tenant
     if is_due(state, now):
         closed = format_time(state.deadline) if state.deadline is not None else "its deadline"
@@ -227,6 +232,8 @@ def rule_on(
             vote,
             f"the vote is bound to {intent_hash}, the intent's hash is {state.intent_hash}",
         )
+    if over_limit is not None:
+        return _refuse(state, principal, vote, over_limit, forbidden=True)
     if principal.name in state.approvers:
         return _refuse(state, principal, vote, f"{principal.name} has already approved")
     payload = {"approver": principal.name, "reason": reason, "intent_hash": intent_hash}

@@ -27,6 +27,7 @@ from pathlib import Path
 
 from ..errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
 from ..model.event import (
+    EXECUTION_BLOCKED,
     EXECUTION_FINISHED,
     EXECUTION_OUTCOME_UNKNOWN,
     EXECUTION_STARTED,
@@ -467,7 +468,9 @@ class SqliteStore:
 
     def unfinished_executions(self, tenant: str) -> list[str]:
         return self.intents_with(
-            tenant, EXECUTION_STARTED, (EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN)
+            tenant,
+            EXECUTION_STARTED,
+            (EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN, EXECUTION_BLOCKED),
         )
 
     def intents_with(self, tenant: str, has: str, lacks: Sequence[str]) -> list[str]:

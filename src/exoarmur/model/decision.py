@@ -28,6 +28,11 @@ class Decision(BaseModel):
     policy_hash: str
     #: evaluation errors; any error makes the verdict deny (fail closed)
     errors: tuple[str, ...] = ()
+    #: ``sha256:…`` of the configuration snapshot in force
+    config_hash: str | None = None
+    #: how the safety gate tightened the policy verdict, if it did:
+    #: {"policy_verdict", "controls": [...], "reason"}
+    gate: dict[str, Any] | None = None
 
     @classmethod
     def from_canonical(cls, raw: dict[str, Any]) -> Decision:
@@ -37,21 +42,29 @@ class Decision(BaseModel):
             obligations=raw["obligations"],
             policy_hash=raw["policy_hash"],
             errors=tuple(raw["errors"]),
+            config_hash=raw.get("config_hash"),
+            gate=raw.get("gate"),
         )
 
     def to_canonical(self) -> dict[str, Any]:
-        return {
+        canonical: dict[str, Any] = {
             "verdict": self.verdict.value,
             "reasons": list(self.reasons),
             "obligations": dict(self.obligations),
             "policy_hash": self.policy_hash,
             "errors": list(self.errors),
         }
+        if self.config_hash is not None:
+            canonical["config_hash"] = self.config_hash
+        if self.gate is not None:
+            canonical["gate"] = self.gate
+        return canonical
 
 
 class OutcomeStatus(StrEnum):
     EXECUTED = "executed"  #: the executor ran and succeeded
     FAILED = "failed"  #: the executor ran and failed
+    BLOCKED = "blocked"  #: allowed, then stopped by the gate right before the side effect
     DENIED = "denied"  #: policy (or the gate) said no; nothing ran
     DECIDED = "decided"  #: allowed, no executor bound: the caller carries it out
     PENDING_APPROVAL = "pending_approval"  #: waits for a quorum of people

@@ -36,6 +36,15 @@ INTENT_EXPIRED: Final = "intent.expired"
 #: an approval's terminal states: once one is recorded, nothing changes the intent's verdict
 SETTLED: Final = (INTENT_APPROVED, INTENT_REJECTED, INTENT_EXPIRED)
 
+# The safety gate and its controls.
+GATE_BLOCKED: Final = "gate.blocked"
+EXECUTION_BLOCKED: Final = "execution.blocked"
+KILLSWITCH_ENGAGED: Final = "killswitch.engaged"
+KILLSWITCH_RELEASED: Final = "killswitch.released"
+POSTURE_SET: Final = "posture.set"
+POSTURE_EXPIRED: Final = "posture.expired"
+CONFIG_SNAPSHOT: Final = "config.snapshot"
+
 # Principals and access (system log).
 PRINCIPAL_ADDED: Final = "principal.added"
 PRINCIPAL_REVOKED: Final = "principal.revoked"

@@ -7,7 +7,8 @@ Cedar request (documented in the README):
   or System, with attribute ``kind``;
 - action: ``Action::"<action>"`` (the dotted name as is);
 - resource: ``Target::"<target>"``;
-- context: ``params`` (floats and out-of-range integers become their JSON
+- context: ``action`` and ``target`` as strings (so rules can use
+  ``like "fs.*"``), ``params`` (floats and out-of-range integers become their JSON
   text, nulls are dropped: Cedar has neither), ``safety_class``, ``tenant``,
   ``posture`` and the recorded time (``event_time`` as text, ``event_epoch``
   as whole seconds).
@@ -127,6 +128,8 @@ class PolicyEngine:
             "action": f"Action::{_quote(intent.action)}",
             "resource": f"Target::{_quote(intent.target)}",
             "context": {
+                "action": intent.action,
+                "target": intent.target,
                 "params": _cedar_value(intent.params),
                 "safety_class": intent.safety_class.value,
                 "tenant": intent.tenant,

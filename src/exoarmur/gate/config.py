@@ -1,0 +1,128 @@
+"""The gate's configuration: rate limits, posture rules, protected things.
+
+Read from ``[gate]`` in ``config.toml``; every field has a safe default.
+Its canonical form is part of the configuration snapshot whose hash every
+decision names, so replay knows exactly which limits were in force.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..errors import ConfigError
+from ..model.intent import SafetyClass
+
+_RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
+RATE_KEYS = ("tenant", "actor", "action", "approvals_per_operator")
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most ``count`` events per ``seconds``, counted on recorded times."""
+
+    count: int
+    seconds: int
+
+    @classmethod
+    def parse(cls, where: str, text: object) -> RateLimit:
+        match = _RATE.match(text) if isinstance(text, str) else None
+        if match is None:
+            raise ConfigError(f'{where}: {text!r} is not a rate like "100/60s"')
+        count, seconds = int(match.group(1)), int(match.group(2))
+        if count < 1 or seconds < 1:
+            raise ConfigError(f"{where}: count and seconds must be at least 1")
+        return cls(count, seconds)
+
+    @property
+    def text(self) -> str:
+        return f"{self.count}/{self.seconds}s"
+
+
+@dataclass(frozen=True)
+class GateConfig:
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    #: in lockdown, every class above this one needs approval
+    lockdown_approval_above: SafetyClass = SafetyClass.A0
+    #: in heightened posture, these classes need this many more approvals
+    heightened_classes: tuple[SafetyClass, ...] = (SafetyClass.A2, SafetyClass.A3)
+    heightened_extra_approvals: int = 1
+    protected_targets: tuple[str, ...] = ()
+    protected_principals: tuple[str, ...] = ()
+    protected_quorum: int = 2
+
+    @classmethod
+    def from_table(cls, table: object) -> GateConfig:
+        if table is None:
+            return cls()
+        if not isinstance(table, dict):
+            raise ConfigError("[gate] must be a table")
+        unknown = set(table) - {"rate_limits", "posture", "protected"}
+        if unknown:
+            raise ConfigError(f"[gate]: unknown key {sorted(unknown)[0]!r}")
+        rates_table = table.get("rate_limits", {})
+        if not isinstance(rates_table, dict):
+            raise ConfigError("[gate.rate_limits] must be a table")
+        rates = {}
+        for key, value in rates_table.items():
+            if key not in RATE_KEYS:
+                raise ConfigError(f"[gate.rate_limits]: unknown limit {key!r} (one of {RATE_KEYS})")
+            rates[key] = RateLimit.parse(f"gate.rate_limits.{key}", value)
+        posture = _table(table, "posture")
+        protected = _table(table, "protected")
+        try:
+            return cls(
+                rate_limits=rates,
+                lockdown_approval_above=SafetyClass(
+                    posture.get("lockdown_approval_above", SafetyClass.A0.value)
+                ),
+                heightened_classes=tuple(
+                    SafetyClass(c) for c in posture.get("heightened_classes", ["A2", "A3"])
+                ),
+                heightened_extra_approvals=_positive(
+                    posture.get("heightened_extra_approvals", 1),
+                    "gate.posture.heightened_extra_approvals",
+                ),
+                protected_targets=_strings(protected.get("targets", []), "gate.protected.targets"),
+                protected_principals=_strings(
+                    protected.get("principals", []), "gate.protected.principals"
+                ),
+                protected_quorum=_positive(protected.get("quorum", 2), "gate.protected.quorum"),
+            )
+        except ValueError as exc:
+            raise ConfigError(f"[gate.posture]: {exc}") from None
+
+    def to_canonical(self) -> dict[str, Any]:
+        return {
+            "rate_limits": {k: v.text for k, v in sorted(self.rate_limits.items())},
+            "posture": {
+                "lockdown_approval_above": self.lockdown_approval_above.value,
+                "heightened_classes": [c.value for c in self.heightened_classes],
+                "heightened_extra_approvals": self.heightened_extra_approvals,
+            },
+            "protected": {
+                "targets": sorted(self.protected_targets),
+                "principals": sorted(self.protected_principals),
+                "quorum": self.protected_quorum,
+            },
+        }
+
+
+def _table(table: dict[str, Any], name: str) -> dict[str, Any]:
+    value = table.get(name, {})
+    if not isinstance(value, dict):
+        raise ConfigError(f"[gate.{name}] must be a table")
+    return value
+
+
+def _positive(value: object, where: str) -> int:
+    if not isinstance(value, int) or isinstance(value, bool) or value < 1:
+        raise ConfigError(f"{where}: must be a positive integer, not {value!r}")
+    return value
+
+
+def _strings(value: object, where: str) -> tuple[str, ...]:
+    if not isinstance(value, list) or not all(isinstance(v, str) and v for v in value):
+        raise ConfigError(f"{where}: must be a list of non-empty strings")
+    return tuple(value)

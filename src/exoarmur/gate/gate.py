@@ -1,0 +1,134 @@
+"""The safety gate: tightens a policy decision, never loosens it.
+
+Runs after the policy decision, on control state folded from the ledger at
+recorded positions and a recorded time, and again right before any side
+effect (kill switches only: a switch engaged after approval still stops the
+action). Pure: same inputs, same verdict, so replay reproduces every one.
+
+Checks, in order (the first blocking one decides; tightenings accumulate):
+
+1. control state unreadable        → deny       (fail closed)
+2. a kill switch covers the action → deny
+3. a rate limit is exhausted       → deny       (tenant, actor, action)
+4. policy said deny                → deny, nothing more to tighten
+5. protected target or principal   → require approval, quorum ≥ configured
+6. posture lockdown                → classes above the configured one need approval
+7. posture heightened              → listed classes need extra approvals
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from ..model.decision import Decision, Verdict
+from ..model.intent import ActionIntent, SafetyClass
+from .config import GateConfig
+from .controls import Controls, Switch
+
+_ORDER = list(SafetyClass)
+
+
+def _blocking_switch(tenant: str, action: str, *controls: Controls) -> Switch | None:
+    for state in controls:
+        for switch in sorted(state.switches.values(), key=lambda s: s.scope):
+            if switch.scope.covers(tenant, action):
+                return switch
+    return None
+
+
+def _deny(decision: Decision, control: str, reason: str) -> Decision:
+    return decision.model_copy(
+        update={
+            "verdict": Verdict.DENY,
+            "obligations": {},
+            "gate": {
+                "policy_verdict": decision.verdict.value,
+                "controls": [control],
+                "reason": reason,
+            },
+        }
+    )
+
+
+def unreadable(system: Controls, tenant: Controls) -> str | None:
+    return system.unreadable or tenant.unreadable
+
+
+def recheck(intent: ActionIntent, system: Controls, tenant: Controls) -> tuple[str, str] | None:
+    """Right before a side effect: (control, reason) if it must not happen now."""
+    broken = unreadable(system, tenant)
+    if broken:
+        return "controls:unreadable", broken
+    switch = _blocking_switch(intent.tenant, intent.action, system, tenant)
+    if switch is not None:
+        return f"killswitch:{switch.scope.text}", switch.reason
+    return None
+
+
+def check(
+    intent: ActionIntent,
+    decision: Decision,
+    *,
+    system: Controls,
+    tenant: Controls,
+    config: GateConfig,
+    now: datetime,
+) -> Decision:
+    """The decision, tightened by the gate (``decision.gate`` says how, if at all)."""
+    blocked = recheck(intent, system, tenant)
+    if blocked is not None:
+        return _deny(decision, *blocked)
+    for key, scope_key in (
+        ("tenant", ("tenant", "")),
+        ("actor", ("actor", intent.actor.id)),
+        ("action", ("action", intent.action)),
+    ):
+        limit = config.rate_limits.get(key)
+        if limit is None:
+            continue
+        seen = tenant.count(scope_key, now, limit.seconds, limit.count)
+        if seen >= limit.count:
+            return _deny(
+                decision,
+                f"rate_limit:{key}",
+                f"{seen} intents in the last {limit.seconds}s reached the {key} limit {limit.text}",
+            )
+    if decision.verdict == Verdict.DENY:
+        return decision
+
+    controls: list[str] = []
+    reasons: list[str] = []
+    quorum = int(decision.obligations.get("approval", "0"))
+    if intent.target in config.protected_targets or intent.actor.id in config.protected_principals:
+        which = "target" if intent.target in config.protected_targets else "principal"
+        controls.append(f"protected:{which}")
+        reasons.append(f"protected {which} needs a quorum of {config.protected_quorum}")
+        quorum = max(quorum, config.protected_quorum)
+    posture = tenant.posture_at(now).posture
+    klass = _ORDER.index(intent.safety_class)
+    if posture == "lockdown" and klass > _ORDER.index(config.lockdown_approval_above):
+        controls.append("posture:lockdown")
+        reasons.append(f"lockdown: {intent.safety_class.value} actions need approval")
+        quorum = max(quorum, 1)
+    if posture == "heightened" and intent.safety_class in config.heightened_classes:
+        controls.append("posture:heightened")
+        reasons.append(
+            f"heightened: {intent.safety_class.value} actions need "
+            f"{config.heightened_extra_approvals} more approval(s)"
+        )
+        quorum += config.heightened_extra_approvals
+    if not controls:
+        return decision
+    obligations = dict(decision.obligations)
+    obligations["approval"] = str(quorum)
+    return decision.model_copy(
+        update={
+            "verdict": Verdict.REQUIRE_APPROVAL,
+            "obligations": dict(sorted(obligations.items())),
+            "gate": {
+                "policy_verdict": decision.verdict.value,
+                "controls": controls,
+                "reason": "; ".join(reasons),
+            },
+        }
+    )
