@@ -184,3 +184,71 @@ def test_show_unknown_intent(home: Path) -> None:
     result = cli(home, "show", "01KDVDNA00E9J26YC765WVR3F0")
     assert result.exit_code == 1
     assert "no intent" in result.stderr
+
+
+def test_tenant_a_cannot_read_list_approve_or_switch_tenant_b(home: Path) -> None:
+    intent_id = submit_delete(home)  # in tenant acme
+    mallory = {"EXOARMUR_API_KEY": Path(key(home, "mallory")).read_text()}  # globex only
+    attempts = [
+        ["show", intent_id, "-t", "acme"],
+        ["pending", "-t", "acme"],
+        ["log", "-t", "acme"],
+        ["approve", intent_id, "-r", "x", "-t", "acme"],
+        ["reject", intent_id, "-r", "x", "-t", "acme"],
+        ["killswitch", "engage", "--scope", "tenant:acme", "-r", "x"],
+        ["posture", "set", "acme", "lockdown", "-r", "x"],
+    ]
+    for args in attempts:
+        result = cli(home, *args, env=mallory)
+        assert result.exit_code == 3, (args, result.output)
+        assert "acme" in result.stderr
+    # unscoped reads only show mallory's own tenants: nothing of acme
+    assert cli(home, "show", intent_id, env=mallory).exit_code == 1
+    assert json.loads(cli(home, "pending", "--json", env=mallory).stdout) == []
+    assert json.loads(cli(home, "log", "--json", env=mallory).stdout) == []
+    refused = [
+        e
+        for e in json.loads(cli(home, "log", "-t", "_system", "--json").stdout)
+        if e["type"] == "access.refused"
+    ]
+    assert len(refused) == len(attempts)
+    assert {e["payload"]["principal"] for e in refused} == {"mallory"}
+    # and acme's intent is untouched
+    story = json.loads(cli(home, "show", intent_id, "--json").stdout)
+    assert story["outcome"]["status"] == "pending_approval"
+
+
+def test_an_operator_switches_its_own_tenant_from_the_cli(home: Path) -> None:
+    alice = {"EXOARMUR_API_KEY": Path(key(home, "alice")).read_text()}
+    engaged = cli(
+        home, "killswitch", "engage", "--scope", "tenant:acme", "-r", "incident", env=alice
+    )
+    assert engaged.exit_code == 0, engaged.output
+    assert "by alice" in engaged.stdout
+    status = json.loads(cli(home, "killswitch", "status", "--json").stdout)
+    assert [s["engaged_by"] for s in status] == ["alice"]
+    assert "tenant:acme" in cli(home, "killswitch", "status", "-t", "acme").stdout
+    denied = cli(home, "submit", "-", stdin=json.dumps(DELETE))
+    assert denied.exit_code == 3
+    assert "killswitch:tenant:acme" in denied.stdout
+    assert (
+        cli(
+            home, "killswitch", "release", "--scope", "tenant:acme", "-r", "ok", env=alice
+        ).exit_code
+        == 0
+    )
+    assert "no kill switch engaged" in cli(home, "killswitch", "status").stdout
+    assert (
+        cli(home, "killswitch", "engage", "--scope", "global", "-r", "x", env=alice).exit_code == 3
+    )
+    assert (
+        cli(
+            home, "posture", "set", "acme", "heightened", "-r", "r", "--ttl", "60", env=alice
+        ).exit_code
+        == 0
+    )
+    shown = json.loads(cli(home, "posture", "show", "acme", "--json").stdout)
+    assert shown["posture"] == "heightened"
+    assert shown["set_by"] == "alice"
+    assert "heightened" in cli(home, "posture", "show", "acme").stdout
+    assert cli(home, "posture", "set", "acme", "panic", "-r", "r").exit_code == 2

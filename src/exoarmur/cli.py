@@ -36,6 +36,7 @@ from .errors import (
 )
 from .home import HOME_ENV, Home, open_governor, resolve_home
 from .model.decision import Outcome, OutcomeStatus
+from .model.event import SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
 from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
@@ -313,9 +314,20 @@ def log(
 ) -> None:
     """List ledger events."""
     with _errors():
+        if os.environ.get(API_KEY_ENV, "").strip():
+            # With credentials, read as that principal: only its tenants, refusals recorded.
+            with open_governor(_home().path) as governor:
+                reader = _acting_principal(governor, None)
+                if tenant is not None:
+                    governor.authorize_read(reader, tenant, "events")
+                scoped = [tenant] if tenant else _readable_tenants(governor, reader)
+        else:
+            scoped = None
         ledger = _home().ledger()
         try:
-            tenants = [tenant] if tenant else ledger.store.tenants()
+            tenants = (
+                scoped if scoped is not None else ([tenant] if tenant else ledger.store.tenants())
+            )
             events = []
             for name in tenants:
                 if correlation:
@@ -604,9 +616,10 @@ def pending(
 ) -> None:
     """Intents waiting for approval (overdue ones are recorded as expired first)."""
     with _errors(), open_governor(_home().path) as governor:
-        tenants = (
-            [tenant] if tenant else [t for t in governor.ledger.store.tenants() if t != "_system"]
-        )
+        reader = _acting_principal(governor, None)
+        tenants = [tenant] if tenant else _readable_tenants(governor, reader)
+        for name in tenants:
+            governor.authorize_read(reader, name, "pending approvals")
         waiting = [state for name in tenants for state in governor.pending(name)]
     if as_json:
         _print_json([_state_json(s) for s in waiting])
@@ -637,6 +650,10 @@ def pending(
             s.deadline.strftime("%Y-%m-%d %H:%M:%S UTC") if s.deadline else "",
         )
     console.print(table)
+
+
+def _readable_tenants(governor: Governor, reader: Principal) -> list[str]:
+    return [t for t in governor.ledger.store.tenants() if t != SYSTEM_LOG and reader.acts_for(t)]
 
 
 def _state_json(state: IntentState) -> dict[str, Any]:
@@ -735,7 +752,10 @@ def show(
 ) -> None:
     """The whole story of one intent: decision, reasons, obligations, approvals, execution."""
     with _errors(), open_governor(_home().path) as governor:
-        tenants = [tenant] if tenant else governor.ledger.store.tenants()
+        reader = _acting_principal(governor, None)
+        if tenant is not None:
+            governor.authorize_read(reader, tenant, f"intent {intent_id}")
+        tenants = [tenant] if tenant else _readable_tenants(governor, reader)
         for name in tenants:
             if governor.ledger.store.events_for_intent(name, intent_id):
                 tenant = name

@@ -68,6 +68,7 @@ from .model.event import (
     EXECUTION_BLOCKED,
     EXECUTION_FINISHED,
     EXECUTION_OUTCOME_UNKNOWN,
+    EXECUTION_RETRY,
     EXECUTION_STARTED,
     GATE_BLOCKED,
     INTENT_APPROVED,
@@ -370,7 +371,7 @@ class Governor:
             return self.outcome(tenant, dup.intent_id, duplicate=True)
 
         if decision.verdict == Verdict.ALLOW and binding is not None:
-            return self._execute(intent, intent_hash, decision, binding[1])
+            return self._execute(intent, intent_hash, decision, binding[1], binding[0])
         status = {
             Verdict.ALLOW: OutcomeStatus.DECIDED,
             Verdict.DENY: OutcomeStatus.DENIED,
@@ -424,8 +425,31 @@ class Governor:
         )
 
     def _execute(
-        self, intent: ActionIntent, intent_hash: str, decision: Decision, executor: Executor
+        self,
+        intent: ActionIntent,
+        intent_hash: str,
+        decision: Decision,
+        executor: Executor,
+        binding: str | None = None,
     ) -> Outcome:
+        retries = self.executors.retries_for(binding) if binding is not None else 0
+        attempt = 0
+        while True:
+            attempt += 1
+            outcome = self._attempt(intent, intent_hash, decision, executor, attempt, retries)
+            if outcome is not None:
+                return outcome
+
+    def _attempt(
+        self,
+        intent: ActionIntent,
+        intent_hash: str,
+        decision: Decision,
+        executor: Executor,
+        attempt: int,
+        retries: int,
+    ) -> Outcome | None:
+        """One attempt at the side effect; None means: record done, try again."""
         blocked = self._blocked_now(intent)
         if blocked is not None:
             control, reason = blocked
@@ -455,6 +479,23 @@ class Governor:
             canonical_bytes(result)  # a result we cannot hash is a failed execution
         except ExecutionFailed as exc:
             error = str(exc)
+            if exc.retryable and attempt <= retries:
+                self._append(
+                    intent.tenant,
+                    [
+                        self._draft(
+                            intent,
+                            EXECUTION_RETRY,
+                            {
+                                "attempt": attempt,
+                                "of": retries + 1,
+                                "error": error[:_ERROR_TEXT_LIMIT],
+                                "intent_hash": intent_hash,
+                            },
+                        )
+                    ],
+                )
+                return None
         except InputError as exc:
             error = f"executor returned a result that is not JSON: {exc}"
             result = None
@@ -503,8 +544,30 @@ class Governor:
                     return None
                 state = intent_state(events)
                 continue
-            return self._execute(intent, state.intent_hash, state.decision, binding[1])
+            return self._execute(intent, state.intent_hash, state.decision, binding[1], binding[0])
         raise Conflict(f"intent {intent.intent_id} kept changing; recovery will start it")
+
+    # -- who may read --------------------------------------------------------
+
+    def authorize_read(self, principal: Principal, tenant: str, what: str) -> None:
+        """Refuse (and record) a read of ``tenant`` by a principal not acting for it.
+
+        Agents may read only their own intents: callers that return intents
+        check ``intent.actor.id`` against the principal themselves.
+        """
+        if principal.acts_for(tenant):
+            return
+        self._record_access_refused(principal, tenant, f"read {what}")
+        raise PermissionDenied(f"principal {principal.name} does not act for tenant {tenant}")
+
+    def record_unauthenticated(self, attempted: str, detail: str) -> None:
+        """Record a request that presented no valid credentials (an HTTP 401)."""
+        self._system_event(
+            ACCESS_REFUSED,
+            {"principal": None, "tenant": None, "attempted": attempted, "detail": detail},
+            "anonymous",
+            None,
+        )
 
     # -- controls: kill switches and posture ---------------------------------
 

@@ -24,7 +24,14 @@ class ExecutionFailed(Exception):
 
     Raised by an executor; the pipeline records the outcome as "failed" with
     this message, so the message is one line and says what went wrong where.
+    ``retryable`` says a new attempt may succeed (a timeout, a 503); the
+    pipeline retries only when the binding allows it (``retries = N``), and
+    records every failed attempt.
     """
+
+    def __init__(self, message: str, *, retryable: bool = False) -> None:
+        super().__init__(message)
+        self.retryable = retryable
 
 
 class Executor(Protocol):

@@ -87,15 +87,18 @@ class HttpExecutor:
         except httpx.TimeoutException as exc:
             raise ExecutionFailed(
                 f"{self.method} {self.url} timed out after {self.timeout:g} s "
-                f"({type(exc).__name__}); the action may or may not have taken effect"
+                f"({type(exc).__name__}); the action may or may not have taken effect",
+                retryable=True,
             ) from exc
         except httpx.HTTPError as exc:
             raise ExecutionFailed(
-                f"{self.method} {self.url} failed: {type(exc).__name__}: {exc}"
+                f"{self.method} {self.url} failed: {type(exc).__name__}: {exc}", retryable=True
             ) from exc
         if not response.is_success:
             raise ExecutionFailed(
-                f"HTTP {response.status_code} from {self.url}: {_short(response.text)}"
+                f"HTTP {response.status_code} from {self.url}: {_short(response.text)}",
+                # the server may recover; a 4xx will say the same thing again
+                retryable=response.status_code >= 500 or response.status_code == 429,
             )
         return {"status_code": response.status_code, "body": _body(response)}
 

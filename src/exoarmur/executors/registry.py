@@ -67,12 +67,22 @@ class ExecutorRegistry:
     def __init__(self) -> None:
         self._exact: dict[str, Executor] = {}
         self._globs: dict[str, tuple[re.Pattern[str], Executor]] = {}
+        self._retries: dict[str, int] = {}
 
-    def bind(self, pattern: str, executor: Executor) -> None:
+    def retries_for(self, pattern: str) -> int:
+        """How many times a retryable failure of this binding is tried again."""
+        return self._retries.get(pattern, 0)
+
+    def bind(self, pattern: str, executor: Executor, *, retries: int = 0) -> None:
         """Bind an exact action (``fs.read``) or a glob (``fs.*``, ``*``) to ``executor``.
 
+        ``retries`` (0 to 5) bounds how often a retryable failure is retried.
         Raises :class:`ConfigError` for a malformed or already bound pattern.
         """
+        if not isinstance(retries, int) or isinstance(retries, bool) or not 0 <= retries <= 5:
+            raise ConfigError(
+                f"executor binding {pattern!r}: field 'retries': must be a whole number 0 to 5"
+            )
         if not isinstance(pattern, str) or not _GLOB.match(pattern):
             raise ConfigError(
                 f"executor binding {pattern!r}: not an action name or a glob of one "
@@ -80,6 +90,8 @@ class ExecutorRegistry:
             )
         if pattern in self._exact or pattern in self._globs:
             raise ConfigError(f"executor binding {pattern!r}: is already bound")
+        if retries:
+            self._retries[pattern] = retries
         if "*" in pattern:
             regex = re.compile(".*".join(re.escape(part) for part in pattern.split("*")))
             self._globs[pattern] = (regex, executor)
@@ -139,7 +151,10 @@ class ExecutorRegistry:
                     f"executor binding {pattern!r}: field 'type': unknown executor type "
                     f"{kind!r} (one of: {known})"
                 )
-            settings = {key: value for key, value in table.items() if key != "type"}
+            settings = {
+                key: value for key, value in table.items() if key not in ("type", "retries")
+            }
+            retries = table.get("retries", 0)
             try:
                 executor = factories[kind](settings)
             except ConfigError as exc:
@@ -156,11 +171,16 @@ class ExecutorRegistry:
                     f"executor binding {pattern!r}: the {kind!r} plugin built a "
                     f"{type(executor).__name__}, which lacks 'kind' or 'execute()'"
                 )
-            registry.bind(pattern, executor)
+            registry.bind(pattern, executor, retries=retries)
         return registry
 
     def describe(self) -> dict[str, dict[str, Any]]:
         """``pattern -> {"type": kind}``, sorted by pattern, for health and config snapshots."""
         bound: dict[str, Executor] = {**self._exact}
         bound.update((pattern, executor) for pattern, (_, executor) in self._globs.items())
-        return {pattern: {"type": bound[pattern].kind} for pattern in sorted(bound)}
+        described: dict[str, dict[str, Any]] = {}
+        for pattern in sorted(bound):
+            described[pattern] = {"type": bound[pattern].kind}
+            if pattern in self._retries:
+                described[pattern]["retries"] = self._retries[pattern]
+        return described

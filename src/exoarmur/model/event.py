@@ -39,6 +39,7 @@ SETTLED: Final = (INTENT_APPROVED, INTENT_REJECTED, INTENT_EXPIRED)
 # The safety gate and its controls.
 GATE_BLOCKED: Final = "gate.blocked"
 EXECUTION_BLOCKED: Final = "execution.blocked"
+EXECUTION_RETRY: Final = "execution.retry"
 KILLSWITCH_ENGAGED: Final = "killswitch.engaged"
 KILLSWITCH_RELEASED: Final = "killswitch.released"
 POSTURE_SET: Final = "posture.set"
