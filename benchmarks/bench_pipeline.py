@@ -18,7 +18,8 @@ include; keep the two in step.
 This script must never decide anything from a time (no thresholds, no
 pass/fail on speed) and the floor must never call into ``exoarmur``: it
 borrows only data from it (the shipped default policy text) and, after the
-pipeline ran, the table definitions from the pipeline's own database file.
+pipeline ran, the table definitions and one recorded event of each type
+from the pipeline's own database file, so both write the same shapes.
 """
 
 from __future__ import annotations
@@ -32,6 +33,7 @@ import platform
 import re
 import shlex
 import sqlite3
+import statistics
 import sys
 import tempfile
 import threading
@@ -140,12 +142,11 @@ class Rows:
 class PipelineResult:
     seconds: float
     ops: float
-    p50_ms: float
-    p99_ms: float
-    p999_ms: float
     commits: int
     appends: int
     rows: Rows
+    #: seconds per submit, in completion order per thread; pooled across repeats
+    latencies: list[float] = field(repr=False)
 
 
 @dataclass
@@ -163,19 +164,68 @@ class FloorResult:
 
 @dataclass
 class Scenario:
+    """One (path, concurrency) row: ``repeat`` pipeline runs, each followed by its floor."""
+
     path: str
     concurrency: int
     n: int
-    pipeline: PipelineResult
-    floor: FloorResult
-    ratio: float = field(init=False)
-
-    def __post_init__(self) -> None:
-        self.ratio = self.pipeline.ops / self.floor.ops
+    runs: list[tuple[PipelineResult, FloorResult]]
 
     @property
     def key(self) -> str:
         return f"{self.path.upper()}_C{self.concurrency}"
+
+    @property
+    def ops(self) -> float:
+        return statistics.median(p.ops for p, _ in self.runs)
+
+    @property
+    def floor_ops(self) -> float:
+        return statistics.median(f.ops for _, f in self.runs)
+
+    @property
+    def ratios(self) -> list[float]:
+        """pipeline/floor of each run and the floor measured right after it."""
+        return [p.ops / f.ops for p, f in self.runs]
+
+    @property
+    def ratio(self) -> float:
+        return statistics.median(self.ratios)
+
+    def latency_ms(self, q: float) -> float:
+        pooled = sorted(x for p, _ in self.runs for x in p.latencies)
+        return percentile(pooled, q) * 1e3
+
+    @property
+    def commits(self) -> int:
+        return round(statistics.median(p.commits for p, _ in self.runs))
+
+    def floor_median(self, attribute: str) -> float:
+        return statistics.median(getattr(f, attribute) for _, f in self.runs)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "key": self.key,
+            "path": self.path,
+            "concurrency": self.concurrency,
+            "n": self.n,
+            "ops": self.ops,
+            "p50_ms": self.latency_ms(0.50),
+            "p99_ms": self.latency_ms(0.99),
+            "p999_ms": self.latency_ms(0.999),
+            "commits": self.commits,
+            "floor_ops": self.floor_ops,
+            "ratio": self.ratio,
+            "ratio_min": min(self.ratios),
+            "ratio_max": max(self.ratios),
+            "runs": [
+                {
+                    "pipeline": {k: v for k, v in asdict(p).items() if k != "latencies"},
+                    "floor": asdict(f),
+                }
+                for p, f in self.runs
+            ],
+        }
 
 
 def percentile(sorted_values: Sequence[float], q: float) -> float:
@@ -187,13 +237,16 @@ def percentile(sorted_values: Sequence[float], q: float) -> float:
 
 
 def count_rows(db: Path) -> Rows:
+    """The benchmark tenant's rows (the pipeline also logs its policy activation elsewhere)."""
     conn = sqlite3.connect(db)
     try:
         events, mean = conn.execute(
-            "SELECT count(*), avg(length(canonical)) FROM events"
+            "SELECT count(*), avg(length(canonical)) FROM events WHERE tenant = ?", (TENANT,)
         ).fetchone()
-        (nodes,) = conn.execute("SELECT count(*) FROM nodes").fetchone()
-        (keys,) = conn.execute("SELECT count(*) FROM idempotency").fetchone()
+        (nodes,) = conn.execute("SELECT count(*) FROM nodes WHERE tenant = ?", (TENANT,)).fetchone()
+        (keys,) = conn.execute(
+            "SELECT count(*) FROM idempotency WHERE tenant = ?", (TENANT,)
+        ).fetchone()
     finally:
         conn.close()
     return Rows(events, nodes, keys, round(mean or 0.0, 1))
@@ -239,13 +292,16 @@ def run_pipeline(
     def submitter(slot: int) -> None:
         mine = latencies[slot]
         start.wait()
-        for doc in docs[slot::concurrency]:
-            t0 = time.perf_counter()
-            outcome = governor.submit(doc)
-            mine.append(time.perf_counter() - t0)
-            if outcome.status.value != path.status:
-                failures.append(f"{doc['idempotency_key']}: {outcome.status.value}")
-            done[slot] += 1
+        try:
+            for doc in docs[slot::concurrency]:
+                t0 = time.perf_counter()
+                outcome = governor.submit(doc)
+                mine.append(time.perf_counter() - t0)
+                if outcome.status.value != path.status:
+                    failures.append(f"{doc['idempotency_key']}: {outcome.status.value}")
+                done[slot] += 1
+        except Exception as exc:  # reported below: a broken run must not print a rate
+            failures.append(f"submitter {slot}: {type(exc).__name__}: {exc}")
         finished[slot] = time.perf_counter()
 
     threads = [
@@ -253,6 +309,8 @@ def run_pipeline(
         for slot in range(concurrency)
     ]
     with governor:
+        # Building a governor may itself commit (recording the policy in force).
+        commits_before = store.commits
         for thread in threads:
             thread.start()
         start.wait()
@@ -263,20 +321,17 @@ def run_pipeline(
         for thread in threads:
             thread.join()
         tick(sum(done))
-        commits = store.commits
+        commits = store.commits - commits_before
     if failures:
         raise SystemExit(f"{path.name}: {len(failures)} intents ended wrongly, e.g. {failures[0]}")
     seconds = max(finished) - began
-    ordered = sorted(x for slot in latencies for x in slot)
     return PipelineResult(
         seconds=seconds,
         ops=n / seconds,
-        p50_ms=percentile(ordered, 0.50) * 1e3,
-        p99_ms=percentile(ordered, 0.99) * 1e3,
-        p999_ms=percentile(ordered, 0.999) * 1e3,
         commits=commits,
         appends=n * (2 if path.executes else 1),
         rows=count_rows(db),
+        latencies=[x for slot in latencies for x in slot],
     )
 
 
@@ -297,6 +352,9 @@ def _cedar_request(doc: dict[str, Any]) -> dict[str, Any]:
             "params": doc["params"],
             "safety_class": doc["safety_class"],
             "tenant": doc["tenant"],
+            "posture": "normal",
+            "event_time": doc["when"],
+            "event_epoch": doc["epoch"],
         },
     }
 
@@ -368,12 +426,33 @@ def _copy_schema(source: Path, conn: sqlite3.Connection) -> None:
         conn.execute(statement)
 
 
+def _templates(source: Path) -> dict[str, dict[str, Any]]:
+    """The first recorded event of each type, decoded: the shape the floor must match.
+
+    The floor computes every value it has a source for (ids, times, hashes,
+    the decision); what the pipeline records beyond that (say, the hash of
+    its configuration) is copied from here, so the floor writes events of
+    the same shape and size without knowing every field by name.
+    """
+    conn = sqlite3.connect(source)
+    try:
+        rows = conn.execute(
+            "SELECT type, canonical FROM events WHERE tenant = ? ORDER BY seq", (TENANT,)
+        ).fetchall()
+    finally:
+        conn.close()
+    found: dict[str, dict[str, Any]] = {}
+    for kind, canonical in rows:
+        found.setdefault(kind, json.loads(canonical))
+    return found
+
+
 def run_floor(
     db: Path, schema_from: Path, path: GovernedPath, n: int, transactions: int
 ) -> FloorResult:
     docs = [intent_doc(path, i) for i in range(n)]
     policies = cedarpy.PolicySet.from_str(POLICY)
-    policy_hash = _content_hash(POLICY)
+    templates = _templates(schema_from)
     conn = sqlite3.connect(db, isolation_level=None)
     conn.execute("PRAGMA journal_mode = WAL")
     conn.execute("PRAGMA synchronous = FULL")
@@ -384,6 +463,10 @@ def run_floor(
 
     # 1. Cedar: the same requests, batched like the group commit batched them.
     t0 = time.perf_counter()
+    for doc in docs:
+        now = datetime.now(UTC)
+        doc["when"] = now.strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        doc["epoch"] = int(now.timestamp())
     results: list[Any] = []
     if batch == 1:
         for doc in docs:
@@ -410,23 +493,23 @@ def run_floor(
     appends: list[_Append] = []
     serial = 0
 
-    def record(
-        into: _Append, doc: dict[str, Any], kind: str, payload: dict[str, Any], when: str
-    ) -> None:
+    def record(into: _Append, doc: dict[str, Any], kind: str, payload: dict[str, Any]) -> None:
         nonlocal serial
         serial += 1
         seq = frontier.size
-        event = {
-            "format": "exoarmur.event/v1",
+        template = templates.get(kind)
+        if template is None:
+            raise SystemExit(f"floor: the pipeline recorded no {kind} event for {path.name}")
+        event = template | {
             "seq": seq,
             "event_id": f"{serial:026d}",
             "tenant": doc["tenant"],
             "type": kind,
             "correlation_id": doc["intent_id"],
-            "event_time": when,
-            "process_time": when,
+            "event_time": doc["when"],
+            "process_time": doc["when"],
             "actor": doc["actor"] if kind == "intent.recorded" else SYSTEM_ACTOR,
-            "payload": payload,
+            "payload": template["payload"] | payload,
             "intent_id": doc["intent_id"],
         }
         canonical = rfc8785.dumps(event)
@@ -439,12 +522,11 @@ def run_floor(
         into.tree_size = frontier.size
 
     allowed = path.status != "denied"
+    recorded_decision = templates.get("decision.recorded", {}).get("payload", {}).get("decision")
     for i, (doc, result) in enumerate(zip(docs, results, strict=True)):
         verdict = "allow" if result.decision == cedarpy.Decision.Allow else "deny"
         if (verdict == "allow") != allowed:
             raise SystemExit(f"floor: Cedar said {verdict} for a {path.name} intent")
-        names = result.diagnostics.id_annotations_by_reason
-        when = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
         doc["intent_id"] = f"{i:026d}"
         intent = {
             "intent_id": doc["intent_id"],
@@ -456,24 +538,24 @@ def run_floor(
             "safety_class": doc["safety_class"],
             "idempotency_key": doc["idempotency_key"],
             "correlation_id": doc["intent_id"],
-            "event_time": when,
+            "event_time": doc["when"],
         }
         intent_hash = _content_hash(intent)
-        decision = {
+        names = result.diagnostics.id_annotations_by_reason
+        decision = (recorded_decision or {}) | {
             "verdict": verdict,
             "reasons": sorted(names.get(r, r) for r in result.diagnostics.reasons),
             "obligations": {},
-            "policy_hash": policy_hash,
             "errors": [str(e) for e in result.diagnostics.errors],
         }
         first = _Append(keys=[(doc["tenant"], doc["idempotency_key"], doc["intent_id"])])
-        record(first, doc, "intent.recorded", {"intent": intent, "intent_hash": intent_hash}, when)
+        record(first, doc, "intent.recorded", {"intent": intent, "intent_hash": intent_hash})
         payload = {"decision": decision, "intent_hash": intent_hash}
-        record(first, doc, "decision.recorded", payload, when)
+        record(first, doc, "decision.recorded", payload)
         appends.append(first)
         if path.executes:
             payload = {"executor": "echo", "binding": doc["action"], "intent_hash": intent_hash}
-            record(first, doc, "execution.started", payload, when)
+            record(first, doc, "execution.started", payload)
             echoed = {"action": doc["action"], "target": doc["target"], "params": doc["params"]}
             payload = {
                 "executor": "echo",
@@ -483,7 +565,7 @@ def run_floor(
                 "result_hash": _content_hash(echoed),
             }
             second = _Append()
-            record(second, doc, "execution.finished", payload, when)
+            record(second, doc, "execution.finished", payload)
             appends.append(second)
     t2 = time.perf_counter()
 
@@ -591,16 +673,17 @@ COLUMNS = (
 
 
 def _cells(s: Scenario) -> list[str]:
+    spread = f" ({min(s.ratios):.2f}–{max(s.ratios):.2f})" if len(s.runs) > 1 else ""
     return [
         s.path,
         str(s.concurrency),
-        f"{s.pipeline.ops:,.0f}",
-        f"{s.pipeline.p50_ms:.2f}",
-        f"{s.pipeline.p99_ms:.2f}",
-        f"{s.pipeline.p999_ms:.2f}",
-        f"{s.floor.ops:,.0f}",
-        f"{s.ratio:.2f}",
-        f"{s.pipeline.commits:,}",
+        f"{s.ops:,.0f}",
+        f"{s.latency_ms(0.50):.2f}",
+        f"{s.latency_ms(0.99):.2f}",
+        f"{s.latency_ms(0.999):.2f}",
+        f"{s.floor_ops:,.0f}",
+        f"{s.ratio:.2f}{spread}",
+        f"{s.commits:,}",
     ]
 
 
@@ -608,29 +691,33 @@ FLOOR_COLUMNS = ("path", "C", "Cedar calls × batch", "Cedar s", "hashing s", "S
 
 
 def _floor_cells(s: Scenario) -> list[str]:
-    f = s.floor
+    _, f = s.runs[0]
     return [
         s.path,
         str(s.concurrency),
         f"{f.cedar_calls:,} × {f.cedar_batch}",
-        f"{f.cedar_s:.3f}",
-        f"{f.hash_s:.3f}",
-        f"{f.sqlite_s:.3f}",
-        f"{f.seconds:.3f}",
+        f"{s.floor_median('cedar_s'):.3f}",
+        f"{s.floor_median('hash_s'):.3f}",
+        f"{s.floor_median('sqlite_s'):.3f}",
+        f"{s.floor_median('seconds'):.3f}",
     ]
 
 
 def key_values(report: dict[str, Any], scenarios: Sequence[Scenario]) -> list[str]:
-    lines = [f"BENCH_N={report['n']}", f"BENCH_DATE={report['date']}"]
+    lines = [
+        f"BENCH_N={report['n']}",
+        f"BENCH_REPEAT={report['repeat']}",
+        f"BENCH_DATE={report['date']}",
+    ]
     for s in scenarios:
         k = s.key
         lines += [
-            f"{k}_OPS={s.pipeline.ops:.1f}",
-            f"{k}_P50_MS={s.pipeline.p50_ms:.3f}",
-            f"{k}_P99_MS={s.pipeline.p99_ms:.3f}",
-            f"{k}_P999_MS={s.pipeline.p999_ms:.3f}",
-            f"{k}_COMMITS={s.pipeline.commits}",
-            f"{k}_FLOOR_OPS={s.floor.ops:.1f}",
+            f"{k}_OPS={s.ops:.1f}",
+            f"{k}_P50_MS={s.latency_ms(0.50):.3f}",
+            f"{k}_P99_MS={s.latency_ms(0.99):.3f}",
+            f"{k}_P999_MS={s.latency_ms(0.999):.3f}",
+            f"{k}_COMMITS={s.commits}",
+            f"{k}_FLOOR_OPS={s.floor_ops:.1f}",
             f"{k}_RATIO={s.ratio:.3f}",
         ]
     return lines
@@ -648,8 +735,8 @@ def _markdown_table(header: Sequence[str], rows: Sequence[Sequence[str]]) -> lis
 def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     m = report["machine"]
     lines = [
-        f"Measured {report['date']} with `{report['command']}` "
-        f"(N = {report['n']:,} intents per row).",
+        f"Measured {report['date']} with `{report['command']}`: "
+        f"N = {report['n']:,} intents per row, {_runs(report['repeat'])}.",
         "",
         f"- CPU: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable)",
         f"- {m['platform']}; ledger on {m['filesystem']}",
@@ -665,6 +752,12 @@ def markdown(report: dict[str, Any], scenarios: Sequence[Scenario]) -> str:
     return "\n".join(lines) + "\n"
 
 
+def _runs(repeat: int) -> str:
+    if repeat == 1:
+        return "one run each"
+    return f"median of {repeat} runs (pipeline/floor: median of paired runs, range in brackets)"
+
+
 def write_readme(text: str) -> None:
     current = README.read_text(encoding="utf-8")
     start, end = current.find(START_MARK), current.find(END_MARK)
@@ -677,7 +770,8 @@ def write_readme(text: str) -> None:
 def render(console: Console, report: dict[str, Any], scenarios: Sequence[Scenario]) -> None:
     m = report["machine"]
     console.print(
-        f"[bold]ExoArmur pipeline vs floor[/] — {report['date']}, N = {report['n']:,}\n"
+        f"[bold]ExoArmur pipeline vs floor[/] — {report['date']}, "
+        f"N = {report['n']:,}, {_runs(report['repeat'])}\n"
         f"{m['cpu']}, {m['cores']} cores; Python {m['python']}, cedarpy {m['cedarpy']}, "
         f"rfc8785 {m['rfc8785']}, SQLite {m['sqlite']} on {m['filesystem']}"
     )
@@ -722,6 +816,12 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
         default=list(PATHS),
         help="which paths to run: allow,decided,deny",
     )
+    parser.add_argument(
+        "--repeat",
+        type=int,
+        default=1,
+        help="runs per row, each pipeline run followed by its floor; medians are reported",
+    )
     parser.add_argument("--quick", action="store_true", help=f"tiny sizes (N={QUICK_N}) for tests")
     parser.add_argument("--json", action="store_true", help="print one JSON document, nothing else")
     parser.add_argument(
@@ -733,8 +833,8 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     args = parser.parse_args(argv)
     if args.n is None:
         args.n = QUICK_N if args.quick else DEFAULT_N
-    if args.n < 1:
-        parser.error("--n must be at least 1")
+    if args.n < 1 or args.repeat < 1:
+        parser.error("--n and --repeat must be at least 1")
     unknown = [p for p in args.paths if p not in PATHS]
     if unknown:
         parser.error(f"unknown path {unknown[0]!r} (one of: {', '.join(PATHS)})")
@@ -756,6 +856,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
             "command": command,
             "n": args.n,
+            "repeat": args.repeat,
             "concurrency": args.concurrency,
             "machine": machine_info(workdir),
         }
@@ -769,30 +870,41 @@ def main(argv: Sequence[str] | None = None) -> int:
         )
         with progress:
             tasks = {
-                (p.name, c): progress.add_task(f"{p.name} C={c}", total=2 * args.n) for p, c in plan
+                (p.name, c): progress.add_task(f"{p.name} C={c}", total=2 * args.n * args.repeat)
+                for p, c in plan
             }
             warm_up(workdir)
             for number, (path, c) in enumerate(plan):
                 task = tasks[(path.name, c)]
-                pipeline_db = workdir / f"{number}-pipeline.db"
-                pipeline = run_pipeline(
-                    pipeline_db,
-                    path,
-                    args.n,
-                    c,
-                    lambda done, task=task: progress.update(task, completed=done),
-                )
-                floor = run_floor(
-                    workdir / f"{number}-floor.db", pipeline_db, path, args.n, pipeline.commits
-                )
-                progress.update(task, completed=2 * args.n)
-                if not floor.rows.comparable(pipeline.rows):
-                    raise SystemExit(
-                        f"{path.name} C={c}: the floor wrote {floor.rows}, "
-                        f"the pipeline {pipeline.rows}; the comparison would be unfair"
+                runs = []
+                for attempt in range(args.repeat):
+                    base = 2 * args.n * attempt
+                    pipeline_db = workdir / f"{number}-{attempt}-pipeline.db"
+                    pipeline = run_pipeline(
+                        pipeline_db,
+                        path,
+                        args.n,
+                        c,
+                        lambda done, task=task, base=base: progress.update(
+                            task, completed=base + done
+                        ),
                     )
-                scenarios.append(Scenario(path.name, c, args.n, pipeline, floor))
-    report["scenarios"] = [asdict(s) | {"key": s.key} for s in scenarios]
+                    floor = run_floor(
+                        workdir / f"{number}-{attempt}-floor.db",
+                        pipeline_db,
+                        path,
+                        args.n,
+                        pipeline.commits,
+                    )
+                    progress.update(task, completed=base + 2 * args.n)
+                    if not floor.rows.comparable(pipeline.rows):
+                        raise SystemExit(
+                            f"{path.name} C={c}: the floor wrote {floor.rows}, "
+                            f"the pipeline {pipeline.rows}; the comparison would be unfair"
+                        )
+                    runs.append((pipeline, floor))
+                scenarios.append(Scenario(path.name, c, args.n, runs))
+    report["scenarios"] = [s.to_json() for s in scenarios]
     if args.json:
         print(json.dumps(report, indent=2))
     else:
