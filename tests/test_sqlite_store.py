@@ -170,3 +170,21 @@ def test_events_page_through_long_logs(store: SqliteStore) -> None:
     store.append("acme", [draft(n) for n in range(2500)])
     assert sum(1 for _ in store.events("acme")) == 2500
     assert [e.seq for e in store.events("acme", 998, 1003)] == [998, 999, 1000, 1001, 1002]
+
+
+def test_latest_of_type_uses_an_index_not_a_scan(store: SqliteStore) -> None:
+    store.append("acme", [draft(n) for n in range(50)])
+    with sqlite3.connect(store.path) as conn:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT canonical, leaf_hash FROM events WHERE tenant = ? "
+                "AND seq = (SELECT max(seq) FROM events WHERE tenant = ? AND type = ?)",
+                ("acme", "acme", "test.event"),
+            )
+        )
+    assert "events_by_type" in plan
+    latest = store.latest_of_type("acme", "test.event")
+    assert latest is not None
+    assert latest.seq == 49
+    assert store.latest_of_type("acme", "no.such.type") is None

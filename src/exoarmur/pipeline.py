@@ -216,20 +216,24 @@ class Governor:
 
     def policy_for(self, tenant: str) -> PolicyEngine:
         """The bundle in force for a tenant: its own activation, else the global one."""
-        activation = self._active_activation(tenant) or self._active_activation(SYSTEM_LOG)
+        with self._decide_lock:
+            return self._engine_in_force(self._fold(SYSTEM_LOG), self._fold(tenant))
+
+    def _engine_in_force(self, system: Controls, tenant: Controls) -> PolicyEngine:
+        log, activation = (
+            (tenant.log, tenant.policy) if tenant.policy else (SYSTEM_LOG, system.policy)
+        )
         if activation is None:
             raise PolicyError(
                 "no policy is active; run `exoarmur policy activate DIR` (init activates a default)"
             )
-        policy_hash = activation.payload["policy_hash"]
+        policy_hash, event_id = activation
         engine = self._engines.get(policy_hash)
         if engine is None:
-            bundle = PolicyBundle.from_canonical(activation.payload["bundle"])
-            engine = PolicyEngine(bundle)
-            if engine.policy_hash != policy_hash:
-                raise PolicyError(
-                    f"activation {activation.event_id} names a bundle it does not hold"
-                )
+            event = self.ledger.store.event_by_id(log, event_id)
+            if event is None:  # pragma: no cover - the fold just read it
+                raise LedgerCorrupt(f"policy activation {event_id} vanished from {log}")
+            engine = engine_from_activation(event)
             self._engines[policy_hash] = engine
         return engine
 
@@ -353,7 +357,7 @@ class Governor:
                 )
             )
         if decision.verdict == Verdict.REQUIRE_APPROVAL:
-            decided_at = drafts[-1].process_time
+            decided_at = drafts[1].process_time  # the decision.recorded event's time
             drafts.append(
                 self._draft(
                     intent,
@@ -395,10 +399,10 @@ class Governor:
         run out, the id of the posture event to record as expired. ``at`` is
         the intent's recorded process time: the gate's only notion of now.
         """
-        engine = self.policy_for(intent.tenant)
         with self._decide_lock:
             system = self._fold(SYSTEM_LOG)
             tenant = self._fold(intent.tenant)
+            engine = self._engine_in_force(system, tenant)
             posture = tenant.posture_at(at)
             lapsed = tenant.posture.event_id if posture is not tenant.posture else None
             decision = engine.decide(intent, posture.posture).model_copy(
@@ -409,10 +413,15 @@ class Governor:
             )
             return decision, {"system": system.position, "tenant": tenant.position}, lapsed
 
-    def _blocked_now(self, intent: ActionIntent) -> tuple[str, str] | None:
-        """The gate again, right before a side effect: kill switches, unreadable controls."""
+    def _blocked_now(self, intent: ActionIntent) -> tuple[tuple[str, str] | None, dict[str, int]]:
+        """The gate again, right before a side effect: kill switches, unreadable controls.
+
+        Returns the verdict and the positions it read (recorded with the outcome).
+        """
         with self._decide_lock:
-            return gate_recheck(intent, self._fold(SYSTEM_LOG), self._fold(intent.tenant))
+            system, tenant = self._fold(SYSTEM_LOG), self._fold(intent.tenant)
+            positions = {"system": system.position, "tenant": tenant.position}
+            return gate_recheck(intent, system, tenant), positions
 
     def _start_draft(
         self, intent: ActionIntent, intent_hash: str, binding: tuple[str, Executor]
@@ -450,7 +459,7 @@ class Governor:
         retries: int,
     ) -> Outcome | None:
         """One attempt at the side effect; None means: record done, try again."""
-        blocked = self._blocked_now(intent)
+        blocked, checked_at = self._blocked_now(intent)
         if blocked is not None:
             control, reason = blocked
             self._append(
@@ -459,7 +468,12 @@ class Governor:
                     self._draft(
                         intent,
                         EXECUTION_BLOCKED,
-                        {"control": control, "reason": reason, "intent_hash": intent_hash},
+                        {
+                            "control": control,
+                            "reason": reason,
+                            "intent_hash": intent_hash,
+                            "controls": checked_at,
+                        },
                     )
                 ],
             )
@@ -491,6 +505,7 @@ class Governor:
                                 "of": retries + 1,
                                 "error": error[:_ERROR_TEXT_LIMIT],
                                 "intent_hash": intent_hash,
+                                "controls": checked_at,
                             },
                         )
                     ],
@@ -501,7 +516,12 @@ class Governor:
             result = None
         except Exception as exc:  # any executor failure is recorded, never raised
             error = f"{type(exc).__name__}: {exc}"
-        payload: dict[str, Any] = {"executor": executor.kind, "intent_hash": intent_hash}
+        payload: dict[str, Any] = {
+            "executor": executor.kind,
+            "intent_hash": intent_hash,
+            "attempt": attempt,
+            "controls": checked_at,
+        }
         if error is None:
             payload.update(status="succeeded", result=result, result_hash=content_hash(result))
         else:
@@ -711,20 +731,31 @@ class Governor:
         )
         return event
 
-    def _vote_limit_reached(self, tenant: str, principal: Principal, now: datetime) -> str | None:
-        limit = self.gate.rate_limits.get("approvals_per_operator")
-        if limit is None:
-            return None
+    def _vote_inputs(
+        self, tenant: str, principal: Principal, now: datetime
+    ) -> tuple[str | None, dict[str, int]]:
+        """What a vote is judged on besides the intent: the voter's standing and rate.
+
+        Returns why the vote must be refused on those grounds (or None) and the
+        positions of the logs read, which the vote records for replay.
+        """
+        book_size, book = self._principal_book()
+        current = book.get(principal.name)
         with self._decide_lock:
-            seen = self._fold(tenant).count(
-                ("approver", principal.name), now, limit.seconds, limit.count
-            )
+            controls = self._fold(tenant)
+            positions = {"system": book_size, "tenant": controls.position}
+            if current is None or current != principal:
+                return f"principal {principal.name} is revoked or has changed", positions
+            limit = self.gate.rate_limits.get("approvals_per_operator")
+            if limit is None:
+                return None, positions
+            seen = controls.count(("approver", principal.name), now, limit.seconds, limit.count)
         if seen < limit.count:
-            return None
+            return None, positions
         return (
             f"{principal.name} cast {seen} votes in the last {limit.seconds}s; "
             f"the limit is {limit.text}"
-        )
+        ), positions
 
     # -- approvals ---------------------------------------------------------
 
@@ -751,6 +782,7 @@ class Governor:
         for _ in range(_MAX_VOTE_ATTEMPTS):
             state = intent_state(self._events(tenant, intent_id))
             now = self.clock.now()
+            refusal, positions = self._vote_inputs(tenant, principal, now)
             ruling = rule_on(
                 state,
                 principal,
@@ -758,10 +790,10 @@ class Governor:
                 reason,
                 intent_hash or state.intent_hash,
                 now,
-                over_limit=self._vote_limit_reached(tenant, principal, now),
+                over_limit=refusal,
             )
             try:
-                self._record_ruling(state, principal, ruling)
+                self._record_ruling(state, principal, ruling, now, positions)
             except Conflict:
                 continue  # the intent moved on while we ruled: rule again on the new state
             break
@@ -779,16 +811,26 @@ class Governor:
             forbidden=ruling.forbidden,
         )
 
-    def _record_ruling(self, state: IntentState, principal: Principal, ruling: Ruling) -> None:
+    def _record_ruling(
+        self,
+        state: IntentState,
+        principal: Principal,
+        ruling: Ruling,
+        now: datetime,
+        positions: dict[str, int],
+    ) -> None:
         intent = state.intent
         drafts = []
-        for event_type, payload in ruling.records:
+        for number, (event_type, payload) in enumerate(ruling.records):
+            if number == 0:
+                # what the ruling read: replay judges the vote on exactly this
+                payload = payload | {"vote": ruling.vote, "controls": positions}
             actor = (
                 SYSTEM_ACTOR.to_canonical()
                 if event_type in (INTENT_EXPIRED, INTENT_APPROVED)
                 else {"id": principal.name, "kind": "operator"}
             )
-            drafts.append(self._draft(intent, event_type, payload, actor=actor))
+            drafts.append(self._draft(intent, event_type, payload, actor=actor, at=now))
         self._append(intent.tenant, drafts, expect=(intent.intent_id, state.last_seq))
 
     def _record_access_refused(self, principal: Principal, tenant: str, what: str) -> None:
@@ -828,7 +870,7 @@ class Governor:
             try:
                 self._append(
                     tenant,
-                    [self._draft(state.intent, event_type, payload)],
+                    [self._draft(state.intent, event_type, payload, at=now)],
                     expect=(intent_id, state.last_seq),
                 )
             except Conflict:
@@ -840,6 +882,9 @@ class Governor:
 
     def principals(self) -> PrincipalBook:
         """The principals in force (cached until the system log grows)."""
+        return self._principal_book()[1]
+
+    def _principal_book(self) -> tuple[int, PrincipalBook]:
         with self._lock:
             size = self.ledger.size(SYSTEM_LOG)
             if self._principals[0] != size:
@@ -849,7 +894,7 @@ class Governor:
                     if e.type in (PRINCIPAL_ADDED, PRINCIPAL_REVOKED)
                 )
                 self._principals = (size, PrincipalBook.from_events(events))
-            return self._principals[1]
+            return self._principals
 
     def authenticate(self, api_key: str) -> Principal:
         return self.principals().authenticate(api_key)
@@ -1000,8 +1045,9 @@ class Governor:
         actor: dict[str, str] | None = None,
         idempotency_key: str | None = None,
         event_time: datetime | None = None,
+        at: datetime | None = None,
     ) -> EventDraft:
-        now = self.clock.now()
+        now = at or self.clock.now()
         return EventDraft(
             event_id=self.ids.new(now),
             tenant=intent.tenant,
@@ -1014,6 +1060,14 @@ class Governor:
             intent_id=intent.intent_id,
             idempotency_key=idempotency_key,
         )
+
+
+def engine_from_activation(event: Event) -> PolicyEngine:
+    """The policy engine a ``policy.activated`` event holds, checked against its hash."""
+    engine = PolicyEngine(PolicyBundle.from_canonical(event.payload["bundle"]))
+    if engine.policy_hash != event.payload["policy_hash"]:
+        raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
+    return engine
 
 
 def _required_reason(reason: str) -> str:

@@ -20,7 +20,7 @@ The rules, in the order they are checked:
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
@@ -152,6 +152,8 @@ class Ruling:
     status: ApprovalStatus
     #: the refusal is a permission problem (HTTP 403) rather than a state one (409)
     forbidden: bool = False
+    #: the vote ruled on ("approve" or "reject"), recorded with the ruling
+    vote: str = ""
 
     @property
     def executes(self) -> bool:
@@ -186,20 +188,15 @@ def expiry_record(state: IntentState) -> tuple[str, dict[str, Any]]:
     )
 
 
-def rule_on(
+def _rule(
     state: IntentState,
     principal: Principal,
     vote: Vote,
     reason: str,
     intent_hash: str,
     now: datetime,
-    over_limit: str | None = None,
+    over_limit: str | None,
 ) -> Ruling:
-    """Rule on one vote. Pure: the caller records ``ruling.records``.
-
-    ``over_limit``, when given, is why the voter has exhausted its rate of
-    votes (the gate's approvals-per-operator limit): the vote is refused.
-    """
     tenant = state.intent.tenant
     if is_due(state, now):
         closed = format_time(state.deadline) if state.deadline is not None else "its deadline"
@@ -260,3 +257,22 @@ def rule_on(
         tuple(records),
         ApprovalStatus.PENDING,
     )
+
+
+def rule_on(
+    state: IntentState,
+    principal: Principal,
+    vote: Vote,
+    reason: str,
+    intent_hash: str,
+    now: datetime,
+    over_limit: str | None = None,
+) -> Ruling:
+    """Rule on one vote. Pure: the caller records ``ruling.records``.
+
+    ``over_limit``, when given, is why the voter may not vote now on
+    grounds outside the intent (revoked, or its rate of votes exhausted):
+    the vote is refused.
+    """
+    ruling = _rule(state, principal, vote, reason, intent_hash, now, over_limit)
+    return replace(ruling, vote=vote.value)

@@ -25,6 +25,7 @@ from ..model.event import (
     INTENT_RECORDED,
     KILLSWITCH_ENGAGED,
     KILLSWITCH_RELEASED,
+    POLICY_ACTIVATED,
     POSTURE_EXPIRED,
     POSTURE_SET,
     Event,
@@ -72,6 +73,8 @@ class Controls:
         self.switches: dict[str, Switch] = {}
         self.posture = Posture()
         self.unreadable: str | None = None
+        #: (policy hash, event id) of the latest policy activation in this log
+        self.policy: tuple[str, str] | None = None
         self._times: dict[tuple[str, str], deque[datetime]] = {}
 
     def apply(self, event: Event) -> None:
@@ -113,6 +116,8 @@ class Controls:
         elif kind == POSTURE_EXPIRED:
             if payload["set_event_id"] == self.posture.event_id:
                 self.posture = Posture()
+        elif kind == POLICY_ACTIVATED:
+            self.policy = (str(payload["policy_hash"]), event.event_id)
         elif kind == INTENT_RECORDED:
             intent = payload["intent"]
             at = event.process_time

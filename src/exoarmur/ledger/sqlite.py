@@ -488,9 +488,11 @@ class SqliteStore:
 
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         row = self._fetchone(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND type = ? "
-            "ORDER BY seq DESC LIMIT 1",
-            (tenant, event_type),
+            # max(seq) through the (tenant, type) index, which carries seq: O(log n).
+            # ORDER BY seq DESC LIMIT 1 would walk the primary key backwards instead.
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq = "
+            "(SELECT max(seq) FROM events WHERE tenant = ? AND type = ?)",
+            (tenant, tenant, event_type),
         )
         return self._event(row) if row else None
 
