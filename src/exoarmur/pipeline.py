@@ -53,7 +53,7 @@ from .errors import (
     PolicyError,
 )
 from .executors import CallableExecutor, ExecutionFailed, Executor, ExecutorRegistry
-from .gate import Controls, GateConfig, Scope, parse_scope
+from .gate import Controls, GateConfig, Scope, parse_scope, revoked, vote_over_limit
 from .gate import check as gate_check
 from .gate import recheck as gate_recheck
 from .gate.controls import POSTURES
@@ -745,17 +745,8 @@ class Governor:
             controls = self._fold(tenant)
             positions = {"system": book_size, "tenant": controls.position}
             if current is None or current != principal:
-                return f"principal {principal.name} is revoked or has changed", positions
-            limit = self.gate.rate_limits.get("approvals_per_operator")
-            if limit is None:
-                return None, positions
-            seen = controls.count(("approver", principal.name), now, limit.seconds, limit.count)
-        if seen < limit.count:
-            return None, positions
-        return (
-            f"{principal.name} cast {seen} votes in the last {limit.seconds}s; "
-            f"the limit is {limit.text}"
-        ), positions
+                return revoked(principal.name), positions
+            return vote_over_limit(controls, self.gate, principal.name, now), positions
 
     # -- approvals ---------------------------------------------------------
 
@@ -824,7 +815,11 @@ class Governor:
         for number, (event_type, payload) in enumerate(ruling.records):
             if number == 0:
                 # what the ruling read: replay judges the vote on exactly this
-                payload = payload | {"vote": ruling.vote, "controls": positions}
+                payload = payload | {
+                    "vote": ruling.vote,
+                    "controls": positions,
+                    "config_hash": self.config_hash,
+                }
             actor = (
                 SYSTEM_ACTOR.to_canonical()
                 if event_type in (INTENT_EXPIRED, INTENT_APPROVED)

@@ -121,6 +121,10 @@ class PrincipalBook:
             return None
         return self._by_name.get(name)
 
+    def latest(self, name: str) -> Principal | None:
+        """The principal as last added, revoked or not (replay judges old votes)."""
+        return self._by_name.get(name)
+
     def known(self, name: str) -> bool:
         """Ever added (revoked or not): names are never reused."""
         return name in self._by_name

@@ -6,7 +6,7 @@ and records its verdicts.
 
 from .config import GateConfig, RateLimit
 from .controls import POSTURES, Controls, Posture, Switch
-from .gate import check, recheck
+from .gate import check, recheck, revoked, vote_over_limit
 from .scope import Scope, parse_scope
 
 __all__ = [
@@ -20,4 +20,6 @@ __all__ = [
     "check",
     "parse_scope",
     "recheck",
+    "revoked",
+    "vote_over_limit",
 ]

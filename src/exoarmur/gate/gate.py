@@ -50,6 +50,23 @@ def _deny(decision: Decision, control: str, reason: str) -> Decision:
     )
 
 
+def vote_over_limit(
+    tenant: Controls, config: GateConfig, approver: str, now: datetime
+) -> str | None:
+    """Why ``approver`` may not vote now under the approvals-per-operator limit, if so."""
+    limit = config.rate_limits.get("approvals_per_operator")
+    if limit is None:
+        return None
+    seen = tenant.count(("approver", approver), now, limit.seconds, limit.count)
+    if seen < limit.count:
+        return None
+    return f"{approver} cast {seen} votes in the last {limit.seconds}s; the limit is {limit.text}"
+
+
+def revoked(approver: str) -> str:
+    return f"principal {approver} is revoked or has changed"
+
+
 def unreadable(system: Controls, tenant: Controls) -> str | None:
     return system.unreadable or tenant.unreadable
 

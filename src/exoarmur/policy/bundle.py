@@ -42,7 +42,10 @@ class PolicyBundle:
         if total > MAX_POLICY_BYTES:
             raise PolicyError(f"policy directory {path} exceeds {MAX_POLICY_BYTES} bytes")
         schema_path = path / SCHEMA_FILE
-        schema = schema_path.read_text(encoding="utf-8") if schema_path.exists() else None
+        try:
+            schema = schema_path.read_text(encoding="utf-8") if schema_path.exists() else None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise PolicyError(f"{schema_path}: cannot read schema: {exc}") from None
         return cls(tuple(files), schema)
 
     @classmethod

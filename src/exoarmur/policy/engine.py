@@ -24,8 +24,10 @@ argument.
 
 from __future__ import annotations
 
+import contextlib
 import json
-from collections.abc import Sequence
+import sys
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -76,10 +78,33 @@ class PolicyInfo:
     obligations: dict[str, str]
 
 
-def _parse_file(name: str, text: str) -> dict[str, Any]:
+@contextlib.contextmanager
+def _deep_json() -> Iterator[None]:
+    """Let ``json`` read a policy's tree as deep as the complexity limits allow.
+
+    A chain of 2000 ``&&`` (the most ``complexity_problem`` lets through)
+    nests the JSON about 4000 levels deep; the default limit stops at 1000.
+    """
+    limit = sys.getrecursionlimit()
+    sys.setrecursionlimit(max(limit, 10_000))
     try:
-        parsed: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))
-    except ValueError as exc:
+        yield
+    finally:
+        sys.setrecursionlimit(limit)
+
+
+def _parse_file(name: str, text: str) -> dict[str, Any]:
+    # Cedar's parser can overflow the stack (and take the process down) on
+    # absurdly deep or long policies: refuse them before it sees them.
+    from .tooling import complexity_problem
+
+    problem = complexity_problem(text)
+    if problem is not None:
+        raise PolicyError(f"{name}: {problem}")
+    try:
+        with _deep_json():
+            parsed: dict[str, Any] = json.loads(cedarpy.policies_to_json_str(text))
+    except (ValueError, RecursionError) as exc:
         raise PolicyError(f"{name}: {exc}") from None
     if parsed.get("templates"):
         raise PolicyError(f"{name}: policy templates are not supported in a bundle")
@@ -92,16 +117,25 @@ class PolicyEngine:
     def __init__(self, bundle: PolicyBundle) -> None:
         self.bundle = bundle
         self.policy_hash = bundle.hash
-        static: dict[str, Any] = {}
+        #: Cedar's own ids ("policy0", ...) in the order of the combined text -> ours
+        self._cedar_ids: dict[str, str] = {}
         self.policies: dict[str, PolicyInfo] = {}
         for name, text in bundle.files:
             for number, (_, policy) in enumerate(_parse_file(name, text)["staticPolicies"].items()):
-                annotations = {str(k): str(v) for k, v in (policy.get("annotations") or {}).items()}
+                raw_annotations = policy.get("annotations") or {}
+                missing = sorted(k for k, v in raw_annotations.items() if v is None)
+                if missing:
+                    raise PolicyError(f"{name}: annotation @{missing[0]} needs a value")
+                annotations = {str(k): str(v) for k, v in raw_annotations.items()}
                 policy_id = annotations.get("id") or f"{name}#{number}"
                 if policy_id in self.policies:
                     other = self.policies[policy_id].file
                     raise PolicyError(
                         f"{name}: policy id {policy_id!r} is used twice (also in {other})"
+                    )
+                if policy["effect"] == "forbid" and obligations_of(policy_id, annotations):
+                    raise PolicyError(
+                        f"{name}: policy {policy_id} is a forbid; obligations only apply to permits"
                     )
                 self.policies[policy_id] = PolicyInfo(
                     policy_id=policy_id,
@@ -110,12 +144,26 @@ class PolicyEngine:
                     annotations=annotations,
                     obligations=obligations_of(policy_id, annotations),
                 )
-                static[policy_id] = policy
-        document = {"staticPolicies": static, "templates": {}, "templateLinks": []}
+                self._cedar_ids[f"policy{len(self._cedar_ids)}"] = policy_id
+        if bundle.schema is not None:
+            try:
+                validation = cedarpy.validate_policies(
+                    "\n".join(t for _, t in bundle.files), bundle.schema
+                )
+            except ValueError as exc:
+                raise PolicyError(f"schema: {exc}") from None
+            if not validation.validation_passed:
+                first = validation.errors[0]
+                raise PolicyError(f"policy does not validate against the schema: {first}")
+        # From text, not from JSON: Cedar's JSON reader caps expression depth
+        # (about 60 chained &&), its text parser does not.
+        combined = "\n".join(text for _, text in bundle.files)
         try:
-            self._policies = cedarpy.PolicySet.from_json_str(json.dumps(document))
-        except ValueError as exc:  # pragma: no cover - each file parsed above
+            self._policies = cedarpy.PolicySet.from_str(combined)
+        except ValueError as exc:
             raise PolicyError(f"policy bundle does not parse as one set: {exc}") from None
+        if len(self._policies) != len(self._cedar_ids):
+            raise PolicyError("policy bundle: files do not combine into the same policies")
 
     @staticmethod
     def request(
@@ -150,7 +198,7 @@ class PolicyEngine:
 
     def _decision(self, result: Any) -> Decision:
         diagnostics = result.diagnostics
-        reasons = tuple(sorted(diagnostics.reasons))
+        reasons = tuple(sorted(self._cedar_ids.get(r, r) for r in diagnostics.reasons))
         errors = tuple(str(e) for e in diagnostics.errors)
         determining = [self.policies[r] for r in reasons if r in self.policies]
         obligations: dict[str, str] = {}

@@ -1,0 +1,318 @@
+"""``exoarmur policy``: check, test and explain a policy bundle from the terminal.
+
+The habits of ``cedar validate`` and ``opa test``. ``exoarmur.cli`` mounts
+:data:`policy_app` as ``exoarmur policy``. This module only reads arguments
+and prints: the work is done in :mod:`.tooling`. It imports ``exoarmur.cli``
+only inside commands, when cli is already loaded, so that cli can import this
+module without a cycle.
+
+Exit codes are the ones ``exoarmur.cli`` documents: 0 success, 1 a failed
+check (for ``test``: a case failed), 2 bad input (for ``check``: the bundle
+has problems).
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Annotated, Any
+
+import typer
+from rich.console import Console
+from rich.markup import escape
+from rich.panel import Panel
+from rich.table import Table
+from rich.text import Text
+
+from ..errors import InputError
+from ..model.decision import Verdict
+from ..model.intent import MAX_INTENT_BYTES, parse_intent_json
+from .bundle import PolicyBundle
+from .engine import PolicyEngine
+from .obligations import obligations_of
+from .tooling import (
+    CASE_SUFFIXES,
+    CaseResult,
+    Explanation,
+    PolicySource,
+    check_bundle,
+    complete_intent,
+    explain,
+    load_cases,
+    policy_sources,
+    run_cases,
+)
+
+policy_app = typer.Typer(
+    help="Check, test and explain Cedar policy bundles (like `cedar validate` and `opa test`).",
+    no_args_is_help=True,
+)
+
+# Off a terminal rich would wrap at 80 columns; ids and hashes read better whole.
+console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+
+EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
+
+_VERDICT_STYLE = {
+    Verdict.ALLOW: "bold green",
+    Verdict.DENY: "bold red",
+    Verdict.REQUIRE_APPROVAL: "bold yellow",
+}
+
+BundleArgument = Annotated[
+    Path,
+    typer.Argument(help="Policy bundle: a directory of .cedar files.", show_default=False),
+]
+JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
+
+
+@contextmanager
+def _errors() -> Iterator[None]:
+    """The CLI's error handling: one line on stderr and the documented exit code."""
+    from ..cli import _errors as cli_errors
+
+    with cli_errors():
+        yield
+
+
+def _print_json(value: Any) -> None:
+    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
+
+
+def _verdict(verdict: Verdict) -> str:
+    return f"[{_VERDICT_STYLE[verdict]}]{verdict.value}[/]"
+
+
+# -- check ------------------------------------------------------------------------
+
+
+@policy_app.command("check")
+def run_check(directory: BundleArgument, as_json: JsonFlag = False) -> None:
+    """Report what is wrong with a bundle as file:line:column: message. Exit 0 clean, 2 not."""
+    with _errors():
+        problems = check_bundle(directory)
+        bundle = None if problems else PolicyBundle.from_dir(directory)
+    if as_json:
+        body: dict[str, Any] = {
+            "ok": not problems,
+            "problems": [problem.to_json() for problem in problems],
+        }
+        if bundle is not None:
+            body["bundle_hash"] = bundle.hash
+        _print_json(body)
+    elif bundle is None:
+        for problem in problems:
+            console.print(str(problem), markup=False, soft_wrap=True)
+        console.print(
+            f"[bold red]FAILED[/] {escape(str(directory))}: {len(problems)} problem(s)",
+            soft_wrap=True,
+        )
+    else:
+        count = len(policy_sources(bundle))
+        console.print(
+            f"[bold green]OK[/] {escape(str(directory))}: {count} policies in "
+            f"{len(bundle.files)} file(s), bundle {bundle.hash}",
+            soft_wrap=True,
+        )
+    raise typer.Exit(EXIT_BAD_INPUT if problems else EXIT_OK)
+
+
+# -- test -------------------------------------------------------------------------
+
+
+def _case_files(directory: Path) -> list[Path]:
+    files = sorted(p for p in directory.iterdir() if p.is_file() and p.suffix in CASE_SUFFIXES)
+    if not files:
+        raise InputError(
+            f"{directory} holds no case files ({', '.join('*' + s for s in CASE_SUFFIXES)}); "
+            "pass --cases FILE"
+        )
+    return files
+
+
+def _expected(result: CaseResult) -> str:
+    expected = result.expected
+    text = expected.verdict.value
+    if expected.obligations and "approval" in expected.obligations:
+        text += f" ({expected.obligations['approval']})"
+    return text
+
+
+def _actual(result: CaseResult) -> str:
+    actual = result.actual
+    text = _verdict(actual.verdict)
+    if "approval" in actual.obligations:
+        text += f" ({actual.obligations['approval']})"
+    return text
+
+
+def _print_results(results: Sequence[CaseResult], bundle_hash: str) -> None:
+    table = Table(title=f"Policy tests — bundle {bundle_hash}")
+    table.add_column("case", overflow="fold")
+    table.add_column("expected")
+    table.add_column("actual")
+    table.add_column("result")
+    for result in results:
+        table.add_row(
+            escape(result.name),
+            _expected(result),
+            _actual(result),
+            "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]",
+        )
+    console.print(table)
+    for result in results:
+        if not result.passed:
+            console.print(
+                f"[bold red]FAIL[/] {escape(result.name)} ({escape(result.case.source)}): "
+                f"{escape(result.message)}",
+                soft_wrap=True,
+            )
+    passed = sum(1 for r in results if r.passed)
+    failed = len(results) - passed
+    style = "bold green" if not failed else "bold red"
+    console.print(f"[{style}]{passed} passed, {failed} failed[/]")
+
+
+@policy_app.command("test")
+def run_tests(
+    directory: BundleArgument,
+    cases: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--cases",
+            help="Case file (YAML or JSON); repeatable. Default: every *.yaml, *.yml "
+            "and *.json file in the bundle directory.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Run policy test cases against a bundle. Exit 0 all pass, 1 a case failed, 2 bad input."""
+    with _errors():
+        engine = PolicyEngine(PolicyBundle.from_dir(directory))
+        files = cases or _case_files(directory)
+        loaded = [case for file in files for case in load_cases(file)]
+        results = run_cases(engine, loaded)
+    failed = sum(1 for r in results if not r.passed)
+    if as_json:
+        _print_json(
+            {
+                "bundle_hash": engine.policy_hash,
+                "passed": len(results) - failed,
+                "failed": failed,
+                "cases": [result.to_json() for result in results],
+            }
+        )
+    else:
+        _print_results(results, engine.policy_hash)
+    raise typer.Exit(EXIT_FAILURE if failed else EXIT_OK)
+
+
+# -- explain ------------------------------------------------------------------------
+
+
+def _read_intent(file: str) -> bytes:
+    if file == "-":
+        return sys.stdin.buffer.read(MAX_INTENT_BYTES + 1)
+    try:
+        with open(file, "rb") as handle:
+            return handle.read(MAX_INTENT_BYTES + 1)
+    except OSError as exc:
+        raise InputError(f"cannot read intent file {file}: {exc.strerror}") from None
+
+
+def _home_policy_dir() -> Path:
+    from ..cli import _home
+
+    return _home().policy_dir
+
+
+def _obligations(policy: PolicySource) -> str:
+    found = obligations_of(policy.policy_id, policy.annotations)
+    return " ".join(f"{name}={value}" for name, value in found.items())
+
+
+def _policy_panel(policy: PolicySource, label: str) -> Panel:
+    subtitle = _obligations(policy)
+    return Panel(
+        Text(policy.text),
+        title=Text(f"{label}{policy.policy_id} — {policy.effect} — {policy.file}:{policy.line}"),
+        title_align="left",
+        subtitle=Text(subtitle) if subtitle else None,
+        subtitle_align="left",
+        expand=False,
+    )
+
+
+def _print_explanation(explanation: Explanation, bundle_hash: str) -> None:
+    decision = explanation.decision
+    head = Table(show_header=False, box=None)
+    head.add_row("verdict", _verdict(decision.verdict))
+    head.add_row("why", escape(explanation.summary))
+    head.add_row("posture", escape(explanation.posture))
+    if decision.obligations:
+        pairs = " ".join(f"{k}={v}" for k, v in decision.obligations.items())
+        head.add_row("obligations", escape(pairs))
+    head.add_row("bundle", bundle_hash)
+    console.print(head)
+    console.print("\n[bold]Cedar request[/]")
+    console.print(json.dumps(explanation.request, indent=2, sort_keys=True), markup=False)
+    if explanation.determining:
+        console.print("\n[bold]Determining policies[/]")
+        for policy in explanation.determining:
+            console.print(_policy_panel(policy, ""))
+    if explanation.errors:
+        console.print("\n[bold red]Evaluation errors[/]")
+        for error in explanation.errors:
+            console.print(f"  • {escape(error)}", soft_wrap=True)
+    if explanation.hints:
+        console.print("\n[bold]Permits that name this action[/]")
+        for policy in explanation.hints:
+            console.print(_policy_panel(policy, "hint: "))
+
+
+def _engine_in_force(tenant: str) -> PolicyEngine:
+    """The bundle the ledger says is in force for ``tenant`` (what a submit would use)."""
+    from ..cli import _home
+    from ..home import open_governor
+
+    with open_governor(_home().path, recover=False) as governor:
+        return governor.policy_for(tenant)
+
+
+@policy_app.command("explain")
+def run_explain(
+    file: Annotated[str, typer.Argument(help="Intent JSON file, or - for standard input.")],
+    policy: Annotated[
+        Path | None,
+        typer.Option(
+            "--policy",
+            help="Policy bundle directory. Default: the bundle in force for the intent's tenant.",
+            show_default=False,
+        ),
+    ] = None,
+    posture: Annotated[str, typer.Option("--posture", help="Posture to decide under.")] = "normal",
+    as_json: JsonFlag = False,
+) -> None:
+    """Say why an intent gets its verdict: the Cedar request and the policies that decided."""
+    with _errors():
+        request = parse_intent_json(_read_intent(file))
+        if not posture:
+            raise InputError("--posture: must not be empty")
+        engine = (
+            PolicyEngine(PolicyBundle.from_dir(policy))
+            if policy is not None
+            else _engine_in_force(request.tenant)
+        )
+        # Explaining "what if this came in now": the edge reads the clock when
+        # the intent gives no time, the decision itself never does.
+        intent = complete_intent(request, datetime.now(UTC))
+        explanation = explain(engine, intent, posture)
+    if as_json:
+        _print_json(explanation.to_json() | {"bundle_hash": engine.policy_hash})
+    else:
+        _print_explanation(explanation, engine.policy_hash)
