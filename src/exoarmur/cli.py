@@ -66,7 +66,12 @@ posture_app = typer.Typer(
 )
 app.add_typer(prove_app, name="prove")
 app.add_typer(principal_app, name="principal")
+replay_app = typer.Typer(
+    help="Re-derive decisions from the ledger alone; what-if under a candidate policy.",
+    no_args_is_help=True,
+)
 app.add_typer(killswitch_app, name="killswitch")
+app.add_typer(replay_app, name="replay")
 app.add_typer(posture_app, name="posture")
 app.add_typer(key_app, name="key")
 app.add_typer(demo_app, name="demo")
@@ -915,6 +920,138 @@ def posture_show(
             f"tenant {tenant}: posture [bold]{state['posture']}[/]"
             + (f" until {state['until']}" if state["until"] else "")
         )
+
+
+# -- replay and what-if ------------------------------------------------------------
+
+
+@contextmanager
+def _progress(total: int, label: str, quiet: bool) -> Iterator[Callable[[int], None] | None]:
+    """A rich progress bar on a terminal for long logs; nothing for machines."""
+    if quiet or total < 2000 or not err_console.is_terminal:
+        yield None
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TimeRemainingColumn
+
+    with Progress(
+        "[progress.description]{task.description}",
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeRemainingColumn(),
+        console=err_console,
+        transient=True,
+    ) as bar:
+        task = bar.add_task(label, total=total)
+        yield lambda n: bar.advance(task, n)
+
+
+@replay_app.command("verify")
+def replay_verify(
+    tenant: TenantOption,
+    correlation: Annotated[
+        str | None,
+        typer.Option("--correlation", "--audit-stream-id", "-c", help="Only this correlation."),
+    ] = None,
+    start: Annotated[int, typer.Option("--from", min=0, help="Check events from this seq.")] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-decide every recorded intent from the ledger alone and compare every field."""
+    from .replay import replay
+
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            size = ledger.size(tenant)
+            with _progress(size, f"replaying {tenant}", as_json) as progress:
+                report = replay(
+                    ledger.store,
+                    tenant,
+                    verifier=ledger.verifier,
+                    correlation=correlation,
+                    start=start,
+                    progress=progress,
+                )
+        finally:
+            ledger.store.close()
+    if as_json:
+        _print_json(report.to_json())
+    else:
+        verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]DIVERGED[/]"
+        console.print(
+            f"{verdict} tenant {tenant}: {report.events} events, {report.intents} intents, "
+            f"{report.decisions} decisions, {report.votes} votes, {report.executions} executions"
+        )
+        if report.first is not None:
+            first = report.first
+            table = Table(title="first divergence", show_header=False)
+            table.add_row("event", f"seq {first.seq} {first.event_type} ({first.event_id})")
+            table.add_row("intent", first.intent_id or "")
+            table.add_row("field", first.field)
+            table.add_row("recorded", json.dumps(first.recorded, sort_keys=True))
+            table.add_row("replayed", json.dumps(first.replayed, sort_keys=True))
+            table.add_row("why", first.reason)
+            console.print(table)
+        typer.echo(f"REPLAY_VERIFIED={str(report.verified).lower()}")
+        typer.echo(f"EVENTS={report.events}")
+        typer.echo(f"DECISIONS={report.decisions}")
+        typer.echo(f"DIVERGENCES={len(report.divergences)}")
+        typer.echo(f"ROOT_HASH={report.root_hash}")
+        typer.echo(f"CHECKPOINT_VERIFIED={str(report.checkpoint_verified).lower()}")
+    raise typer.Exit(EXIT_OK if report.verified else EXIT_FAILURE)
+
+
+@replay_app.command("whatif")
+def replay_whatif(
+    tenant: TenantOption,
+    policy: Annotated[Path, typer.Option("--policy", help="Candidate policy directory.")],
+    since: Annotated[
+        str | None, typer.Option("--since", help="Only intents from this time (ISO 8601).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Which recorded decisions a candidate policy would change. Writes nothing."""
+    from .encoding import parse_time
+    from .policy import PolicyEngine
+    from .replay import whatif
+
+    with _errors():
+        moment = parse_time(since) if since else None
+        candidate = PolicyEngine(PolicyBundle.from_dir(policy))
+        ledger = _home().ledger()
+        try:
+            with _progress(ledger.size(tenant), "what-if", as_json) as progress:
+                report = whatif(ledger.store, tenant, candidate, since=moment, progress=progress)
+        finally:
+            ledger.store.close()
+    if as_json:
+        _print_json(report.to_json())
+        return
+    console.print(
+        f"candidate {report.candidate_hash}: {len(report.changes)} of {report.intents} "
+        "recorded decisions would change"
+    )
+    if report.changes:
+        table = Table(title="changed decisions")
+        for column in ("intent", "actor", "action", "target", "class", "was", "would be"):
+            table.add_column(column, overflow="fold")
+        for change in report.changes:
+            table.add_row(
+                change.intent_id,
+                change.actor,
+                change.action,
+                change.target,
+                change.safety_class,
+                f"{change.old_verdict} ({', '.join(change.old_reasons) or 'default deny'})",
+                f"[bold]{change.new_verdict}[/] "
+                f"({', '.join(change.new_reasons) or 'default deny'})",
+            )
+        console.print(table)
+        summary = Table(title="summary")
+        summary.add_column("change")
+        summary.add_column("intents", justify="right")
+        for transition, count in report.summary.items():
+            summary.add_row(transition, str(count))
+        console.print(summary)
 
 
 # -- demo ---------------------------------------------------------------------

@@ -49,6 +49,11 @@ class StepClock:
         self._step = step
         self._lock = threading.Lock()
 
+    def advance(self, delta: timedelta) -> None:
+        """Jump ahead (a scripted scenario's 'an hour later')."""
+        with self._lock:
+            self._next += delta
+
     def describe(self) -> dict[str, str | int]:
         """What a run records so that the same times can be made again."""
         with self._lock:

@@ -228,9 +228,11 @@ def open_governor(
     where = Home(resolve_home(home))
     where.require()
     run_settings: dict[str, Any] | None = None
+    randomness = None
     if seed is not None:
         step_clock, seeded_ids = deterministic_parts(seed)
         clock, ids = step_clock, seeded_ids
+        randomness = seeded_ids.random_bytes
         run_settings = {
             "mode": "deterministic",
             "clock": step_clock.describe(),
@@ -256,6 +258,7 @@ def open_governor(
         ids=ids,
         approval_window=window,
         gate=gate,
+        randomness=randomness,
     )
     governor.add_close_hook(lock.release)
     if alone:

@@ -45,11 +45,20 @@ class SeededIds:
         self._lock = threading.Lock()
 
     def new(self, at: datetime) -> str:
+        return _ulid(at, self._next("ids")[:10])
+
+    def random_bytes(self, count: int) -> bytes:
+        """Seeded bytes for deterministic runs only (test keys, golden histories)."""
+        out = b""
+        while len(out) < count:
+            out += self._next("bytes")
+        return out[:count]
+
+    def _next(self, purpose: str) -> bytes:
         with self._lock:
             counter = self._counter
             self._counter += 1
-        digest = hashlib.sha256(f"exoarmur-ids:{self.seed}:{counter}".encode()).digest()
-        return _ulid(at, digest[:10])
+        return hashlib.sha256(f"exoarmur-{purpose}:{self.seed}:{counter}".encode()).digest()
 
 
 def is_ulid(text: str) -> bool:

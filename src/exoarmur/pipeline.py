@@ -24,6 +24,7 @@ started is started by it.
 
 from __future__ import annotations
 
+import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
@@ -87,6 +88,7 @@ from .model.event import (
     SYSTEM_LOG,
     Event,
     EventDraft,
+    idempotency_key_of,
 )
 from .model.intent import (
     SYSTEM_ACTOR,
@@ -140,6 +142,7 @@ class Governor:
         ids: IdGenerator,
         approval_window: int = DEFAULT_APPROVAL_WINDOW,
         gate: GateConfig | None = None,
+        randomness: Callable[[int], bytes] | None = None,
     ) -> None:
         self.ledger = ledger
         self.executors = executors if executors is not None else ExecutorRegistry()
@@ -147,6 +150,8 @@ class Governor:
         self.ids = ids
         self.approval_window = approval_window
         self.gate = gate or GateConfig()
+        #: where API-key secrets come from: the OS, or a seed in deterministic runs
+        self.randomness = randomness or os.urandom
         self._close_hooks: list[Callable[[], None]] = []
         self._engines: dict[str, PolicyEngine] = {}
         self._principals: tuple[int, PrincipalBook] = (-1, PrincipalBook())
@@ -784,7 +789,15 @@ class Governor:
                 over_limit=refusal,
             )
             try:
-                self._record_ruling(state, principal, ruling, now, positions)
+                vote_record = {
+                    "vote": vote.value,
+                    "voter": principal.name,
+                    "reason": reason,
+                    "presented_hash": intent_hash or state.intent_hash,
+                    "controls": positions,
+                    "config_hash": self.config_hash,
+                }
+                self._record_ruling(state, principal, ruling, now, vote_record)
             except Conflict:
                 continue  # the intent moved on while we ruled: rule again on the new state
             break
@@ -808,18 +821,14 @@ class Governor:
         principal: Principal,
         ruling: Ruling,
         now: datetime,
-        positions: dict[str, int],
+        vote_record: dict[str, Any],
     ) -> None:
         intent = state.intent
         drafts = []
         for number, (event_type, payload) in enumerate(ruling.records):
             if number == 0:
-                # what the ruling read: replay judges the vote on exactly this
-                payload = payload | {
-                    "vote": ruling.vote,
-                    "controls": positions,
-                    "config_hash": self.config_hash,
-                }
+                # the vote as cast and what its ruling read: replay judges it on exactly this
+                payload = payload | {"cast": vote_record}
             actor = (
                 SYSTEM_ACTOR.to_canonical()
                 if event_type in (INTENT_EXPIRED, INTENT_APPROVED)
@@ -903,7 +912,7 @@ class Governor:
             raise InputError(
                 f"name: a principal named {name!r} already exists (names are never reused)"
             )
-        key = new_key()
+        key = new_key(self.randomness)
         payload = {
             "name": name,
             "role": role,
@@ -912,7 +921,12 @@ class Governor:
             "key_hash": key.key_hash,
         }
         try:
-            self._system_event(PRINCIPAL_ADDED, payload, actor, idempotency_key=f"principal {name}")
+            self._system_event(
+                PRINCIPAL_ADDED,
+                payload,
+                actor,
+                idempotency_key=idempotency_key_of(PRINCIPAL_ADDED, payload),
+            )
         except DuplicateIntent:
             raise InputError(f"name: a principal named {name!r} already exists") from None
         principal = self.principals().get(name)
@@ -923,7 +937,10 @@ class Governor:
         if self.principals().get(name) is None:
             raise NotFound(f"no active principal named {name!r}")
         self._system_event(
-            PRINCIPAL_REVOKED, {"name": name}, actor, idempotency_key=f"revoke {name}"
+            PRINCIPAL_REVOKED,
+            {"name": name},
+            actor,
+            idempotency_key=idempotency_key_of(PRINCIPAL_REVOKED, {"name": name}),
         )
 
     def _system_event(
@@ -957,8 +974,8 @@ class Governor:
         Goes to the system log, once per distinct settings: running the same
         deterministic scenario again records nothing new.
         """
-        key = "run:" + content_hash(dict(settings))
-        if self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
+        key = idempotency_key_of(RUN_STARTED, dict(settings))
+        if key is not None and self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
             return None
         try:
             return self._system_event(RUN_STARTED, dict(settings), "exoarmur", key)

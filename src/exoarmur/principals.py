@@ -13,11 +13,12 @@ Identity comes from the key, never from a name the caller types.
 
 from __future__ import annotations
 
+import base64
 import hashlib
 import hmac
+import os
 import re
-import secrets
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from typing import Final
 
@@ -54,9 +55,10 @@ class NewKey:
     key_hash: str
 
 
-def new_key() -> NewKey:
-    key_id = secrets.token_hex(8)
-    secret = secrets.token_urlsafe(32)
+def new_key(randomness: Callable[[int], bytes] = os.urandom) -> NewKey:
+    """A fresh key: 64-bit id, 256-bit secret, from ``randomness`` (the OS unless seeded)."""
+    key_id = randomness(8).hex()
+    secret = base64.urlsafe_b64encode(randomness(32)).rstrip(b"=").decode()
     return NewKey(key_id, f"exo_{key_id}_{secret}", _hash(secret))
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
-from ..encoding import canonical_bytes, format_time, parse_time
+from ..encoding import canonical_bytes, content_hash, format_time, parse_time
 
 # Event types written by the spine. Later rooms add their own.
 INTENT_RECORDED: Final = "intent.recorded"
@@ -114,6 +114,40 @@ class Event:
         """The event as plain JSON for display and export (its canonical content)."""
         data: dict[str, Any] = json.loads(self.canonical)
         return data
+
+
+def idempotency_key_of(event_type: str, payload: dict[str, Any]) -> str | None:
+    """The store-level uniqueness key an event of this type carries, if any.
+
+    One definition for the pipeline that writes and for copies and imports
+    that rebuild a ledger. Internal keys contain a space or a colon prefix that
+    no intent's key can take the place of: intents' keys are their own field.
+    """
+    if event_type == INTENT_RECORDED:
+        return str(payload["intent"]["idempotency_key"])
+    if event_type == PRINCIPAL_ADDED:
+        return f"principal {payload['name']}"
+    if event_type == PRINCIPAL_REVOKED:
+        return f"revoke {payload['name']}"
+    if event_type == RUN_STARTED:
+        return "run:" + content_hash(payload)
+    return None
+
+
+def draft_of(event: Event) -> EventDraft:
+    """The draft that, appended at the same position, gives back ``event``'s bytes."""
+    return EventDraft(
+        event_id=event.event_id,
+        tenant=event.tenant,
+        type=event.type,
+        correlation_id=event.correlation_id,
+        event_time=event.event_time,
+        process_time=event.process_time,
+        actor=event.actor,
+        payload=event.payload,
+        intent_id=event.intent_id,
+        idempotency_key=idempotency_key_of(event.type, event.payload),
+    )
 
 
 def event_record(draft: EventDraft, seq: int) -> dict[str, Any]:

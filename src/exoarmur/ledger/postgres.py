@@ -1,0 +1,913 @@
+"""The PostgreSQL store: the ledger on a server that several ExoArmur processes share.
+
+Same protocol, same semantics and same errors as :mod:`exoarmur.ledger.sqlite`;
+this module must never weaken them for speed, and never acknowledge an append
+before PostgreSQL has reported its COMMIT.
+
+The serialisation point: one ``trees`` row per tenant, locked with
+``SELECT … FOR UPDATE`` inside the append transaction. Every append to a tenant,
+from any process, runs::
+
+    BEGIN
+      for each tenant of the batch, in byte order of its name:
+        SELECT size FROM trees WHERE tenant = $1 FOR UPDATE      -- waits for the holder
+        (absent: INSERT … ON CONFLICT DO NOTHING, then SELECT … FOR UPDATE again)
+      reload the Merkle frontier if ``size`` is not the one we cached
+      per append: SAVEPOINT; check expect= and idempotency keys; INSERT events,
+                  completed nodes and idempotency rows; RELEASE
+      UPDATE trees SET size = … WHERE tenant = $1
+    COMMIT
+
+The row lock is held until COMMIT, so appends to one tenant are totally
+ordered across processes: the next holder's ``SELECT … FOR UPDATE`` returns the
+size the previous holder committed (READ COMMITTED re-reads a row it waited
+for), and every later statement of its transaction takes a new snapshot that
+holds the previous holder's events, nodes and idempotency rows. No sequence
+number is skipped or used twice, and ``(tenant, seq)`` is the events' primary
+key as a backstop. Tenants are locked in one global order (byte order), so two
+processes whose batches touch the same tenants cannot deadlock. Appends to
+different tenants never wait for each other.
+
+Group commit: as in SQLite, one writer thread per store takes every append
+waiting in its queue (up to ``max_batch``) and commits them in one transaction;
+each append runs in its own SAVEPOINT, so a refused one (duplicate key,
+``expect=`` conflict, a bad draft) rolls back alone.
+
+Durability: ``synchronous_commit`` is never weaker than ``on`` on our sessions
+(a server default of ``off`` is overridden), and an append returns only after
+COMMIT returned. A lost connection fails the whole batch with
+:class:`~exoarmur.errors.StoreUnavailable`: nothing is acknowledged. (If the
+connection died while COMMIT was in flight the batch may still be durable; a
+caller's retry with the same idempotency key then finds the first outcome.)
+The next call reconnects; while the server stays away, attempts are spaced by
+a bounded exponential backoff and calls in between fail at once. No call
+waits in a retry loop.
+
+Schema: versioned migrations in :data:`MIGRATIONS`, recorded in
+``schema_migrations``, each applied once in its own transaction under an
+advisory lock. Opening a store creates the schema when there is none; it
+refuses an outdated schema (run ``exoarmur db upgrade``, i.e. :func:`upgrade`)
+and a newer one (upgrade ExoArmur).
+"""
+
+from __future__ import annotations
+
+import math
+import queue
+import threading
+import time
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
+from typing import Any, Final, LiteralString, TypeVar
+
+from ..errors import (
+    ConfigError,
+    Conflict,
+    DuplicateIntent,
+    LedgerCorrupt,
+    StoreError,
+    StoreUnavailable,
+)
+from ..model.event import (
+    EXECUTION_BLOCKED,
+    EXECUTION_FINISHED,
+    EXECUTION_OUTCOME_UNKNOWN,
+    EXECUTION_STARTED,
+    Event,
+    EventDraft,
+    event_bytes,
+)
+from .merkle import Frontier, NodeKey, leaf_hash
+
+try:
+    import psycopg
+    from psycopg import errors as pg_errors
+    from psycopg.conninfo import conninfo_to_dict, make_conninfo
+except ImportError as exc:  # pragma: no cover - depends on what is installed
+    raise StoreUnavailable(
+        "the PostgreSQL store needs psycopg: pip install 'exoarmur[postgres]'"
+    ) from exc
+
+__all__ = ["MIGRATIONS", "Migration", "PostgresStore", "upgrade"]
+
+Row = tuple[Any, ...]
+Connection = psycopg.Connection[Row]
+_T = TypeVar("_T")
+
+
+@dataclass(frozen=True)
+class Migration:
+    """One step of the schema: applied once, in one transaction, never edited after release."""
+
+    version: int
+    name: str
+    statements: tuple[LiteralString, ...]
+
+
+# Text keys use the "C" collation: byte order, as SQLite sorts, whatever the
+# database's locale, so tenants() and every ORDER BY agree across backends.
+_V1_LEDGER: Final[tuple[LiteralString, ...]] = (
+    """CREATE TABLE trees (
+        tenant text COLLATE "C" PRIMARY KEY,
+        size   bigint NOT NULL CHECK (size >= 0)
+    )""",
+    """CREATE TABLE events (
+        tenant         text COLLATE "C" NOT NULL,
+        seq            bigint NOT NULL CHECK (seq >= 0),
+        event_id       text COLLATE "C" NOT NULL,
+        type           text COLLATE "C" NOT NULL,
+        correlation_id text COLLATE "C" NOT NULL,
+        intent_id      text COLLATE "C",
+        canonical      bytea NOT NULL,
+        leaf_hash      bytea NOT NULL,
+        PRIMARY KEY (tenant, seq)
+    )""",
+    "CREATE UNIQUE INDEX events_by_id ON events (tenant, event_id)",
+    """CREATE INDEX events_by_intent ON events (tenant, intent_id, type)
+        WHERE intent_id IS NOT NULL""",
+    "CREATE INDEX events_by_correlation ON events (tenant, correlation_id, seq)",
+    "CREATE INDEX events_by_type ON events (tenant, type, seq)",
+    """CREATE TABLE nodes (
+        tenant text COLLATE "C" NOT NULL,
+        level  smallint NOT NULL CHECK (level > 0),
+        idx    bigint NOT NULL CHECK (idx >= 0),
+        hash   bytea NOT NULL,
+        PRIMARY KEY (tenant, level, idx)
+    )""",
+    """CREATE TABLE idempotency (
+        tenant    text COLLATE "C" NOT NULL,
+        key       text COLLATE "C" NOT NULL,
+        intent_id text COLLATE "C" NOT NULL,
+        PRIMARY KEY (tenant, key)
+    )""",
+    """CREATE TABLE checkpoints (
+        tenant text COLLATE "C" NOT NULL,
+        size   bigint NOT NULL,
+        note   text NOT NULL,
+        PRIMARY KEY (tenant, size)
+    )""",
+)
+
+#: Every schema step this ExoArmur knows, oldest first. Append; never edit or reorder.
+MIGRATIONS: tuple[Migration, ...] = (Migration(1, "0001_ledger", _V1_LEDGER),)
+
+# pg_advisory_xact_lock key serialising migrations: "ExoArmur" in ASCII.
+_MIGRATION_LOCK: Final = 0x45786F41726D7572
+
+_SCHEMA_MIGRATIONS: Final = """CREATE TABLE schema_migrations (
+    version    integer PRIMARY KEY,
+    name       text NOT NULL,
+    applied_at timestamptz NOT NULL DEFAULT now()
+)"""
+
+# libpq settings applied unless the DSN names them: a dead server or a cut
+# network is noticed in seconds, not after the kernel's two-hour default.
+_CONNECTION_DEFAULTS: Final[Mapping[str, str]] = {
+    "application_name": "exoarmur",
+    "keepalives": "1",
+    "keepalives_idle": "10",
+    "keepalives_interval": "3",
+    "keepalives_count": "3",
+    "tcp_user_timeout": "30000",
+}
+
+_EVENT_COLUMNS: Final = "canonical, leaf_hash"
+
+
+# -- connections -----------------------------------------------------------
+
+
+def _parse_dsn(dsn: str) -> dict[str, Any]:
+    try:
+        return conninfo_to_dict(dsn)
+    except psycopg.ProgrammingError as exc:
+        raise ConfigError(
+            "store: not a PostgreSQL connection string "
+            f"(expected postgresql://user:password@host:5432/database): {_first_line(exc)}"
+        ) from None
+
+
+def _where(params: Mapping[str, Any]) -> str:
+    """Where the ledger lives, for messages: never the password."""
+    host = params.get("host") or "local socket"
+    port = params.get("port") or "5432"
+    database = params.get("dbname") or params.get("user") or "default database"
+    return f"PostgreSQL at {host}:{port}/{database}"
+
+
+def _first_line(exc: BaseException) -> str:
+    text = str(exc).strip()
+    return text.splitlines()[0] if text else type(exc).__name__
+
+
+def _is_lost(conn: Connection) -> bool:
+    # ``closed`` is also true of a connection the server or the network broke.
+    return conn.closed
+
+
+class _Link:
+    """One connection, opened on demand and reopened after a loss with bounded backoff.
+
+    The first attempt after a loss is immediate; each failed attempt doubles
+    the pause before the next one (``backoff`` = first and largest pause, in
+    seconds). A call that comes during a pause fails at once: the store never
+    waits for the server inside one call, the caller decides when to retry.
+    """
+
+    def __init__(
+        self,
+        params: Mapping[str, Any],
+        *,
+        connect_timeout: float,
+        backoff: tuple[float, float],
+        setup: Callable[[Connection], None],
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        merged = dict(params)
+        for name, value in _CONNECTION_DEFAULTS.items():
+            merged.setdefault(name, value)
+        # libpq takes whole seconds (and treats 1 as 2); never round a limit down to none.
+        merged.setdefault("connect_timeout", str(max(1, math.ceil(connect_timeout))))
+        self._conninfo = make_conninfo("", **merged)
+        self.where = _where(params)
+        self._setup = setup
+        self._clock = clock
+        self._initial, self._max = backoff
+        self._delay = 0.0
+        self._retry_at = 0.0
+        self._last_error = ""
+        self._conn: Connection | None = None
+        self._closed = False
+
+    def get(self) -> tuple[Connection, bool]:
+        """The connection, and whether it was already open (it may have died while idle)."""
+        if self._closed:
+            raise StoreError("ledger store is closed")
+        if self._conn is not None:
+            return self._conn, True
+        now = self._clock()
+        if now < self._retry_at:
+            raise StoreUnavailable(
+                f"{self.where} is unreachable ({self._last_error}); "
+                f"next attempt in {self._retry_at - now:.1f}s"
+            )
+        conn: Connection | None = None
+        try:
+            conn = psycopg.connect(self._conninfo, autocommit=True)
+            self._setup(conn)
+        except psycopg.Error as exc:
+            if conn is not None:
+                conn.close()
+            self._failed(now, exc)
+            raise StoreUnavailable(
+                f"cannot connect to {self.where}: {self._last_error} "
+                f"(next attempt in {self._delay:.1f}s)"
+            ) from None
+        self._delay = 0.0
+        self._retry_at = 0.0
+        self._conn = conn
+        return conn, False
+
+    def _failed(self, now: float, exc: BaseException) -> None:
+        self._delay = min(self._max, self._delay * 2 if self._delay else self._initial)
+        self._retry_at = now + self._delay
+        self._last_error = _first_line(exc)
+
+    def lost(self, exc: BaseException) -> None:
+        """Forget a connection that failed; the next ``get`` reconnects."""
+        self._last_error = _first_line(exc)
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+    def close(self) -> None:
+        self._closed = True
+        if self._conn is not None:
+            self._conn.close()
+            self._conn = None
+
+
+def _durable_session(conn: Connection) -> None:
+    """Never acknowledge on a session that may lose a commit: ``off`` becomes ``on``.
+
+    Stronger settings an operator chose (``remote_apply`` for synchronous
+    replicas) are kept.
+    """
+    row = conn.execute("SHOW synchronous_commit").fetchone()
+    if row is None or row[0] == "off":
+        conn.execute("SET synchronous_commit = on")
+
+
+def _writer_session(conn: Connection) -> None:
+    _durable_session(conn)
+    # A writer frozen mid-transaction (SIGSTOP, a debugger) holds its tenants'
+    # locks; the server ends such a session so that other processes go on.
+    conn.execute("SET idle_in_transaction_session_timeout = '60s'")
+
+
+# -- schema ----------------------------------------------------------------
+
+
+def _applied(conn: Connection) -> dict[int, str] | None:
+    """Applied migrations by version; None when the database has no ExoArmur schema."""
+    row = conn.execute("SELECT to_regclass('schema_migrations') IS NOT NULL").fetchone()
+    if row is None or not row[0]:
+        return None
+    return {
+        int(version): str(name)
+        for version, name in conn.execute("SELECT version, name FROM schema_migrations")
+    }
+
+
+def _refuse_newer(applied: Mapping[int, str], where: str) -> None:
+    known = {m.version for m in MIGRATIONS}
+    unknown = sorted(set(applied) - known)
+    if unknown:
+        raise StoreUnavailable(
+            f"{where} has ledger schema migration {unknown[-1]} ({applied[unknown[-1]]}), "
+            f"newer than this ExoArmur knows (up to {max(known)}): upgrade ExoArmur"
+        )
+
+
+def _upgrade(conn: Connection, where: str) -> list[str]:
+    # Two processes upgrading at once take turns; the second finds nothing to do.
+    # The lock is the session's, taken before each transaction begins: a
+    # transaction that waited for it inside would go on reading the catalog as
+    # it was before the wait and miss the tables the other process created.
+    conn.execute("SELECT pg_advisory_lock(%s)", (_MIGRATION_LOCK,))
+    try:
+        done: list[str] = []
+        while True:
+            with conn.transaction():
+                applied = _applied(conn)
+                if applied is None:
+                    conn.execute(_SCHEMA_MIGRATIONS)
+                    applied = {}
+                _refuse_newer(applied, where)
+                pending = [m for m in MIGRATIONS if m.version not in applied]
+                if not pending:
+                    return done
+                migration = pending[0]
+                for statement in migration.statements:
+                    conn.execute(statement)
+                conn.execute(
+                    "INSERT INTO schema_migrations (version, name) VALUES (%s, %s)",
+                    (migration.version, migration.name),
+                )
+            done.append(migration.name)
+    finally:
+        if not conn.closed:  # a lost session has released its locks already
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_MIGRATION_LOCK,))
+
+
+def _schema_failure(where: str, exc: psycopg.Error) -> StoreUnavailable:
+    if isinstance(exc, pg_errors.DuplicateTable | pg_errors.DuplicateObject):
+        return StoreUnavailable(
+            f"cannot create the ledger schema in {where}: {_first_line(exc)} "
+            "(the database holds tables ExoArmur did not create: give it a database of its own)"
+        )
+    return StoreUnavailable(f"cannot set up the ledger schema in {where}: {_first_line(exc)}")
+
+
+def upgrade(dsn: str, *, connect_timeout: float = 10.0) -> list[str]:
+    """Apply every migration the database lacks; return their names (``exoarmur db upgrade``).
+
+    Safe to run while stores are open and from several processes at once.
+    Raises ``StoreUnavailable`` when the server cannot be reached or the
+    schema is newer than this ExoArmur, ``ConfigError`` for a malformed DSN.
+    """
+    params = _parse_dsn(dsn)
+    link = _Link(params, connect_timeout=connect_timeout, backoff=(0.0, 0.0), setup=_no_setup)
+    try:
+        conn, _ = link.get()
+        try:
+            return _upgrade(conn, link.where)
+        except psycopg.Error as exc:
+            raise _schema_failure(link.where, exc) from None
+    finally:
+        link.close()
+
+
+def _no_setup(conn: Connection) -> None:
+    """Migrations need no session settings."""
+
+
+def _ensure_schema(conn: Connection, where: str) -> None:
+    """Create the schema in an empty database; refuse one that is out of date either way."""
+    try:
+        applied = _applied(conn)
+        if applied is None:
+            _upgrade(conn, where)
+            return
+    except psycopg.Error as exc:
+        raise _schema_failure(where, exc) from None
+    _refuse_newer(applied, where)
+    missing = [m.name for m in MIGRATIONS if m.version not in applied]
+    if missing:
+        raise StoreUnavailable(
+            f"{where} has an outdated ledger schema (missing {', '.join(missing)}): "
+            "run `exoarmur db upgrade` with the same --store, then start again"
+        )
+
+
+# -- the store -------------------------------------------------------------
+
+
+@dataclass
+class _Append:
+    tenant: str
+    drafts: Sequence[EventDraft]
+    expect: tuple[str, int] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[Event] | None = None
+    error: BaseException | None = None
+
+
+class _Refused(StoreError):
+    """One append of a batch is refused (bad draft, taken event id); the others go on."""
+
+
+_STOP = object()
+
+
+class PostgresStore:
+    """A :class:`~exoarmur.ledger.store.LedgerStore` in a PostgreSQL database.
+
+    ``dsn`` is a libpq connection string, usually a URL
+    ``postgresql://user:password@host:5432/database``. ``connect_timeout``
+    bounds one connection attempt; ``reconnect_backoff`` is the (first, largest)
+    pause in seconds between attempts while the server is away.
+    """
+
+    def __init__(
+        self,
+        dsn: str,
+        *,
+        max_batch: int = 512,
+        connect_timeout: float = 5.0,
+        reconnect_backoff: tuple[float, float] = (0.05, 2.0),
+    ) -> None:
+        params = _parse_dsn(dsn)
+        self._max_batch = max_batch
+
+        def link(setup: Callable[[Connection], None]) -> _Link:
+            return _Link(
+                params, connect_timeout=connect_timeout, backoff=reconnect_backoff, setup=setup
+            )
+
+        self._write_link = link(_writer_session)
+        self._read_link = link(_durable_session)
+        #: where the ledger lives, without credentials (for messages and logs)
+        self.where = self._write_link.where
+        try:
+            _ensure_schema(self._write_link.get()[0], self.where)
+        except BaseException:
+            self._write_link.close()
+            raise
+        self._read_lock = threading.Lock()
+        self._frontiers: dict[str, Frontier] = {}
+        self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+        self._closed = False
+        #: transactions committed by this store: the group-commit ratio is appends / commits
+        self.commits = 0
+        self._writer = threading.Thread(target=self._write_loop, name="exoarmur-pg-writer")
+        self._writer.daemon = True
+        self._writer.start()
+
+    # -- writes -----------------------------------------------------------
+
+    def append(
+        self,
+        tenant: str,
+        drafts: Sequence[EventDraft],
+        *,
+        expect: tuple[str, int] | None = None,
+    ) -> list[Event]:
+        if not drafts:
+            return []
+        if self._closed:
+            raise StoreError("ledger store is closed")
+        request = _Append(tenant, drafts, expect)
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def _write_loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            batch: list[_Append] = [first]  # type: ignore[list-item]
+            stop_after = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop_after = True
+                    break
+                batch.append(more)  # type: ignore[arg-type]
+            self._commit_batch(batch)
+            if stop_after:
+                return
+
+    def _commit_batch(self, batch: list[_Append]) -> None:
+        try:
+            working = self._commit_once(batch, retry=True)
+            self.commits += 1
+        except BaseException as exc:
+            # Nothing of this batch is durable: fail every request in it and
+            # forget cached frontiers, which the next batch reloads.
+            self._frontiers.clear()
+            failure = (
+                exc
+                if isinstance(exc, StoreError)
+                else StoreError(f"ledger append failed, nothing acknowledged: {exc}")
+            )
+            for request in batch:
+                request.result = None
+                request.error = failure
+        else:
+            self._frontiers.update(working)
+        finally:
+            for request in batch:
+                request.done.set()
+
+    def _commit_once(self, batch: list[_Append], *, retry: bool) -> dict[str, Frontier]:
+        """One transaction for the whole batch; the working frontiers it committed."""
+        conn, reused = self._write_link.get()
+        working: dict[str, Frontier] = {}
+        for request in batch:
+            request.result = request.error = None
+        committing = False
+        try:
+            with conn.transaction():
+                sizes = {t: _lock_tree(conn, t) for t in sorted({r.tenant for r in batch})}
+                for request in batch:
+                    self._apply_one(conn, working, sizes, request)
+                for tenant, frontier in working.items():
+                    if frontier.size != sizes[tenant]:
+                        conn.execute(
+                            "UPDATE trees SET size = %s WHERE tenant = %s",
+                            (frontier.size, tenant),
+                        )
+                committing = True  # leaving the block sends COMMIT
+        except psycopg.Error as exc:
+            failure = self._failure(self._write_link, conn, exc, "append")
+            if retry and reused and not committing and isinstance(failure, StoreUnavailable):
+                # The connection died while idle (the server restarted since our
+                # last batch). COMMIT was never sent, so nothing is durable:
+                # once more, on a new connection; a second loss is reported.
+                return self._commit_once(batch, retry=False)
+            raise failure from None
+        return working
+
+    def _apply_one(
+        self,
+        conn: Connection,
+        working: dict[str, Frontier],
+        sizes: Mapping[str, int],
+        request: _Append,
+    ) -> None:
+        """One append in its own savepoint: a refusal undoes it and nothing else."""
+        tenant = request.tenant
+        before = working[tenant].copy() if tenant in working else None
+        try:
+            with conn.transaction():
+                request.result = self._apply(conn, working, sizes[tenant], request)
+        except (DuplicateIntent, Conflict, _Refused) as exc:
+            if before is not None:
+                working[tenant] = before
+            else:
+                working.pop(tenant, None)
+            request.error = exc
+
+    def _frontier_in_tx(
+        self, conn: Connection, working: dict[str, Frontier], tenant: str, size: int
+    ) -> Frontier:
+        if tenant in working:
+            return working[tenant]
+        cached = self._frontiers.get(tenant)
+        if cached is None or cached.size != size:
+            # First touch, or another process appended since we last looked.
+            cached = Frontier.load(size, lambda keys: _read_nodes(conn, tenant, keys))
+        frontier = cached.copy()
+        working[tenant] = frontier
+        return frontier
+
+    def _apply(
+        self, conn: Connection, working: dict[str, Frontier], size: int, request: _Append
+    ) -> list[Event]:
+        tenant = request.tenant
+        if request.expect is not None:
+            intent_id, expected = request.expect
+            row = conn.execute(
+                "SELECT max(seq) FROM events WHERE tenant = %s AND intent_id = %s",
+                (tenant, intent_id),
+            ).fetchone()
+            last = -1 if row is None or row[0] is None else int(row[0])
+            if last != expected:
+                raise Conflict(
+                    f"intent {intent_id} changed (last event {last}, expected {expected})"
+                )
+        for draft in request.drafts:
+            if draft.tenant != tenant:
+                raise _Refused(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
+            if draft.idempotency_key is not None:
+                existing = conn.execute(
+                    "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s",
+                    (tenant, draft.idempotency_key),
+                ).fetchone()
+                if existing is not None:
+                    raise DuplicateIntent(tenant, draft.idempotency_key, str(existing[0]))
+        frontier = self._frontier_in_tx(conn, working, tenant, size)
+        recorded: list[Event] = []
+        event_rows: list[Row] = []
+        node_rows: list[Row] = []
+        key_rows: list[Row] = []
+        for draft in request.drafts:
+            seq = frontier.size
+            canonical = event_bytes(draft, seq)
+            leaf = leaf_hash(canonical)
+            for (level, index), digest in frontier.append(leaf):
+                if level > 0:
+                    node_rows.append((tenant, level, index, digest))
+            event_rows.append(
+                (
+                    tenant,
+                    seq,
+                    draft.event_id,
+                    draft.type,
+                    draft.correlation_id,
+                    draft.intent_id,
+                    canonical,
+                    leaf,
+                )
+            )
+            if draft.idempotency_key is not None:
+                key_rows.append((tenant, draft.idempotency_key, draft.intent_id or draft.event_id))
+            recorded.append(
+                Event(
+                    seq=seq,
+                    event_id=draft.event_id,
+                    tenant=tenant,
+                    type=draft.type,
+                    correlation_id=draft.correlation_id,
+                    event_time=draft.event_time,
+                    process_time=draft.process_time,
+                    actor=draft.actor,
+                    payload=draft.payload,
+                    intent_id=draft.intent_id,
+                    canonical=canonical,
+                    leaf_hash=leaf,
+                )
+            )
+        try:
+            with conn.cursor() as cur:
+                cur.executemany(
+                    "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
+                    "canonical, leaf_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
+                    event_rows,
+                )
+                if node_rows:
+                    cur.executemany(
+                        "INSERT INTO nodes (tenant, level, idx, hash) VALUES (%s, %s, %s, %s)",
+                        node_rows,
+                    )
+                if key_rows:
+                    cur.executemany(
+                        "INSERT INTO idempotency (tenant, key, intent_id) VALUES (%s, %s, %s)",
+                        key_rows,
+                    )
+        except pg_errors.UniqueViolation as exc:
+            constraint = exc.diag.constraint_name or ""
+            if constraint == "events_by_id":
+                raise _Refused(
+                    f"an event id of this append is already recorded in tenant {tenant!r} "
+                    "(a deterministic run replayed into a ledger that already holds its ids? "
+                    "use a fresh database)"
+                ) from None
+            raise _Refused(
+                f"append to tenant {tenant!r} refused by constraint {constraint or '?'}: "
+                f"{_first_line(exc)}"
+            ) from None
+        except pg_errors.DataError as exc:
+            raise _Refused(
+                f"append to tenant {tenant!r} holds a value PostgreSQL cannot store: "
+                f"{_first_line(exc)}"
+            ) from None
+        return recorded
+
+    def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
+        self._run(
+            "INSERT INTO checkpoints (tenant, size, note) VALUES (%s, %s, %s) "
+            "ON CONFLICT (tenant, size) DO NOTHING",
+            (tenant, size, note),
+            what="checkpoint save",
+        )
+
+    # -- failures ---------------------------------------------------------
+
+    @staticmethod
+    def _failure(link: _Link, conn: Connection, exc: psycopg.Error, what: str) -> StoreError:
+        """A lost connection is StoreUnavailable (and dropped); anything else StoreError."""
+        if _is_lost(conn):
+            link.lost(exc)
+            return StoreUnavailable(
+                f"lost the connection to {link.where} during a ledger {what} "
+                f"({_first_line(exc)}); nothing acknowledged, retry when it is back"
+            )
+        return StoreError(f"ledger {what} failed in {link.where}: {_first_line(exc)}")
+
+    # -- reads ------------------------------------------------------------
+
+    def _read(self, query: Callable[[Connection], _T], what: str = "read") -> _T:
+        """Run ``query`` on the reader connection; once more if that connection had died idle.
+
+        Every query run here is safe to repeat (reads, and inserts that ignore conflicts).
+        """
+        with self._read_lock:
+            conn, reused = self._read_link.get()
+            try:
+                return query(conn)
+            except psycopg.Error as exc:
+                failure = self._failure(self._read_link, conn, exc, what)
+                if not (reused and isinstance(failure, StoreUnavailable)):
+                    raise failure from None
+            conn, _ = self._read_link.get()
+            try:
+                return query(conn)
+            except psycopg.Error as exc:
+                raise self._failure(self._read_link, conn, exc, what) from None
+
+    def _run(self, sql: LiteralString, params: Sequence[Any], *, what: str = "read") -> list[Row]:
+        def query(conn: Connection) -> list[Row]:
+            cur = conn.execute(sql, params)
+            return cur.fetchall() if cur.description is not None else []
+
+        return self._read(query, what)
+
+    def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
+        return self._read(lambda conn: _read_nodes(conn, tenant, keys))
+
+    def size(self, tenant: str) -> int:
+        rows = self._run("SELECT size FROM trees WHERE tenant = %s", (tenant,))
+        return int(rows[0][0]) if rows else 0
+
+    @staticmethod
+    def _event(row: Row) -> Event:
+        canonical, leaf = row
+        if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
+            raise LedgerCorrupt("stored event row does not hold bytes")
+        try:
+            return Event.from_canonical(canonical, leaf)
+        except (ValueError, KeyError, TypeError) as exc:
+            raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
+
+    def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        # Paged, so that iterating a million-event log keeps memory flat.
+        page = 1000
+        cursor = start
+        while stop is None or cursor < stop:
+            limit = page if stop is None else min(page, stop - cursor)
+            rows = self._run(
+                f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND seq >= %s "
+                "ORDER BY seq LIMIT %s",
+                (tenant, cursor, limit),
+            )
+            if not rows:
+                return
+            for row in rows:
+                yield self._event(row)
+            cursor += len(rows)
+
+    def event_by_id(self, tenant: str, event_id: str) -> Event | None:
+        rows = self._run(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND event_id = %s",
+            (tenant, event_id),
+        )
+        return self._event(rows[0]) if rows else None
+
+    def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
+        rows = self._run(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND intent_id = %s "
+            "ORDER BY seq",
+            (tenant, intent_id),
+        )
+        return [self._event(row) for row in rows]
+
+    def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
+        rows = self._run(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND correlation_id = %s "
+            "ORDER BY seq",
+            (tenant, correlation_id),
+        )
+        return [self._event(row) for row in rows]
+
+    def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
+        rows = self._run(
+            "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s",
+            (tenant, idempotency_key),
+        )
+        return str(rows[0][0]) if rows else None
+
+    def unfinished_executions(self, tenant: str) -> list[str]:
+        return self.intents_with(
+            tenant,
+            EXECUTION_STARTED,
+            (EXECUTION_FINISHED, EXECUTION_OUTCOME_UNKNOWN, EXECUTION_BLOCKED),
+        )
+
+    def intents_with(self, tenant: str, has: str, lacks: Sequence[str]) -> list[str]:
+        if not lacks:
+            raise ValueError("intents_with needs at least one type the intents lack")
+        rows = self._run(
+            "SELECT s.intent_id FROM events s WHERE s.tenant = %s AND s.type = %s "
+            "AND s.intent_id IS NOT NULL "
+            "AND NOT EXISTS (SELECT 1 FROM events f WHERE f.tenant = s.tenant "
+            "AND f.intent_id = s.intent_id AND f.type = ANY(%s)) ORDER BY s.seq",
+            (tenant, has, list(lacks)),
+        )
+        return [str(row[0]) for row in rows]
+
+    def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
+        rows = self._run(
+            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND type = %s "
+            "ORDER BY seq DESC LIMIT 1",
+            (tenant, event_type),
+        )
+        return self._event(rows[0]) if rows else None
+
+    def tenants(self) -> list[str]:
+        # A tenant's row exists from its first locked append; it counts once it holds events.
+        rows = self._run("SELECT tenant FROM trees WHERE size > 0 ORDER BY tenant", ())
+        return [str(row[0]) for row in rows]
+
+    def latest_checkpoint(self, tenant: str) -> tuple[int, str] | None:
+        rows = self._run(
+            "SELECT size, note FROM checkpoints WHERE tenant = %s ORDER BY size DESC LIMIT 1",
+            (tenant,),
+        )
+        return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def close(self) -> None:
+        if self._closed:
+            return
+        self._closed = True
+        self._queue.put(_STOP)
+        self._writer.join()
+        self._write_link.close()
+        with self._read_lock:
+            self._read_link.close()
+
+    def __enter__(self) -> PostgresStore:
+        return self
+
+    def __exit__(self, *exc_info: object) -> None:
+        self.close()
+
+
+def _lock_tree(conn: Connection, tenant: str) -> int:
+    """Take ``tenant``'s append lock; return its committed tree size.
+
+    The row is created on a tenant's first append; ON CONFLICT DO NOTHING
+    waits for a concurrent creator and then lets the SELECT lock its row.
+    """
+    row = conn.execute("SELECT size FROM trees WHERE tenant = %s FOR UPDATE", (tenant,)).fetchone()
+    if row is None:
+        conn.execute(
+            "INSERT INTO trees (tenant, size) VALUES (%s, 0) ON CONFLICT (tenant) DO NOTHING",
+            (tenant,),
+        )
+        row = conn.execute(
+            "SELECT size FROM trees WHERE tenant = %s FOR UPDATE", (tenant,)
+        ).fetchone()
+        if row is None:  # pragma: no cover - the row was just inserted or found
+            raise StoreError(f"cannot lock the tree of tenant {tenant!r}")
+    return int(row[0])
+
+
+def _read_nodes(conn: Connection, tenant: str, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
+    """Stored hashes in two queries: leaves live in ``events``, inner nodes in ``nodes``."""
+    found: dict[NodeKey, bytes] = {}
+    leaves = sorted({index for level, index in keys if level == 0})
+    inner = sorted({(level, index) for level, index in keys if level > 0})
+    if leaves:
+        for seq, digest in conn.execute(
+            "SELECT seq, leaf_hash FROM events WHERE tenant = %s AND seq = ANY(%s::bigint[])",
+            (tenant, leaves),
+        ):
+            found[(0, int(seq))] = bytes(digest)
+    if inner:
+        for level, index, digest in conn.execute(
+            "SELECT n.level, n.idx, n.hash FROM nodes n "
+            "JOIN unnest(%s::smallint[], %s::bigint[]) AS k (level, idx) "
+            "ON n.level = k.level AND n.idx = k.idx WHERE n.tenant = %s",
+            ([level for level, _ in inner], [index for _, index in inner], tenant),
+        ):
+            found[(int(level), int(index))] = bytes(digest)
+    return found

@@ -1,0 +1,717 @@
+"""Replay: re-decide every recorded intent from the ledger alone, and compare.
+
+The ledger holds everything a decision was made from: the intent, the
+policy bundle (``policy.activated``), the configuration
+(``config.snapshot``), the control events (kill switches, posture,
+principals, votes) and, for every judgement, the recorded time and the
+positions of the control state it read. Replay rebuilds exactly those
+inputs, runs the same pure functions again (Cedar, the gate, the approval
+book) and compares every field with the record. It reads no clock, no
+environment, no configuration file and no live state: only the stored
+events. It also re-hashes every event, rebuilds the Merkle tree and checks
+it against the latest signed checkpoint.
+
+A difference is a divergence, reported with the first differing event, the
+field, the recorded value and the replayed value.
+"""
+
+from __future__ import annotations
+
+from collections import OrderedDict
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+from ..approvals.book import (
+    Vote,
+    approval_request,
+    expiry_record,
+    intent_state,
+    is_due,
+    rule_on,
+)
+from ..encoding import content_hash
+from ..errors import ExoArmurError
+from ..gate import GateConfig, recheck, revoked, vote_over_limit
+from ..gate import check as gate_check
+from ..gate.controls import Controls
+from ..ledger.checkpoint import open_checkpoint
+from ..ledger.keys import Verifier
+from ..ledger.merkle import Frontier, consistency_proof, leaf_hash, verify_consistency
+from ..ledger.store import LedgerStore
+from ..model.decision import Decision, Verdict
+from ..model.event import (
+    APPROVAL_GRANTED,
+    APPROVAL_REFUSED,
+    APPROVAL_REJECTED,
+    APPROVAL_REQUESTED,
+    CONFIG_SNAPSHOT,
+    DECISION_RECORDED,
+    EXECUTION_BLOCKED,
+    EXECUTION_FINISHED,
+    EXECUTION_OUTCOME_UNKNOWN,
+    EXECUTION_RETRY,
+    EXECUTION_STARTED,
+    GATE_BLOCKED,
+    INTENT_APPROVED,
+    INTENT_EXPIRED,
+    INTENT_RECORDED,
+    INTENT_REJECTED,
+    PRINCIPAL_ADDED,
+    PRINCIPAL_REVOKED,
+    SYSTEM_LOG,
+    Event,
+)
+from ..model.intent import ActionIntent
+from ..policy import PolicyEngine
+from ..principals import PrincipalBook
+from .folds import LogFold
+
+_DEFAULT_WINDOW = 3600
+#: intents whose events are kept in memory; older ones are re-read when needed
+_OPEN_INTENTS = 50_000
+_MAX_DIVERGENCES = 50
+
+
+@dataclass(frozen=True)
+class Divergence:
+    """Where the record and the replay disagree."""
+
+    seq: int
+    event_id: str
+    event_type: str
+    intent_id: str | None
+    field: str
+    recorded: Any
+    replayed: Any
+    reason: str
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "seq": self.seq,
+            "event_id": self.event_id,
+            "event_type": self.event_type,
+            "intent_id": self.intent_id,
+            "field": self.field,
+            "recorded": self.recorded,
+            "replayed": self.replayed,
+            "reason": self.reason,
+        }
+
+
+@dataclass(frozen=True)
+class ReplayReport:
+    """The result of a replay. ``verified`` only when nothing diverged."""
+
+    tenant: str
+    events: int
+    intents: int
+    decisions: int
+    votes: int
+    executions: int
+    tree_size: int
+    root_hash: str
+    checkpoint_size: int | None
+    checkpoint_verified: bool | None
+    divergences: tuple[Divergence, ...]
+    correlation: str | None = None
+    start: int = 0
+    fold_rebuilds: int = 0
+
+    @property
+    def verified(self) -> bool:
+        return not self.divergences and self.checkpoint_verified is not False
+
+    @property
+    def first(self) -> Divergence | None:
+        return self.divergences[0] if self.divergences else None
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "tenant": self.tenant,
+            "verified": self.verified,
+            "events": self.events,
+            "intents": self.intents,
+            "decisions": self.decisions,
+            "votes": self.votes,
+            "executions": self.executions,
+            "tree_size": self.tree_size,
+            "root_hash": self.root_hash,
+            "checkpoint_size": self.checkpoint_size,
+            "checkpoint_verified": self.checkpoint_verified,
+            "correlation": self.correlation,
+            "from_seq": self.start,
+            "first_divergence": self.first.to_json() if self.first else None,
+            "divergences": [d.to_json() for d in self.divergences],
+        }
+
+
+def first_difference(recorded: Any, replayed: Any, path: str = "") -> tuple[str, Any, Any] | None:
+    """The first (depth-first, sorted keys) field where two JSON values differ."""
+    if isinstance(recorded, dict) and isinstance(replayed, dict):
+        for key in sorted(set(recorded) | set(replayed)):
+            where = f"{path}.{key}" if path else key
+            if key not in recorded or key not in replayed:
+                return where, recorded.get(key), replayed.get(key)
+            found = first_difference(recorded[key], replayed[key], where)
+            if found is not None:
+                return found
+        return None
+    if isinstance(recorded, list) and isinstance(replayed, list):
+        if len(recorded) != len(replayed):
+            return path or "(value)", recorded, replayed
+        for index, (a, b) in enumerate(zip(recorded, replayed, strict=True)):
+            found = first_difference(a, b, f"{path}[{index}]")
+            if found is not None:
+                return found
+        return None
+    if recorded != replayed or type(recorded) is not type(replayed):
+        return path or "(value)", recorded, replayed
+    return None
+
+
+class SystemHistory:
+    """The system log, read once: controls, principals, bundles and configs by position."""
+
+    def __init__(self, store: LedgerStore) -> None:
+        self.store = store
+        self.events = list(store.events(SYSTEM_LOG))
+        self.fold = LogFold(SYSTEM_LOG, lambda a, b: iter(self.events[a:b]))
+        for event in self.events:
+            self.fold.offer(event)
+        self._configs: dict[str, tuple[int, dict[str, Any]]] = {}
+        for event in self.events:
+            if event.type == CONFIG_SNAPSHOT:
+                self._configs.setdefault(
+                    event.payload["config_hash"], (event.seq, event.payload["config"])
+                )
+        self._books: dict[int, PrincipalBook] = {}
+
+    def controls(self, position: int) -> Controls:
+        return self.fold.at(position)
+
+    def config(self, position: int, config_hash: str | None) -> dict[str, Any] | None:
+        if config_hash is None:
+            return None
+        found = self._configs.get(config_hash)
+        if found is None or found[0] >= position:
+            return None
+        return found[1]
+
+    def principals(self, position: int) -> PrincipalBook:
+        book = self._books.get(position)
+        if book is None:
+            book = PrincipalBook.from_events(
+                e for e in self.events[:position] if e.type in (PRINCIPAL_ADDED, PRINCIPAL_REVOKED)
+            )
+            self._books = {position: book}  # votes come in order: one is enough
+        return book
+
+
+@dataclass
+class _Tracked:
+    """What replay keeps of one intent while reading on."""
+
+    events: list[Event] = field(default_factory=list)
+    #: ruling records still expected after the first one of a vote
+    expected: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
+    decision: Decision | None = None
+
+
+class Replayer:
+    """One pass over a tenant's log. Use :func:`replay` (or :func:`whatif`)."""
+
+    def __init__(
+        self,
+        store: LedgerStore,
+        tenant: str,
+        *,
+        correlation: str | None = None,
+        start: int = 0,
+        candidate: PolicyEngine | None = None,
+    ) -> None:
+        self.store = store
+        self.tenant = tenant
+        self.correlation = correlation
+        self.start = start
+        self.candidate = candidate
+        self.system = SystemHistory(store)
+        self.fold = LogFold(tenant, lambda a, b: store.events(tenant, a, b))
+        self.engines: dict[str, PolicyEngine] = {}
+        self.intents: OrderedDict[str, _Tracked] = OrderedDict()
+        self.keys: set[int] = set()
+        self.divergences: list[Divergence] = []
+        self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
+        #: (intent, recorded decision, candidate decision) for what-if
+        self.changes: list[tuple[ActionIntent, Decision, Decision]] = []
+
+    # -- reporting ---------------------------------------------------------
+
+    def diverge(self, event: Event, where: str, recorded: Any, replayed: Any, reason: str) -> None:
+        if len(self.divergences) < _MAX_DIVERGENCES:
+            self.divergences.append(
+                Divergence(
+                    event.seq,
+                    event.event_id,
+                    event.type,
+                    event.intent_id,
+                    where,
+                    recorded,
+                    replayed,
+                    reason,
+                )
+            )
+
+    def compare(self, event: Event, where: str, recorded: Any, replayed: Any, reason: str) -> bool:
+        found = first_difference(recorded, replayed)
+        if found is None:
+            return True
+        path, a, b = found
+        self.diverge(event, f"{where}.{path}" if path != "(value)" else where, a, b, reason)
+        return False
+
+    # -- inputs rebuilt from the ledger ----------------------------------------
+
+    def engine(self, system: Controls, tenant: Controls) -> PolicyEngine | None:
+        log, activation = (
+            (self.tenant, tenant.policy) if tenant.policy else (SYSTEM_LOG, system.policy)
+        )
+        if activation is None:
+            return None
+        policy_hash, event_id = activation
+        engine = self.engines.get(policy_hash)
+        if engine is None:
+            event = self.store.event_by_id(log, event_id)
+            if event is None:
+                return None
+            from ..pipeline import engine_from_activation
+
+            engine = engine_from_activation(event)
+            self.engines[policy_hash] = engine
+        return engine
+
+    def gate_config(
+        self, event: Event, position: int, config_hash: str | None
+    ) -> GateConfig | None:
+        config = self.system.config(position, config_hash)
+        if config is None:
+            self.diverge(
+                event,
+                "config_hash",
+                config_hash,
+                None,
+                "no config.snapshot with this hash precedes the decision in the system log",
+            )
+            return None
+        return GateConfig.from_table(config["gate"])
+
+    def window(self, position: int, config_hash: str | None) -> int:
+        config = self.system.config(position, config_hash) or {}
+        return int(config.get("approvals", {}).get("window_seconds", _DEFAULT_WINDOW))
+
+    # -- the pass ------------------------------------------------------------
+
+    def run(self, progress: Callable[[int], None] | None = None) -> ReplayReport:
+        frontier = Frontier()
+        roots: dict[int, bytes] = {}
+        latest = self.store.latest_checkpoint(self.tenant)
+        want_root = latest[0] if latest else None
+        if want_root == 0:
+            roots[0] = frontier.root()
+        size = self.store.size(self.tenant)
+        for event in self.store.events(self.tenant, 0, size):
+            self.check_bytes(event, frontier.size)
+            frontier.append(leaf_hash(event.canonical))
+            if frontier.size == want_root:
+                roots[want_root] = frontier.root()
+            if event.intent_id is not None:
+                try:
+                    self.on_intent_event(event)
+                except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
+                    self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
+            self.fold.offer(event)
+            if progress is not None:
+                progress(1)
+        root = frontier.root()
+        checkpoint_size, checkpoint_verified = None, None
+        if latest is not None:
+            checkpoint_size = latest[0]
+            checkpoint_verified = self.check_checkpoint(latest[1], roots, frontier, root)
+        for tracked in self.intents.values():
+            if tracked.expected:
+                last = tracked.events[-1]
+                self.diverge(
+                    last,
+                    "records",
+                    None,
+                    tracked.expected[0][0],
+                    "a vote's ruling is missing records the replay expects",
+                )
+        return ReplayReport(
+            tenant=self.tenant,
+            events=frontier.size,
+            intents=self.counts["intents"],
+            decisions=self.counts["decisions"],
+            votes=self.counts["votes"],
+            executions=self.counts["executions"],
+            tree_size=frontier.size,
+            root_hash=root.hex(),
+            checkpoint_size=checkpoint_size,
+            checkpoint_verified=checkpoint_verified,
+            divergences=tuple(sorted(self.divergences, key=lambda d: d.seq)),
+            correlation=self.correlation,
+            start=self.start,
+            fold_rebuilds=self.fold.rebuilds + self.system.fold.rebuilds,
+        )
+
+    def check_bytes(self, event: Event, seq: int) -> None:
+        if leaf_hash(event.canonical) != event.leaf_hash:
+            self.diverge(
+                event,
+                "leaf_hash",
+                event.leaf_hash.hex(),
+                leaf_hash(event.canonical).hex(),
+                "the event's bytes do not hash to its stored leaf hash",
+            )
+        if event.seq != seq:
+            self.diverge(event, "seq", event.seq, seq, "the event is not where it says it is")
+        if event.tenant != self.tenant:
+            self.diverge(
+                event, "tenant", event.tenant, self.tenant, "the event names another tenant"
+            )
+
+    def check_checkpoint(
+        self, note: str, roots: dict[int, bytes], frontier: Frontier, root: bytes
+    ) -> bool:
+        verifier = self.verifier
+        if verifier is None:
+            return True
+        try:
+            checkpoint = open_checkpoint(note, verifier)
+        except ExoArmurError:
+            return False
+        if checkpoint.size > frontier.size:
+            return False
+        return roots.get(checkpoint.size) == checkpoint.root_hash and verify_consistency(
+            checkpoint.size,
+            frontier.size,
+            checkpoint.root_hash,
+            root,
+            consistency_proof(
+                checkpoint.size,
+                frontier.size,
+                lambda keys: dict(self.store.read_nodes(self.tenant, keys)),
+            ),
+        )
+
+    verifier: Verifier | None = None
+
+    def tracked(self, event: Event) -> _Tracked:
+        assert event.intent_id is not None
+        tracked = self.intents.get(event.intent_id)
+        if tracked is None:
+            # Evicted (or first seen): its earlier events are in the ledger.
+            earlier = [
+                e
+                for e in self.store.events_for_intent(self.tenant, event.intent_id)
+                if e.seq < event.seq
+            ]
+            tracked = _Tracked(events=earlier)
+            for e in earlier:
+                if e.type == DECISION_RECORDED:
+                    tracked.decision = Decision.from_canonical(e.payload["decision"])
+            self.intents[event.intent_id] = tracked
+            while len(self.intents) > _OPEN_INTENTS:
+                self.intents.popitem(last=False)
+        else:
+            self.intents.move_to_end(event.intent_id)
+        return tracked
+
+    def checking(self, event: Event, tracked: _Tracked) -> bool:
+        if event.seq < self.start:
+            return False
+        if self.correlation is None:
+            return True
+        return event.correlation_id == self.correlation
+
+    def on_intent_event(self, event: Event) -> None:
+        tracked = self.tracked(event)
+        check = self.checking(event, tracked)
+        kind = event.type
+        if tracked.expected:
+            expected_type, expected_payload = tracked.expected.pop(0)
+            if check:
+                self.compare(event, "type", kind, expected_type, "the vote's ruling differs")
+                self.compare(
+                    event, "payload", event.payload, expected_payload, "the vote's ruling differs"
+                )
+        elif kind == INTENT_RECORDED:
+            self.on_recorded(event, check)
+        elif kind == DECISION_RECORDED:
+            self.on_decision(event, tracked, check)
+        elif kind == GATE_BLOCKED:
+            if check and tracked.decision is not None:
+                gate = tracked.decision.gate or {}
+                expected = gate | {
+                    "verdict": tracked.decision.verdict.value,
+                    "intent_hash": tracked.events[0].payload["intent_hash"],
+                }
+                self.compare(
+                    event, "payload", event.payload, expected, "the gate's block record differs"
+                )
+        elif kind == APPROVAL_REQUESTED:
+            self.on_requested(event, tracked, check)
+        elif "cast" in event.payload and kind in (
+            APPROVAL_GRANTED,
+            APPROVAL_REJECTED,
+            APPROVAL_REFUSED,
+            INTENT_EXPIRED,
+        ):
+            self.on_vote(event, tracked, check)
+        elif kind == INTENT_EXPIRED:
+            self.on_expiry(event, tracked, check)
+        elif kind in (EXECUTION_STARTED, EXECUTION_RETRY, EXECUTION_FINISHED, EXECUTION_BLOCKED):
+            self.on_execution(event, tracked, check)
+        elif kind == EXECUTION_OUTCOME_UNKNOWN:
+            started = any(e.type == EXECUTION_STARTED for e in tracked.events)
+            finished = any(e.type == EXECUTION_FINISHED for e in tracked.events)
+            if check and (not started or finished):
+                self.diverge(
+                    event, "type", kind, None, "outcome_unknown without an unfinished execution"
+                )
+        elif kind in (INTENT_APPROVED, INTENT_REJECTED) and check:
+            self.diverge(event, "type", kind, None, "no vote in the record leads to this")
+        tracked.events.append(event)
+
+    def on_recorded(self, event: Event, check: bool) -> None:
+        self.counts["intents"] += 1
+        intent = event.payload["intent"]
+        key = hash((intent["tenant"], intent["idempotency_key"]))
+        if key in self.keys and check:
+            self.diverge(
+                event,
+                "intent.idempotency_key",
+                intent["idempotency_key"],
+                None,
+                "a second intent was recorded under an idempotency key already used",
+            )
+        self.keys.add(key)
+        if check:
+            self.compare(
+                event,
+                "intent_hash",
+                event.payload["intent_hash"],
+                content_hash(intent),
+                "the recorded intent does not hash to its recorded hash",
+            )
+
+    def on_decision(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        recorded = Decision.from_canonical(event.payload["decision"])
+        tracked.decision = recorded
+        if not tracked.events or tracked.events[0].type != INTENT_RECORDED:
+            if check:
+                self.diverge(
+                    event,
+                    "type",
+                    event.type,
+                    INTENT_RECORDED,
+                    "a decision with no intent before it",
+                )
+            return
+        self.counts["decisions"] += 1
+        intent_event = tracked.events[0]
+        intent = ActionIntent.from_canonical(intent_event.payload["intent"])
+        positions = event.payload["controls"]
+        if not self.positions_ok(event, positions, "controls"):
+            return
+        system = self.system.controls(positions["system"])
+        tenant = self.fold.at(positions["tenant"])
+        engine = self.candidate or self.engine(system, tenant)
+        if engine is None:
+            if check:
+                self.diverge(
+                    event,
+                    "decision.policy_hash",
+                    recorded.policy_hash,
+                    None,
+                    "no policy was in force",
+                )
+            return
+        at = intent_event.process_time
+        config = self.gate_config(event, positions["system"], recorded.config_hash)
+        if config is None:
+            return
+        replayed = engine.decide(intent, tenant.posture_at(at).posture).model_copy(
+            update={"config_hash": recorded.config_hash}
+        )
+        replayed = gate_check(intent, replayed, system=system, tenant=tenant, config=config, now=at)
+        if self.candidate is not None:
+            if replayed.verdict != recorded.verdict or replayed.reasons != recorded.reasons:
+                self.changes.append((intent, recorded, replayed))
+            return
+        if check:
+            self.compare(
+                event,
+                "decision",
+                recorded.to_canonical(),
+                replayed.to_canonical(),
+                "the decision re-derived from the ledger differs from the recorded one",
+            )
+
+    def on_requested(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        decided = next((e for e in tracked.events if e.type == DECISION_RECORDED), None)
+        if decided is None or tracked.decision is None:
+            return
+        if tracked.decision.verdict != Verdict.REQUIRE_APPROVAL:
+            if check:
+                self.diverge(
+                    event,
+                    "type",
+                    event.type,
+                    None,
+                    "approval requested for a decision that needs none",
+                )
+            return
+        window = self.window(decided.payload["controls"]["system"], tracked.decision.config_hash)
+        expected = approval_request(tracked.decision, decided.process_time, window) | {
+            "intent_hash": tracked.events[0].payload["intent_hash"]
+        }
+        if check:
+            self.compare(event, "payload", event.payload, expected, "the approval request differs")
+
+    def positions_ok(self, event: Event, positions: dict[str, int], where: str) -> bool:
+        """A record can only have read events before it: anything else is a gap in the log."""
+        if positions["tenant"] <= event.seq:
+            return True
+        self.diverge(
+            event,
+            f"{where}.tenant",
+            positions["tenant"],
+            event.seq,
+            "the record read more of its log than lies before it: an event before it was removed",
+        )
+        return False
+
+    def on_vote(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        self.counts["votes"] += 1
+        cast = event.payload["cast"]
+        name = cast["voter"]
+        positions = cast["controls"]
+        if not self.positions_ok(event, positions, "cast.controls"):
+            return
+        book = self.system.principals(positions["system"])
+        principal = book.latest(name)
+        if principal is None:
+            if check:
+                self.diverge(event, "cast.voter", name, None, "no such principal in the system log")
+            return
+        now = event.process_time
+        over_limit: str | None
+        if book.get(name) != principal:
+            over_limit = revoked(name)
+        else:
+            config = self.gate_config(event, positions["system"], cast.get("config_hash"))
+            if config is None:
+                return
+            over_limit = vote_over_limit(self.fold.at(positions["tenant"]), config, name, now)
+        ruling = rule_on(
+            intent_state(tracked.events),
+            principal,
+            Vote(cast["vote"]),
+            cast["reason"],
+            cast["presented_hash"],
+            now,
+            over_limit=over_limit,
+        )
+        records = [
+            (kind, body if number else body | {"cast": cast})
+            for number, (kind, body) in enumerate(ruling.records)
+        ]
+        first_type, first_payload = records[0]
+        tracked.expected = records[1:]
+        if check:
+            self.compare(event, "type", event.type, first_type, "the vote's ruling differs")
+            self.compare(
+                event, "payload", event.payload, first_payload, "the vote's ruling differs"
+            )
+
+    def on_expiry(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        state = intent_state(tracked.events)
+        if not check:
+            return
+        if not is_due(state, event.process_time):
+            self.diverge(
+                event,
+                "process_time",
+                event.process_time.isoformat(),
+                state.deadline.isoformat() if state.deadline else None,
+                "expired before its deadline (or while not pending)",
+            )
+            return
+        _, expected = expiry_record(state)
+        self.compare(event, "payload", event.payload, expected, "the expiry record differs")
+
+    def on_execution(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        kinds = [e.type for e in tracked.events]
+        decision = tracked.decision
+        if event.type == EXECUTION_STARTED:
+            self.counts["executions"] += 1
+            allowed = decision is not None and (
+                decision.verdict == Verdict.ALLOW or INTENT_APPROVED in kinds
+            )
+            if check and not allowed:
+                self.diverge(
+                    event, "type", event.type, None, "started without an allow or an approval"
+                )
+            if check and EXECUTION_STARTED in kinds:
+                self.diverge(event, "type", event.type, None, "started a second time")
+            return
+        if EXECUTION_STARTED not in kinds:
+            if check:
+                self.diverge(event, "type", event.type, None, "no execution.started before it")
+            return
+        positions = event.payload.get("controls")
+        intent = ActionIntent.from_canonical(tracked.events[0].payload["intent"])
+        if positions is not None and check and self.positions_ok(event, positions, "controls"):
+            verdict = recheck(
+                intent, self.system.controls(positions["system"]), self.fold.at(positions["tenant"])
+            )
+            recorded = (
+                [event.payload["control"], event.payload["reason"]]
+                if event.type == EXECUTION_BLOCKED
+                else None
+            )
+            self.compare(
+                event,
+                "recheck",
+                recorded,
+                list(verdict) if verdict is not None else None,
+                "the gate's re-check before the side effect differs",
+            )
+        if event.type == EXECUTION_FINISHED and check and event.payload["status"] == "succeeded":
+            self.compare(
+                event,
+                "result_hash",
+                event.payload["result_hash"],
+                content_hash(event.payload["result"]),
+                "the recorded result does not hash to its recorded hash",
+            )
+
+
+def replay(
+    store: LedgerStore,
+    tenant: str,
+    *,
+    verifier: Verifier | None = None,
+    correlation: str | None = None,
+    start: int = 0,
+    progress: Callable[[int], None] | None = None,
+) -> ReplayReport:
+    """Re-decide a tenant's log from the ledger alone; a frozen report of what matched."""
+    replayer = Replayer(store, tenant, correlation=correlation, start=start)
+    replayer.verifier = verifier
+    return replayer.run(progress)
+
+
+def iter_tenants(store: LedgerStore) -> Iterator[str]:
+    return (t for t in store.tenants() if t != SYSTEM_LOG)

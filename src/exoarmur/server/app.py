@@ -1,0 +1,60 @@
+"""The HTTP application: routes, bounds and error mapping around one governor.
+
+``create_app(governor)`` wires a governor someone else opened (and will
+close) into a FastAPI app. Endpoints are plain functions: FastAPI runs them
+in its thread pool, where the blocking, thread-safe governor belongs; what
+must answer under load (health, the 429 and 413 refusals, error handlers)
+runs on the event loop and never waits for a thread.
+"""
+
+from __future__ import annotations
+
+from typing import Final
+
+from fastapi import FastAPI
+
+from .. import __version__
+from ..pipeline import Governor
+from . import controls, intents, record, service
+from .errors import LastResort, install_error_handlers
+from .limits import BodyLimit, InFlight, Limits
+from .schemas import intent_submission_schema
+
+DESCRIPTION: Final = """\
+The governance layer between AI agents and the systems they change, over HTTP.
+
+Every call but `/v1/health` and `/v1/ready` needs `Authorization: Bearer <api key>`
+(keys from `exoarmur principal add`). The caller's identity is its key's principal,
+never a name in the body. Errors share one shape: `{"error", "message", "detail":
+[{"field", "rule"}]}`. See docs/http.md.
+"""
+
+
+def _application(limits: Limits) -> FastAPI:
+    app = FastAPI(
+        title="ExoArmur",
+        version=__version__,
+        description=DESCRIPTION,
+        openapi_url="/openapi.json",
+        docs_url=None,
+        redoc_url=None,
+    )
+    install_error_handlers(app)
+    for module in (service, intents, controls, record):
+        app.include_router(module.router)
+    # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
+    app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
+    app.add_middleware(LastResort)
+    app.state.limits = limits
+    app.state.write_slots = InFlight(limits.max_in_flight_writes, "submissions and votes")
+    app.state.read_slots = InFlight(limits.max_in_flight_reads, "reads")
+    document = app.openapi()  # generated once and cached by FastAPI; complete it in place
+    document["components"]["schemas"]["IntentSubmission"] = intent_submission_schema()
+    return app
+
+
+def create_app(governor: Governor, *, limits: Limits | None = None) -> FastAPI:
+    """The HTTP API over ``governor``. The app does not own it: whoever opened it closes it."""
+    app = _application(limits or Limits())
+    app.state.governor = governor
+    return app

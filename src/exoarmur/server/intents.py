@@ -1,0 +1,198 @@
+"""Intents over HTTP: submit, read the story, list pending approvals, vote."""
+
+from __future__ import annotations
+
+import json
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Path, Request, Response
+from fastapi.responses import JSONResponse
+
+from ..approvals import Vote, intent_state
+from ..errors import Conflict, IntentError, PermissionDenied
+from ..model.decision import Outcome, OutcomeStatus
+from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent
+from ..pipeline import outcome_from_events
+from .access import SUBMIT_KINDS, Right, sees_intent
+from .auth import CallerDep
+from .errors import MalformedBody
+from .limits import read_slot, write_slot
+from .schemas import (
+    INTENT_SUBMISSION,
+    ApprovalRecord,
+    EventRecord,
+    PendingIntent,
+    PendingList,
+    Story,
+    VoteAnswer,
+    VoteRequest,
+    intent_record,
+    problems,
+)
+
+router = APIRouter(prefix="/v1", tags=["intents"])
+
+ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
+TenantPath = Annotated[str, Path(pattern=TENANT_PATTERN, max_length=63, description="A tenant.")]
+IntentIdPath = Annotated[str, Path(pattern=ULID_PATTERN, description="The intent's id (a ULID).")]
+
+
+async def raw_body(request: Request) -> bytes:
+    """Dependency: the body's bytes, unparsed (bounded by the body limit middleware)."""
+    return await request.body()
+
+
+def _intent_document(raw: bytes) -> Any:
+    if len(raw) > MAX_INTENT_BYTES:
+        raise IntentError([("intent", f"document of {len(raw)} bytes exceeds {MAX_INTENT_BYTES}")])
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise MalformedBody("intent", f"malformed JSON: {exc}") from None
+
+
+@router.post(
+    "/intents",
+    summary="Submit an intent",
+    response_model=Outcome,
+    responses={
+        200: {"description": "Decided: executed, decided for the caller, or denied."},
+        202: {
+            "model": PendingIntent,
+            "description": "Recorded, waiting for approval: vote on it with the intent hash.",
+            "headers": {
+                "Location": {
+                    "description": "The intent's story.",
+                    "schema": {"type": "string"},
+                }
+            },
+        },
+        **problems(400, 401, 403, 413, 422, 429, 500, 503),
+    },
+    openapi_extra={"requestBody": INTENT_SUBMISSION},
+    dependencies=[Depends(write_slot)],
+)
+def submit_intent(
+    caller: CallerDep, raw: Annotated[bytes, Depends(raw_body)]
+) -> Response | Outcome:
+    """Govern one intent as the authenticated principal.
+
+    The actor is the key's principal: `actor` may be omitted, and an
+    `actor.id` naming anyone else is refused. A denial is an answer, not an
+    error: 200 with status `denied`.
+    """
+    principal = caller.principal
+    caller.has_role_for(Right.SUBMIT)
+    document = _intent_document(raw)
+    if isinstance(document, dict) and "actor" not in document:
+        document["actor"] = {"id": principal.name, "kind": "agent"}
+    request = parse_intent(document)
+    if request.actor.id != principal.name:
+        caller.refuse(request.tenant, f"may not submit as {request.actor.id!r}")
+    if request.actor.kind not in SUBMIT_KINDS.get(principal.role, frozenset()):
+        caller.refuse(request.tenant, f"may not submit as actor kind {request.actor.kind!r}")
+    caller.require(Right.SUBMIT, request.tenant)
+    outcome = caller.governor.submit(request)
+    if outcome.status != OutcomeStatus.PENDING_APPROVAL:
+        return outcome
+    state = intent_state(caller.governor.story(outcome.tenant, outcome.intent_id))
+    return JSONResponse(
+        PendingIntent.of(state).model_dump(mode="json"),
+        status_code=202,
+        headers={"Location": f"/v1/tenants/{outcome.tenant}/intents/{outcome.intent_id}"},
+    )
+
+
+@router.get(
+    "/tenants/{tenant}/intents/{intent_id}",
+    summary="The story of one intent",
+    response_model=Story,
+    responses=problems(401, 403, 404, 422, 429, 500, 503),
+    dependencies=[Depends(read_slot)],
+)
+def intent_story(tenant: TenantPath, intent_id: IntentIdPath, caller: CallerDep) -> Story:
+    """Outcome, approval state and every event of one intent, from the ledger.
+
+    Agents read only their own intents; another's answers 404, like a missing one.
+    """
+    caller.require(Right.READ_INTENTS, tenant)
+    events = caller.governor.story(tenant, intent_id)
+    state = intent_state(events)
+    if not sees_intent(caller.principal, state.intent.actor.id):
+        caller.hide(tenant, intent_id)
+    return Story(
+        intent=intent_record(state),
+        intent_hash=state.intent_hash,
+        outcome=outcome_from_events(events),
+        approval=ApprovalRecord.of(state),
+        events=[EventRecord.of(event) for event in events],
+    )
+
+
+@router.get(
+    "/tenants/{tenant}/approvals",
+    summary="Intents waiting for approval",
+    response_model=PendingList,
+    responses=problems(401, 403, 422, 429, 500, 503),
+    dependencies=[Depends(read_slot)],
+)
+def pending_approvals(tenant: TenantPath, caller: CallerDep) -> PendingList:
+    """Pending intents, oldest first; overdue ones are recorded as expired on the way."""
+    caller.require(Right.READ_APPROVALS, tenant)
+    states = caller.governor.pending(tenant)
+    return PendingList(tenant=tenant, pending=[PendingIntent.of(state) for state in states])
+
+
+_VOTE_RESPONSES = problems(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+
+
+def _vote(
+    caller: CallerDep, tenant: str, intent_id: str, vote: Vote, body: VoteRequest
+) -> VoteAnswer:
+    caller.require(Right.VOTE, tenant)
+    result = caller.governor.vote(
+        tenant, intent_id, caller.principal, vote, body.reason, body.intent_hash
+    )
+    if not result.accepted:
+        # Recorded as approval.refused in the tenant's log by the governor.
+        if result.forbidden:
+            raise PermissionDenied(result.message)
+        raise Conflict(result.message)
+    return VoteAnswer(
+        accepted=True,
+        message=result.message,
+        approval_status=result.status,
+        outcome=result.outcome,
+    )
+
+
+@router.post(
+    "/tenants/{tenant}/intents/{intent_id}/approve",
+    summary="Approve a pending intent",
+    response_model=VoteAnswer,
+    responses=_VOTE_RESPONSES,
+    dependencies=[Depends(write_slot)],
+)
+def approve(
+    tenant: TenantPath, intent_id: IntentIdPath, body: VoteRequest, caller: CallerDep
+) -> VoteAnswer:
+    """Vote to approve, as the key's principal; the vote that completes the quorum runs it.
+
+    409 when the intent's state refuses the vote (already voted, not pending,
+    expired, another hash); 403 when you may not vote on it (your own intent).
+    """
+    return _vote(caller, tenant, intent_id, Vote.APPROVE, body)
+
+
+@router.post(
+    "/tenants/{tenant}/intents/{intent_id}/reject",
+    summary="Reject a pending intent",
+    response_model=VoteAnswer,
+    responses=_VOTE_RESPONSES,
+    dependencies=[Depends(write_slot)],
+)
+def reject(
+    tenant: TenantPath, intent_id: IntentIdPath, body: VoteRequest, caller: CallerDep
+) -> VoteAnswer:
+    """Reject: one rejection rejects, and the intent never runs."""
+    return _vote(caller, tenant, intent_id, Vote.REJECT, body)
