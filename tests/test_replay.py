@@ -199,7 +199,7 @@ def test_whatif_reports_what_a_candidate_would_change(tmp_path: Path) -> None:
         store,
         "acme",
         candidate,
-        since=__import__("datetime").datetime(2030, 1, 1, tzinfo=__import__("datetime").UTC),
+        since=datetime(2030, 1, 1, tzinfo=UTC),
     )
     assert later.changes == ()
     store.close()
