@@ -7,8 +7,8 @@ import json
 import re
 import sqlite3
 import threading
-from datetime import UTC, datetime
 from collections import defaultdict
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
