@@ -1054,6 +1054,71 @@ def replay_whatif(
         console.print(summary)
 
 
+# -- evidence bundles --------------------------------------------------------------
+
+evidence_app = typer.Typer(
+    help="Evidence bundles a cold reviewer verifies offline.", no_args_is_help=True
+)
+app.add_typer(evidence_app, name="evidence")
+
+
+@evidence_app.command("export")
+def evidence_export(
+    tenant: TenantOption,
+    correlation: Annotated[str, typer.Option("--correlation", "-c", help="The correlation id.")],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle.")],
+) -> None:
+    """Write one self-contained JSON bundle for a correlation."""
+    from .evidence import export_bundle
+
+    with _errors():
+        ledger = _home().ledger()
+        try:
+            bundle = export_bundle(ledger, tenant, correlation)
+        finally:
+            ledger.store.close()
+        try:
+            out.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+        except OSError as exc:
+            raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
+    console.print(
+        f"wrote {out}: {len(bundle['events'])} event(s), {len(bundle['context'])} context "
+        f"event(s), bundle {bundle['bundle_hash']}"
+    )
+
+
+@app.command("verify-bundle")
+def verify_bundle_command(
+    file: Annotated[Path, typer.Argument(help="The evidence bundle.")],
+    public_key: Annotated[
+        str | None,
+        typer.Option("--public-key", help="The verifier key you trust (text, or @FILE)."),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Verify an evidence bundle offline. Prints VERIFY_VERDICT=PASS|FAIL."""
+    from .evidence import verify_bundle_text
+
+    with _errors():
+        try:
+            text = file.read_bytes()
+            if public_key is not None and public_key.startswith("@"):
+                public_key = Path(public_key[1:]).read_text(encoding="utf-8").strip()
+        except OSError as exc:
+            raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
+        verdict = verify_bundle_text(text, public_key)
+    if as_json:
+        _print_json(verdict.to_json())
+    else:
+        for failure in verdict.failures:
+            console.print(f"[bold red]FAIL[/] {failure}")
+        for note in verdict.notes:
+            console.print(f"[yellow]note[/] {note}")
+        console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
+        typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
+    raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)
+
+
 # -- demo ---------------------------------------------------------------------
 
 

@@ -336,7 +336,7 @@ class Governor:
             idempotency_key=key,
             event_time=event_time,
         )
-        decision, positions, lapsed = self._decide(intent, recorded.process_time)
+        decision, positions, posture, lapsed = self._decide(intent, recorded.process_time)
         if lapsed is not None:
             self._record_posture_expiry(tenant, lapsed)
 
@@ -350,6 +350,7 @@ class Governor:
                     "decision": decision.to_canonical(),
                     "intent_hash": intent_hash,
                     "controls": positions,
+                    "posture": posture,
                 },
             ),
         ]
@@ -396,11 +397,12 @@ class Governor:
 
     def _decide(
         self, intent: ActionIntent, at: datetime
-    ) -> tuple[Decision, dict[str, int], str | None]:
+    ) -> tuple[Decision, dict[str, int], str, str | None]:
         """Policy, then the gate, on control state at recorded positions.
 
         Returns the decision, the positions of the control state it read
-        (replay folds exactly those prefixes) and, when a posture's TTL has
+        (replay folds exactly those prefixes), the posture policy saw (an
+        evidence bundle re-decides from it) and, when a posture's TTL has
         run out, the id of the posture event to record as expired. ``at`` is
         the intent's recorded process time: the gate's only notion of now.
         """
@@ -416,7 +418,8 @@ class Governor:
             decision = gate_check(
                 intent, decision, system=system, tenant=tenant, config=self.gate, now=at
             )
-            return decision, {"system": system.position, "tenant": tenant.position}, lapsed
+            positions = {"system": system.position, "tenant": tenant.position}
+            return decision, positions, posture.posture, lapsed
 
     def _blocked_now(self, intent: ActionIntent) -> tuple[tuple[str, str] | None, dict[str, int]]:
         """The gate again, right before a side effect: kill switches, unreadable controls.

@@ -541,7 +541,12 @@ class Replayer:
         config = self.gate_config(event, positions["system"], recorded.config_hash)
         if config is None:
             return
-        replayed = engine.decide(intent, tenant.posture_at(at).posture).model_copy(
+        posture = tenant.posture_at(at).posture
+        if check and event.payload.get("posture") != posture:
+            self.diverge(
+                event, "posture", event.payload.get("posture"), posture, "the posture differs"
+            )
+        replayed = engine.decide(intent, posture).model_copy(
             update={"config_hash": recorded.config_hash}
         )
         replayed = gate_check(intent, replayed, system=system, tenant=tenant, config=config, now=at)
