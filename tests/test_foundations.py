@@ -132,3 +132,39 @@ def test_bad_bundles_are_refused_naming_the_file(tmp_path: Path) -> None:
     (tmp_path / "broken.cedar").write_text("// " + "x" * (4 * 1024 * 1024))
     with pytest.raises(PolicyError, match="exceeds"):
         PolicyBundle.from_dir(tmp_path)
+
+
+any_text = st.text(alphabet=st.characters(codec="utf-8"), max_size=12)
+wide_json = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(-(2**60), 2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | any_text,
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(any_text, inner, max_size=4),
+    max_leaves=25,
+)
+
+
+@given(wide_json)
+def test_the_fast_path_is_byte_identical_to_rfc8785(value: object) -> None:
+    try:
+        reference = rfc8785.dumps(value)
+    except (rfc8785.CanonicalizationError, ValueError):
+        with pytest.raises(InputError):
+            canonical_bytes(value)
+        return
+    assert canonical_bytes(value) == reference
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        {"\U0001f600": 1, "\uffff": 2, "a": 3},  # JCS orders by UTF-16 units, not code points
+        {"ctl": "\x00\x1f\x7f\u2028", "quote": '"\\'},
+        [2**53 - 1, -(2**53 - 1), 0, True, None],
+        {"nested": [{"b": 1, "a": [{}]}]},
+    ],
+)
+def test_known_edges_match_rfc8785(value: object) -> None:
+    assert canonical_bytes(value) == rfc8785.dumps(value)

@@ -120,13 +120,17 @@ class SqliteStore:
         self._max_batch = max_batch
         try:
             self._writer_conn = _connect(self.path)
-            self._reader_conn = _connect(self.path)
+            self._readers: list[sqlite3.Connection] = [_connect(self.path)]
             self._ensure_schema()
         except sqlite3.DatabaseError as exc:
             raise StoreUnavailable(
                 f"cannot open ledger database {self.path}: {exc} (is it a corrupt or foreign file?)"
             ) from None
-        self._read_lock = threading.Lock()
+        # One reader connection per thread: WAL readers never block each other
+        # or the writer, and no lock serialises the submitters' reads.
+        self._local = threading.local()
+        self._local.conn = self._readers[0]
+        self._readers_lock = threading.Lock()
         self._frontiers: dict[str, Frontier] = {}
         self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
         self._closed = False
@@ -351,14 +355,13 @@ class SqliteStore:
         return recorded
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
-        with self._read_lock:
-            try:
-                self._reader_conn.execute(
-                    "INSERT OR IGNORE INTO checkpoints (tenant, size, note) VALUES (?, ?, ?)",
-                    (tenant, size, note),
-                )
-            except sqlite3.Error as exc:
-                raise StoreError(f"cannot save checkpoint: {exc}") from None
+        try:
+            self._reader().execute(
+                "INSERT OR IGNORE INTO checkpoints (tenant, size, note) VALUES (?, ?, ?)",
+                (tenant, size, note),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot save checkpoint: {exc}") from None
 
     # -- reads ------------------------------------------------------------
 
@@ -386,29 +389,37 @@ class SqliteStore:
                 found[(level, index)] = row[0]
         return found
 
+    def _reader(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            if self._closed:
+                raise StoreError("ledger store is closed")
+            conn = _connect(self.path)
+            with self._readers_lock:
+                self._readers.append(conn)
+            self._local.conn = conn
+        return conn
+
     def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
-        with self._read_lock:
-            return self._read_nodes(self._reader_conn, tenant, keys)
+        return self._read_nodes(self._reader(), tenant, keys)
 
     def size(self, tenant: str) -> int:
         row = self._fetchone("SELECT size FROM trees WHERE tenant = ?", (tenant,))
         return int(str(row[0])) if row else 0
 
     def _fetchone(self, sql: str, params: tuple[object, ...]) -> tuple[object, ...] | None:
-        with self._read_lock:
-            try:
-                row: tuple[object, ...] | None = self._reader_conn.execute(sql, params).fetchone()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"ledger read failed: {exc}") from None
-            return row
+        try:
+            row: tuple[object, ...] | None = self._reader().execute(sql, params).fetchone()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"ledger read failed: {exc}") from None
+        return row
 
     def _fetchall(self, sql: str, params: tuple[object, ...]) -> list[tuple[object, ...]]:
-        with self._read_lock:
-            try:
-                rows: list[tuple[object, ...]] = self._reader_conn.execute(sql, params).fetchall()
-            except sqlite3.DatabaseError as exc:
-                raise StoreError(f"ledger read failed: {exc}") from None
-            return rows
+        try:
+            rows: list[tuple[object, ...]] = self._reader().execute(sql, params).fetchall()
+        except sqlite3.DatabaseError as exc:
+            raise StoreError(f"ledger read failed: {exc}") from None
+        return rows
 
     @staticmethod
     def _event(row: tuple[object, ...]) -> Event:
@@ -518,7 +529,10 @@ class SqliteStore:
         self._queue.put(_STOP)
         self._writer.join()
         self._writer_conn.close()
-        self._reader_conn.close()
+        with self._readers_lock:
+            for conn in self._readers:
+                conn.close()
+            self._readers.clear()
 
     def __enter__(self) -> SqliteStore:
         return self
