@@ -161,7 +161,8 @@ def test_principals_are_listed_without_keys_and_can_be_revoked(home: Path) -> No
     assert dup.exit_code == 2
     made = cli(home, "principal", "add", "ops", "--role", "admin")
     assert made.exit_code == 0
-    assert made.stdout.strip().startswith("created")
+    assert made.stdout.strip().startswith("exo_")  # only the key on stdout
+    assert "created" in made.stderr
 
 
 def test_tenant_policy_overrides_the_global_one(home: Path, tmp_path: Path) -> None:

@@ -570,11 +570,11 @@ def principal_add(
             }
         )
         return
-    console.print(
+    # Only the key goes to stdout, so `exoarmur principal add … > alice.key` works.
+    err_console.print(
         f"[green]created[/] {principal.role} [bold]{principal.name}[/] "
-        f"for {', '.join(principal.tenants)}"
+        f"for {', '.join(principal.tenants)}; API key (shown once; store it now):"
     )
-    err_console.print("API key (shown once; store it now):")
     typer.echo(api_key)
 
 
@@ -1117,6 +1117,25 @@ def verify_bundle_command(
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
         typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
     raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)
+
+
+# -- the HTTP service ----------------------------------------------------------------
+
+
+@app.command()
+def serve(
+    host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8077,
+) -> None:
+    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory."""
+    with _errors():
+        try:
+            from .server import serve as run_server
+        except ImportError:
+            _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
+        home = _home()
+        home.require()
+        run_server(home.path, host=host, port=port)
 
 
 # -- demo ---------------------------------------------------------------------

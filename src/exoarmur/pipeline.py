@@ -588,6 +588,22 @@ class Governor:
         self._record_access_refused(principal, tenant, f"read {what}")
         raise PermissionDenied(f"principal {principal.name} does not act for tenant {tenant}")
 
+    def record_access_refused(
+        self, principal: Principal, tenant: str | None, attempted: str, detail: str
+    ) -> None:
+        """Record that an authenticated principal was refused (an HTTP 403)."""
+        self._system_event(
+            ACCESS_REFUSED,
+            {
+                "principal": principal.name,
+                "tenant": tenant,
+                "attempted": attempted,
+                "detail": detail,
+            },
+            principal.name,
+            None,
+        )
+
     def record_unauthenticated(self, attempted: str, detail: str) -> None:
         """Record a request that presented no valid credentials (an HTTP 401)."""
         self._system_event(

@@ -22,6 +22,27 @@ from ..errors import InputError, IntentError
 MAX_PARAMS_BYTES = 64 * 1024
 #: Largest accepted intent document, before parsing.
 MAX_INTENT_BYTES = 256 * 1024
+#: Deepest accepted nesting of objects and lists in ``params``: deeper JSON is
+#: within the size limits yet would overflow recursive encoders downstream.
+MAX_PARAMS_DEPTH = 64
+
+
+def json_depth(value: Any, stop_above: int = MAX_PARAMS_DEPTH) -> int:
+    """How deeply lists and objects nest in ``value`` (iterative, stops early)."""
+    deepest = 0
+    stack = [(value, 1)]
+    while stack and deepest <= stop_above:
+        node, depth = stack.pop()
+        if isinstance(node, dict):
+            children: Any = node.values()
+        elif isinstance(node, list):
+            children = node
+        else:
+            continue
+        deepest = max(deepest, depth)
+        stack.extend((child, depth + 1) for child in children)
+    return deepest
+
 
 TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$"
@@ -70,6 +91,8 @@ class _IntentFields(BaseModel):
     @field_validator("params")
     @classmethod
     def _params_are_bounded_json(cls, value: dict[str, Any]) -> dict[str, Any]:
+        if json_depth(value) > MAX_PARAMS_DEPTH:
+            raise ValueError(f"nested deeper than {MAX_PARAMS_DEPTH} levels")
         try:
             size = len(canonical_bytes(value))
         except InputError as exc:
@@ -193,4 +216,6 @@ def parse_intent_json(raw: bytes | str) -> IntentRequest:
         data = json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise IntentError([("intent", f"malformed JSON: {exc}")]) from None
+    except RecursionError:
+        raise IntentError([("intent", "JSON nested too deeply")]) from None
     return parse_intent(data)

@@ -27,6 +27,7 @@ class Right(StrEnum):
     READ_INTENTS = "read intents"
     READ_APPROVALS = "list pending approvals"
     VOTE = "approve or reject intents"
+    #: ruled on by the governor itself (it records its refusals); listed for the table
     CONTROL = "switch kill switches and set posture"
     READ_CONTROLS = "read kill switches and posture"
     READ_LEDGER = "read and export the ledger"

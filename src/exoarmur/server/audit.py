@@ -6,15 +6,13 @@ secret of a presented key is never recorded, only its public key id.
 
 A refusal of an authenticated principal has the shape the governor writes
 when a vote reaches into another tenant (principal, tenant, attempted),
-plus ``detail``. TEMPORARY: it appends through ``governor.ledger`` until the
-governor has a public method for it; then :func:`record_refusal` delegates.
+plus ``detail``, written by the governor's ``record_access_refused``.
 """
 
 from __future__ import annotations
 
 import re
 
-from ..model.event import ACCESS_REFUSED, SYSTEM_LOG, EventDraft
 from ..pipeline import Governor
 from ..principals import Principal
 
@@ -40,25 +38,4 @@ def record_refusal(
 
     ``tenant`` is a validated path parameter (or None): never raw request text.
     """
-    now = governor.clock.now()
-    event_id = governor.ids.new(now)
-    governor.ledger.append(
-        SYSTEM_LOG,
-        [
-            EventDraft(
-                event_id=event_id,
-                tenant=SYSTEM_LOG,
-                type=ACCESS_REFUSED,
-                correlation_id=event_id,
-                event_time=now,
-                process_time=now,
-                actor={"id": principal.name, "kind": "operator"},
-                payload={
-                    "principal": principal.name,
-                    "tenant": tenant,
-                    "attempted": attempted[:MAX_ATTEMPT_CHARS],
-                    "detail": detail,
-                },
-            )
-        ],
-    )
+    governor.record_access_refused(principal, tenant, attempted[:MAX_ATTEMPT_CHARS], detail)

@@ -1,16 +1,16 @@
 """Every error the API answers, mapped in one place.
 
-    MalformedBody (here)   400  the body is not JSON
-    IntentError            422  one (field, rule) per problem, from the shared validator
-    PolicyError, ConfigError 503  no policy in force or bad configuration: not the caller's fault
-    InputError             422  "field: rule" messages split into field and rule
-    AuthenticationError    401  with WWW-Authenticate: Bearer
-    PermissionDenied       403
-    NotFound               404
-    Conflict               409
-    TooBusy (here)         429  with Retry-After: the in-flight bound is full
-    StoreError             503  with Retry-After; nothing was acknowledged
-    anything else          500  a generic message; the details go to the log, never the client
+    MalformedBody (here)      400  the body is not JSON
+    IntentError               422  one (field, rule) per problem, from the shared validator
+    PolicyError, ConfigError  503  no policy in force, bad configuration: not the caller's fault
+    InputError                422  "field: rule" messages split into field and rule
+    AuthenticationError       401  with WWW-Authenticate: Bearer
+    PermissionDenied          403
+    NotFound                  404
+    Conflict                  409
+    TooBusy (here)            429  with Retry-After: the in-flight bound is full
+    StoreError                503  with Retry-After; nothing was acknowledged
+    anything else             500  a generic message; the details go to the log, never the client
 
 Every answer is an :class:`~exoarmur.server.schemas.ErrorBody`. Handlers
 are coroutines: they must answer even when the thread pool is saturated.

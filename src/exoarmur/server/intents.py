@@ -49,6 +49,8 @@ def _intent_document(raw: bytes) -> Any:
         return json.loads(raw)
     except (json.JSONDecodeError, UnicodeDecodeError) as exc:
         raise MalformedBody("intent", f"malformed JSON: {exc}") from None
+    except RecursionError:
+        raise MalformedBody("intent", "JSON nested too deeply") from None
 
 
 @router.post(
@@ -56,7 +58,10 @@ def _intent_document(raw: bytes) -> Any:
     summary="Submit an intent",
     response_model=Outcome,
     responses={
-        200: {"description": "Decided: executed, decided for the caller, or denied."},
+        200: {
+            "description": "Handled: the outcome (executed, decided for the caller, denied, "
+            "failed, blocked…); a duplicate answers the first outcome."
+        },
         202: {
             "model": PendingIntent,
             "description": "Recorded, waiting for approval: vote on it with the intent hash.",

@@ -29,5 +29,5 @@ def main() -> None:
     sys.stdout.write(render())
 
 
-if __name__ == "__main__":
+if __name__ == "__main__":  # pragma: no cover - run as `python -m`
     main()

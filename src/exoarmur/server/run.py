@@ -100,7 +100,7 @@ class Service:
     @property
     def port(self) -> int:
         """The bound port (the one the OS chose when started with port 0)."""
-        for server in self.server.servers:
+        for server in getattr(self.server, "servers", []):  # set once it has started
             for sock in server.sockets:
                 port: int = sock.getsockname()[1]
                 return port
