@@ -543,7 +543,7 @@ def test_discover_finds_a_third_party_plugin_and_tolerates_a_duplicate_listing(
     factories = discover()
     assert factories["echo"] == EchoExecutor.from_config
     registry = ExecutorRegistry.from_config({"ops.*": {"type": "ticket", "queue": "OPS"}})
-    assert registry.describe() == {"ops.*": {"type": "ticket"}}
+    assert registry.describe() == {"ops.*": {"type": "ticket", "settings": {"queue": "OPS"}}}
 
 
 # --- registry -------------------------------------------------------------------
@@ -626,9 +626,12 @@ def test_registry_from_config_uses_installed_types(server: Server, intent: Actio
         }
     )
     assert registry.describe() == {
-        "*": {"type": "python"},
+        "*": {
+            "type": "python",
+            "settings": {"callable": "exoarmur.executors.builtin:EchoExecutor"},
+        },
         "demo.*": {"type": "echo"},
-        "svc.restart": {"type": "http"},
+        "svc.restart": {"type": "http", "settings": {"url": f"{server.base}/json", "timeout": 2}},
     }
     assert list(registry.describe()) == ["*", "demo.*", "svc.restart"]
     found = registry.executor_for(intent.action)
@@ -644,7 +647,7 @@ def test_registry_from_config_with_given_factories() -> None:
         {"a.b": {"type": "named", "label": "x"}},
         factories={"named": lambda config: Named(kind=f"named-{config['label']}")},
     )
-    assert registry.describe() == {"a.b": {"type": "named-x"}}
+    assert registry.describe() == {"a.b": {"type": "named-x", "settings": {"label": "x"}}}
     assert ExecutorRegistry.from_config({}, factories={}).describe() == {}
 
 
@@ -734,3 +737,19 @@ def _explodes(config: Any) -> Executor:
 def test_registry_reports_a_misbehaving_plugin(factory: Any, message: str) -> None:
     with pytest.raises(ExecutorError, match=message):
         ExecutorRegistry.from_config({"a": {"type": "bad"}}, factories={"bad": factory})
+
+
+def test_configuration_snapshots_record_where_a_binding_points_but_no_secret() -> None:
+    registry = ExecutorRegistry.from_config(
+        {
+            "hook.*": {
+                "type": "http",
+                "url": "http://127.0.0.1:9/hook",
+                "headers": {"Authorization": "Bearer s3cret"},
+            }
+        }
+    )
+    described = registry.describe()["hook.*"]
+    assert described["settings"]["url"] == "http://127.0.0.1:9/hook"
+    assert described["settings"]["headers"] == {"Authorization": "(redacted)"}
+    assert "s3cret" not in str(described)

@@ -1202,6 +1202,15 @@ def _scenario() -> tuple[dict[str, Any], ...]:
     return SCENARIO
 
 
+def _register_reality() -> None:
+    from .reality import reality
+
+    app.command("reality")(reality)
+
+
+_register_reality()
+
+
 def _register_policy_commands() -> None:
     import importlib
 

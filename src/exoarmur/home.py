@@ -127,7 +127,9 @@ class Home:
         if not self.config_path.exists():
             self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
             created.append(str(self.config_path))
-        with open_governor(self.path, recover=False) as governor:
+        with open_governor(self.path, recover=False, record_run=False) as governor:
+            for private in (self.ledger_path, self.config_path):
+                os.chmod(private, 0o600)  # the home is 0700 too; neither depends on umask
             if governor.ledger.store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED) is None:
                 event = governor.activate_policy(PolicyBundle.from_dir(self.policy_dir))
                 created.append(f"policy activation {event.payload['policy_hash']}")
@@ -223,6 +225,7 @@ def open_governor(
     clock: Clock | None = None,
     ids: IdGenerator | None = None,
     recover: bool = True,
+    record_run: bool = True,
 ) -> Governor:
     """A governor over a data directory, with recovery of abandoned executions."""
     where = Home(resolve_home(home))
@@ -269,6 +272,15 @@ def open_governor(
         except BaseException:
             governor.close()
             raise
+    if run_settings is None and record_run:
+        # Recorded once per distinct setting (the record is idempotent).
+        run_settings = {
+            "mode": "live",
+            "clock": {"kind": getattr(clock, "name", type(clock).__name__)},
+            "ids": {
+                "generator": "random-ulid" if isinstance(ids, RandomIds) else type(ids).__name__
+            },
+        }
     if run_settings is not None:
         try:
             governor.record_run(run_settings)

@@ -68,6 +68,7 @@ class ExecutorRegistry:
         self._exact: dict[str, Executor] = {}
         self._globs: dict[str, tuple[re.Pattern[str], Executor]] = {}
         self._retries: dict[str, int] = {}
+        self._settings: dict[str, dict[str, Any]] = {}
 
     def retries_for(self, pattern: str) -> int:
         """How many times a retryable failure of this binding is tried again."""
@@ -172,6 +173,7 @@ class ExecutorRegistry:
                     f"{type(executor).__name__}, which lacks 'kind' or 'execute()'"
                 )
             registry.bind(pattern, executor, retries=retries)
+            registry._settings[pattern] = _redacted(settings)
         return registry
 
     def describe(self) -> dict[str, dict[str, Any]]:
@@ -183,4 +185,15 @@ class ExecutorRegistry:
             described[pattern] = {"type": bound[pattern].kind}
             if pattern in self._retries:
                 described[pattern]["retries"] = self._retries[pattern]
+            if self._settings.get(pattern):
+                # where it points matters: a binding re-pointed is another configuration
+                described[pattern]["settings"] = self._settings[pattern]
         return described
+
+
+def _redacted(settings: Mapping[str, Any]) -> dict[str, Any]:
+    """Settings as recorded in configuration snapshots: header values are never written."""
+    out = dict(settings)
+    if isinstance(out.get("headers"), Mapping):
+        out["headers"] = dict.fromkeys(out["headers"], "(redacted)")
+    return out

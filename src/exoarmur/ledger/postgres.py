@@ -13,8 +13,8 @@ from any process, runs::
         SELECT size FROM trees WHERE tenant = $1 FOR UPDATE      -- waits for the holder
         (absent: INSERT … ON CONFLICT DO NOTHING, then SELECT … FOR UPDATE again)
       reload the Merkle frontier if ``size`` is not the one we cached
-      per append: SAVEPOINT; check expect= and idempotency keys; INSERT events,
-                  completed nodes and idempotency rows; RELEASE
+      per append: [SAVEPOINT] check expect= and idempotency keys; one INSERT of
+                  its events, completed nodes and idempotency rows [RELEASE]
       UPDATE trees SET size = … WHERE tenant = $1
     COMMIT
 
@@ -30,8 +30,9 @@ different tenants never wait for each other.
 
 Group commit: as in SQLite, one writer thread per store takes every append
 waiting in its queue (up to ``max_batch``) and commits them in one transaction;
-each append runs in its own SAVEPOINT, so a refused one (duplicate key,
-``expect=`` conflict, a bad draft) rolls back alone.
+each append of a batch runs in its own SAVEPOINT, so a refused one (duplicate
+key, ``expect=`` conflict, a bad draft) rolls back alone. A batch of one needs
+no savepoint: its transaction is rolled back instead.
 
 Durability: ``synchronous_commit`` is never weaker than ``on`` on our sessions
 (a server default of ``off`` is overridden), and an append returns only after
@@ -41,7 +42,9 @@ connection died while COMMIT was in flight the batch may still be durable; a
 caller's retry with the same idempotency key then finds the first outcome.)
 The next call reconnects; while the server stays away, attempts are spaced by
 a bounded exponential backoff and calls in between fail at once. No call
-waits in a retry loop.
+waits in a retry loop. One exception, safe by construction: a connection that
+died while idle (the server restarted between two calls) is replaced once
+within the call, because nothing had been sent on it yet for that call.
 
 Schema: versioned migrations in :data:`MIGRATIONS`, recorded in
 ``schema_migrations``, each applied once in its own transaction under an
@@ -88,7 +91,7 @@ except ImportError as exc:  # pragma: no cover - depends on what is installed
         "the PostgreSQL store needs psycopg: pip install 'exoarmur[postgres]'"
     ) from exc
 
-__all__ = ["MIGRATIONS", "Migration", "PostgresStore", "upgrade"]
+__all__ = ["MIGRATIONS", "Migration", "PostgresStore", "RunLock", "upgrade"]
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
@@ -151,8 +154,10 @@ _V1_LEDGER: Final[tuple[LiteralString, ...]] = (
 #: Every schema step this ExoArmur knows, oldest first. Append; never edit or reorder.
 MIGRATIONS: tuple[Migration, ...] = (Migration(1, "0001_ledger", _V1_LEDGER),)
 
-# pg_advisory_xact_lock key serialising migrations: "ExoArmur" in ASCII.
+# The advisory lock key that serialises migrations: "ExoArmur" in ASCII.
 _MIGRATION_LOCK: Final = 0x45786F41726D7572
+# The advisory lock key of RunLock: "ExoRunLk" in ASCII.
+_RUN_LOCK: Final = 0x45786F52756E4C6B
 
 _SCHEMA_MIGRATIONS: Final = """CREATE TABLE schema_migrations (
     version    integer PRIMARY KEY,
@@ -162,16 +167,41 @@ _SCHEMA_MIGRATIONS: Final = """CREATE TABLE schema_migrations (
 
 # libpq settings applied unless the DSN names them: a dead server or a cut
 # network is noticed in seconds, not after the kernel's two-hour default.
-_CONNECTION_DEFAULTS: Final[Mapping[str, str]] = {
+_CONNECTION_DEFAULTS: Final[dict[str, str]] = {
     "application_name": "exoarmur",
     "keepalives": "1",
     "keepalives_idle": "10",
     "keepalives_interval": "3",
     "keepalives_count": "3",
-    "tcp_user_timeout": "30000",
 }
+if psycopg.pq.version() >= 120000:  # pragma: no branch - older libpq lacks the option
+    # unacknowledged writes give up after 30 s instead of retransmitting for ~15 minutes
+    _CONNECTION_DEFAULTS["tcp_user_timeout"] = "30000"
 
 _EVENT_COLUMNS: Final = "canonical, leaf_hash"
+
+# Every row of one append, written by one statement from one array per column.
+_INSERT_APPEND: Final = (
+    "WITH new_events AS (INSERT INTO events (tenant, seq, event_id, type, correlation_id, "
+    "intent_id, canonical, leaf_hash) SELECT %(tenant)s, * FROM unnest(%(seq)s::bigint[], "
+    "%(event_id)s::text[], %(type)s::text[], %(correlation_id)s::text[], "
+    "%(intent_id)s::text[], %(canonical)s::bytea[], %(leaf)s::bytea[])), "
+    "new_nodes AS (INSERT INTO nodes (tenant, level, idx, hash) SELECT %(tenant)s, * FROM "
+    "unnest(%(level)s::smallint[], %(idx)s::bigint[], %(hash)s::bytea[])) "
+    "INSERT INTO idempotency (tenant, key, intent_id) SELECT %(tenant)s, * FROM "
+    "unnest(%(key)s::text[], %(key_intent)s::text[])"
+)
+_EVENT_ARRAYS: Final = (
+    "seq",
+    "event_id",
+    "type",
+    "correlation_id",
+    "intent_id",
+    "canonical",
+    "leaf",
+)
+_NODE_ARRAYS: Final = ("level", "idx", "hash")
+_KEY_ARRAYS: Final = ("key", "key_intent")
 
 
 # -- connections -----------------------------------------------------------
@@ -221,7 +251,6 @@ class _Link:
         connect_timeout: float,
         backoff: tuple[float, float],
         setup: Callable[[Connection], None],
-        clock: Callable[[], float] = time.monotonic,
     ) -> None:
         merged = dict(params)
         for name, value in _CONNECTION_DEFAULTS.items():
@@ -231,7 +260,6 @@ class _Link:
         self._conninfo = make_conninfo("", **merged)
         self.where = _where(params)
         self._setup = setup
-        self._clock = clock
         self._initial, self._max = backoff
         self._delay = 0.0
         self._retry_at = 0.0
@@ -245,7 +273,7 @@ class _Link:
             raise StoreError("ledger store is closed")
         if self._conn is not None:
             return self._conn, True
-        now = self._clock()
+        now = time.monotonic()
         if now < self._retry_at:
             raise StoreUnavailable(
                 f"{self.where} is unreachable ({self._last_error}); "
@@ -427,6 +455,10 @@ class _Refused(StoreError):
     """One append of a batch is refused (bad draft, taken event id); the others go on."""
 
 
+#: what refuses one append and leaves the rest of its batch alone
+_REFUSALS: Final = (DuplicateIntent, Conflict, _Refused)
+
+
 _STOP = object()
 
 
@@ -487,6 +519,9 @@ class PostgresStore:
             return []
         if self._closed:
             raise StoreError("ledger store is closed")
+        if "\x00" in tenant:
+            # Refused here: it would fail the lock of a whole batch, not just this append.
+            raise StoreError(f"tenant {tenant!r} holds a NUL character, which PostgreSQL refuses")
         request = _Append(tenant, drafts, expect)
         self._queue.put(request)
         request.done.wait()
@@ -518,7 +553,6 @@ class PostgresStore:
     def _commit_batch(self, batch: list[_Append]) -> None:
         try:
             working = self._commit_once(batch, retry=True)
-            self.commits += 1
         except BaseException as exc:
             # Nothing of this batch is durable: fail every request in it and
             # forget cached frontiers, which the next batch reloads.
@@ -532,23 +566,30 @@ class PostgresStore:
                 request.result = None
                 request.error = failure
         else:
-            self._frontiers.update(working)
+            if working is not None:
+                self._frontiers.update(working)
+                self.commits += 1
         finally:
             for request in batch:
                 request.done.set()
 
-    def _commit_once(self, batch: list[_Append], *, retry: bool) -> dict[str, Frontier]:
-        """One transaction for the whole batch; the working frontiers it committed."""
+    def _commit_once(self, batch: list[_Append], *, retry: bool) -> dict[str, Frontier] | None:
+        """One transaction for the whole batch: the frontiers it committed, None if rolled back."""
         conn, reused = self._write_link.get()
         working: dict[str, Frontier] = {}
         for request in batch:
             request.result = request.error = None
+        # A lone append needs no savepoint: the transaction is its savepoint.
+        alone = len(batch) == 1
         committing = False
         try:
             with conn.transaction():
                 sizes = {t: _lock_tree(conn, t) for t in sorted({r.tenant for r in batch})}
                 for request in batch:
-                    self._apply_one(conn, working, sizes, request)
+                    if alone:
+                        request.result = self._apply(conn, working, sizes[request.tenant], request)
+                    else:
+                        self._apply_in_savepoint(conn, working, sizes, request)
                 for tenant, frontier in working.items():
                     if frontier.size != sizes[tenant]:
                         conn.execute(
@@ -556,6 +597,9 @@ class PostgresStore:
                             (frontier.size, tenant),
                         )
                 committing = True  # leaving the block sends COMMIT
+        except _REFUSALS as exc:
+            batch[0].error = exc
+            return None
         except psycopg.Error as exc:
             failure = self._failure(self._write_link, conn, exc, "append")
             if retry and reused and not committing and isinstance(failure, StoreUnavailable):
@@ -566,20 +610,20 @@ class PostgresStore:
             raise failure from None
         return working
 
-    def _apply_one(
+    def _apply_in_savepoint(
         self,
         conn: Connection,
         working: dict[str, Frontier],
         sizes: Mapping[str, int],
         request: _Append,
     ) -> None:
-        """One append in its own savepoint: a refusal undoes it and nothing else."""
+        """One append of a batch in its own savepoint: a refusal undoes it and nothing else."""
         tenant = request.tenant
         before = working[tenant].copy() if tenant in working else None
         try:
             with conn.transaction():
                 request.result = self._apply(conn, working, sizes[tenant], request)
-        except (DuplicateIntent, Conflict, _Refused) as exc:
+        except _REFUSALS as exc:
             if before is not None:
                 working[tenant] = before
             else:
@@ -600,6 +644,30 @@ class PostgresStore:
         return frontier
 
     def _apply(
+        self, conn: Connection, working: dict[str, Frontier], size: int, request: _Append
+    ) -> list[Event]:
+        """Check and write one append; raise one of :data:`_REFUSALS` to refuse it alone."""
+        try:
+            return self._write(conn, working, size, request)
+        except pg_errors.UniqueViolation as exc:
+            constraint = exc.diag.constraint_name or ""
+            if constraint == "events_by_id":
+                raise _Refused(
+                    f"an event id of this append is already recorded in tenant "
+                    f"{request.tenant!r} (a deterministic run replayed into a ledger that "
+                    "already holds its ids? use a fresh database)"
+                ) from None
+            raise _Refused(
+                f"append to tenant {request.tenant!r} refused by constraint "
+                f"{constraint or '?'}: {_first_line(exc)}"
+            ) from None
+        except psycopg.DataError as exc:
+            raise _Refused(
+                f"append to tenant {request.tenant!r} holds a value PostgreSQL cannot store: "
+                f"{_first_line(exc)}"
+            ) from None
+
+    def _write(
         self, conn: Connection, working: dict[str, Frontier], size: int, request: _Append
     ) -> list[Event]:
         tenant = request.tenant
@@ -635,10 +703,9 @@ class PostgresStore:
             leaf = leaf_hash(canonical)
             for (level, index), digest in frontier.append(leaf):
                 if level > 0:
-                    node_rows.append((tenant, level, index, digest))
+                    node_rows.append((level, index, digest))
             event_rows.append(
                 (
-                    tenant,
                     seq,
                     draft.event_id,
                     draft.type,
@@ -649,7 +716,7 @@ class PostgresStore:
                 )
             )
             if draft.idempotency_key is not None:
-                key_rows.append((tenant, draft.idempotency_key, draft.intent_id or draft.event_id))
+                key_rows.append((draft.idempotency_key, draft.intent_id or draft.event_id))
             recorded.append(
                 Event(
                     seq=seq,
@@ -666,40 +733,16 @@ class PostgresStore:
                     leaf_hash=leaf,
                 )
             )
-        try:
-            with conn.cursor() as cur:
-                cur.executemany(
-                    "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
-                    "canonical, leaf_hash) VALUES (%s, %s, %s, %s, %s, %s, %s, %s)",
-                    event_rows,
-                )
-                if node_rows:
-                    cur.executemany(
-                        "INSERT INTO nodes (tenant, level, idx, hash) VALUES (%s, %s, %s, %s)",
-                        node_rows,
-                    )
-                if key_rows:
-                    cur.executemany(
-                        "INSERT INTO idempotency (tenant, key, intent_id) VALUES (%s, %s, %s)",
-                        key_rows,
-                    )
-        except pg_errors.UniqueViolation as exc:
-            constraint = exc.diag.constraint_name or ""
-            if constraint == "events_by_id":
-                raise _Refused(
-                    f"an event id of this append is already recorded in tenant {tenant!r} "
-                    "(a deterministic run replayed into a ledger that already holds its ids? "
-                    "use a fresh database)"
-                ) from None
-            raise _Refused(
-                f"append to tenant {tenant!r} refused by constraint {constraint or '?'}: "
-                f"{_first_line(exc)}"
-            ) from None
-        except pg_errors.DataError as exc:
-            raise _Refused(
-                f"append to tenant {tenant!r} holds a value PostgreSQL cannot store: "
-                f"{_first_line(exc)}"
-            ) from None
+        # One statement, one round trip, for every row of the append.
+        conn.execute(
+            _INSERT_APPEND,
+            {
+                "tenant": tenant,
+                **_columns(event_rows, _EVENT_ARRAYS),
+                **_columns(node_rows, _NODE_ARRAYS),
+                **_columns(key_rows, _KEY_ARRAYS),
+            },
+        )
         return recorded
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
@@ -717,9 +760,15 @@ class PostgresStore:
         """A lost connection is StoreUnavailable (and dropped); anything else StoreError."""
         if _is_lost(conn):
             link.lost(exc)
+            advice = (
+                "not acknowledged; if it was cut during COMMIT it may still be recorded, "
+                "so resend it with the same idempotency key"
+                if what == "append"
+                else "retry when it is back"
+            )
             return StoreUnavailable(
                 f"lost the connection to {link.where} during a ledger {what} "
-                f"({_first_line(exc)}); nothing acknowledged, retry when it is back"
+                f"({_first_line(exc)}): {advice}"
             )
         return StoreError(f"ledger {what} failed in {link.where}: {_first_line(exc)}")
 
@@ -854,6 +903,28 @@ class PostgresStore:
         )
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
 
+    def integrity_check(self) -> str:
+        """``"ok"``, or the tenants whose tree size disagrees with their stored events.
+
+        The counterpart of SQLite's page check for ``exoarmur health``: a
+        structural look (one pass over the events index), not a proof;
+        ``Ledger.verify`` rehashes everything.
+        """
+        rows = self._run(
+            "SELECT t.tenant, t.size, count(e.seq), coalesce(max(e.seq) + 1, 0) "
+            "FROM trees t LEFT JOIN events e ON e.tenant = t.tenant "
+            "GROUP BY t.tenant, t.size "
+            "HAVING t.size <> count(e.seq) OR t.size <> coalesce(max(e.seq) + 1, 0) "
+            "ORDER BY t.tenant",
+            (),
+        )
+        if not rows:
+            return "ok"
+        return "; ".join(
+            f"tenant {tenant!r}: tree size {size}, {count} events up to seq {end - 1}"
+            for tenant, size, count, end in rows
+        )
+
     def close(self) -> None:
         if self._closed:
             return
@@ -869,6 +940,60 @@ class PostgresStore:
 
     def __exit__(self, *exc_info: object) -> None:
         self.close()
+
+
+def _columns(rows: Sequence[Row], names: Sequence[str]) -> dict[str, list[Any]]:
+    """Rows as one array per column, for ``unnest``: the rows of an append in one statement."""
+    return {name: [row[i] for row in rows] for i, name in enumerate(names)}
+
+
+class RunLock:
+    """Who may recover, across machines: ``home.RunLock``'s contract on an advisory lock.
+
+    A file lock in the data directory only sees the processes of one machine;
+    governors sharing a PostgreSQL ledger from several machines must agree in
+    the database. Every governor holds the lock shared while it lives; at
+    start it first tries it exclusive: success means no other governor is
+    running anywhere, so unfinished executions really are abandoned. The lock
+    belongs to a session of its own and ends with it (process exit, lost
+    connection).
+    """
+
+    def __init__(self, dsn: str, *, connect_timeout: float = 5.0) -> None:
+        self._link = _Link(
+            _parse_dsn(dsn), connect_timeout=connect_timeout, backoff=(0.0, 0.0), setup=_no_setup
+        )
+
+    def acquire(self) -> bool:
+        """Hold the lock shared; return True if we were alone (may recover)."""
+        conn, _ = self._link.get()
+        try:
+            row = conn.execute("SELECT pg_try_advisory_lock(%s)", (_RUN_LOCK,)).fetchone()
+            alone = bool(row and row[0])
+            if not alone:
+                # Waits while a starting governor recovers, as LOCK_SH waits for LOCK_EX.
+                conn.execute("SELECT pg_advisory_lock_shared(%s)", (_RUN_LOCK,))
+        except psycopg.Error as exc:
+            self._link.close()
+            raise StoreUnavailable(
+                f"cannot take the run lock in {self._link.where}: {_first_line(exc)}"
+            ) from None
+        return alone
+
+    def share(self) -> None:
+        """After recovery: keep the lock shared only, so that other governors may start."""
+        conn, _ = self._link.get()
+        try:
+            conn.execute("SELECT pg_advisory_lock_shared(%s)", (_RUN_LOCK,))
+            conn.execute("SELECT pg_advisory_unlock(%s)", (_RUN_LOCK,))
+        except psycopg.Error as exc:
+            self._link.close()
+            raise StoreUnavailable(
+                f"cannot share the run lock in {self._link.where}: {_first_line(exc)}"
+            ) from None
+
+    def release(self) -> None:
+        self._link.close()
 
 
 def _lock_tree(conn: Connection, tenant: str) -> int:

@@ -517,6 +517,28 @@ class SqliteStore:
         )
         return (int(str(row[0])), str(row[1])) if row else None
 
+    def settings(self) -> dict[str, str]:
+        """The durability settings as SQLite reports them on this store's own connections."""
+        out = {}
+        for pragma in ("journal_mode", "synchronous", "page_size", "page_count"):
+            row = self._fetchone(f"PRAGMA {pragma}", ())
+            out[pragma] = str(row[0]) if row else "unknown"
+        return out
+
+    def table_counts(self) -> dict[str, int]:
+        """Rows per table, for storage reports."""
+        names = [
+            str(row[0])
+            for row in self._fetchall(
+                "SELECT name FROM sqlite_master WHERE type = 'table' ORDER BY name", ()
+            )
+        ]
+        counts = {}
+        for name in names:
+            row = self._fetchone(f'SELECT count(*) FROM "{name}"', ())
+            counts[name] = int(str(row[0])) if row else 0
+        return counts
+
     def integrity_check(self) -> str:
         """SQLite's own page-level check: ``"ok"`` or what it found."""
         row = self._fetchone("PRAGMA quick_check", ())

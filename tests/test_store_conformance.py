@@ -1,0 +1,592 @@
+"""One suite for every ledger store: the same facts must hold on SQLite and PostgreSQL.
+
+Each test runs once per registered backend (see ``backends.py``). The last
+ones put the governor on top and check that a deterministic scenario decides
+the same and yields the same Merkle root on every backend.
+"""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import textwrap
+import threading
+from collections import Counter
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+import pytest
+
+from exoarmur.approvals import Vote
+from exoarmur.clock import StepClock
+from exoarmur.errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError
+from exoarmur.executors import EchoExecutor, ExecutorRegistry
+from exoarmur.ids import SeededIds
+from exoarmur.ledger.checkpoint import open_checkpoint
+from exoarmur.ledger.keys import SigningKey
+from exoarmur.ledger.log import Ledger
+from exoarmur.ledger.merkle import Frontier, leaf_hash
+from exoarmur.ledger.store import LedgerStore
+from exoarmur.model.decision import OutcomeStatus
+from exoarmur.model.event import SYSTEM_LOG, EventDraft
+from exoarmur.pipeline import LOCAL_ADMIN, Governor
+from exoarmur.policy import PolicyBundle, PolicyEngine
+from samples import POLICY, intent
+
+if TYPE_CHECKING:
+    from backends import Backend, Backends
+
+pytest_plugins = ["backends"]
+
+TESTS_DIR = Path(__file__).resolve().parent
+
+T0 = datetime(2026, 1, 1, tzinfo=UTC)
+KEY = SigningKey.from_seed("conformance.exoarmur/log", bytes(range(32)))
+
+
+def draft(
+    n: int,
+    tenant: str = "acme",
+    *,
+    key: str | None = None,
+    intent: str | None = None,
+    type: str = "test.event",
+    prefix: str = "ev",
+) -> EventDraft:
+    return EventDraft(
+        event_id=f"{prefix}-{tenant}-{n}",
+        tenant=tenant,
+        type=type,
+        correlation_id=f"corr-{n % 3}",
+        event_time=T0,
+        process_time=T0,
+        actor={"id": "tester", "kind": "system"},
+        payload={"n": n},
+        intent_id=intent,
+        idempotency_key=key,
+    )
+
+
+def rebuilt_root(store: LedgerStore, tenant: str) -> bytes:
+    frontier = Frontier()
+    for event in store.events(tenant):
+        frontier.append(leaf_hash(event.canonical))
+    return frontier.root()
+
+
+def assert_one_consistent_tree(store: LedgerStore, tenant: str = "acme") -> None:
+    """No gap, no duplicate, stored nodes agree with the events, the ledger verifies."""
+    events = list(store.events(tenant))
+    assert [e.seq for e in events] == list(range(store.size(tenant)))
+    assert len({e.event_id for e in events}) == len(events)
+    ledger = Ledger(store, KEY)
+    assert ledger.root(tenant) == rebuilt_root(store, tenant)
+    verification = ledger.verify(tenant)
+    assert verification.ok, verification.problems
+
+
+@pytest.fixture
+def store(backend: Backend) -> LedgerStore:
+    return backend.open()
+
+
+# -- appends ---------------------------------------------------------------
+
+
+def test_appends_get_consecutive_positions_and_survive_reopen(backend: Backend) -> None:
+    store = backend.open()
+    first = store.append("acme", [draft(0), draft(1)])
+    second = store.append("acme", [draft(2)])
+    assert [e.seq for e in first + second] == [0, 1, 2]
+    assert store.append("acme", []) == []
+    store.close()
+    reopened = backend.open()
+    assert reopened.size("acme") == 3
+    events = list(reopened.events("acme"))
+    assert events == first + second
+    assert [e.payload["n"] for e in events] == [0, 1, 2]
+    assert all(leaf_hash(e.canonical) == e.leaf_hash for e in events)
+    assert reopened.event_by_id("acme", "ev-acme-1") == events[1]
+    assert reopened.event_by_id("acme", "nope") is None
+    assert reopened.append("acme", [draft(3)])[0].seq == 3
+
+
+def test_events_read_in_ranges_and_pages(store: LedgerStore) -> None:
+    store.append("acme", [draft(n) for n in range(2500)])
+    assert sum(1 for _ in store.events("acme")) == 2500
+    assert [e.seq for e in store.events("acme", 998, 1003)] == [998, 999, 1000, 1001, 1002]
+    assert [e.seq for e in store.events("acme", 2498, 9999)] == [2498, 2499]
+    assert list(store.events("acme", 5, 5)) == []
+    assert list(store.events("nobody")) == []
+
+
+def test_tenants_have_separate_logs(store: LedgerStore) -> None:
+    assert store.tenants() == []
+    store.append("acme", [draft(0)])
+    store.append("globex", [draft(0, tenant="globex"), draft(1, tenant="globex")])
+    store.append(SYSTEM_LOG, [draft(0, tenant=SYSTEM_LOG)])
+    assert store.size("acme") == 1
+    assert store.size("globex") == 2
+    assert store.size("initech") == 0
+    assert store.tenants() == [SYSTEM_LOG, "acme", "globex"]  # byte order on every backend
+    assert store.event_by_id("acme", "ev-globex-0") is None
+    assert store.events_for_correlation("acme", "corr-1") == []
+    assert [e.seq for e in store.events_for_correlation("globex", "corr-1")] == [1]
+
+
+def test_a_draft_of_another_tenant_is_refused(store: LedgerStore) -> None:
+    with pytest.raises(StoreError, match="belongs to tenant"):
+        store.append("acme", [draft(0), draft(1, tenant="globex")])
+    assert store.size("acme") == 0
+    assert store.tenants() == []
+    assert store.append("acme", [draft(0)])[0].seq == 0
+
+
+def test_a_taken_event_id_is_refused_and_writes_nothing(store: LedgerStore) -> None:
+    store.append("acme", [draft(0)])
+    with pytest.raises(StoreError, match="already recorded"):
+        store.append("acme", [draft(1), draft(0)])
+    assert store.size("acme") == 1
+    assert store.append("acme", [draft(1)])[0].seq == 1
+    assert_one_consistent_tree(store)
+
+
+def test_one_key_twice_in_one_append_is_refused(store: LedgerStore) -> None:
+    with pytest.raises(StoreError):
+        store.append("acme", [draft(0, key="k", intent="i-1"), draft(1, key="k", intent="i-1")])
+    assert store.size("acme") == 0
+    assert store.intent_for_key("acme", "k") is None
+
+
+# -- idempotency and preconditions -------------------------------------------
+
+
+def test_duplicate_idempotency_key_writes_nothing(store: LedgerStore) -> None:
+    store.append("acme", [draft(0, key="k", intent="i-1"), draft(1)])
+    with pytest.raises(DuplicateIntent) as caught:
+        store.append("acme", [draft(2, key="k", intent="i-2"), draft(3)])
+    assert caught.value.intent_id == "i-1"
+    assert caught.value.tenant == "acme"
+    assert caught.value.idempotency_key == "k"
+    assert store.size("acme") == 2
+    assert store.intent_for_key("acme", "k") == "i-1"
+    assert store.intent_for_key("acme", "other") is None
+    # without an intent id the key names the event that took it
+    store.append("acme", [draft(4, key="bare")])
+    assert store.intent_for_key("acme", "bare") == "ev-acme-4"
+    # the same key in another tenant is another key
+    store.append("globex", [draft(0, tenant="globex", key="k", intent="i-9")])
+    assert store.intent_for_key("globex", "k") == "i-9"
+    assert_one_consistent_tree(store)
+
+
+def test_a_duplicate_in_a_batch_does_not_sink_the_others(store: LedgerStore) -> None:
+    store.append("acme", [draft(0, key="taken", intent="i-0")])
+    results: dict[int, BaseException | int] = {}
+    barrier = threading.Barrier(6)
+
+    def work(n: int) -> None:
+        barrier.wait()
+        key = "taken" if n % 2 else f"free-{n}"
+        try:
+            results[n] = store.append("acme", [draft(n, key=key, intent=f"i-{n}")])[0].seq
+        except DuplicateIntent as exc:
+            results[n] = exc
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(1, 7)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert sorted(v for v in results.values() if isinstance(v, int)) == [1, 2, 3]
+    assert sum(isinstance(v, DuplicateIntent) for v in results.values()) == 3
+    assert store.size("acme") == 4
+    assert_one_consistent_tree(store)
+
+
+def test_expect_is_an_optimistic_precondition(store: LedgerStore) -> None:
+    # -1: the intent has no events yet
+    store.append("acme", [draft(0, intent="i-1")], expect=("i-1", -1))
+    store.append("acme", [draft(1, intent="i-2")])
+    with pytest.raises(Conflict, match="intent i-1 changed"):
+        store.append("acme", [draft(2, intent="i-1")], expect=("i-1", -1))
+    with pytest.raises(Conflict):
+        store.append("acme", [draft(2, intent="i-1")], expect=("i-1", 1))
+    assert store.size("acme") == 2
+    store.append("acme", [draft(2, intent="i-1")], expect=("i-1", 0))
+    assert [e.seq for e in store.events_for_intent("acme", "i-1")] == [0, 2]
+    assert store.events_for_intent("acme", "nope") == []
+
+
+def test_racing_preconditions_let_exactly_one_through(store: LedgerStore) -> None:
+    store.append("acme", [draft(0, intent="i-1")])
+    barrier = threading.Barrier(8)
+    won: list[int] = []
+    lost: list[int] = []
+
+    def race(n: int) -> None:
+        barrier.wait()
+        try:
+            store.append("acme", [draft(n, intent="i-1")], expect=("i-1", 0))
+            won.append(n)
+        except Conflict:
+            lost.append(n)
+
+    pool = [threading.Thread(target=race, args=(n,)) for n in range(1, 9)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert len(won) == 1
+    assert len(lost) == 7
+    assert store.size("acme") == 2
+
+
+# -- concurrency -------------------------------------------------------------
+
+
+def test_group_commit_under_threads_loses_nothing(store: LedgerStore) -> None:
+    threads, per_thread = 8, 60
+    barrier = threading.Barrier(threads)
+    errors: list[BaseException] = []
+
+    def work(t: int) -> None:
+        barrier.wait()
+        try:
+            for i in range(per_thread):
+                tenant = "globex" if i % 5 == 0 else "acme"
+                store.append(tenant, [draft(t * 1000 + i, tenant=tenant)])
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert not errors
+    total = threads * per_thread
+    assert store.size("acme") + store.size("globex") == total
+    assert sorted(
+        e.payload["n"] for tenant in ("acme", "globex") for e in store.events(tenant)
+    ) == sorted(t * 1000 + i for t in range(threads) for i in range(per_thread))
+    commits = getattr(store, "commits", None)
+    if commits is not None:
+        assert commits < total, "every append paid its own commit: no group commit"
+    assert_one_consistent_tree(store, "acme")
+    assert_one_consistent_tree(store, "globex")
+    integrity_check = getattr(store, "integrity_check", None)
+    if integrity_check is not None:  # the backend's own structural check, for `exoarmur health`
+        assert integrity_check() == "ok"
+
+
+def test_two_store_objects_keep_one_consistent_tree(backend: Backend) -> None:
+    a, b = backend.open(), backend.open()
+    for n in range(20):
+        (a if n % 3 else b).append("acme", [draft(n)])
+    assert a.size("acme") == b.size("acme") == 20
+
+    def work(store: LedgerStore, offset: int) -> None:
+        for n in range(offset, offset + 80):
+            store.append("acme", [draft(n), draft(n, prefix="twin")])
+
+    pool = [
+        threading.Thread(target=work, args=(a, 1000)),
+        threading.Thread(target=work, args=(b, 2000)),
+    ]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert a.size("acme") == b.size("acme") == 20 + 2 * 160
+    assert_one_consistent_tree(a)
+    assert Ledger(b, KEY).root("acme") == Ledger(a, KEY).root("acme")
+
+
+APPENDER = textwrap.dedent(
+    """
+    import sys
+    from datetime import UTC, datetime
+
+    sys.path.insert(0, sys.argv[1])
+    from backends import open_spec
+    from exoarmur.model.event import EventDraft
+
+    spec, name, count = sys.argv[2], sys.argv[3], int(sys.argv[4])
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    store = open_spec(spec)
+    print("READY", flush=True)
+    sys.stdin.readline()
+    for i in range(count):
+        drafts = [
+            EventDraft(
+                event_id=f"{name}-{i}-{j}", tenant="acme", type="test.event",
+                correlation_id=name, event_time=at, process_time=at,
+                actor={"id": name, "kind": "system"}, payload={"i": i, "j": j},
+            )
+            for j in range(1 + i % 3)
+        ]
+        events = store.append("acme", drafts)
+        print(" ".join(f"{e.event_id}={e.seq}" for e in events), flush=True)
+    store.close()
+    """
+)
+
+
+@pytest.mark.slow
+def test_processes_appending_at_once_keep_one_tree(backend: Backend) -> None:
+    children, count = 3, 60
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", APPENDER, str(TESTS_DIR), backend.spec, f"p{c}", str(count)],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for c in range(children)
+    ]
+    for proc in procs:
+        assert proc.stdout is not None
+        assert proc.stdout.readline().strip() == "READY"
+    local = backend.open()
+    for proc in procs:  # go, all at once, while this process appends too
+        assert proc.stdin is not None
+        proc.stdin.write("go\n")
+        proc.stdin.flush()
+    for n in range(count):
+        local.append("acme", [draft(n, prefix="parent")])
+    reported: dict[str, int] = {}
+    for proc in procs:
+        out, _ = proc.communicate(timeout=120)
+        assert proc.returncode == 0
+        for line in out.split("\n"):
+            for pair in line.split():
+                event_id, position = pair.split("=")
+                reported[event_id] = int(position)
+    per_child = sum(1 + i % 3 for i in range(count))
+    assert len(reported) == children * per_child
+    assert local.size("acme") == children * per_child + count
+    assert_one_consistent_tree(local)
+    stored = {e.event_id: e.seq for e in local.events("acme")}
+    for event_id, seq in reported.items():
+        assert stored[event_id] == seq  # every acknowledged position is the stored one
+    # each child's multi-event appends stayed contiguous and in order
+    for c in range(children):
+        for i in range(count):
+            seqs = [stored[f"p{c}-{i}-{j}"] for j in range(1 + i % 3)]
+            assert seqs == list(range(seqs[0], seqs[0] + len(seqs)))
+
+
+# -- the Merkle tree through the ledger ----------------------------------------
+
+
+@pytest.fixture
+def filled(store: LedgerStore) -> Ledger:
+    ledger = Ledger(store, KEY)
+    for n in range(13):
+        ledger.append("acme", [draft(n)])
+    return ledger
+
+
+def test_every_inclusion_and_consistency_proof_verifies(filled: Ledger) -> None:
+    for size in range(1, 14):
+        root = filled.root("acme", size)
+        for seq in range(size):
+            assert filled.inclusion("acme", seq, size).verify(root)
+        for old in range(size + 1):
+            assert filled.consistency("acme", old, size).verify(filled.root("acme", old), root)
+
+
+def test_checkpoints_sign_the_tree_and_the_latest_wins(filled: Ledger) -> None:
+    assert filled.latest_checkpoint("acme") is None
+    first = filled.checkpoint("acme")
+    assert filled.store.latest_checkpoint("acme") == (13, first.note)
+    filled.store.save_checkpoint("acme", 13, first.note)  # saving again is harmless
+    filled.append("acme", [draft(99)])
+    second = filled.checkpoint("acme")
+    opened = open_checkpoint(second.note, filled.verifier)
+    assert (opened.size, opened.root_hash) == (14, filled.root("acme"))
+    assert filled.latest_checkpoint("acme") == second
+    assert filled.store.latest_checkpoint("globex") is None
+    verification = filled.verify("acme")
+    assert verification.ok, verification.problems
+    assert verification.checkpoint_size == 14
+
+
+def test_verify_finds_an_edited_event(filled: Ledger, backend: Backend) -> None:
+    filled.checkpoint("acme")
+    original = next(filled.store.events("acme", 5, 6)).canonical
+    backend.edit_event("acme", 5, original.replace(b'"n":5', b'"n":6'))
+    result = filled.verify("acme")
+    assert not result.ok
+    assert "event seq 5" in result.problems[0]
+    assert "do not hash to the stored leaf hash" in result.problems[0]
+
+
+def test_stored_bytes_that_do_not_decode_are_corruption(
+    store: LedgerStore, backend: Backend
+) -> None:
+    store.append("acme", [draft(0), draft(1)])
+    backend.edit_event("acme", 1, b"not an event")
+    with pytest.raises(LedgerCorrupt, match="do not decode"):
+        store.event_by_id("acme", "ev-acme-1")
+    assert store.event_by_id("acme", "ev-acme-0") is not None
+
+
+# -- queries -------------------------------------------------------------------
+
+
+def test_intent_queries(store: LedgerStore) -> None:
+    story = [
+        ("i-1", "intent.recorded"),
+        ("i-1", "execution.started"),
+        ("i-2", "intent.recorded"),
+        ("i-2", "execution.started"),
+        ("i-1", "execution.finished"),
+        ("i-3", "intent.recorded"),
+        ("i-3", "execution.started"),
+        ("i-4", "execution.started"),
+        ("i-4", "execution.blocked"),
+        ("i-5", "execution.started"),
+        ("i-5", "execution.outcome_unknown"),
+        ("i-6", "approval.requested"),
+        ("i-7", "approval.requested"),
+        ("i-7", "intent.approved"),
+        (None, "policy.activated"),
+        (None, "policy.activated"),
+    ]
+    for n, (intent_id, event_type) in enumerate(story):
+        store.append("acme", [draft(n, intent=intent_id, type=event_type)])
+    store.append("globex", [draft(0, tenant="globex", intent="g-1", type="execution.started")])
+    assert store.unfinished_executions("acme") == ["i-2", "i-3"]
+    assert store.unfinished_executions("globex") == ["g-1"]
+    assert store.intents_with("acme", "approval.requested", ["intent.approved"]) == ["i-6"]
+    assert store.intents_with("acme", "intent.recorded", ["execution.started"]) == []
+    with pytest.raises(ValueError, match="at least one type"):
+        store.intents_with("acme", "intent.recorded", [])
+    latest = store.latest_of_type("acme", "policy.activated")
+    assert latest is not None
+    assert latest.seq == 15
+    assert store.latest_of_type("acme", "no.such.type") is None
+    assert store.latest_of_type("globex", "policy.activated") is None
+    assert [e.seq for e in store.events_for_correlation("acme", "corr-2")] == [2, 5, 8, 11, 14]
+    assert [e.type for e in store.events_for_intent("acme", "i-1")] == [
+        "intent.recorded",
+        "execution.started",
+        "execution.finished",
+    ]
+
+
+# -- the governor on top ---------------------------------------------------------
+
+GOVERNED_POLICY = (
+    POLICY
+    + """
+@id("prod-delete") @approval("2")
+permit (principal, action == Action::"db.delete", resource)
+when { context.params.env == "prod" };
+"""
+)
+
+
+def build_governor(store: LedgerStore) -> Governor:
+    executors = ExecutorRegistry()
+    executors.bind("fs.*", EchoExecutor())
+    executors.bind("db.*", EchoExecutor())
+    ids = SeededIds(11)
+    return Governor(
+        ledger=Ledger(store, KEY),
+        policy=PolicyEngine(PolicyBundle.from_text(GOVERNED_POLICY)),
+        executors=executors,
+        clock=StepClock(),
+        ids=ids,
+        randomness=ids.random_bytes,  # principals' API keys too: the same bytes every run
+    )
+
+
+def governed_scenario(store: LedgerStore) -> dict[str, Any]:
+    """Allow, deny, duplicate, a 2-of-n quorum and a kill switch: what was decided, and roots."""
+    governor = build_governor(store)
+    alice, _ = governor.add_principal("alice", "operator", ["acme"])
+    bob, _ = governor.add_principal("bob", "operator", ["acme"])
+    seen: list[tuple[str, str, bool]] = []
+
+    def note(step: str, status: OutcomeStatus, duplicate: bool = False) -> None:
+        seen.append((step, status.value, duplicate))
+
+    allowed = governor.submit(intent(idempotency_key="read-1"))
+    note("allow", allowed.status)
+    size = governor.ledger.size("acme")
+    again = governor.submit(intent(idempotency_key="read-1", target="elsewhere"))
+    assert again.intent_id == allowed.intent_id
+    assert governor.ledger.size("acme") == size
+    note("duplicate", again.status, again.duplicate)
+    note("deny", governor.submit(intent(action="fs.delete", safety_class="A2")).status)
+    note("forbid", governor.submit(intent(target="db/prod")).status)
+
+    pending = governor.submit(
+        intent(action="db.delete", target="db/orders", params={"env": "prod"}, safety_class="A2")
+    )
+    note("quorum: requested", pending.status)
+    for step, who in (("first vote", alice), ("same voter again", alice), ("second vote", bob)):
+        result = governor.vote("acme", pending.intent_id, who, Vote.APPROVE, "ok")
+        note(f"quorum: {step}", result.outcome.status, not result.accepted)
+
+    governor.engage_killswitch("tenant:acme", "r", LOCAL_ADMIN)
+    switched = governor.submit(intent(target="reports/q4.txt"))
+    assert switched.decision.gate is not None
+    assert switched.decision.gate["controls"] == ["killswitch:tenant:acme"]
+    note("kill switch", switched.status)
+    governor.release_killswitch("tenant:acme", "over", LOCAL_ADMIN)
+    note("released", governor.submit(intent(target="reports/q5.txt")).status)
+
+    found = {
+        "seen": seen,
+        "sizes": {log: governor.ledger.size(log) for log in ("acme", SYSTEM_LOG)},
+        "roots": {log: governor.ledger.root(log).hex() for log in ("acme", SYSTEM_LOG)},
+        "story": Counter(e.type for e in store.events("acme")),
+    }
+    for log in ("acme", SYSTEM_LOG):
+        verification = governor.ledger.verify(log)
+        assert verification.ok, verification.problems
+    governor.close()
+    return found
+
+
+EXPECTED_DECISIONS = [
+    ("allow", "executed", False),
+    ("duplicate", "executed", True),
+    ("deny", "denied", False),
+    ("forbid", "denied", False),
+    ("quorum: requested", "pending_approval", False),
+    ("quorum: first vote", "pending_approval", False),
+    ("quorum: same voter again", "pending_approval", True),
+    ("quorum: second vote", "executed", False),
+    ("kill switch", "denied", False),
+    ("released", "executed", False),
+]
+
+
+def test_the_governor_decides_the_same_on_every_backend(backend: Backend) -> None:
+    outcome = governed_scenario(backend.open())
+    assert outcome["seen"] == EXPECTED_DECISIONS
+    assert outcome["story"]["execution.finished"] == 3
+    assert outcome["story"]["intent.approved"] == 1
+
+
+def test_a_deterministic_scenario_has_one_root_on_every_backend(
+    backends: Backends, tmp_path: Path
+) -> None:
+    results = {}
+    for name in backends.names:
+        with backends.open(name, tmp_path) as made:
+            results[name] = governed_scenario(made.open())
+    first = next(iter(results.values()))
+    for name, other in results.items():
+        assert other == first, f"{name} differs"
+    assert len(results) >= 2
+    assert first["sizes"]["acme"] > 20
+    # a rerun on a fresh backend writes the very same bytes
+    with backends.open("sqlite", tmp_path / "again") as made:
+        assert governed_scenario(made.open())["roots"] == first["roots"]
