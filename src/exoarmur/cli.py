@@ -34,7 +34,8 @@ from .errors import (
     NotFound,
     PermissionDenied,
 )
-from .home import HOME_ENV, Home, open_governor, resolve_home
+from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
+from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
 from .model.event import SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
@@ -107,7 +108,7 @@ _STATUS_STYLE = {
     OutcomeStatus.BLOCKED: "bold red",
 }
 
-_state: dict[str, Path] = {}
+_state: dict[str, Any] = {}
 
 HomeOption = Annotated[
     Path | None,
@@ -141,7 +142,8 @@ def _errors() -> Iterator[None]:
 
 
 def _home() -> Home:
-    return Home(_state.get("home") or resolve_home(None))
+    store = _state.get("store") or os.environ.get(STORE_ENV) or None
+    return Home(_state.get("home") or resolve_home(None), store)
 
 
 def _print_json(value: Any) -> None:
@@ -154,9 +156,21 @@ def _print_version(value: bool) -> None:
         raise typer.Exit(0)
 
 
+StoreOption = Annotated[
+    str | None,
+    typer.Option(
+        "--store",
+        envvar=STORE_ENV,
+        help="Ledger store URL: sqlite:///PATH (default: <home>/ledger.db) or postgresql://...",
+        show_default=False,
+    ),
+]
+
+
 @app.callback()
 def _main(
     home: HomeOption = None,
+    store: StoreOption = None,
     version: Annotated[
         bool,
         typer.Option(
@@ -168,6 +182,10 @@ def _main(
         _state["home"] = home
     else:
         _state.pop("home", None)
+    if store:
+        _state["store"] = store
+    else:
+        _state.pop("store", None)
 
 
 # -- init, key, health ------------------------------------------------------
@@ -208,18 +226,20 @@ def health(as_json: JsonFlag = False) -> None:
             checks.append((name, False, str(exc) or type(exc).__name__))
 
     def probe_store() -> str:
-        from .ledger.sqlite import SqliteStore
-
-        if not home.ledger_path.exists():
+        if home.store_url is None and not home.ledger_path.exists():
             raise ExoArmurError(f"{home.ledger_path} does not exist; run `exoarmur init`")
-        with SqliteStore(home.ledger_path) as store:
+        store = home.open_store()
+        try:
             verdict = store.integrity_check()
             if verdict != "ok":
-                raise ExoArmurError(f"SQLite integrity check: {verdict}")
+                raise ExoArmurError(f"store integrity check: {verdict}")
             tenants = store.tenants()
             unfinished = sum(len(store.unfinished_executions(t)) for t in tenants)
+        finally:
+            store.close()
         extra = f", {unfinished} unfinished execution(s)" if unfinished else ""
-        return f"{home.ledger_path} ok, {len(tenants)} tenant log(s){extra}"
+        where = home.store_url or str(home.ledger_path)
+        return f"{_redact_url(where)} ok, {len(tenants)} tenant log(s){extra}"
 
     def probe_home() -> str:
         home.require()
@@ -299,7 +319,7 @@ def submit(
             except OSError as exc:
                 raise InputError(f"cannot read intent file {file}: {exc.strerror}") from None
         request = parse_intent_json(raw)
-        with open_governor(_home().path) as governor:
+        with open_governor(_home()) as governor:
             outcome = governor.submit(request)
     if as_json:
         _print_json(_outcome_json(outcome))
@@ -321,7 +341,7 @@ def log(
     with _errors():
         if os.environ.get(API_KEY_ENV, "").strip():
             # With credentials, read as that principal: only its tenants, refusals recorded.
-            with open_governor(_home().path) as governor:
+            with open_governor(_home()) as governor:
                 reader = _acting_principal(governor, None)
                 if tenant is not None:
                     governor.authorize_read(reader, tenant, "events")
@@ -523,7 +543,7 @@ def activate_policy(
         if tenant is not None and not re.match(TENANT_PATTERN, tenant):
             raise InputError(f"tenant: {tenant!r} does not match {TENANT_PATTERN}")
         bundle = PolicyBundle.from_dir(directory)
-        with open_governor(_home().path) as governor:
+        with open_governor(_home()) as governor:
             event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
     scope = f"tenant {tenant}" if tenant else "every tenant without its own"
     console.print(
@@ -557,7 +577,7 @@ def principal_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a principal and print its API key once (it is stored hashed)."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         principal, api_key = governor.add_principal(name, role, tenant or [])
     if as_json:
         _print_json(
@@ -581,7 +601,7 @@ def principal_add(
 @principal_app.command("list")
 def principal_list(as_json: JsonFlag = False) -> None:
     """List principals (never their keys)."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         everyone = governor.principals().all()
     if as_json:
         _print_json(
@@ -609,7 +629,7 @@ def principal_list(as_json: JsonFlag = False) -> None:
 @principal_app.command("revoke")
 def principal_revoke(name: Annotated[str, typer.Argument(help="The principal to revoke.")]) -> None:
     """Revoke a principal: its key stops working at once."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         governor.revoke_principal(name)
     console.print(f"[red]revoked[/] {name}")
 
@@ -620,7 +640,7 @@ def pending(
     as_json: JsonFlag = False,
 ) -> None:
     """Intents waiting for approval (overdue ones are recorded as expired first)."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         reader = _acting_principal(governor, None)
         tenants = [tenant] if tenant else _readable_tenants(governor, reader)
         for name in tenants:
@@ -686,7 +706,7 @@ def _vote(
 ) -> None:
     with _errors():
         api_key = _api_key(key_file)
-        with open_governor(_home().path) as governor:
+        with open_governor(_home()) as governor:
             principal = governor.authenticate(api_key)
             if tenant is None:
                 own = [t for t in principal.tenants if t != "*"]
@@ -756,7 +776,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """The whole story of one intent: decision, reasons, obligations, approvals, execution."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         reader = _acting_principal(governor, None)
         if tenant is not None:
             governor.authorize_read(reader, tenant, f"intent {intent_id}")
@@ -832,7 +852,7 @@ def killswitch_engage(
     scope: ScopeOption, reason: ReasonOption, key_file: KeyFileOption = None
 ) -> None:
     """Engage a kill switch: matching actions are denied, approved ones do not run."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         principal = _acting_principal(governor, key_file)
         event = governor.engage_killswitch(scope, reason, principal)
     console.print(
@@ -846,7 +866,7 @@ def killswitch_release(
     scope: ScopeOption, reason: ReasonOption, key_file: KeyFileOption = None
 ) -> None:
     """Release a kill switch."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         principal = _acting_principal(governor, key_file)
         event = governor.release_killswitch(scope, reason, principal)
     console.print(
@@ -863,7 +883,7 @@ def killswitch_status(
     as_json: JsonFlag = False,
 ) -> None:
     """Engaged kill switches. Unreadable state is an error, never 'none engaged'."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         switches = governor.killswitches(tenant)
     if as_json:
         _print_json(switches)
@@ -895,7 +915,7 @@ def posture_set(
     key_file: KeyFileOption = None,
 ) -> None:
     """Set a tenant's posture (recorded; visible to policy as context.posture)."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         principal = _acting_principal(governor, key_file)
         event = governor.set_posture(tenant, posture, reason, principal, ttl)
     until = event.payload["until"]
@@ -911,7 +931,7 @@ def posture_show(
     tenant: Annotated[str, typer.Argument(help="The tenant.")], as_json: JsonFlag = False
 ) -> None:
     """A tenant's posture now."""
-    with _errors(), open_governor(_home().path) as governor:
+    with _errors(), open_governor(_home()) as governor:
         state = governor.posture(tenant)
     if as_json:
         _print_json(state)
@@ -1135,7 +1155,91 @@ def serve(
             _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
         home = _home()
         home.require()
-        run_server(home.path, host=host, port=port)
+        run_server(home, host=host, port=port)
+
+
+# -- stores: schema upgrades and copies ----------------------------------------------
+
+db_app = typer.Typer(help="The ledger database's schema.", no_args_is_help=True)
+ledger_app = typer.Typer(help="Move ledgers between stores.", no_args_is_help=True)
+app.add_typer(db_app, name="db")
+app.add_typer(ledger_app, name="ledger")
+
+
+def _redact_url(url: str) -> str:
+    """A store URL fit to print: the password, if any, is not."""
+    scheme, sep, rest = url.partition("://")
+    if sep and "@" in rest:
+        credentials, _, host = rest.rpartition("@")
+        user = credentials.split(":", 1)[0]
+        return f"{scheme}://{user}:***@{host}"
+    return url
+
+
+@db_app.command("upgrade")
+def db_upgrade() -> None:
+    """Create or migrate the PostgreSQL schema named by --store (or EXOARMUR_STORE)."""
+    with _errors():
+        url = _home().store_url
+        if not url or url.split("://", 1)[0] not in ("postgresql", "postgres"):
+            raise InputError("--store: give the postgresql://… URL of the database to upgrade")
+        from .ledger.postgres import upgrade
+
+        applied = upgrade(url)
+    if applied:
+        for name in applied:
+            console.print(f"[green]applied[/] {name}")
+    else:
+        console.print("schema up to date")
+
+
+@ledger_app.command("copy")
+def ledger_copy(
+    source: Annotated[str, typer.Option("--from", help="Source store URL.")],
+    destination: Annotated[str, typer.Option("--to", help="Destination store URL.")],
+    tenant: Annotated[
+        list[str] | None, typer.Option("--tenant", "-t", help="Only these logs (repeat).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Copy logs with their bytes, proofs and checkpoints; verify them on the destination."""
+    from .ledger.transfer import copy_log
+
+    with _errors():
+        home = _home()
+        key = home.signing_key()
+        src = open_store(source, home.ledger_path)
+        try:
+            dst = open_store(destination, home.ledger_path)
+            try:
+                logs = tenant or src.tenants()
+                copied: dict[str, int] = {}
+                for log in logs:
+                    with _progress(src.size(log), f"copying {log}", as_json) as progress:
+                        copied[log] = copy_log(src, dst, log, progress)
+                checks = {log: Ledger(dst, key).verify(log) for log in logs}
+            finally:
+                dst.close()
+        finally:
+            src.close()
+    ok = all(check.ok for check in checks.values())
+    if as_json:
+        _print_json(
+            {
+                "copied": copied,
+                "verified": {log: check.ok for log, check in checks.items()},
+                "problems": {log: list(check.problems) for log, check in checks.items()},
+            }
+        )
+    else:
+        for log, count in copied.items():
+            check = checks[log]
+            state = "[green]verified[/]" if check.ok else "[bold red]FAILED[/]"
+            console.print(
+                f"{log}: {count} events copied, root {check.root_hash.hex()[:16]}…, "
+                f"checkpoint at {check.checkpoint_size} {state}"
+            )
+    raise typer.Exit(EXIT_OK if ok else EXIT_FAILURE)
 
 
 # -- demo ---------------------------------------------------------------------
@@ -1160,7 +1264,7 @@ def demo_quickstart(
         home = _home()
         if not home.exists():
             home.init()
-        with open_governor(home.path, seed=seed) as governor:
+        with open_governor(home, seed=seed) as governor:
             report = run_quickstart(governor)
     markers = report.markers()
     if seed is not None:

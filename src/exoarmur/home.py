@@ -29,11 +29,13 @@ from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .ledger.sqlite import SqliteStore
+from .ledger.store import LedgerStore
 from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .pipeline import DEFAULT_APPROVAL_WINDOW, Governor
 from .policy import PolicyBundle, PolicyEngine
 
 HOME_ENV = "EXOARMUR_HOME"
+STORE_ENV = "EXOARMUR_STORE"
 DEFAULT_HOME = ".exoarmur"
 
 DEFAULT_POLICY = """\
@@ -92,6 +94,8 @@ def resolve_home(home: Path | str | None) -> Path:
 @dataclass
 class Home:
     path: Path
+    #: where the ledger lives: None for ``<home>/ledger.db``, else a store URL
+    store_url: str | None = None
 
     @property
     def config_path(self) -> Path:
@@ -110,7 +114,11 @@ class Home:
         return self.path / "ledger.db"
 
     def exists(self) -> bool:
-        return self.config_path.exists() and self.key_path.exists() and self.ledger_path.exists()
+        stored = self.store_url is not None or self.ledger_path.exists()
+        return self.config_path.exists() and self.key_path.exists() and stored
+
+    def open_store(self) -> LedgerStore:
+        return open_store(self.store_url, self.ledger_path)
 
     def init(self) -> list[str]:
         """Create what is missing; never overwrite. Returns what was created."""
@@ -127,9 +135,10 @@ class Home:
         if not self.config_path.exists():
             self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
             created.append(str(self.config_path))
-        with open_governor(self.path, recover=False, record_run=False) as governor:
+        with open_governor(self, recover=False, record_run=False) as governor:
             for private in (self.ledger_path, self.config_path):
-                os.chmod(private, 0o600)  # the home is 0700 too; neither depends on umask
+                if private.exists():  # 0600 whatever the umask; the home is 0700 too
+                    os.chmod(private, 0o600)
             if governor.ledger.store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED) is None:
                 event = governor.activate_policy(PolicyBundle.from_dir(self.policy_dir))
                 created.append(f"policy activation {event.payload['policy_hash']}")
@@ -177,7 +186,7 @@ class Home:
         """The ledger alone (for reads, proofs, checkpoints)."""
         self.require()
         key = self.signing_key()
-        return Ledger(SqliteStore(self.ledger_path), key)
+        return Ledger(self.open_store(), key)
 
 
 @dataclass
@@ -218,8 +227,38 @@ def deterministic_parts(seed: int) -> tuple[StepClock, SeededIds]:
     return StepClock(), SeededIds(seed)
 
 
+def open_store(url: str | None, default: Path) -> LedgerStore:
+    """The store a URL names: ``sqlite:///PATH``, ``postgresql://…``; None means ``default``.
+
+    ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db``, as elsewhere.
+    """
+    if not url:
+        return SqliteStore(default)
+    scheme, sep, rest = url.partition("://")
+    if not sep:
+        raise ConfigError(f"store: {url!r} is not a URL (sqlite:///PATH, postgresql://...)")
+    if scheme == "sqlite":
+        if not rest.startswith("/") or len(rest) < 2:
+            raise ConfigError(f"store: {url!r}: write sqlite:///relative.db or sqlite:////abs.db")
+        return SqliteStore(Path(rest[1:]))
+    if scheme in ("postgresql", "postgres"):
+        from .ledger.postgres import PostgresStore
+
+        return PostgresStore(url)
+    raise ConfigError(f"store: unknown scheme {scheme!r} (sqlite, postgresql)")
+
+
+def _run_lock(home: Home) -> RunLock | Any:
+    """Who may recover: a file lock for one machine, a database lock for PostgreSQL."""
+    if home.store_url and home.store_url.split("://", 1)[0] in ("postgresql", "postgres"):
+        from .ledger.postgres import RunLock as DatabaseRunLock
+
+        return DatabaseRunLock(home.store_url)
+    return RunLock(home.path / "run.lock")
+
+
 def open_governor(
-    home: Path | str | None = None,
+    home: Home | Path | str | None = None,
     *,
     seed: int | None = None,
     clock: Clock | None = None,
@@ -228,7 +267,10 @@ def open_governor(
     record_run: bool = True,
 ) -> Governor:
     """A governor over a data directory, with recovery of abandoned executions."""
-    where = Home(resolve_home(home))
+    if isinstance(home, Home):
+        where = home
+    else:
+        where = Home(resolve_home(home), os.environ.get(STORE_ENV) or None)
     where.require()
     run_settings: dict[str, Any] | None = None
     randomness = None
@@ -247,10 +289,10 @@ def open_governor(
     window = where.approval_window()
     gate = GateConfig.from_table(where.config().get("gate"))
     key = where.signing_key()
-    lock = RunLock(where.path / "run.lock")
+    lock = _run_lock(where)
     alone = lock.acquire()
     try:
-        store = SqliteStore(where.ledger_path)
+        store = where.open_store()
     except ExoArmurError:
         lock.release()
         raise

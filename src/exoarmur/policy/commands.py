@@ -280,7 +280,7 @@ def _engine_in_force(tenant: str) -> PolicyEngine:
     from ..cli import _home
     from ..home import open_governor
 
-    with open_governor(_home().path, recover=False, record_run=False) as governor:
+    with open_governor(_home(), recover=False, record_run=False) as governor:
         return governor.policy_for(tenant)
 
 

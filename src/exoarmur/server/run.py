@@ -21,7 +21,7 @@ from typing import Any
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from ..home import open_governor
+from ..home import Home, open_governor
 from ..pipeline import Governor
 from .app import create_app
 from .limits import Limits
@@ -120,7 +120,7 @@ class Service:
 
 
 def serve(
-    home: Path | None,
+    home: Home | Path | None,
     host: str = DEFAULT_HOST,
     port: int = DEFAULT_PORT,
     *,
