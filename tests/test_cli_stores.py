@@ -101,3 +101,34 @@ def test_passwords_are_not_printed(tmp_path: Path) -> None:
 
     assert _redact_url("postgresql://me:s3cret@db:5432/x") == "postgresql://me:***@db:5432/x"
     assert _redact_url("sqlite:///x.db") == "sqlite:///x.db"
+
+
+def test_a_key_repeated_inside_one_append_is_a_duplicate_on_postgresql(database: str) -> None:
+    from datetime import UTC, datetime
+
+    from exoarmur.errors import DuplicateIntent
+    from exoarmur.model.event import EventDraft
+
+    now = datetime(2026, 1, 1, tzinfo=UTC)
+    drafts = [
+        EventDraft(
+            event_id=f"e{n}",
+            tenant="acme",
+            type="intent.recorded",
+            correlation_id="c",
+            event_time=now,
+            process_time=now,
+            actor={"id": "a", "kind": "agent"},
+            payload={},
+            intent_id=f"i{n}",
+            idempotency_key="same",
+        )
+        for n in range(2)
+    ]
+    store = open_store(database, Path("unused.db"))
+    try:
+        with pytest.raises(DuplicateIntent):
+            store.append("acme", drafts)
+        assert store.size("acme") == 0
+    finally:
+        store.close()

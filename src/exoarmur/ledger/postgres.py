@@ -682,10 +682,16 @@ class PostgresStore:
                 raise Conflict(
                     f"intent {intent_id} changed (last event {last}, expected {expected})"
                 )
+        keys_here: dict[str, str] = {}
         for draft in request.drafts:
             if draft.tenant != tenant:
                 raise _Refused(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
             if draft.idempotency_key is not None:
+                if draft.idempotency_key in keys_here:
+                    raise DuplicateIntent(
+                        tenant, draft.idempotency_key, keys_here[draft.idempotency_key]
+                    )
+                keys_here[draft.idempotency_key] = draft.intent_id or draft.event_id
                 existing = conn.execute(
                     "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s",
                     (tenant, draft.idempotency_key),
