@@ -103,10 +103,10 @@ def test_passwords_are_not_printed(tmp_path: Path) -> None:
     assert _redact_url("sqlite:///x.db") == "sqlite:///x.db"
 
 
-def test_a_key_repeated_inside_one_append_is_a_duplicate_on_postgresql(database: str) -> None:
+def test_a_key_repeated_inside_one_append_is_refused_clearly_on_postgresql(database: str) -> None:
     from datetime import UTC, datetime
 
-    from exoarmur.errors import DuplicateIntent
+    from exoarmur.errors import StoreError
     from exoarmur.model.event import EventDraft
 
     now = datetime(2026, 1, 1, tzinfo=UTC)
@@ -127,7 +127,7 @@ def test_a_key_repeated_inside_one_append_is_a_duplicate_on_postgresql(database:
     ]
     store = open_store(database, Path("unused.db"))
     try:
-        with pytest.raises(DuplicateIntent):
+        with pytest.raises(StoreError, match="appears twice"):
             store.append("acme", drafts)
         assert store.size("acme") == 0
     finally:

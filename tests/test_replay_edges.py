@@ -191,7 +191,7 @@ def test_a_fold_rebuilds_when_asked_for_an_earlier_position() -> None:
 
 
 def test_a_reused_key_cannot_even_be_stored(tmp_path: Path) -> None:
-    from exoarmur.errors import DuplicateIntent
+    from exoarmur.errors import StoreError
 
-    with pytest.raises(DuplicateIntent):
+    with pytest.raises(StoreError, match="appears twice in one append"):
         forged(tmp_path, _key_reused)

@@ -688,8 +688,9 @@ class PostgresStore:
                 raise _Refused(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
             if draft.idempotency_key is not None:
                 if draft.idempotency_key in keys_here:
-                    raise DuplicateIntent(
-                        tenant, draft.idempotency_key, keys_here[draft.idempotency_key]
+                    # Not a duplicate delivery (nothing was recorded): a malformed append.
+                    raise _Refused(
+                        f"idempotency key {draft.idempotency_key!r} appears twice in one append"
                     )
                 keys_here[draft.idempotency_key] = draft.intent_id or draft.event_id
                 existing = conn.execute(
