@@ -1,0 +1,38 @@
+"""The per-backend benchmark runs on a tiny size and says what it measured (no timings asserted)."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import sys
+from pathlib import Path
+
+SCRIPT = Path(__file__).resolve().parent.parent / "benchmarks" / "bench_backends.py"
+
+
+def test_the_backend_benchmark_produces_well_formed_rows() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(SCRIPT),
+            "--n",
+            "20",
+            "--backends",
+            "sqlite",
+            "--writers",
+            "1,2",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    report = json.loads(result.stdout)
+    assert [(r["backend"], r["writers"]) for r in report["rows"]] == [("sqlite", 1), ("sqlite", 2)]
+    for row in report["rows"]:
+        assert row["actions"] == 20
+        assert row["events"] == 80  # four events per executed action
+        assert row["actions_per_s"] > 0
+        assert 0 < row["p50_ms"] <= row["p99_ms"]
