@@ -56,11 +56,10 @@ and a newer one (upgrade ExoArmur).
 from __future__ import annotations
 
 import math
-import queue
 import threading
 import time
 from collections.abc import Callable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Final, LiteralString, TypeVar
 
 from ..errors import (
@@ -80,6 +79,7 @@ from ..model.event import (
     EventDraft,
     event_bytes,
 )
+from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
 
 try:
@@ -441,25 +441,12 @@ def _ensure_schema(conn: Connection, where: str) -> None:
 # -- the store -------------------------------------------------------------
 
 
-@dataclass
-class _Append:
-    tenant: str
-    drafts: Sequence[EventDraft]
-    expect: tuple[str, int] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    result: list[Event] | None = None
-    error: BaseException | None = None
-
-
 class _Refused(StoreError):
     """One append of a batch is refused (bad draft, taken event id); the others go on."""
 
 
 #: what refuses one append and leaves the rest of its batch alone
 _REFUSALS: Final = (DuplicateIntent, Conflict, _Refused)
-
-
-_STOP = object()
 
 
 class PostgresStore:
@@ -498,13 +485,13 @@ class PostgresStore:
             raise
         self._read_lock = threading.Lock()
         self._frontiers: dict[str, Frontier] = {}
-        self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+
         self._closed = False
         #: transactions committed by this store: the group-commit ratio is appends / commits
         self.commits = 0
-        self._writer = threading.Thread(target=self._write_loop, name="exoarmur-pg-writer")
-        self._writer.daemon = True
-        self._writer.start()
+        self._writer = GroupCommit(
+            self._commit_batch, max_batch=self._max_batch, name="exoarmur-pg-writer"
+        )
 
     # -- writes -----------------------------------------------------------
 
@@ -522,35 +509,9 @@ class PostgresStore:
         if "\x00" in tenant:
             # Refused here: it would fail the lock of a whole batch, not just this append.
             raise StoreError(f"tenant {tenant!r} holds a NUL character, which PostgreSQL refuses")
-        request = _Append(tenant, drafts, expect)
-        self._queue.put(request)
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
+        return self._writer.submit(tenant, drafts, expect)
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Append] = [first]  # type: ignore[list-item]
-            stop_after = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop_after = True
-                    break
-                batch.append(more)  # type: ignore[arg-type]
-            self._commit_batch(batch)
-            if stop_after:
-                return
-
-    def _commit_batch(self, batch: list[_Append]) -> None:
+    def _commit_batch(self, batch: list[PendingAppend]) -> None:
         try:
             working = self._commit_once(batch, retry=True)
         except BaseException as exc:
@@ -573,7 +534,9 @@ class PostgresStore:
             for request in batch:
                 request.done.set()
 
-    def _commit_once(self, batch: list[_Append], *, retry: bool) -> dict[str, Frontier] | None:
+    def _commit_once(
+        self, batch: list[PendingAppend], *, retry: bool
+    ) -> dict[str, Frontier] | None:
         """One transaction for the whole batch: the frontiers it committed, None if rolled back."""
         conn, reused = self._write_link.get()
         working: dict[str, Frontier] = {}
@@ -615,7 +578,7 @@ class PostgresStore:
         conn: Connection,
         working: dict[str, Frontier],
         sizes: Mapping[str, int],
-        request: _Append,
+        request: PendingAppend,
     ) -> None:
         """One append of a batch in its own savepoint: a refusal undoes it and nothing else."""
         tenant = request.tenant
@@ -644,7 +607,7 @@ class PostgresStore:
         return frontier
 
     def _apply(
-        self, conn: Connection, working: dict[str, Frontier], size: int, request: _Append
+        self, conn: Connection, working: dict[str, Frontier], size: int, request: PendingAppend
     ) -> list[Event]:
         """Check and write one append; raise one of :data:`_REFUSALS` to refuse it alone."""
         try:
@@ -668,37 +631,24 @@ class PostgresStore:
             ) from None
 
     def _write(
-        self, conn: Connection, working: dict[str, Frontier], size: int, request: _Append
+        self, conn: Connection, working: dict[str, Frontier], size: int, request: PendingAppend
     ) -> list[Event]:
         tenant = request.tenant
-        if request.expect is not None:
-            intent_id, expected = request.expect
+
+        def last_seq(intent_id: str) -> int:
             row = conn.execute(
                 "SELECT max(seq) FROM events WHERE tenant = %s AND intent_id = %s",
                 (tenant, intent_id),
             ).fetchone()
-            last = -1 if row is None or row[0] is None else int(row[0])
-            if last != expected:
-                raise Conflict(
-                    f"intent {intent_id} changed (last event {last}, expected {expected})"
-                )
-        keys_here: dict[str, str] = {}
-        for draft in request.drafts:
-            if draft.tenant != tenant:
-                raise _Refused(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
-            if draft.idempotency_key is not None:
-                if draft.idempotency_key in keys_here:
-                    # Not a duplicate delivery (nothing was recorded): a malformed append.
-                    raise _Refused(
-                        f"idempotency key {draft.idempotency_key!r} appears twice in one append"
-                    )
-                keys_here[draft.idempotency_key] = draft.intent_id or draft.event_id
-                existing = conn.execute(
-                    "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s",
-                    (tenant, draft.idempotency_key),
-                ).fetchone()
-                if existing is not None:
-                    raise DuplicateIntent(tenant, draft.idempotency_key, str(existing[0]))
+            return -1 if row is None or row[0] is None else int(row[0])
+
+        def recorded_key(key: str) -> str | None:
+            row = conn.execute(
+                "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s", (tenant, key)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        check_preconditions(request, last_seq=last_seq, recorded_key=recorded_key, refused=_Refused)
         frontier = self._frontier_in_tx(conn, working, tenant, size)
         recorded: list[Event] = []
         event_rows: list[Row] = []
@@ -936,8 +886,7 @@ class PostgresStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._writer.join()
+        self._writer.stop()
         self._write_link.close()
         with self._read_lock:
             self._read_link.close()

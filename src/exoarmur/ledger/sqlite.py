@@ -18,11 +18,9 @@ reloading its in-memory Merkle frontier if another process appended.
 from __future__ import annotations
 
 import contextlib
-import queue
 import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 from ..errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
@@ -35,6 +33,7 @@ from ..model.event import (
     EventDraft,
     event_bytes,
 )
+from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
 
 SCHEMA_VERSION = "1"
@@ -88,19 +87,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
 _EVENT_COLUMNS = "canonical, leaf_hash"
 
 
-@dataclass
-class _Append:
-    tenant: str
-    drafts: Sequence[EventDraft]
-    expect: tuple[str, int] | None = None
-    done: threading.Event = field(default_factory=threading.Event)
-    result: list[Event] | None = None
-    error: BaseException | None = None
-
-
-_STOP = object()
-
-
 def _connect(path: Path) -> sqlite3.Connection:
     # isolation_level=None: we issue BEGIN/COMMIT ourselves, so a batch is
     # exactly one transaction.
@@ -132,13 +118,13 @@ class SqliteStore:
         self._local.conn = self._readers[0]
         self._readers_lock = threading.Lock()
         self._frontiers: dict[str, Frontier] = {}
-        self._queue: queue.SimpleQueue[_Append | object] = queue.SimpleQueue()
+
         self._closed = False
         #: transactions committed by this store: the group-commit ratio is appends / commits
         self.commits = 0
-        self._writer = threading.Thread(target=self._write_loop, name="exoarmur-ledger-writer")
-        self._writer.daemon = True
-        self._writer.start()
+        self._writer = GroupCommit(
+            self._commit_batch, max_batch=self._max_batch, name="exoarmur-ledger-writer"
+        )
 
     # -- schema -----------------------------------------------------------
 
@@ -178,35 +164,9 @@ class SqliteStore:
             return []
         if self._closed:
             raise StoreError("ledger store is closed")
-        request = _Append(tenant, drafts, expect)
-        self._queue.put(request)
-        request.done.wait()
-        if request.error is not None:
-            raise request.error
-        assert request.result is not None
-        return request.result
+        return self._writer.submit(tenant, drafts, expect)
 
-    def _write_loop(self) -> None:
-        while True:
-            first = self._queue.get()
-            if first is _STOP:
-                return
-            batch: list[_Append] = [first]  # type: ignore[list-item]
-            stop_after = False
-            while len(batch) < self._max_batch:
-                try:
-                    more = self._queue.get_nowait()
-                except queue.Empty:
-                    break
-                if more is _STOP:
-                    stop_after = True
-                    break
-                batch.append(more)  # type: ignore[arg-type]
-            self._commit_batch(batch)
-            if stop_after:
-                return
-
-    def _commit_batch(self, batch: list[_Append]) -> None:
+    def _commit_batch(self, batch: list[PendingAppend]) -> None:
         conn = self._writer_conn
         working: dict[str, Frontier] = {}
         try:
@@ -263,37 +223,24 @@ class SqliteStore:
         return frontier
 
     def _apply(
-        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: _Append
+        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: PendingAppend
     ) -> list[Event]:
         tenant = request.tenant
-        if request.expect is not None:
-            intent_id, expected = request.expect
+
+        def last_seq(intent_id: str) -> int:
             row = conn.execute(
                 "SELECT max(seq) FROM events WHERE tenant = ? AND intent_id = ?",
                 (tenant, intent_id),
             ).fetchone()
-            last = -1 if row is None or row[0] is None else int(row[0])
-            if last != expected:
-                raise Conflict(
-                    f"intent {intent_id} changed (last event {last}, expected {expected})"
-                )
-        keys_here: dict[str, str] = {}
-        for draft in request.drafts:
-            if draft.tenant != tenant:
-                raise StoreError(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
-            if draft.idempotency_key is not None:
-                if draft.idempotency_key in keys_here:
-                    # Not a duplicate delivery (nothing was recorded): a malformed append.
-                    raise StoreError(
-                        f"idempotency key {draft.idempotency_key!r} appears twice in one append"
-                    )
-                keys_here[draft.idempotency_key] = draft.intent_id or draft.event_id
-                existing = conn.execute(
-                    "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?",
-                    (tenant, draft.idempotency_key),
-                ).fetchone()
-                if existing is not None:
-                    raise DuplicateIntent(tenant, draft.idempotency_key, existing[0])
+            return -1 if row is None or row[0] is None else int(row[0])
+
+        def recorded_key(key: str) -> str | None:
+            row = conn.execute(
+                "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?", (tenant, key)
+            ).fetchone()
+            return None if row is None else str(row[0])
+
+        check_preconditions(request, last_seq=last_seq, recorded_key=recorded_key)
         frontier = self._frontier_in_tx(conn, working, tenant)
         recorded: list[Event] = []
         event_rows = []
@@ -555,8 +502,7 @@ class SqliteStore:
         if self._closed:
             return
         self._closed = True
-        self._queue.put(_STOP)
-        self._writer.join()
+        self._writer.stop()
         self._writer_conn.close()
         with self._readers_lock:
             for conn in self._readers:

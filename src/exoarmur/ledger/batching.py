@@ -1,0 +1,125 @@
+"""Group commit: one writer thread that commits every append waiting, together.
+
+A store hands :class:`GroupCommit` the function that makes one batch durable.
+Submitters block until their append's batch has committed (or failed), so
+N concurrent submitters pay for one commit instead of N. Shared by the
+stores that write through a single connection (SQLite, PostgreSQL).
+"""
+
+from __future__ import annotations
+
+import queue
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+from ..errors import Conflict, DuplicateIntent, StoreError
+from ..model.event import Event, EventDraft
+
+
+@dataclass
+class PendingAppend:
+    """One submitter's append, waiting for its batch to commit."""
+
+    tenant: str
+    drafts: Sequence[EventDraft]
+    expect: tuple[str, int] | None = None
+    done: threading.Event = field(default_factory=threading.Event)
+    result: list[Event] | None = None
+    error: BaseException | None = None
+
+
+_STOP = object()
+
+
+class GroupCommit:
+    """The writer thread. ``commit(batch)`` must set each append's result or error."""
+
+    def __init__(
+        self, commit: Callable[[list[PendingAppend]], None], *, max_batch: int, name: str
+    ) -> None:
+        self._commit = commit
+        self._max_batch = max_batch
+        self._queue: queue.SimpleQueue[PendingAppend | object] = queue.SimpleQueue()
+        self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
+        self._thread.start()
+
+    def submit(
+        self, tenant: str, drafts: Sequence[EventDraft], expect: tuple[str, int] | None
+    ) -> list[Event]:
+        """Queue an append and wait until it is durable (or raise why it is not)."""
+        request = PendingAppend(tenant, drafts, expect)
+        self._queue.put(request)
+        request.done.wait()
+        if request.error is not None:
+            raise request.error
+        assert request.result is not None
+        return request.result
+
+    def stop(self) -> None:
+        """Commit what is queued, then end the thread."""
+        self._queue.put(_STOP)
+        self._thread.join()
+
+    def _loop(self) -> None:
+        while True:
+            first = self._queue.get()
+            if first is _STOP:
+                return
+            assert isinstance(first, PendingAppend)
+            batch = [first]
+            stop_after = False
+            while len(batch) < self._max_batch:
+                try:
+                    more = self._queue.get_nowait()
+                except queue.Empty:
+                    break
+                if more is _STOP:
+                    stop_after = True
+                    break
+                assert isinstance(more, PendingAppend)
+                batch.append(more)
+            try:
+                self._commit(batch)
+            finally:
+                for request in batch:
+                    if request.result is None and request.error is None:  # pragma: no cover
+                        request.error = RuntimeError("the store's commit left an append unanswered")
+                    request.done.set()
+            if stop_after:
+                return
+
+
+def check_preconditions(
+    request: PendingAppend,
+    *,
+    last_seq: Callable[[str], int],
+    recorded_key: Callable[[str], str | None],
+    refused: type[StoreError] = StoreError,
+) -> None:
+    """What every store checks inside its transaction before writing an append.
+
+    ``last_seq(intent_id)`` is the seq of the intent's last event (-1: none);
+    ``recorded_key(key)`` the intent id recorded under an idempotency key.
+    Raises ``Conflict``, ``DuplicateIntent`` or ``refused`` (a malformed append).
+    """
+    tenant = request.tenant
+    if request.expect is not None:
+        intent_id, expected = request.expect
+        last = last_seq(intent_id)
+        if last != expected:
+            raise Conflict(f"intent {intent_id} changed (last event {last}, expected {expected})")
+    keys_here: dict[str, str] = {}
+    for draft in request.drafts:
+        if draft.tenant != tenant:
+            raise refused(f"event {draft.event_id} belongs to tenant {draft.tenant!r}")
+        key = draft.idempotency_key
+        if key is None:
+            continue
+        if key in keys_here:
+            # Not a duplicate delivery (nothing was recorded): a malformed append.
+            raise refused(f"idempotency key {key!r} appears twice in one append")
+        keys_here[key] = draft.intent_id or draft.event_id
+        existing = recorded_key(key)
+        if existing is not None:
+            raise DuplicateIntent(tenant, key, existing)
