@@ -620,7 +620,7 @@ def _package(name: str) -> str:
         return "unknown"
 
 
-def _filesystem(where: Path) -> str:
+def filesystem(where: Path) -> str:
     """The filesystem type holding ``where``: fsync on tmpfs costs nothing."""
     best, kind = "", "unknown"
     try:
@@ -653,7 +653,7 @@ def machine_info(workdir: Path) -> dict[str, Any]:
         "cedarpy": _package("cedarpy"),
         "rfc8785": _package("rfc8785"),
         "sqlite": sqlite3.sqlite_version,
-        "filesystem": _filesystem(workdir),
+        "filesystem": filesystem(workdir),
     }
 
 
@@ -758,12 +758,13 @@ def _runs(repeat: int) -> str:
     return f"median of {repeat} runs (pipeline/floor: median of paired runs, range in brackets)"
 
 
-def write_readme(text: str) -> None:
+def write_readme(text: str, start_mark: str = START_MARK, end_mark: str = END_MARK) -> None:
+    """Replace what lies between two markers of the README with ``text``."""
     current = README.read_text(encoding="utf-8")
-    start, end = current.find(START_MARK), current.find(END_MARK)
+    start, end = current.find(start_mark), current.find(end_mark)
     if start < 0 or end < start:
-        raise SystemExit(f"{README}: markers {START_MARK} … {END_MARK} not found in order")
-    updated = current[: start + len(START_MARK)] + "\n" + text + current[end:]
+        raise SystemExit(f"{README}: markers {start_mark} … {end_mark} not found in order")
+    updated = current[: start + len(start_mark)] + "\n" + text + current[end:]
     README.write_text(updated, encoding="utf-8")
 
 
@@ -841,6 +842,78 @@ def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
     return args
 
 
+def new_report(
+    command: str, n: int, repeat: int, concurrency: Sequence[int], workdir: Path
+) -> dict[str, Any]:
+    """The header every report carries: when, how, on what."""
+    return {
+        "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+        "command": command,
+        "n": n,
+        "repeat": repeat,
+        "concurrency": list(concurrency),
+        "machine": machine_info(workdir),
+    }
+
+
+def measure(
+    workdir: Path,
+    plan: Sequence[tuple[GovernedPath, int]],
+    n: int,
+    repeat: int,
+    progress: Progress,
+    label: str = "",
+) -> list[Scenario]:
+    """Every (path, concurrency) row of ``plan``: ``repeat`` pipeline runs, each with its floor.
+
+    Adds one task per row to ``progress`` (described as ``label`` + the row).
+    Raises SystemExit when a floor did not write what its pipeline wrote (the
+    comparison would be unfair).
+    """
+    scenarios: list[Scenario] = []
+    tasks = {
+        (p.name, c): progress.add_task(f"{label}{p.name} C={c}", total=2 * n * repeat)
+        for p, c in plan
+    }
+    warm_up(workdir)
+    for number, (path, c) in enumerate(plan):
+        task = tasks[(path.name, c)]
+        runs = []
+        for attempt in range(repeat):
+            base = 2 * n * attempt
+            pipeline_db = workdir / f"{number}-{attempt}-pipeline.db"
+            pipeline = run_pipeline(
+                pipeline_db,
+                path,
+                n,
+                c,
+                lambda done, task=task, base=base: progress.update(task, completed=base + done),
+            )
+            floor = run_floor(
+                workdir / f"{number}-{attempt}-floor.db", pipeline_db, path, n, pipeline.commits
+            )
+            progress.update(task, completed=base + 2 * n)
+            if not floor.rows.comparable(pipeline.rows):
+                raise SystemExit(
+                    f"{path.name} C={c}: the floor wrote {floor.rows}, "
+                    f"the pipeline {pipeline.rows}; the comparison would be unfair"
+                )
+            runs.append((pipeline, floor))
+        scenarios.append(Scenario(path.name, c, n, runs))
+    return scenarios
+
+
+def new_progress(console: Console) -> Progress:
+    return Progress(
+        TextColumn("{task.description:<22}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TimeElapsedColumn(),
+        console=console,
+        refresh_per_second=4,
+    )
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = parse_args(argv)
     command = shlex.join(["python", "benchmarks/bench_pipeline.py", *(argv or sys.argv[1:])])
@@ -849,61 +922,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         out = Console(width=120)  # a pipe would get 80 columns and truncated headers
     err = Console(stderr=True)
     plan = [(PATHS[name], c) for name in args.paths for c in args.concurrency]
-    scenarios: list[Scenario] = []
     with tempfile.TemporaryDirectory(prefix="exoarmur-bench-", dir=args.dir) as tmp:
         workdir = Path(tmp)
-        report: dict[str, Any] = {
-            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
-            "command": command,
-            "n": args.n,
-            "repeat": args.repeat,
-            "concurrency": args.concurrency,
-            "machine": machine_info(workdir),
-        }
-        progress = Progress(
-            TextColumn("{task.description:<22}"),
-            BarColumn(),
-            MofNCompleteColumn(),
-            TimeElapsedColumn(),
-            console=err,
-            refresh_per_second=4,
-        )
-        with progress:
-            tasks = {
-                (p.name, c): progress.add_task(f"{p.name} C={c}", total=2 * args.n * args.repeat)
-                for p, c in plan
-            }
-            warm_up(workdir)
-            for number, (path, c) in enumerate(plan):
-                task = tasks[(path.name, c)]
-                runs = []
-                for attempt in range(args.repeat):
-                    base = 2 * args.n * attempt
-                    pipeline_db = workdir / f"{number}-{attempt}-pipeline.db"
-                    pipeline = run_pipeline(
-                        pipeline_db,
-                        path,
-                        args.n,
-                        c,
-                        lambda done, task=task, base=base: progress.update(
-                            task, completed=base + done
-                        ),
-                    )
-                    floor = run_floor(
-                        workdir / f"{number}-{attempt}-floor.db",
-                        pipeline_db,
-                        path,
-                        args.n,
-                        pipeline.commits,
-                    )
-                    progress.update(task, completed=base + 2 * args.n)
-                    if not floor.rows.comparable(pipeline.rows):
-                        raise SystemExit(
-                            f"{path.name} C={c}: the floor wrote {floor.rows}, "
-                            f"the pipeline {pipeline.rows}; the comparison would be unfair"
-                        )
-                    runs.append((pipeline, floor))
-                scenarios.append(Scenario(path.name, c, args.n, runs))
+        report = new_report(command, args.n, args.repeat, args.concurrency, workdir)
+        with new_progress(err) as progress:
+            scenarios = measure(workdir, plan, args.n, args.repeat, progress)
     report["scenarios"] = [s.to_json() for s in scenarios]
     if args.json:
         print(json.dumps(report, indent=2))

@@ -1,12 +1,15 @@
-"""The pipeline benchmark still runs and says what it measured.
+"""The benchmarks still run and say what they measured.
 
 Never asserts a time or a ratio: those belong to the machine, not to the
 code. What is checked is that every row is there, every number is a
-positive number, and the floor wrote exactly the rows the pipeline wrote.
+positive number, the floor wrote exactly the rows the pipeline wrote,
+stamped histories replay without a divergence, and the determinism load
+finds one root. Peers are never installed here (``--no-peers``).
 """
 
 from __future__ import annotations
 
+import importlib.util
 import json
 import subprocess
 import sys
@@ -14,6 +17,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+import typer
+from click.testing import Result
+from typer.testing import CliRunner
+
+from exoarmur.bench import SCRIPTS_ENV, SuiteOptions, benchmark, find_suite
 
 ROOT = Path(__file__).resolve().parents[1]
 SCRIPT = ROOT / "benchmarks" / "bench_pipeline.py"
@@ -76,3 +84,202 @@ def test_the_machine_and_date_are_recorded(report: dict[str, Any]) -> None:
     assert "--quick" in report["command"]
     for field in MACHINE:
         assert report["machine"][field], field
+
+
+# -- `exoarmur benchmark`: the suite, through the command -----------------------------
+
+BENCHMARK = typer.Typer()
+BENCHMARK.command()(benchmark)
+runner = CliRunner()
+
+
+def _run(*args: str) -> Result:
+    """The command in this process (so bench.py is covered); the suite runs as its child."""
+    return runner.invoke(BENCHMARK, list(args), catch_exceptions=False)
+
+
+@pytest.fixture(scope="module")
+def suite(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
+    where = tmp_path_factory.mktemp("suite")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setenv("PYTHONWARNINGS", "error")
+        result = _run(
+            "--quick", "--no-peers", "--json", "--dir", str(where), "--memory-dir", str(where)
+        )
+    assert result.exit_code == 0, result.output
+    parsed: dict[str, Any] = json.loads(result.stdout)
+    return parsed
+
+
+def _positive_numbers(where: str, values: dict[str, Any], keys: tuple[str, ...]) -> None:
+    for key in keys:
+        assert _positive(values[key]), (where, key, values.get(key))
+
+
+@pytest.mark.slow
+def test_the_suite_reports_every_measurement(suite: dict[str, Any]) -> None:
+    results = suite["results"]
+    assert set(results) == {"pipeline", "approvals", "replay", "evidence", "memory", "peers"}
+    assert suite["quick"] is True
+    assert suite["command"].startswith("exoarmur benchmark")
+    for field in MACHINE:
+        assert suite["machine"][field], field
+    rows = {(s["path"], s["concurrency"]) for s in results["pipeline"]["scenarios"]}
+    assert rows == {("allow", 1), ("allow", 8), ("deny", 1), ("deny", 8)}
+    for row in results["pipeline"]["scenarios"]:
+        _positive_numbers(row["key"], row, MEASURES)
+    approvals = results["approvals"]
+    _positive_numbers("approvals", approvals, ("flows_per_s", "p50_ms", "p99_ms", "p999_ms"))
+    assert approvals["events_in_log"] == 8 * (approvals["n"] + 3)  # 8 events a flow, 3 warm-ups
+
+
+@pytest.mark.slow
+def test_replay_and_evidence_are_measured_beside_their_floor(suite: dict[str, Any]) -> None:
+    replay = suite["results"]["replay"]
+    assert replay["complete"] is True
+    assert replay["divergences"] == 0
+    assert replay["checkpoint_verified"] is True
+    assert replay["events_replayed"] == replay["events_in_log"] >= suite["sizes"]["replay_events"]
+    assert replay["floor"]["root_hash"] == replay["root_hash"]
+    assert len(replay["tenths_events_per_s"]) == 10
+    _positive_numbers("replay", replay, ("events_per_s", "floor_events_per_s", "ratio"))
+    evidence = suite["results"]["evidence"]
+    assert evidence["passed"] is True
+    assert evidence["bundle_events"] == evidence["events_in_log"]
+    _positive_numbers("evidence", evidence, ("export_s", "verify_s", "bundle_bytes"))
+
+
+@pytest.mark.slow
+def test_memory_is_sampled_through_the_run(suite: dict[str, Any]) -> None:
+    for what, measured in suite["results"]["memory"].items():
+        assert measured["complete"] is True, what
+        assert set(measured["rss_mib"]) == {str(p) for p in range(10, 101, 10)}, what
+        for value in (*measured["rss_mib"].values(), measured["peak_mib"]):
+            assert _positive(value), what
+        assert measured["flat"] in (True, False)
+
+
+@pytest.mark.slow
+def test_peers_are_skipped_and_targets_still_listed(suite: dict[str, Any]) -> None:
+    peers = suite["results"]["peers"]
+    assert set(peers) == {"exoarmur-core", "agent-governance-toolkit"}
+    for peer in peers.values():
+        assert peer["status"] == "skipped"
+        assert peer["does_less"]
+    by_name = {t["target"]: t for t in suite["targets"]}
+    assert by_name["allow C=1 ÷ exoarmur-core allow (in memory)"]["met"] is None
+    floors = [t for t in suite["targets"] if t["target"].endswith("its floor")]
+    assert len(floors) == 5  # four pipeline rows and replay
+    for target in floors:
+        assert _positive(target["ratio"]), target
+        assert target["met"] in (True, False)
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("as_json", [True, False])
+def test_determinism_load_has_one_root(tmp_path: Path, as_json: bool) -> None:
+    args = ["--determinism-load", "--quick", "--runs", "2", "--concurrency", "2"]
+    result = _run(*args, "--dir", str(tmp_path), *(["--json"] if as_json else []))
+    assert result.exit_code == 0, result.output
+    if as_json:
+        report = json.loads(result.stdout)
+        assert report["status"] == "PASS"
+        assert report["distinct_roots"] == 1
+        assert len(report["roots"]) == report["runs"] == 2
+    else:
+        lines = result.stdout.strip().splitlines()
+        assert lines[-1] == "STATUS: PASS"
+        assert "DISTINCT_ROOTS=1" in lines
+
+
+@pytest.mark.slow
+def test_plot_says_what_is_missing_or_draws(tmp_path: Path) -> None:
+    target = tmp_path / "bench.png"
+    result = _run("--quick", "--only", "approvals", "--plot", str(target), "--dir", str(tmp_path))
+    if importlib.util.find_spec("matplotlib") is None:
+        assert result.exit_code == 2
+        assert not target.exists()
+    else:
+        assert result.exit_code == 0, result.output
+        assert target.read_bytes().startswith(b"\x89PNG")
+
+
+def test_bad_options_are_refused_by_the_suite() -> None:
+    result = _run("--only", "everything")
+    assert result.exit_code == 2
+
+
+def test_options_become_the_suites_arguments(tmp_path: Path) -> None:
+    options = SuiteOptions(
+        quick=True,
+        as_json=True,
+        only="replay,peers",
+        sizes=("replay_events=500",),
+        budget=5.0,
+        peers_dir=tmp_path,
+        determinism_load=True,
+        runs=3,
+    )
+    assert options.argv() == [
+        "--quick",
+        "--json",
+        "--determinism-load",
+        "--only",
+        "replay,peers",
+        "--budget",
+        "5.0",
+        "--peers-dir",
+        str(tmp_path),
+        "--runs",
+        "3",
+        "--size",
+        "replay_events=500",
+    ]
+    assert SuiteOptions().argv() == []
+
+
+def test_a_missing_suite_is_explained(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    with pytest.raises(FileNotFoundError, match="benchmarks/ folder"):
+        find_suite(tmp_path)
+    monkeypatch.setenv(SCRIPTS_ENV, str(tmp_path))
+    result = _run("--quick")
+    assert result.exit_code == 1
+    assert "no benchmark suite" in result.output
+    monkeypatch.delenv(SCRIPTS_ENV)
+    assert find_suite() == ROOT / "benchmarks" / "bench_suite.py"
+
+
+def _peers_module() -> Any:
+    spec = importlib.util.spec_from_file_location("bench_peers", ROOT / "benchmarks" / "peers.py")
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # dataclasses look their module up while being made
+    spec.loader.exec_module(module)
+    return module
+
+
+def test_a_peer_that_fails_is_reported_unavailable(tmp_path: Path) -> None:
+    """No install, no network: an environment that is already there, and drivers that fail."""
+    peers = _peers_module()
+    env = tmp_path / f"fake-py{sys.version_info.major}{sys.version_info.minor}"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "crash.py").write_text("raise SystemExit('no such peer API')\n")
+    (drivers / "talks.py").write_text("print('hello')\n")
+    (drivers / "fine.py").write_text(
+        "import json\nprint(json.dumps({'version': '0', 'rows': {'allow': {'ops': 1.0}}}))\n"
+    )
+    found = {}
+    for driver in ("crash.py", "talks.py", "fine.py"):
+        peer = peers.Peer("fake", "Fake", "fake==0", driver, (("allow", "allow"),), ("all",))
+        (env / peers._MARKER).write_text(peer.requirement)
+        found[driver] = peers.run_peer(peer, tmp_path, 10, drivers=drivers)
+    assert found["crash.py"]["status"] == "unavailable"
+    assert "no such peer API" in found["crash.py"]["reason"]
+    assert found["talks.py"]["status"] == "unavailable"
+    assert found["fine.py"]["status"] == "ok"
+    assert found["fine.py"]["environment"] == "reused"
+    assert found["fine.py"]["rows"]["allow"]["ops"] == 1.0

@@ -188,3 +188,29 @@ def test_latest_of_type_uses_an_index_not_a_scan(store: SqliteStore) -> None:
     assert latest is not None
     assert latest.seq == 49
     assert store.latest_of_type("acme", "no.such.type") is None
+
+
+@pytest.mark.parametrize(
+    ("query", "index"),
+    [
+        ("events_for_intent", "events_by_intent_seq"),
+        ("events_for_correlation", "events_by_correlation_seq"),
+    ],
+)
+def test_per_intent_and_per_correlation_reads_use_their_index(
+    store: SqliteStore, query: str, index: str
+) -> None:
+    # Without statistics SQLite would walk every event of the tenant for these.
+    store.append("acme", [draft(n, intent=f"i-{n % 5}") for n in range(60)])
+    with sqlite3.connect(store.path) as conn:
+        sql = (
+            f"EXPLAIN QUERY PLAN SELECT canonical FROM events INDEXED BY {index} "
+            "WHERE tenant = ? AND intent_id = ? ORDER BY seq"
+        )
+        if "correlation" in index:
+            sql = sql.replace("intent_id", "correlation_id")
+        plan = " ".join(str(row[3]) for row in conn.execute(sql, ("acme", "x")))
+    assert index in plan
+    found = getattr(store, query)("acme", "i-1" if query == "events_for_intent" else "corr-1")
+    assert found
+    assert [e.seq for e in found] == sorted(e.seq for e in found)

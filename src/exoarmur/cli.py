@@ -1307,9 +1307,11 @@ def _scenario() -> tuple[dict[str, Any], ...]:
 
 
 def _register_reality() -> None:
+    from .bench import benchmark
     from .reality import reality
 
     app.command("reality")(reality)
+    app.command("benchmark")(benchmark)
 
 
 _register_reality()

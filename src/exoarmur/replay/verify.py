@@ -69,7 +69,7 @@ from .folds import LogFold
 
 _DEFAULT_WINDOW = 3600
 #: intents whose events are kept in memory; older ones are re-read when needed
-_OPEN_INTENTS = 50_000
+_OPEN_INTENTS = 2_000
 _MAX_DIVERGENCES = 50
 
 
@@ -409,7 +409,12 @@ class Replayer:
     def tracked(self, event: Event) -> _Tracked:
         assert event.intent_id is not None
         tracked = self.intents.get(event.intent_id)
-        if tracked is None:
+        if tracked is None and event.type == INTENT_RECORDED:
+            tracked = _Tracked()  # its first event: nothing earlier to read
+            self.intents[event.intent_id] = tracked
+            while len(self.intents) > _OPEN_INTENTS:
+                self.intents.popitem(last=False)
+        elif tracked is None:
             # Evicted (or first seen): its earlier events are in the ledger.
             earlier = [
                 e

@@ -1,0 +1,832 @@
+"""`exoarmur benchmark`: ExoArmur beside its floors and its peers, in one run, as ratios.
+
+Measurements (``--only`` picks some, by name):
+
+    pipeline   governed actions, allow and deny paths, C=1 and C=8, durable SQLite,
+               each row followed by its floor (bench_pipeline.py)
+    approvals  submit, two operators approve, the action runs (bench_approvals.py)
+    replay     replay verification of a 100,000-event log beside its floor (bench_replay.py)
+    evidence   evidence bundle of a 10,000-event correlation: export, then verify offline
+    memory     peak RSS governing 100,000 actions, and replaying 1,000,000 events,
+               each in a child process, with RSS at 10 %, 50 %, 100 % (bench_memory.py)
+    peers      exoarmur-core 2.1.0 and the Agent Governance Toolkit, each in its own
+               virtual environment, on the closest equivalent workload (peers.py)
+
+``--determinism-load --runs N --concurrency C`` runs the determinism load
+instead (bench_determinism.py) and ends with ``STATUS: PASS`` or ``STATUS: FAIL``.
+
+Every ratio compares numbers measured in this run on this machine. Targets
+are reported (met or missed), never enforced: this script decides nothing
+from a time, and its exit code says only whether it ran. benchmarks/README.md
+says what every floor and peer does and does not do.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import shlex
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+from rich.console import Console
+from rich.progress import Progress
+from rich.table import Table
+
+import bench_pipeline
+from bench_approvals import approvals_run
+from bench_determinism import determinism_load
+from bench_replay import evidence_run, replay_floor, replay_run
+from history import build_history, make_home
+from peers import PEERS, run_peer
+
+HERE = Path(__file__).resolve().parent
+SUITE_START = "<!-- suite:start -->"
+SUITE_END = "<!-- suite:end -->"
+DETERMINISM_START = "<!-- determinism:start -->"
+DETERMINISM_END = "<!-- determinism:end -->"
+MEASUREMENTS = ("pipeline", "approvals", "replay", "evidence", "memory", "peers")
+
+DEFAULT_SIZES = {
+    "pipeline_n": 3000,
+    "approvals_n": 300,
+    "replay_events": 100_000,
+    "evidence_events": 10_000,
+    "memory_actions": 100_000,
+    "memory_events": 1_000_000,
+    "peer_n": 10_000,
+    "determinism_intents": 40,
+}
+QUICK_SIZES = {
+    "pipeline_n": 48,
+    "approvals_n": 6,
+    "replay_events": 400,
+    "evidence_events": 200,
+    "memory_actions": 90,
+    "memory_events": 800,
+    "peer_n": 300,
+    "determinism_intents": 8,
+}
+DEFAULT_BUDGET_S = 180.0
+CORRELATION = "incident-42"
+PIPELINE_PATHS = ("allow", "deny")
+PIPELINE_CONCURRENCY = (1, 8)
+
+
+@dataclass(frozen=True)
+class Target:
+    name: str
+    wanted: float
+    ours: str  #: what our side is
+    theirs: str  #: what it is compared with
+
+
+# -- options ------------------------------------------------------------------
+
+
+def _names(text: str) -> list[str]:
+    names = [n.strip() for n in text.split(",") if n.strip()]
+    unknown = [n for n in names if n not in MEASUREMENTS]
+    if unknown or not names:
+        raise argparse.ArgumentTypeError(
+            f"unknown measurement {unknown[0] if unknown else text!r} "
+            f"(one or more of: {', '.join(MEASUREMENTS)})"
+        )
+    return names
+
+
+def _size(text: str) -> tuple[str, int]:
+    name, _, value = text.partition("=")
+    if name not in DEFAULT_SIZES or not value.isdigit() or int(value) < 1:
+        raise argparse.ArgumentTypeError(
+            f"--size takes NAME=POSITIVE_INTEGER with NAME one of {', '.join(DEFAULT_SIZES)}"
+        )
+    return name, int(value)
+
+
+def parse_args(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").split("\n\n")[0])
+    parser.add_argument("--quick", action="store_true", help="tiny sizes (what the tests use)")
+    parser.add_argument("--only", type=_names, default=list(MEASUREMENTS), help="e.g. replay,peers")
+    parser.add_argument("--json", action="store_true", help="print one JSON document on stdout")
+    parser.add_argument("--plot", type=Path, default=None, help="draw latencies and throughput")
+    parser.add_argument("--no-peers", action="store_true", help="skip the peers (no installs)")
+    parser.add_argument("--write-readme", action="store_true", help="regenerate README tables")
+    parser.add_argument(
+        "--size", type=_size, action="append", default=[], help="override one size, NAME=N"
+    )
+    parser.add_argument(
+        "--budget",
+        type=float,
+        default=DEFAULT_BUDGET_S,
+        help="seconds each long measurement (replay, memory) may run before it stops",
+    )
+    parser.add_argument("--repeat", type=int, default=1, help="pipeline runs per row")
+    parser.add_argument("--dir", type=Path, default=None, help="durable ledgers (default TMPDIR)")
+    parser.add_argument(
+        "--memory-dir", type=Path, default=None, help="memory runs' ledgers (default /dev/shm)"
+    )
+    parser.add_argument(
+        "--peers-dir", type=Path, default=None, help="peers' virtual environments (kept)"
+    )
+    parser.add_argument("--determinism-load", action="store_true")
+    parser.add_argument("--runs", type=int, default=None, help="determinism load: fresh homes")
+    parser.add_argument(
+        "--concurrency", type=int, default=None, help="determinism load: submitters"
+    )
+    args = parser.parse_args(argv)
+    args.sizes = dict(QUICK_SIZES if args.quick else DEFAULT_SIZES) | dict(args.size)
+    if args.runs is None:
+        args.runs = 2 if args.quick else 5
+    if args.concurrency is None:
+        args.concurrency = 2 if args.quick else 4
+    if min(args.runs, args.concurrency, args.repeat) < 1 or args.budget <= 0:
+        parser.error("--runs, --concurrency and --repeat must be at least 1, --budget positive")
+    if args.no_peers and "peers" in args.only:
+        args.only = [n for n in args.only if n != "peers"]
+    return args
+
+
+def _peers_dir(given: Path | None) -> Path:
+    if given is not None:
+        return given
+    cache = Path(os.environ.get("XDG_CACHE_HOME") or Path.home() / ".cache")
+    return cache / "exoarmur-bench" / "peers"
+
+
+def _memory_dir(given: Path | None, fallback: Path) -> Path:
+    """tmpfs when there is one: RSS does not depend on fsync, and governing 100,000
+    actions on a disk that syncs every append would spend the budget waiting."""
+    if given is not None:
+        return given
+    shm = Path("/dev/shm")  # noqa: S108 - a fixed system mount, not a guessable temp file
+    return shm if shm.is_dir() and os.access(shm, os.W_OK) else fallback
+
+
+# -- measurements ---------------------------------------------------------------
+
+
+def measure_pipeline(
+    args: argparse.Namespace, workdir: Path, progress: Progress
+) -> tuple[list[bench_pipeline.Scenario], dict[str, Any]]:
+    n = args.sizes["pipeline_n"]
+    plan = [(bench_pipeline.PATHS[p], c) for p in PIPELINE_PATHS for c in PIPELINE_CONCURRENCY]
+    (workdir / "pipeline").mkdir()
+    scenarios = bench_pipeline.measure(workdir / "pipeline", plan, n, args.repeat, progress)
+    report = bench_pipeline.new_report(args.command, n, args.repeat, PIPELINE_CONCURRENCY, workdir)
+    report["scenarios"] = [s.to_json() for s in scenarios]
+    # The allow path once more with the ledger on tmpfs, where fsync costs nothing:
+    # the CPU cost of governance alone, the fairer side-by-side with in-memory peers.
+    report["tmpfs_scenarios"] = []
+    if bench_pipeline.filesystem(args.memory_dir) == "tmpfs":
+        where = Path(tempfile.mkdtemp(prefix="exoarmur-pipeline-", dir=args.memory_dir))
+        try:
+            plan = [(bench_pipeline.PATHS["allow"], 1)]
+            tmpfs = bench_pipeline.measure(where, plan, n, args.repeat, progress, "tmpfs ")
+        finally:
+            shutil.rmtree(where, ignore_errors=True)
+        report["tmpfs_scenarios"] = [s.to_json() for s in tmpfs]
+    return scenarios, report
+
+
+def _ticker(progress: Progress, task: Any, base: int = 0) -> Callable[[int], None]:
+    """A callback adding counts to a task; ``base`` is where it starts."""
+    done = [base]
+
+    def tick(count: int) -> None:
+        done[0] += count
+        progress.update(task, completed=done[0])
+
+    return tick
+
+
+def measure_approvals(
+    args: argparse.Namespace, workdir: Path, progress: Progress
+) -> dict[str, Any]:
+    n = args.sizes["approvals_n"]
+    task = progress.add_task("approvals", total=n)
+    home = make_home(workdir / "approvals")
+    return approvals_run(home.path, n, lambda done: progress.update(task, completed=done))
+
+
+def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) -> dict[str, Any]:
+    events = args.sizes["replay_events"]
+    build = progress.add_task("replay: build log", total=events)
+    started = time.perf_counter()
+    history = build_history(workdir / "replay", events, progress=_ticker(progress, build))
+    built = time.perf_counter() - started
+    task = progress.add_task("replay", total=history.events)
+    result = replay_run(history, args.budget, progress=_ticker(progress, task))
+    progress.stop_task(task)  # a budget stop leaves the bar short; its clock stops here
+    if result["divergences"]:
+        raise SystemExit(
+            f"replay: {result['divergences']} divergences on a history the pipeline wrote or "
+            "stamped; the benchmark would measure a broken log"
+        )
+    floor = replay_floor(history.home.ledger_path, history.tenant, result["events_replayed"])
+    if floor["mismatches"] or floor["events"] != result["events_replayed"]:
+        raise SystemExit(f"replay floor: {floor['mismatches']} events do not match their leaves")
+    if result["complete"] and floor["root_hash"] != result["root_hash"]:
+        raise SystemExit("replay floor: its root differs from replay's; the floor is wrong")
+    return result | {
+        "governed_events": history.governed,
+        "stamped_events": history.stamped,
+        "build_s": built,
+        "floor": floor,
+        "floor_events_per_s": floor["events_per_s"],
+        "ratio": result["events_per_s"] / floor["events_per_s"],
+    }
+
+
+def measure_evidence(args: argparse.Namespace, workdir: Path, progress: Progress) -> dict[str, Any]:
+    events = args.sizes["evidence_events"]
+    task = progress.add_task("evidence: build log", total=events)
+    history = build_history(
+        workdir / "evidence", events, correlation=CORRELATION, progress=_ticker(progress, task)
+    )
+    task = progress.add_task("evidence: export+verify", total=1)
+    result = evidence_run(history, CORRELATION)
+    progress.update(task, completed=1)
+    return result
+
+
+def _child(what: str, home: Path, n: int, budget: float, progress: Progress, task: Any) -> Any:
+    """Run one memory measurement in a child process, following its progress lines."""
+    command = [
+        sys.executable,
+        str(HERE / "bench_memory.py"),
+        what,
+        "--home",
+        str(home),
+        "--n",
+        str(n),
+        "--budget",
+        str(budget),
+    ]
+    with subprocess.Popen(
+        command, cwd=HERE, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    ) as child:
+        assert child.stderr is not None
+        assert child.stdout is not None
+        other: list[str] = []
+        for line in child.stderr:
+            if line.startswith("PROGRESS "):
+                progress.update(task, completed=int(line.split()[1]))
+            else:
+                other.append(line.rstrip())
+        out = child.stdout.read()
+        code = child.wait()
+    progress.stop_task(task)
+    if code != 0:
+        raise SystemExit(f"memory {what}: the child failed (exit {code}): {' | '.join(other[-5:])}")
+    return json.loads(out.strip().splitlines()[-1])
+
+
+def measure_memory(args: argparse.Namespace, workdir: Path, progress: Progress) -> dict[str, Any]:
+    where = Path(tempfile.mkdtemp(prefix="exoarmur-memory-", dir=args.memory_dir))
+    try:
+        actions = args.sizes["memory_actions"]
+        home = make_home(where / "govern")
+        task = progress.add_task("memory: govern", total=actions)
+        governed = _child("govern", home.path, actions, args.budget, progress, task)
+        governed["filesystem"] = bench_pipeline.filesystem(where)
+        events = args.sizes["memory_events"]
+        build = progress.add_task("memory: build log", total=events)
+        history = build_history(where / "replay", events, progress=_ticker(progress, build))
+        task = progress.add_task("memory: replay", total=history.events)
+        replayed = _child("replay", history.home.path, history.events, args.budget, progress, task)
+        replayed["filesystem"] = governed["filesystem"]
+    finally:
+        shutil.rmtree(where, ignore_errors=True)
+    return {"govern": governed, "replay": replayed}
+
+
+def measure_peers(args: argparse.Namespace, workdir: Path, progress: Progress) -> dict[str, Any]:
+    results = {}
+    for peer in PEERS:
+        task = progress.add_task(f"peer: {peer.key}", total=1)
+        results[peer.key] = run_peer(peer, args.peers_dir, args.sizes["peer_n"])
+        progress.update(task, completed=1)
+    return results
+
+
+def skipped(peer: Any, reason: str) -> dict[str, Any]:
+    return {
+        "title": peer.title,
+        "requirement": peer.requirement,
+        "status": "skipped",
+        "reason": reason,
+        "does_less": list(peer.does_less),
+        "compared_with": dict(peer.rows),
+    }
+
+
+# -- ratios and targets ------------------------------------------------------------
+
+
+def _row(scenarios: Sequence[bench_pipeline.Scenario], path: str, c: int) -> Any:
+    return next((s for s in scenarios if s.path == path and s.concurrency == c), None)
+
+
+def targets(
+    scenarios: Sequence[bench_pipeline.Scenario], results: dict[str, Any]
+) -> list[dict[str, Any]]:
+    """The brief's targets, as ratios of numbers measured in this run."""
+    found: list[dict[str, Any]] = []
+
+    def add(name: str, ours: float | None, theirs: float | None, wanted: float, note: str) -> None:
+        ratio = ours / theirs if ours and theirs else None
+        found.append(
+            {
+                "target": name,
+                "ours": ours,
+                "theirs": theirs,
+                "ratio": ratio,
+                "wanted": wanted,
+                "met": None if ratio is None else ratio >= wanted,
+                "note": note,
+            }
+        )
+
+    allow = _row(scenarios, "allow", 1)
+    ours = allow.ops if allow else None
+    peers = results.get("peers", {})
+    core = peers.get("exoarmur-core", {})
+    agt = peers.get("agent-governance-toolkit", {})
+    core_ops = (
+        core.get("rows", {}).get("allow", {}).get("ops") if core.get("status") == "ok" else None
+    )
+    agt_ops = agt.get("rows", {}).get("allow", {}).get("ops") if agt.get("status") == "ok" else None
+    why_core = "" if core_ops else f"exoarmur-core: {core.get('reason', 'not run')}"
+    why_agt = "" if agt_ops else f"agent-governance-toolkit: {agt.get('reason', 'not run')}"
+    add("allow C=1 ÷ exoarmur-core allow (in memory)", ours, core_ops, 5.0, why_core)
+    add("allow C=1 ÷ AGT policy + audit allow", ours, agt_ops, 1.0, why_agt)
+    tmpfs = results.get("pipeline", {}).get("tmpfs_scenarios", [])
+    if tmpfs:
+        note = "ledger on tmpfs: no fsync cost; not the target's durable path"
+        add("allow C=1 (tmpfs) ÷ exoarmur-core allow", tmpfs[0]["ops"], core_ops, 5.0, note)
+        add("allow C=1 (tmpfs) ÷ AGT policy + audit allow", tmpfs[0]["ops"], agt_ops, 1.0, note)
+    for s in scenarios:
+        add(f"{s.path} C={s.concurrency} ÷ its floor", s.ops, s.floor_ops, 0.5, "")
+    replay = results.get("replay")
+    if replay:
+        note = "stopped by budget; over the events reached" if replay["stopped_by_budget"] else ""
+        add("replay ÷ its floor", replay["events_per_s"], replay["floor_events_per_s"], 0.5, note)
+    return found
+
+
+# -- output ---------------------------------------------------------------------------
+
+
+def _f(value: float | None, digits: int = 0) -> str:
+    if value is None:
+        return "—"
+    return f"{value:,.{digits}f}"
+
+
+def _ms(value: float | None) -> str:
+    return "—" if value is None else (f"{value:.3f}" if value < 1 else f"{value:.2f}")
+
+
+def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str]]]]:
+    """Every table of the report as (title, header, rows): one source for terminal and README."""
+    out: list[tuple[str, list[str], list[list[str]]]] = []
+    results = report["results"]
+    rows: list[list[str]] = []
+    for s in results.get("pipeline", {}).get("scenarios", []):
+        rows.append(
+            [
+                f"ExoArmur {s['path']}, C={s['concurrency']}",
+                "SQLite, fsync",
+                _f(s["ops"]),
+                _ms(s["p50_ms"]),
+                _ms(s["p99_ms"]),
+                _ms(s["p999_ms"]),
+                f"floor {_f(s['floor_ops'])}/s",
+                f"{s['ratio']:.2f}",
+            ]
+        )
+    for s in results.get("pipeline", {}).get("tmpfs_scenarios", []):
+        rows.append(
+            [
+                f"ExoArmur {s['path']}, C={s['concurrency']}",
+                "SQLite on tmpfs",
+                _f(s["ops"]),
+                _ms(s["p50_ms"]),
+                _ms(s["p99_ms"]),
+                _ms(s["p999_ms"]),
+                f"floor {_f(s['floor_ops'])}/s (tmpfs)",
+                f"{s['ratio']:.2f}",
+            ]
+        )
+    approvals = results.get("approvals")
+    if approvals:
+        rows.append(
+            [
+                "ExoArmur approval flow (submit + 2 votes + run)",
+                "SQLite, fsync",
+                _f(approvals["flows_per_s"], 1),
+                _ms(approvals["p50_ms"]),
+                _ms(approvals["p99_ms"]),
+                _ms(approvals["p999_ms"]),
+                "—",
+                "—",
+            ]
+        )
+    for key, peer in results.get("peers", {}).items():
+        if peer["status"] != "ok":
+            rows.append([key, "—", peer["status"], "", "", "", peer["reason"], ""])
+            continue
+        for row, ours_row in peer["compared_with"].items():
+            measured = peer["rows"][row]
+            ours = next(
+                (
+                    s["ops"]
+                    for s in results.get("pipeline", {}).get("scenarios", [])
+                    if s["path"] == ours_row and s["concurrency"] == 1
+                ),
+                None,
+            )
+            rows.append(
+                [
+                    f"{key} {row}",
+                    "in memory",
+                    _f(measured["ops"]),
+                    _ms(measured["p50_ms"]),
+                    _ms(measured["p99_ms"]),
+                    _ms(measured["p999_ms"]),
+                    f"ExoArmur {ours_row} C=1 ÷ this",
+                    f"{ours / measured['ops']:.3f}" if ours else "—",
+                ]
+            )
+    if rows:
+        header = ["governed path", "ledger", "actions/s", "p50 ms", "p99 ms", "p99.9 ms"]
+        out.append(("Governed actions", [*header, "compared with", "ratio"], rows))
+
+    verify_rows = []
+    replay = results.get("replay")
+    if replay:
+        tenths = replay["tenths_events_per_s"]
+        trend = f"{_f(tenths[0])} → {_f(tenths[-1])}" if tenths else "—"
+        reached = f"{replay['events_replayed']:,} of {replay['events_in_log']:,}"
+        if replay["stopped_by_budget"]:
+            reached += f" (budget {replay['budget_s']:.0f} s)"
+        verify_rows.append(
+            [
+                "replay (re-decide + Merkle + checkpoint)",
+                reached,
+                _f(replay["events_per_s"]),
+                f"floor {_f(replay['floor_events_per_s'])}/s",
+                f"{replay['ratio']:.3f}",
+                f"first → last tenth: {trend} events/s",
+            ]
+        )
+    evidence = results.get("evidence")
+    if evidence:
+        verify_rows.append(
+            [
+                "evidence bundle export",
+                f"{evidence['bundle_events']:,} events",
+                _f(evidence["export_events_per_s"]),
+                f"{evidence['export_s']:.2f} s",
+                "—",
+                f"bundle {evidence['bundle_bytes'] / 1e6:.1f} MB",
+            ]
+        )
+        verify_rows.append(
+            [
+                "evidence bundle verify (offline)",
+                f"{evidence['bundle_events']:,} events",
+                _f(evidence["verify_events_per_s"]),
+                f"{evidence['verify_s']:.2f} s",
+                "—",
+                f"{evidence['decisions']:,} decisions re-decided",
+            ]
+        )
+    if verify_rows:
+        header = ["verification", "events", "events/s", "floor or time", "ratio", "note"]
+        out.append(("Verification", header, verify_rows))
+
+    memory = results.get("memory")
+    if memory:
+        memory_rows = []
+        for label, m in (("governing", memory["govern"]), ("replaying", memory["replay"])):
+            unit = "actions" if label == "governing" else "events"
+            reached = f"{m['done']:,} of {m['target']:,} {unit}"
+            if m["stopped_by_budget"]:
+                reached += " (budget)"
+            rss = m["rss_mib"]
+            memory_rows.append(
+                [
+                    label,
+                    reached,
+                    _f(m["baseline_mib"], 1),
+                    _f(rss.get("10"), 1),
+                    _f(rss.get("50"), 1),
+                    _f(rss.get("100"), 1),
+                    _f(m["peak_mib"], 1),
+                    {True: "flat", False: "grows", None: "—"}[m["flat"]],
+                ]
+            )
+        header = ["peak RSS while", "run", "start MiB", "10 %", "50 %", "100 %", "peak MiB", ""]
+        out.append(("Memory (child process per row)", header, memory_rows))
+
+    target_rows = [
+        [
+            t["target"],
+            _f(t["ours"]),
+            _f(t["theirs"]),
+            "—" if t["ratio"] is None else f"{t['ratio']:.3f}",
+            f"≥ {t['wanted']:g}",
+            {True: "met", False: "missed", None: "not measured"}[t["met"]],
+            t["note"],
+        ]
+        for t in report.get("targets", [])
+    ]
+    if target_rows:
+        header = ["target (ratio in this run)", "ours /s", "theirs /s", "ratio", "wanted"]
+        header += ["verdict", "note"]
+        out.append(("Targets", header, target_rows))
+    return out
+
+
+def render(console: Console, report: dict[str, Any]) -> None:
+    m = report["machine"]
+    console.print(
+        f"[bold]ExoArmur benchmark[/] — {report['date']}, {m['cpu']}, {m['cores']} cores; "
+        f"Python {m['python']}, exoarmur {m['exoarmur']}, SQLite {m['sqlite']} on {m['filesystem']}"
+    )
+    for title, header, rows in sections(report):
+        table = Table(title=title)
+        for i, name in enumerate(header):
+            table.add_column(name, justify="left" if i == 0 or i == len(header) - 1 else "right")
+        for row in rows:
+            table.add_row(*row)
+        console.print(table)
+
+
+def markdown(report: dict[str, Any]) -> str:
+    m = report["machine"]
+    sizes = ", ".join(f"{k} = {v:,}" for k, v in report["sizes"].items())
+    lines = [
+        f"Measured {report['date']} with `{report['command']}` "
+        f"(sizes: {sizes}; budget {report['budget_s']:.0f} s per long measurement).",
+        "",
+        f"- CPU: {m['cpu']}, {m['cores']} cores ({m['usable_cores']} usable)",
+        f"- {m['platform']}; durable ledgers on {m['filesystem']}, "
+        f"memory runs on {report['memory_filesystem']}",
+        f"- Python {m['python']}, exoarmur {m['exoarmur']}, cedarpy {m['cedarpy']}, "
+        f"SQLite {m['sqlite']}",
+    ]
+    for key, peer in report["results"].get("peers", {}).items():
+        if peer["status"] == "ok":
+            lines.append(
+                f"- peer {key} {peer['version']} ({peer['requirement']}, virtual environment "
+                f"{peer['environment']} by the suite)"
+            )
+        else:
+            lines.append(f"- peer {key}: unavailable — {peer['reason']}")
+    for title, header, rows in sections(report):
+        lines += ["", f"**{title}**", ""]
+        lines.append("| " + " | ".join(header) + " |")
+        lines.append(
+            "| " + " | ".join("---" if i == 0 else "---:" for i in range(len(header))) + " |"
+        )
+        lines += ["| " + " | ".join(cell or " " for cell in row) + " |" for row in rows]
+    return "\n".join(lines) + "\n"
+
+
+def key_values(report: dict[str, Any], scenarios: Sequence[bench_pipeline.Scenario]) -> list[str]:
+    results = report["results"]
+    lines = [f"SUITE_DATE={report['date']}"]
+    if "pipeline" in results:
+        lines += bench_pipeline.key_values(results["pipeline"], scenarios)[3:]
+    if "approvals" in results:
+        lines.append(f"APPROVALS_FLOWS_PER_S={results['approvals']['flows_per_s']:.2f}")
+        lines.append(f"APPROVALS_P99_MS={results['approvals']['p99_ms']:.3f}")
+    if "replay" in results:
+        r = results["replay"]
+        lines += [
+            f"REPLAY_EVENTS={r['events_replayed']}",
+            f"REPLAY_EVENTS_PER_S={r['events_per_s']:.1f}",
+            f"REPLAY_FLOOR_EVENTS_PER_S={r['floor_events_per_s']:.1f}",
+            f"REPLAY_RATIO={r['ratio']:.4f}",
+            f"REPLAY_COMPLETE={str(r['complete']).lower()}",
+        ]
+    if "evidence" in results:
+        e = results["evidence"]
+        lines += [
+            f"EVIDENCE_EXPORT_S={e['export_s']:.3f}",
+            f"EVIDENCE_VERIFY_S={e['verify_s']:.3f}",
+        ]
+    if "memory" in results:
+        for what, m in results["memory"].items():
+            lines.append(f"MEMORY_{what.upper()}_PEAK_MIB={m['peak_mib']:.1f}")
+    for key, peer in results.get("peers", {}).items():
+        name = key.upper().replace("-", "_")
+        if peer["status"] != "ok":
+            lines.append(f"PEER_{name}=unavailable")
+            continue
+        for row, measured in peer["rows"].items():
+            lines.append(f"PEER_{name}_{row.upper()}_OPS={measured['ops']:.1f}")
+    return lines
+
+
+def plot(path: Path, report: dict[str, Any], latencies: dict[str, list[float]]) -> str | None:
+    """Latency distributions and throughput bars; None when done, else why not."""
+    try:
+        import matplotlib
+
+        matplotlib.use("Agg")
+        import matplotlib.pyplot as plt
+    except ImportError:
+        return (
+            "--plot needs matplotlib, which is not installed: "
+            "pip install 'exoarmur[plot]' (or pip install matplotlib)"
+        )
+    figure, (left, right) = plt.subplots(1, 2, figsize=(14, 5.5))
+    for label, values in latencies.items():
+        ordered = sorted(v * 1e3 for v in values)
+        if ordered:
+            fraction = [(i + 1) / len(ordered) for i in range(len(ordered))]
+            left.plot(ordered, fraction, label=label)
+    left.set_xscale("log")
+    left.set_xlabel("latency per call (ms, log scale)")
+    left.set_ylabel("fraction of calls at or below")
+    left.set_title("Latency distribution")
+    left.grid(True, which="both", alpha=0.3)
+    left.legend(fontsize=8)
+    bars: list[tuple[str, float]] = []
+    results = report["results"]
+    for s in results.get("pipeline", {}).get("scenarios", []):
+        bars.append((f"{s['path']} C={s['concurrency']}", s["ops"]))
+        bars.append((f"floor {s['path']} C={s['concurrency']}", s["floor_ops"]))
+    for key, peer in results.get("peers", {}).items():
+        if peer["status"] == "ok":
+            for row, measured in peer["rows"].items():
+                bars.append((f"{key} {row}", measured["ops"]))
+    if bars:
+        names, values = zip(*bars, strict=True)
+        colours = [
+            "tab:blue"
+            if not n.startswith(("floor", "exoarmur-core", "agent"))
+            else "tab:gray"
+            if n.startswith("floor")
+            else "tab:orange"
+            for n in names
+        ]
+        right.barh(names, values, color=colours)
+        right.set_xscale("log")
+        right.invert_yaxis()
+    right.set_xlabel("actions per second (log scale)")
+    right.set_title("Throughput: ExoArmur (blue), floors (grey), peers (orange)")
+    figure.suptitle(f"ExoArmur benchmark, {report['date']}")
+    figure.tight_layout()
+    figure.savefig(path, dpi=110)
+    plt.close(figure)
+    return None
+
+
+def _strip_latencies(value: Any) -> Any:
+    """The report without per-call latency lists (kept for the plot, too long for JSON)."""
+    if isinstance(value, dict):
+        return {k: _strip_latencies(v) for k, v in value.items() if k != "latencies_s"}
+    if isinstance(value, list):
+        return [_strip_latencies(v) for v in value]
+    return value
+
+
+# -- the run ----------------------------------------------------------------------------
+
+
+def run_determinism(args: argparse.Namespace, out: Console, err: Console) -> int:
+    intents = args.sizes["determinism_intents"]
+    with (
+        tempfile.TemporaryDirectory(prefix="exoarmur-determinism-", dir=args.dir) as tmp,
+        bench_pipeline.new_progress(err) as progress,
+    ):
+        task = progress.add_task("determinism runs", total=args.runs)
+        result = determinism_load(
+            Path(tmp),
+            args.runs,
+            args.concurrency,
+            intents,
+            lambda done: progress.update(task, completed=done),
+        )
+    result["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    result["command"] = args.command
+    status = f"STATUS: {result['status']}"
+    if args.write_readme:
+        text = (
+            f"Measured {result['date']} with `{result['command']}`: {result['runs']} runs × "
+            f"{result['concurrency']} concurrent submitters × {intents} intents each, "
+            f"a fresh home per run: **{result['distinct_roots']} distinct root(s), "
+            f"{status}**.\n\n"
+            + "".join(f"- run {n}: `{root}`\n" for n, root in enumerate(result["roots"]))
+        )
+        bench_pipeline.write_readme(text, DETERMINISM_START, DETERMINISM_END)
+        err.print(f"wrote {bench_pipeline.README}")
+    if args.json:
+        print(json.dumps(result, indent=2))
+        err.print(status)
+    else:
+        out.print(
+            f"{result['runs']} runs × {result['concurrency']} concurrent submitters × "
+            f"{intents} intents each, fresh home per run"
+        )
+        for run, root in enumerate(result["roots"]):
+            out.print(f"run {run}: root {root}")
+        print(f"DISTINCT_ROOTS={result['distinct_roots']}")
+        print(status)
+    return 0 if result["status"] == "PASS" else 1
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    args = parse_args(argv)
+    args.command = shlex.join(["exoarmur", "benchmark", *(sys.argv[1:] if argv is None else argv)])
+    out = Console() if Console().is_terminal else Console(width=160)
+    err = Console(stderr=True)
+    if args.determinism_load:
+        return run_determinism(args, out, err)
+    args.peers_dir = _peers_dir(args.peers_dir)
+    results: dict[str, Any] = {}
+    scenarios: list[bench_pipeline.Scenario] = []
+    elapsed: dict[str, float] = {}
+    with tempfile.TemporaryDirectory(prefix="exoarmur-suite-", dir=args.dir) as tmp:
+        workdir = Path(tmp)
+        args.memory_dir = _memory_dir(args.memory_dir, workdir)
+        steps: dict[str, Callable[[argparse.Namespace, Path, Progress], Any]] = {
+            "approvals": measure_approvals,
+            "replay": measure_replay,
+            "evidence": measure_evidence,
+            "memory": measure_memory,
+            "peers": measure_peers,
+        }
+        with bench_pipeline.new_progress(err) as progress:
+            for name in MEASUREMENTS:
+                if name not in args.only:
+                    continue
+                started = time.perf_counter()
+                if name == "pipeline":
+                    scenarios, results["pipeline"] = measure_pipeline(args, workdir, progress)
+                else:
+                    results[name] = steps[name](args, workdir, progress)
+                elapsed[name] = time.perf_counter() - started
+        report: dict[str, Any] = {
+            "date": datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ"),
+            "command": args.command,
+            "quick": args.quick,
+            "only": args.only,
+            "sizes": {k: v for k, v in args.sizes.items() if k != "determinism_intents"},
+            "budget_s": args.budget,
+            "machine": bench_pipeline.machine_info(workdir),
+            "memory_filesystem": bench_pipeline.filesystem(args.memory_dir),
+            "elapsed_s": elapsed,
+            "results": results,
+        }
+    if args.no_peers:
+        results["peers"] = {peer.key: skipped(peer, "--no-peers") for peer in PEERS}
+    report["targets"] = targets(scenarios, results)
+    latencies = {
+        f"ExoArmur {s.path} C={s.concurrency}": [x for p, _ in s.runs for x in p.latencies]
+        for s in scenarios
+        if s.concurrency == 1
+    }
+    if "approvals" in results:
+        latencies["ExoArmur approval flow"] = results["approvals"]["latencies_s"]
+    for key, peer in results.get("peers", {}).items():
+        if peer["status"] == "ok":
+            for row in ("allow", "deny"):
+                latencies[f"{key} {row}"] = peer["rows"][row]["latencies_s"]
+    clean = _strip_latencies(report)
+    if args.json:
+        print(json.dumps(clean, indent=2))
+    else:
+        render(out, clean)
+        for line in key_values(clean, scenarios):
+            print(line)
+    if args.plot is not None:
+        problem = plot(args.plot, clean, latencies)
+        if problem:
+            err.print(f"[red]{problem}[/]")
+            return 2
+        err.print(f"wrote {args.plot}")
+    if args.write_readme:
+        bench_pipeline.write_readme(markdown(clean), SUITE_START, SUITE_END)
+        if scenarios:
+            bench_pipeline.write_readme(bench_pipeline.markdown(results["pipeline"], scenarios))
+        err.print(f"wrote {bench_pipeline.README}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
