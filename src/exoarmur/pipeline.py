@@ -195,7 +195,9 @@ class Governor:
         """The control state of ``log``, caught up with the ledger. Hold _decide_lock."""
         controls = self._controls.get(log)
         if controls is None:
-            controls = self._controls[log] = Controls(log)
+            controls = self._controls[log] = Controls(
+                log, self.gate.horizon_seconds, self.gate.retention()
+            )
         size = self.ledger.size(log)
         if controls.position < size:
             for event in self.ledger.store.events(log, controls.position, size):

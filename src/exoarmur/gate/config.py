@@ -16,6 +16,7 @@ from ..model.intent import SafetyClass
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
 RATE_KEYS = ("tenant", "actor", "action", "approvals_per_operator")
+_RETENTION_SLACK = 64
 
 
 @dataclass(frozen=True)
@@ -92,6 +93,24 @@ class GateConfig:
             )
         except ValueError as exc:
             raise ConfigError(f"[gate.posture]: {exc}") from None
+
+    def retention(self) -> dict[str, int]:
+        """How many recorded times a fold keeps per key kind: what a count can need.
+
+        A count stops once it exceeds its limit, so ``limit + 1`` recent times
+        suffice; the slack absorbs concurrent submitters whose clock readings
+        land out of order. Kinds no limit counts keep nothing.
+        """
+        kinds = {"tenant": "tenant", "actor": "actor", "action": "action"}
+        kinds["approvals_per_operator"] = "approver"
+        return {
+            kinds[name]: limit.count + _RETENTION_SLACK for name, limit in self.rate_limits.items()
+        }
+
+    @property
+    def horizon_seconds(self) -> int:
+        """The longest window any rate limit counts over (0 when there are none)."""
+        return max((limit.seconds for limit in self.rate_limits.values()), default=0)
 
     def to_canonical(self) -> dict[str, Any]:
         return {

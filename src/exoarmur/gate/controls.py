@@ -33,8 +33,8 @@ from ..model.event import (
 from .scope import Scope, parse_scope
 
 POSTURES = ("normal", "heightened", "lockdown")
-#: recorded times older than this are forgotten (longer than any sane rate window)
-_HORIZON_SECONDS = 7 * 24 * 3600
+#: recorded times kept when the caller names no horizon (longer than any sane window)
+DEFAULT_HORIZON_SECONDS = 7 * 24 * 3600
 
 
 @dataclass(frozen=True)
@@ -67,8 +67,18 @@ class Posture:
 class Controls:
     """Control state folded from one log (the system log or a tenant's)."""
 
-    def __init__(self, log: str) -> None:
+    def __init__(
+        self,
+        log: str,
+        horizon_seconds: int = DEFAULT_HORIZON_SECONDS,
+        retention: dict[str, int] | None = None,
+    ) -> None:
         self.log = log
+        #: recorded times kept per key kind (None: all within the horizon)
+        self.retention = retention
+        #: how long recorded times are kept: at least the longest rate window counted on
+        #: this fold, so forgetting older ones never changes a count (memory stays flat)
+        self.horizon_seconds = horizon_seconds
         self.position = 0
         self.switches: dict[str, Switch] = {}
         self.posture = Posture()
@@ -128,9 +138,14 @@ class Controls:
             self._remember(("approver", payload["approver"]), event.process_time)
 
     def _remember(self, key: tuple[str, str], at: datetime) -> None:
-        times = self._times.setdefault(key, deque())
+        keep = None if self.retention is None else self.retention.get(key[0], 0)
+        if keep == 0:
+            return  # no limit counts this kind of key
+        times = self._times.get(key)
+        if times is None:
+            times = self._times[key] = deque(maxlen=keep)
         times.append(at)
-        while times and (at - times[0]).total_seconds() > _HORIZON_SECONDS:
+        while times and (at - times[0]).total_seconds() > self.horizon_seconds:
             times.popleft()
 
     def count(self, key: tuple[str, str], now: datetime, seconds: int, stop_above: int) -> int:

@@ -26,13 +26,26 @@ _BUFFER_LIMIT = 20_000
 class LogFold:
     """``Controls`` of one log, available at any position up to the reading point."""
 
-    def __init__(self, log: str, read: Reader) -> None:
+    def __init__(
+        self,
+        log: str,
+        read: Reader,
+        horizon_seconds: int | None = None,
+        retention: dict[str, int] | None = None,
+    ) -> None:
         self.log = log
         self._read = read
-        self._fold = Controls(log)
+        self._horizon = horizon_seconds
+        self._retention = retention
+        self._fold = self._new()
         #: events read but not yet folded, in order, starting at the fold's position
         self._pending: deque[Event] = deque()
         self.rebuilds = 0
+
+    def _new(self) -> Controls:
+        if self._horizon is None:
+            return Controls(self.log)
+        return Controls(self.log, self._horizon, self._retention)
 
     def offer(self, event: Event) -> None:
         """The reader has reached ``event``; fold it when asked for."""
@@ -50,7 +63,7 @@ class LogFold:
             # Streamed, never held whole: memory stays bounded by the lag.
             self.rebuilds += 1
             reached = self._fold.position + len(self._pending)
-            self._fold = Controls(self.log)
+            self._fold = self._new()
             for event in self._read(0, position):
                 self._fold.apply(event)
             self._pending = deque(self._read(position, reached))

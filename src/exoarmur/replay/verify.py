@@ -186,6 +186,14 @@ class SystemHistory:
                     event.payload["config_hash"], (event.seq, event.payload["config"])
                 )
         self._books: dict[int, PrincipalBook] = {}
+        # What any recorded configuration needs a fold to keep: the longest window,
+        # and per key kind the most recent times its largest limit can count.
+        gates = [GateConfig.from_table(config["gate"]) for _, config in self._configs.values()]
+        self.horizon_seconds = max((g.horizon_seconds for g in gates), default=0)
+        self.retention: dict[str, int] = {}
+        for gate in gates:
+            for kind, keep in gate.retention().items():
+                self.retention[kind] = max(self.retention.get(kind, 0), keep)
 
     def controls(self, position: int) -> Controls:
         return self.fold.at(position)
@@ -236,10 +244,14 @@ class Replayer:
         self.start = start
         self.candidate = candidate
         self.system = SystemHistory(store)
-        self.fold = LogFold(tenant, lambda a, b: store.events(tenant, a, b))
+        self.fold = LogFold(
+            tenant,
+            lambda a, b: store.events(tenant, a, b),
+            self.system.horizon_seconds,
+            self.system.retention,
+        )
         self.engines: dict[str, PolicyEngine] = {}
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
-        self.keys: set[int] = set()
         self.divergences: list[Divergence] = []
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
         #: (intent, recorded decision, candidate decision) for what-if
@@ -491,16 +503,18 @@ class Replayer:
     def on_recorded(self, event: Event, check: bool) -> None:
         self.counts["intents"] += 1
         intent = event.payload["intent"]
-        key = hash((intent["tenant"], intent["idempotency_key"]))
-        if key in self.keys and check:
+        # The store's idempotency index holds one intent per key: a second intent
+        # recorded under the same key (or a doctored index) shows up as a mismatch,
+        # without replay remembering every key it has seen.
+        indexed = self.store.intent_for_key(self.tenant, intent["idempotency_key"])
+        if indexed != event.intent_id and check:
             self.diverge(
                 event,
                 "intent.idempotency_key",
                 intent["idempotency_key"],
-                None,
-                "a second intent was recorded under an idempotency key already used",
+                indexed,
+                "the idempotency index names another intent for this key: already used",
             )
-        self.keys.add(key)
         if check:
             self.compare(
                 event,
