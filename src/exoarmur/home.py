@@ -228,7 +228,7 @@ def deterministic_parts(seed: int) -> tuple[StepClock, SeededIds]:
 
 
 def open_store(url: str | None, default: Path) -> LedgerStore:
-    """The store a URL names: ``sqlite:///PATH``, ``postgresql://…``; None means ``default``.
+    """The store a URL names: ``sqlite:///PATH``, ``postgresql://…``, ``nats://…``; None: default.
 
     ``sqlite:///relative.db`` and ``sqlite:////absolute/path.db``, as elsewhere.
     """
@@ -245,15 +245,24 @@ def open_store(url: str | None, default: Path) -> LedgerStore:
         from .ledger.postgres import PostgresStore
 
         return PostgresStore(url)
-    raise ConfigError(f"store: unknown scheme {scheme!r} (sqlite, postgresql)")
+    if scheme == "nats":
+        from .ledger.jetstream import JetStreamStore
+
+        return JetStreamStore(url)
+    raise ConfigError(f"store: unknown scheme {scheme!r} (sqlite, postgresql, nats)")
 
 
 def _run_lock(home: Home) -> RunLock | Any:
-    """Who may recover: a file lock for one machine, a database lock for PostgreSQL."""
+    """Who may recover: a file lock for one machine, a database lock for PostgreSQL,
+    leases in a bucket for JetStream."""
     if home.store_url and home.store_url.split("://", 1)[0] in ("postgresql", "postgres"):
         from .ledger.postgres import RunLock as DatabaseRunLock
 
         return DatabaseRunLock(home.store_url)
+    if home.store_url and home.store_url.startswith("nats://"):
+        from .ledger.jetstream import RunLock as LeaseRunLock
+
+        return LeaseRunLock(home.store_url)
     return RunLock(home.path / "run.lock")
 
 
