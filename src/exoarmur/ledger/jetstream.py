@@ -1540,22 +1540,7 @@ class JetStreamStore:
                 )
             total += len(canonical)
             leaf = leaf_hash(canonical)
-            events.append(
-                Event(
-                    seq=seq,
-                    event_id=draft.event_id,
-                    tenant=tenant,
-                    type=draft.type,
-                    correlation_id=draft.correlation_id,
-                    event_time=draft.event_time,
-                    process_time=draft.process_time,
-                    actor=draft.actor,
-                    payload=draft.payload,
-                    intent_id=draft.intent_id,
-                    canonical=canonical,
-                    leaf_hash=leaf,
-                )
-            )
+            events.append(Event.at(draft, seq, canonical, leaf))
         if total > budget * _MAX_APPEND_PAYLOADS:
             raise _Refused(
                 f"an append of {total} bytes is more than one append to {self.where} may "

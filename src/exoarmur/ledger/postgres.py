@@ -66,7 +66,6 @@ from ..errors import (
     ConfigError,
     Conflict,
     DuplicateIntent,
-    LedgerCorrupt,
     StoreError,
     StoreUnavailable,
 )
@@ -81,6 +80,7 @@ from ..model.event import (
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
+from .store import EVENT_COLUMNS, event_from_row, paged_events
 
 try:
     import psycopg
@@ -177,8 +177,6 @@ _CONNECTION_DEFAULTS: Final[dict[str, str]] = {
 if psycopg.pq.version() >= 120000:  # pragma: no branch - older libpq lacks the option
     # unacknowledged writes give up after 30 s instead of retransmitting for ~15 minutes
     _CONNECTION_DEFAULTS["tcp_user_timeout"] = "30000"
-
-_EVENT_COLUMNS: Final = "canonical, leaf_hash"
 
 # Every row of one append, written by one statement from one array per column.
 _INSERT_APPEND: Final = (
@@ -674,22 +672,7 @@ class PostgresStore:
             )
             if draft.idempotency_key is not None:
                 key_rows.append((draft.idempotency_key, draft.intent_id or draft.event_id))
-            recorded.append(
-                Event(
-                    seq=seq,
-                    event_id=draft.event_id,
-                    tenant=tenant,
-                    type=draft.type,
-                    correlation_id=draft.correlation_id,
-                    event_time=draft.event_time,
-                    process_time=draft.process_time,
-                    actor=draft.actor,
-                    payload=draft.payload,
-                    intent_id=draft.intent_id,
-                    canonical=canonical,
-                    leaf_hash=leaf,
-                )
-            )
+            recorded.append(Event.at(draft, seq, canonical, leaf))
         # One statement, one round trip, for every row of the append.
         conn.execute(
             _INSERT_APPEND,
@@ -764,55 +747,37 @@ class PostgresStore:
         rows = self._run("SELECT size FROM trees WHERE tenant = %s", (tenant,))
         return int(rows[0][0]) if rows else 0
 
-    @staticmethod
-    def _event(row: Row) -> Event:
-        canonical, leaf = row
-        if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
-            raise LedgerCorrupt("stored event row does not hold bytes")
-        try:
-            return Event.from_canonical(canonical, leaf)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
-
     def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
-        # Paged, so that iterating a million-event log keeps memory flat.
-        page = 1000
-        cursor = start
-        while stop is None or cursor < stop:
-            limit = page if stop is None else min(page, stop - cursor)
-            rows = self._run(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND seq >= %s "
+        def fetch(cursor: int, limit: int) -> Sequence[Sequence[Any]]:
+            return self._run(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND seq >= %s "
                 "ORDER BY seq LIMIT %s",
                 (tenant, cursor, limit),
             )
-            if not rows:
-                return
-            for row in rows:
-                yield self._event(row)
-            cursor += len(rows)
+
+        return paged_events(fetch, start, stop)
 
     def event_by_id(self, tenant: str, event_id: str) -> Event | None:
         rows = self._run(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND event_id = %s",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND event_id = %s",
             (tenant, event_id),
         )
-        return self._event(rows[0]) if rows else None
+        return event_from_row(rows[0]) if rows else None
 
     def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         rows = self._run(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND intent_id = %s "
-            "ORDER BY seq",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND intent_id = %s ORDER BY seq",
             (tenant, intent_id),
         )
-        return [self._event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
         rows = self._run(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND correlation_id = %s "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND correlation_id = %s "
             "ORDER BY seq",
             (tenant, correlation_id),
         )
-        return [self._event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         rows = self._run(
@@ -842,11 +807,11 @@ class PostgresStore:
 
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         rows = self._run(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = %s AND type = %s "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND type = %s "
             "ORDER BY seq DESC LIMIT 1",
             (tenant, event_type),
         )
-        return self._event(rows[0]) if rows else None
+        return event_from_row(rows[0]) if rows else None
 
     def tenants(self) -> list[str]:
         # A tenant's row exists from its first locked append; it counts once it holds events.

@@ -22,8 +22,9 @@ import sqlite3
 import threading
 from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
+from typing import Any
 
-from ..errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
+from ..errors import Conflict, DuplicateIntent, StoreError, StoreUnavailable
 from ..model.event import (
     EXECUTION_BLOCKED,
     EXECUTION_FINISHED,
@@ -35,6 +36,7 @@ from ..model.event import (
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
+from .store import EVENT_COLUMNS, event_from_row, paged_events
 
 SCHEMA_VERSION = "1"
 
@@ -85,8 +87,6 @@ CREATE TABLE IF NOT EXISTS checkpoints (
     PRIMARY KEY (tenant, size)
 ) WITHOUT ROWID;
 """
-
-_EVENT_COLUMNS = "canonical, leaf_hash"
 
 
 def _connect(path: Path) -> sqlite3.Connection:
@@ -272,22 +272,7 @@ class SqliteStore:
                     "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)",
                     (tenant, draft.idempotency_key, draft.intent_id or draft.event_id),
                 )
-            recorded.append(
-                Event(
-                    seq=seq,
-                    event_id=draft.event_id,
-                    tenant=tenant,
-                    type=draft.type,
-                    correlation_id=draft.correlation_id,
-                    event_time=draft.event_time,
-                    process_time=draft.process_time,
-                    actor=draft.actor,
-                    payload=draft.payload,
-                    intent_id=draft.intent_id,
-                    canonical=canonical,
-                    leaf_hash=leaf,
-                )
-            )
+            recorded.append(Event.at(draft, seq, canonical, leaf))
         try:
             conn.executemany(
                 "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
@@ -378,57 +363,40 @@ class SqliteStore:
             raise StoreError(f"ledger read failed: {exc}") from None
         return rows
 
-    @staticmethod
-    def _event(row: tuple[object, ...]) -> Event:
-        canonical, leaf = row
-        if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
-            raise LedgerCorrupt("stored event row does not hold bytes")
-        try:
-            return Event.from_canonical(canonical, leaf)
-        except (ValueError, KeyError, TypeError) as exc:
-            raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
-
     def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
-        # Paged, so that iterating a million-event log keeps memory flat.
-        page = 1000
-        cursor = start
-        while stop is None or cursor < stop:
-            limit = page if stop is None else min(page, stop - cursor)
-            rows = self._fetchall(
-                f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq >= ? "
+        def fetch(cursor: int, limit: int) -> Sequence[Sequence[Any]]:
+            return self._fetchall(
+                f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq >= ? "
                 "ORDER BY seq LIMIT ?",
                 (tenant, cursor, limit),
             )
-            if not rows:
-                return
-            for row in rows:
-                yield self._event(row)
-            cursor += len(rows)
+
+        return paged_events(fetch, start, stop)
 
     def event_by_id(self, tenant: str, event_id: str) -> Event | None:
         row = self._fetchone(
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?",
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?",
             (tenant, event_id),
         )
-        return self._event(row) if row else None
+        return event_from_row(row) if row else None
 
     def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         rows = self._fetchall(
             # INDEXED BY: without statistics SQLite prefers walking the tenant's
             # primary key (every event) to get seq order; the index has it already.
-            f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_by_intent_seq "
+            f"SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_intent_seq "
             "WHERE tenant = ? AND intent_id = ? ORDER BY seq",
             (tenant, intent_id),
         )
-        return [self._event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
         rows = self._fetchall(
-            f"SELECT {_EVENT_COLUMNS} FROM events INDEXED BY events_by_correlation_seq "
+            f"SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_correlation_seq "
             "WHERE tenant = ? AND correlation_id = ? ORDER BY seq",
             (tenant, correlation_id),
         )
-        return [self._event(row) for row in rows]
+        return [event_from_row(row) for row in rows]
 
     def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         row = self._fetchone(
@@ -462,11 +430,11 @@ class SqliteStore:
         row = self._fetchone(
             # max(seq) through the (tenant, type) index, which carries seq: O(log n).
             # ORDER BY seq DESC LIMIT 1 would walk the primary key backwards instead.
-            f"SELECT {_EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq = "
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND seq = "
             "(SELECT max(seq) FROM events WHERE tenant = ? AND type = ?)",
             (tenant, tenant, event_type),
         )
-        return self._event(row) if row else None
+        return event_from_row(row) if row else None
 
     def tenants(self) -> list[str]:
         return [str(row[0]) for row in self._fetchall("SELECT tenant FROM trees ORDER BY 1", ())]

@@ -12,9 +12,10 @@ lives in the tests.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
-from typing import Protocol
+from collections.abc import Callable, Iterator, Mapping, Sequence
+from typing import Any, Protocol
 
+from ..errors import LedgerCorrupt
 from ..model.event import Event, EventDraft
 from .merkle import NodeKey
 
@@ -83,3 +84,37 @@ class LedgerStore(Protocol):
         ...
 
     def close(self) -> None: ...
+
+
+#: the columns (or fields) every store keeps an event as: its exact bytes and leaf hash
+EVENT_COLUMNS = "canonical, leaf_hash"
+#: events read per query when walking a log, so that memory stays flat
+PAGE = 1000
+
+
+def event_from_row(row: Sequence[Any]) -> Event:
+    """A stored (canonical bytes, leaf hash) row as an event; LedgerCorrupt if it is not one."""
+    canonical, leaf = row
+    if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
+        raise LedgerCorrupt("stored event row does not hold bytes")
+    try:
+        return Event.from_canonical(canonical, leaf)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
+
+
+def paged_events(
+    fetch: Callable[[int, int], Sequence[Sequence[Any]]], start: int, stop: int | None
+) -> Iterator[Event]:
+    """Events with ``start <= seq < stop``, fetched ``PAGE`` rows at a time.
+
+    ``fetch(cursor, limit)`` returns up to ``limit`` rows from ``cursor`` in seq order.
+    """
+    cursor = start
+    while stop is None or cursor < stop:
+        rows = fetch(cursor, PAGE if stop is None else min(PAGE, stop - cursor))
+        if not rows:
+            return
+        for row in rows:
+            yield event_from_row(row)
+        cursor += len(rows)

@@ -110,6 +110,24 @@ class Event:
             leaf_hash=leaf_hash,
         )
 
+    @classmethod
+    def at(cls, draft: EventDraft, seq: int, canonical: bytes, leaf_hash: bytes) -> Event:
+        """The event ``draft`` became at position ``seq``, with its bytes and leaf hash."""
+        return cls(
+            seq=seq,
+            event_id=draft.event_id,
+            tenant=draft.tenant,
+            type=draft.type,
+            correlation_id=draft.correlation_id,
+            event_time=draft.event_time,
+            process_time=draft.process_time,
+            actor=draft.actor,
+            payload=draft.payload,
+            intent_id=draft.intent_id,
+            canonical=canonical,
+            leaf_hash=leaf_hash,
+        )
+
     def to_json(self) -> dict[str, Any]:
         """The event as plain JSON for display and export (its canonical content)."""
         data: dict[str, Any] = json.loads(self.canonical)
