@@ -1318,12 +1318,8 @@ _register_reality()
 
 
 def _register_policy_commands() -> None:
-    import importlib
-
-    try:  # TEMPORARY until policy/commands.py lands
-        policy_app: typer.Typer = importlib.import_module("exoarmur.policy.commands").policy_app
-    except ModuleNotFoundError:
-        policy_app = typer.Typer(no_args_is_help=True)
+    # Imported here: policy.commands imports this module's helpers inside its commands.
+    from .policy.commands import policy_app
 
     policy_app.command("activate")(activate_policy)
     app.add_typer(policy_app, name="policy")
