@@ -23,7 +23,6 @@ import typer
 from rich.console import Console
 from typer.testing import CliRunner
 
-from exoarmur import reality as reality_module
 from exoarmur.encoding import canonical_bytes, content_hash, parse_time
 from exoarmur.evidence import verify_bundle_text
 from exoarmur.executors import ExecutionFailed
@@ -46,6 +45,7 @@ from exoarmur.reality import (
     run_reality,
     step_display,
 )
+from exoarmur.reality import command as reality_command
 
 pytestmark = pytest.mark.slow
 
@@ -369,7 +369,8 @@ def test_one_corrupted_byte_fails_replay_equivalence_and_the_exit_code(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     tampered = functools.partial(run_reality, before_replay=flip_one_byte)
-    monkeypatch.setattr(reality_module, "run_reality", tampered)
+    # the command resolves run_reality in its own module
+    monkeypatch.setattr(reality_command, "run_reality", tampered)
     out = tmp_path / "tampered"
     result = CliRunner().invoke(_app(), ["reality", "--out", str(out), "--json"])
     assert result.exit_code == 1, result.output

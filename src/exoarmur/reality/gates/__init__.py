@@ -1,0 +1,1 @@
+"""One module per gate: what it gathers from the run and how it judges it."""
