@@ -28,10 +28,10 @@ from exoarmur.model.decision import Verdict
 from exoarmur.model.intent import parse_intent
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.policy.commands import policy_app
+from exoarmur.policy.lexer import MAX_OPERATORS
 from exoarmur.policy.tooling import (
     CASE_INTENT_ID,
     CASE_TIME,
-    MAX_OPERATORS,
     Problem,
     check_bundle,
     complete_intent,

@@ -38,6 +38,7 @@ from ..errors import PolicyError
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent
 from .bundle import PolicyBundle
+from .lexer import complexity_problem
 from .obligations import combine, obligations_of
 
 _PRINCIPAL_TYPES = {
@@ -96,8 +97,6 @@ def _deep_json() -> Iterator[None]:
 def _parse_file(name: str, text: str) -> dict[str, Any]:
     # Cedar's parser can overflow the stack (and take the process down) on
     # absurdly deep or long policies: refuse them before it sees them.
-    from .tooling import complexity_problem
-
     problem = complexity_problem(text)
     if problem is not None:
         raise PolicyError(f"{name}: {problem}")

@@ -37,15 +37,8 @@ from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent, IntentRequest, derive_idempotency_key, parse_intent
 from .bundle import MAX_POLICY_BYTES, SCHEMA_FILE, PolicyBundle
 from .engine import PolicyEngine
+from .lexer import Statement, Token, lex, statements, too_complex
 from .obligations import OBLIGATION_NAMES, obligations_of
-
-#: Bracket nesting and chained operators beyond which Cedar's recursive parser
-#: overflows the native stack and kills the process (measured with cedarpy
-#: 4.12: about 640 nested brackets, about 16 000 chained operands on an 8 MiB
-#: stack). The limits keep a wide margin for smaller thread stacks; no policy
-#: a person would write comes near them.
-MAX_NESTING = 64
-MAX_OPERATORS = 2000
 
 #: When a case gives no time, this is the recorded time of its intent.
 CASE_TIME = datetime(2026, 1, 1, tzinfo=UTC)
@@ -79,74 +72,7 @@ class Problem:
         }
 
 
-# -- lexing: just enough of Cedar's lexer to split and to point --------------
-
-# Cedar skips Unicode White_Space (its lexer's `\s`) and `//` comments.
-_TOKEN = re.compile(
-    r"""
-      (?P<space>[\t\n\v\f\r \x85\xa0\u1680\u2000-\u200a\u2028\u2029\u202f\u205f\u3000]+)
-    | (?P<comment>//[^\n\r]*)
-    | (?P<string>"(?:[^"\\]|\\.)*(?:"|\\?\Z))
-    | (?P<word>\??[A-Za-z0-9_]+)
-    | (?P<pair>::|==|!=|<=|>=|&&|\|\|)
-    | (?P<other>.)
-    """,
-    re.VERBOSE | re.DOTALL,
-)
-_OPEN, _CLOSE = frozenset("([{"), frozenset(")]}")
-# Tokens that chain into deeper parse trees (brackets are counted apart).
-_OPERATORS = frozenset(
-    {"&&", "||", "==", "!=", "<", "<=", ">", ">=", "+", "-", "*", "!", ".", "in", "has"}
-    | {"like", "is", "if", "then", "else"}
-)
-
-
-@dataclass(frozen=True)
-class _Token:
-    text: str
-    start: int
-    end: int
-
-
-def _lex(text: str) -> list[_Token]:
-    return [
-        _Token(m.group(), m.start(), m.end())
-        for m in _TOKEN.finditer(text)
-        if m.lastgroup not in ("space", "comment")
-    ]
-
-
-@dataclass(frozen=True)
-class _Statement:
-    """One policy's tokens, up to and including its ``;`` (when it has one)."""
-
-    tokens: tuple[_Token, ...]
-
-    @property
-    def start(self) -> int:
-        return self.tokens[0].start
-
-    @property
-    def end(self) -> int:
-        return self.tokens[-1].end
-
-    @property
-    def terminated(self) -> bool:
-        return self.tokens[-1].text == ";"
-
-
-def _statements(tokens: Iterable[_Token]) -> list[_Statement]:
-    """Split at every ``;`` outside strings and comments: Cedar has no other."""
-    found: list[_Statement] = []
-    current: list[_Token] = []
-    for token in tokens:
-        current.append(token)
-        if token.text == ";":
-            found.append(_Statement(tuple(current)))
-            current = []
-    if current:
-        found.append(_Statement(tuple(current)))
-    return found
+# -- pointing: offsets to lines and columns -----------------------------------
 
 
 class _Lines:
@@ -158,29 +84,6 @@ class _Lines:
     def position(self, offset: int) -> tuple[int, int]:
         line = bisect.bisect_right(self._starts, offset) - 1
         return line + 1, offset - self._starts[line] + 1
-
-
-def _too_complex(tokens: Sequence[_Token]) -> tuple[_Token, str] | None:
-    """A token past which Cedar's parser could overflow the stack, and why."""
-    depth = operators = 0
-    for token in tokens:
-        if token.text in _OPEN:
-            depth += 1
-            if depth > MAX_NESTING:
-                return token, f"nested deeper than {MAX_NESTING} brackets"
-        elif token.text in _CLOSE:
-            depth = max(0, depth - 1)
-        elif token.text in _OPERATORS:
-            operators += 1
-            if operators > MAX_OPERATORS:
-                return token, f"more than {MAX_OPERATORS} operators in one policy; split it"
-    return None
-
-
-def complexity_problem(text: str) -> str | None:
-    """Why a policy text is too deep or long for Cedar's parser to take safely, if it is."""
-    found = _too_complex(_lex(text))
-    return None if found is None else found[1]
 
 
 # -- locating a positionless Cedar error ---------------------------------------
@@ -201,9 +104,9 @@ def _needle(message: str) -> str | None:
     return None
 
 
-def _find(tokens: Sequence[_Token], needle: str, *, variable: bool, nth: int) -> _Token | None:
+def _find(tokens: Sequence[Token], needle: str, *, variable: bool, nth: int) -> Token | None:
     """The ``nth`` run of tokens spelling ``needle`` (a variable: not after a dot)."""
-    wanted = [t.text for t in _lex(needle)]
+    wanted = [t.text for t in lex(needle)]
     texts = [t.text for t in tokens]
     hits = [
         tokens[i]
@@ -220,7 +123,7 @@ def _find(tokens: Sequence[_Token], needle: str, *, variable: bool, nth: int) ->
 def _error_offset(
     source: str,
     base: int,
-    tokens: Sequence[_Token],
+    tokens: Sequence[Token],
     message: str,
     parse: Callable[[str], str | None],
 ) -> int:
@@ -358,12 +261,12 @@ def _condition_names(body: Any, action: str) -> bool:
 class _Scan:
     """What scanning one file found: its policies in order, and its problems."""
 
-    policies: list[tuple[_Statement, PolicySource]] = field(default_factory=list)
+    policies: list[tuple[Statement, PolicySource]] = field(default_factory=list)
     problems: list[Problem] = field(default_factory=list)
     parsed: bool = True  #: every statement parsed (the file can be validated)
 
 
-def _annotation_token(statement: _Statement, name: str) -> _Token:
+def _annotation_token(statement: Statement, name: str) -> Token:
     tokens = statement.tokens
     for i in range(len(tokens) - 1):
         if tokens[i].text == "@" and tokens[i + 1].text == name:
@@ -381,9 +284,9 @@ def _scan(name: str, text: str, label: str) -> _Scan:
         scan.problems.append(Problem(label, line, column, message))
 
     number = 0  # the engine's fallback id counts the static policies of a file
-    for statement in _statements(_lex(text)):
+    for statement in statements(lex(text)):
         source = text[statement.start : statement.end]
-        complex_at = _too_complex(statement.tokens)
+        complex_at = too_complex(statement.tokens)
         if complex_at is not None:
             scan.parsed = False
             problem(complex_at[0].start, complex_at[1])
@@ -447,7 +350,7 @@ def _scan(name: str, text: str, label: str) -> _Scan:
     return scan
 
 
-def _runs_into_next_policy(tokens: Sequence[_Token], offset: int) -> bool:
+def _runs_into_next_policy(tokens: Sequence[Token], offset: int) -> bool:
     """Whether the failing token starts another policy: the previous one lacks its ``;``."""
     at = next((i for i, t in enumerate(tokens) if t.start == offset), 0)
     if tokens[at].text == "(" and at > 0 and tokens[at - 1].text in ("permit", "forbid"):
@@ -466,7 +369,7 @@ _STRING_FORM = {
 }
 
 
-def _pattern_problems(statement: _Statement, body: Mapping[str, Any]) -> list[tuple[int, str]]:
+def _pattern_problems(statement: Statement, body: Mapping[str, Any]) -> list[tuple[int, str]]:
     """``like`` on an entity: it parses, then fails on every request that reaches it.
 
     Any evaluation error denies the whole decision, so one such policy denies
@@ -508,7 +411,7 @@ _EXAMPLES = {"approval": "2", "approval_window": "900", "ttl_max": "3600", "evid
 
 
 def _annotation_problems(
-    statement: _Statement, policy_id: str, body: Mapping[str, Any]
+    statement: Statement, policy_id: str, body: Mapping[str, Any]
 ) -> list[tuple[int, str]]:
     raw: dict[str, Any] = dict(body.get("annotations") or {})
     found: list[tuple[int, str]] = []
@@ -564,9 +467,9 @@ def _read(path: Path, label: str, problems: list[Problem]) -> str | None:
 
 
 def _schema_problems(text: str, label: str) -> list[Problem]:
-    tokens = _lex(text)
+    tokens = lex(text)
     lines = _Lines(text)
-    complex_at = _too_complex(tokens)
+    complex_at = too_complex(tokens)
     if complex_at is not None:
         return [Problem(label, *lines.position(complex_at[0].start), complex_at[1])]
     message = _schema_error(text)
