@@ -18,10 +18,12 @@ import pytest
 from hypothesis import given
 from hypothesis import strategies as st
 
-from exoarmur.errors import PolicyError
+from exoarmur.errors import LedgerCorrupt, PolicyError
 from exoarmur.model.decision import Verdict
+from exoarmur.model.event import POLICY_ACTIVATED, SYSTEM_LOG, Event
 from exoarmur.model.intent import ActionIntent, parse_intent
 from exoarmur.policy import PolicyBundle, PolicyEngine
+from exoarmur.policy.engine import engine_from_activation
 from exoarmur.policy.obligations import EVIDENCE_LEVELS, combine
 from exoarmur.policy.tooling import CASE_TIME, complete_intent
 from samples import intent as sample_intent
@@ -332,3 +334,33 @@ def test_combining_obligations_is_order_free_and_strictest(each: list[dict[str, 
         assert combined.get(name) == (str(pick(values)) if values else None)
     levels = [EVIDENCE_LEVELS.index(o["evidence"]) for o in each if "evidence" in o]
     assert combined.get("evidence") == (EVIDENCE_LEVELS[max(levels)] if levels else None)
+
+
+def _activation(bundle: PolicyBundle, policy_hash: str) -> Event:
+    now = CASE_TIME
+    return Event(
+        seq=0,
+        event_id="activation-1",
+        tenant=SYSTEM_LOG,
+        type=POLICY_ACTIVATED,
+        correlation_id="c",
+        event_time=now,
+        process_time=now,
+        actor={"id": "local-admin", "kind": "operator"},
+        payload={"bundle": bundle.to_canonical(), "policy_hash": policy_hash},
+        intent_id=None,
+        canonical=b"{}",
+        leaf_hash=b"0" * 32,
+    )
+
+
+def test_an_activation_rebuilds_the_engine_it_names() -> None:
+    recorded = bundle(READ)
+    engine = engine_from_activation(_activation(recorded, recorded.hash))
+    assert engine.policy_hash == recorded.hash
+    assert engine.decide(make_intent()).verdict is Verdict.ALLOW
+
+
+def test_an_activation_whose_bundle_is_not_its_hash_is_corrupt() -> None:
+    with pytest.raises(LedgerCorrupt, match="activation-1 names a bundle it does not hold"):
+        engine_from_activation(_activation(bundle(READ), bundle(ANY).hash))

@@ -34,8 +34,9 @@ from typing import Any
 import cedarpy
 
 from ..encoding import canonical_bytes, format_time
-from ..errors import PolicyError
+from ..errors import LedgerCorrupt, PolicyError
 from ..model.decision import Decision, Verdict
+from ..model.event import Event
 from ..model.intent import ActionIntent
 from .bundle import PolicyBundle
 from .lexer import complexity_problem
@@ -233,3 +234,15 @@ class PolicyEngine:
                 entities[(entity["uid"]["type"], entity["uid"]["id"])] = entity
         results = cedarpy.is_authorized_batch(requests, self._policies, list(entities.values()))
         return [self._decision(result) for result in results]
+
+
+def engine_from_activation(event: Event) -> PolicyEngine:
+    """The policy engine a ``policy.activated`` event holds, checked against its hash.
+
+    Here, next to the engine, so that replay can rebuild it without importing
+    the pipeline (which imports the executors).
+    """
+    engine = PolicyEngine(PolicyBundle.from_canonical(event.payload["bundle"]))
+    if engine.policy_hash != event.payload["policy_hash"]:
+        raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
+    return engine

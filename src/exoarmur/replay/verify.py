@@ -64,6 +64,7 @@ from ..model.event import (
 )
 from ..model.intent import ActionIntent
 from ..policy import PolicyEngine
+from ..policy.engine import engine_from_activation
 from ..principals import PrincipalBook
 from .folds import LogFold
 
@@ -296,8 +297,6 @@ class Replayer:
             event = self.store.event_by_id(log, event_id)
             if event is None:
                 return None
-            from ..pipeline import engine_from_activation
-
             engine = engine_from_activation(event)
             self.engines[policy_hash] = engine
         return engine
