@@ -13,6 +13,8 @@ import functools
 import hashlib
 import io
 import json
+import runpy
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from pathlib import Path
@@ -302,6 +304,13 @@ def test_the_scenario_resumes_from_the_ledger_without_writing_twice(prepared: Pa
 
 def test_the_child_entry_point_refuses_other_arguments() -> None:
     assert child_main([], io.StringIO(), io.StringIO()) == 2
+
+
+def test_python_dash_m_runs_the_child_entry_point(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(sys, "argv", ["exoarmur.reality"])
+    with pytest.raises(SystemExit) as exited:
+        runpy.run_module("exoarmur.reality", run_name="__main__")
+    assert exited.value.code == 2
 
 
 def test_prepare_refuses_a_home_that_exists(prepared: Path) -> None:
