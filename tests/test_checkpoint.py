@@ -86,6 +86,7 @@ def test_exported_members() -> None:
         "parse_checkpoint_body",
         "sign_checkpoint",
         "sign_note",
+        "split_note",
     ]
 
 

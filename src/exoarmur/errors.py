@@ -12,7 +12,8 @@ must react differently: fix the request, or retry / page someone.
     │   ├── KeyFileError        signing key missing, unreadable, tampered or readable by others
     │   ├── CheckpointError     a signed checkpoint does not parse or verify
     │   ├── ProofError          an inclusion or consistency proof does not verify
-    │   └── LedgerCorrupt       the ledger's stored bytes, hashes or tree disagree
+    │   ├── LedgerCorrupt       the ledger's stored bytes, hashes or tree disagree
+    │   └── QuorumNotReached    fewer witnesses cosigned a checkpoint than the quorum asks
     ├── StoreError              the store failed (I/O, lock, server gone); nothing is acknowledged
     │   └── StoreUnavailable    the store cannot be reached or opened
     ├── NotFound                a thing the caller named does not exist (in its tenant)
@@ -20,7 +21,8 @@ must react differently: fix the request, or retry / page someone.
     ├── PermissionDenied        good credentials, not allowed to do this (HTTP 403)
     ├── DuplicateIntent         internal signal: the idempotency key is already taken
     ├── Conflict                internal signal: the intent changed since it was read; retry
-    └── ExecutorError           an executor could not be built or failed outside its action
+    ├── ExecutorError           an executor could not be built or failed outside its action
+    └── CheckpointRefused       a witness will not cosign a checkpoint (carries the HTTP status)
 
 Messages are one line, written for the person at the terminal: they say what
 is wrong and, where it helps, what to do.
@@ -77,6 +79,18 @@ class LedgerCorrupt(IntegrityError):
     """The ledger's stored bytes, hashes or tree disagree with each other."""
 
 
+class QuorumNotReached(IntegrityError):
+    """Fewer valid witness cosignatures than the quorum asks for.
+
+    ``refusals`` holds, per witness that did not cosign, what it said (the
+    evidence of a rollback or a fork when the log is at fault).
+    """
+
+    def __init__(self, message: str, refusals: tuple[object, ...] = ()) -> None:
+        self.refusals = refusals
+        super().__init__(message)
+
+
 class StoreError(ExoArmurError):
     """The store failed; nothing from the failed call is acknowledged."""
 
@@ -125,3 +139,17 @@ class DuplicateIntent(ExoArmurError):
 
 class ExecutorError(ExoArmurError):
     """An executor could not be built, or failed outside its own action."""
+
+
+class CheckpointRefused(ExoArmurError):
+    """A witness will not cosign a checkpoint (c2sp.org/tlog-witness).
+
+    ``status`` is the protocol's HTTP status (400 malformed, 403 not signed by
+    the log, 404 unknown log, 409 wrong old size, 422 inconsistent);
+    ``known_size`` is the size the witness last cosigned, for a 409.
+    """
+
+    def __init__(self, status: int, message: str, known_size: int | None = None) -> None:
+        self.status = status
+        self.known_size = known_size
+        super().__init__(message)

@@ -39,6 +39,7 @@ __all__ = [
     "parse_checkpoint_body",
     "sign_checkpoint",
     "sign_note",
+    "split_note",
 ]
 
 #: Largest note :func:`open_note` reads (checkpoints are about 200 bytes).
@@ -220,6 +221,32 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> str:
     verifiers share a key name and key id but not their key.
     """
     known = _by_identity(verifiers)
+    text, signatures = split_note(note)
+    message = text.encode("utf-8")
+    verified = False
+    for name, key_id, signature in signatures:
+        verifier = known.get((name, key_id))
+        if verifier is None:
+            continue
+        if not verifier.verify(message, signature):
+            raise CheckpointError(
+                f"bad signature by {name}+{key_id.hex()}: "
+                "the note was altered or not signed by this key"
+            )
+        verified = True
+    if not verified:
+        expected = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known.values())
+        raise CheckpointError(f"no signature by {expected or 'a trusted key'} in the note")
+    return text
+
+
+def split_note(note: str) -> tuple[str, list[tuple[str, bytes, bytes]]]:
+    """A note's text and its signature lines as (key name, key id, signature), unverified.
+
+    For readers that verify another kind of signature over the same text
+    (witness cosignatures). Raises :class:`CheckpointError` if the note is
+    malformed.
+    """
     if len(note) > MAX_NOTE_BYTES:
         raise CheckpointError("malformed note: larger than 1 MiB")
     problem = _text_problem(note)
@@ -236,23 +263,7 @@ def open_note(note: str, verifiers: Sequence[Verifier]) -> str:
     lines = block[:-1].split("\n")
     if len(lines) > MAX_NOTE_SIGNATURES:
         raise CheckpointError(f"malformed note: more than {MAX_NOTE_SIGNATURES} signature lines")
-    message = text.encode("utf-8")
-    verified = False
-    for line in lines:
-        name, key_id, signature = _parse_signature_line(line)
-        verifier = known.get((name, key_id))
-        if verifier is None:
-            continue
-        if not verifier.verify(message, signature):
-            raise CheckpointError(
-                f"bad signature by {name}+{key_id.hex()}: "
-                "the note was altered or not signed by this key"
-            )
-        verified = True
-    if not verified:
-        expected = ", ".join(f"{v.name}+{v.key_id.hex()}" for v in known.values())
-        raise CheckpointError(f"no signature by {expected or 'a trusted key'} in the note")
-    return text
+    return text, [_parse_signature_line(line) for line in lines]
 
 
 def _by_identity(verifiers: Sequence[Verifier]) -> dict[tuple[str, bytes], Verifier]:
