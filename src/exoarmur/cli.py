@@ -423,15 +423,27 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
 
 
 @app.command()
-def checkpoint(tenant: TenantOption) -> None:
-    """Sign and print a fresh checkpoint (the C2SP signed note, exactly)."""
+def checkpoint(
+    tenant: TenantOption,
+    witness: Annotated[list[str] | None, typer.Option("--witness", help="Witness URL.")] = None,
+    witness_key: Annotated[
+        list[str] | None, typer.Option("--witness-key", help="A witness's verifier key.")
+    ] = None,
+    quorum: Annotated[int | None, typer.Option("--quorum", help="Cosignatures needed.")] = None,
+    evidence: Annotated[Path | None, typer.Option("--evidence", help="Refusals, JSON.")] = None,
+) -> None:
+    """Sign and print a fresh checkpoint (the C2SP signed note), cosigned with --witness."""
     with _errors():
         ledger = _home().ledger()
         try:
-            signed = ledger.checkpoint(tenant)
+            note = ledger.checkpoint(tenant).note
+            if witness:
+                from .cli_witness import cosign
+
+                note = cosign(ledger, tenant, note, witness, witness_key or [], quorum, evidence)
         finally:
             ledger.store.close()
-    sys.stdout.write(signed.note)
+    sys.stdout.write(note)
 
 
 @prove_app.command("inclusion")
@@ -1326,6 +1338,16 @@ def _register_policy_commands() -> None:
 
 
 _register_policy_commands()
+
+
+def _register_witness_commands() -> None:
+    from .cli_witness import tiles_app, witness_app
+
+    app.add_typer(witness_app, name="witness")
+    app.add_typer(tiles_app, name="tiles")
+
+
+_register_witness_commands()
 
 
 def main() -> None:

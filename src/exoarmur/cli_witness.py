@@ -1,0 +1,250 @@
+"""``exoarmur witness`` and ``exoarmur tiles``, and cosigning for ``exoarmur checkpoint``.
+
+``exoarmur.cli`` mounts :data:`witness_app` and :data:`tiles_app`. Like
+``policy.commands``, this module imports ``exoarmur.cli`` only inside
+commands, when cli is already loaded, so that cli can import it without a
+cycle. Exit codes are the ones ``exoarmur.cli`` documents (0, 1, 2).
+"""
+
+from __future__ import annotations
+
+import json
+import signal
+import sys
+import time
+from collections.abc import Sequence
+from pathlib import Path
+from types import FrameType
+from typing import Annotated
+
+import httpx
+import typer
+
+from .errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
+from .ledger.checkpoint import Checkpoint
+from .ledger.keys import SigningKey, Verifier, load_signing_key, write_signing_key
+from .ledger.log import Ledger
+from .witness.client import collect_cosignatures
+from .witness.cosignature import CosignatureVerifier, Cosigner
+
+witness_app = typer.Typer(
+    help="Witnesses (c2sp.org/tlog-witness): cosign logs' checkpoints, refuse rollbacks and forks.",
+    no_args_is_help=True,
+)
+tiles_app = typer.Typer(
+    help="A tenant's tree as static tiles (c2sp.org/tlog-tiles).", no_args_is_help=True
+)
+
+DEFAULT_LISTEN = "127.0.0.1:7380"
+#: seconds a witness has to answer one request
+WITNESS_TIMEOUT = 10.0
+
+
+@witness_app.command("keygen")
+def witness_keygen(
+    file: Annotated[Path, typer.Argument(help="Where to write the new key (mode 0600).")],
+    name: Annotated[str, typer.Option("--name", help="The witness's name, e.g. example.com/w1.")],
+) -> None:
+    """Create a witness key and print its verifier key (what logs and readers trust)."""
+    from .cli import _errors
+
+    with _errors():
+        key = SigningKey.generate(name)
+        write_signing_key(file, key)
+    typer.echo(Cosigner(key).verifier().verifier_key())
+
+
+@witness_app.command("public")
+def witness_public(
+    file: Annotated[Path, typer.Argument(help="The witness key file.")],
+) -> None:
+    """Print the verifier key of a witness key file."""
+    from .cli import _errors
+
+    with _errors():
+        key = load_signing_key(file)
+    typer.echo(Cosigner(key).verifier().verifier_key())
+
+
+def parse_logs(values: Sequence[str]) -> dict[str, list[Verifier]]:
+    """``--log ORIGIN=VERIFIER_KEY`` options as origin → the log keys trusted for it."""
+    logs: dict[str, list[Verifier]] = {}
+    for value in values:
+        origin, equals, vkey = value.partition("=")
+        if not equals or not origin or "\n" in origin:
+            raise InputError(f"--log: {value[:80]!r} is not ORIGIN=VERIFIER_KEY")
+        try:
+            verifier = Verifier.from_string(vkey)
+        except KeyFileError as exc:
+            raise InputError(f"--log: {exc}") from None
+        logs.setdefault(origin, []).append(verifier)
+    if not logs:
+        raise InputError("--log: name at least one log (ORIGIN=VERIFIER_KEY) to witness")
+    return logs
+
+
+def parse_listen(value: str) -> tuple[str, int]:
+    host, colon, port = value.rpartition(":")
+    if not colon or not host or not port.isdigit() or int(port) > 65535:
+        raise InputError(f"--listen: {value[:80]!r} is not HOST:PORT")
+    return host, int(port)
+
+
+def parse_witness_keys(values: Sequence[str]) -> list[CosignatureVerifier]:
+    keys: list[CosignatureVerifier] = []
+    for value in values:
+        try:
+            keys.append(CosignatureVerifier.from_string(value))
+        except KeyFileError as exc:
+            raise InputError(f"--witness-key: {exc}") from None
+    return keys
+
+
+def _stop(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
+
+
+@witness_app.command("serve")
+def witness_serve(
+    key: Annotated[Path, typer.Option("--key", help="The witness key file (mode 0600).")],
+    log: Annotated[
+        list[str],
+        typer.Option("--log", help="A log to witness: ORIGIN=VERIFIER_KEY (repeatable)."),
+    ],
+    listen: Annotated[
+        str, typer.Option("--listen", help="HOST:PORT to listen on (port 0: any free one).")
+    ] = DEFAULT_LISTEN,
+    state: Annotated[
+        Path, typer.Option("--state", help="The witness's record (SQLite, created if missing).")
+    ] = Path("witness.db"),
+) -> None:
+    """Run a witness until SIGINT or SIGTERM. Prints its key and address once listening."""
+    from .cli import _errors
+    from .witness.service import Witness, WitnessServer
+    from .witness.state import WitnessState
+
+    with _errors():
+        logs = parse_logs(log)
+        host, port = parse_listen(listen)
+        cosigner = Cosigner(load_signing_key(key))
+        record = WitnessState(state)
+        try:
+            witness = Witness(cosigner, logs, record, clock=lambda: int(time.time()))
+            try:
+                server = WitnessServer((host, port), witness)
+            except OSError as exc:
+                raise InputError(f"--listen: cannot listen on {listen}: {exc.strerror}") from None
+            signal.signal(signal.SIGTERM, _stop)
+            sys.stdout.write(
+                f"witness {cosigner.verifier().verifier_key()} listening on {server.url}\n"
+            )
+            sys.stdout.flush()
+            try:
+                server.serve_forever()
+            except KeyboardInterrupt:
+                pass
+            finally:
+                server.server_close()
+        finally:
+            record.close()
+
+
+def cosign(
+    ledger: Ledger,
+    tenant: str,
+    note: str,
+    witnesses: Sequence[str],
+    witness_keys: Sequence[str],
+    quorum: int | None,
+    evidence: Path | None,
+) -> str:
+    """``note`` with the cosignatures collected; what each refusing witness said goes to
+    stderr and, as JSON, to ``evidence``. :class:`QuorumNotReached` below the quorum."""
+    from .cli import err_console
+
+    keys = parse_witness_keys(witness_keys)
+    if not keys:
+        raise InputError("--witness-key: name the key of each witness you trust")
+
+    def consistency(old: int, new: int) -> Sequence[bytes]:
+        return ledger.consistency(tenant, old, new).hashes
+
+    def root_at(size: int) -> bytes:
+        return ledger.root(tenant, size)
+
+    try:
+        with httpx.Client(timeout=WITNESS_TIMEOUT) as client:
+            cosigned = collect_cosignatures(
+                note,
+                ledger.verifier,
+                consistency=consistency,
+                root_at=root_at,
+                witnesses=witnesses,
+                keys=keys,
+                quorum=len(keys) if quorum is None else quorum,
+                client=client,
+            )
+    except QuorumNotReached as exc:
+        _write_evidence(evidence, tenant, note, exc.refusals)
+        raise
+    _write_evidence(evidence, tenant, note, cosigned.refusals)
+    for refusal in cosigned.refusals:
+        err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
+    return cosigned.note
+
+
+def _write_evidence(path: Path | None, tenant: str, note: str, refusals: Sequence[object]) -> None:
+    if path is None:
+        return
+    body = {
+        "tenant": tenant,
+        "checkpoint": note,
+        "refusals": [refusal.to_json() for refusal in refusals if hasattr(refusal, "to_json")],
+    }
+    try:
+        path.write_text(json.dumps(body, indent=2, sort_keys=True) + "\n", encoding="utf-8")
+    except OSError as exc:
+        raise InputError(f"--evidence: cannot write {path}: {exc.strerror}") from None
+
+
+@tiles_app.command("export")
+def tiles_export(
+    directory: Annotated[Path, typer.Argument(help="Where to write the tiles.")],
+    tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant whose log to use.")],
+    checkpoint: Annotated[
+        Path | None,
+        typer.Option(
+            "--checkpoint",
+            help="Publish this signed (or cosigned) checkpoint note instead of a fresh one.",
+        ),
+    ] = None,
+) -> None:
+    """Write a tenant's checkpoint, hash tiles and entry bundles under DIR, for static hosting."""
+    from .cli import _errors, _home, console
+    from .ledger.tiles import export_tiles
+
+    with _errors():
+        note = None
+        if checkpoint is not None:
+            try:
+                note = checkpoint.read_text(encoding="utf-8")
+            except (OSError, UnicodeDecodeError) as exc:
+                raise InputError(f"--checkpoint: cannot read {checkpoint}: {exc}") from None
+        ledger = _home().ledger()
+        try:
+            try:
+                exported = export_tiles(ledger, tenant, directory, note)
+            except CheckpointError as exc:
+                raise InputError(f"--checkpoint: {exc}") from None
+        finally:
+            ledger.store.close()
+    head: Checkpoint = exported.checkpoint
+    console.print(
+        f"tenant {tenant}: checkpoint of {head.size} entries, root {head.root_hash.hex()}; "
+        f"{exported.written} file(s) written, {exported.unchanged} unchanged",
+        markup=False,
+    )
+    for path in exported.skipped:
+        console.print(
+            f"skipped {path}: an entry exceeds an entry bundle's 65535 bytes", markup=False
+        )
