@@ -32,7 +32,13 @@ from typer.testing import CliRunner
 
 from c2sp_reference import cosignature_time, log_signed_body
 from exoarmur.cli import app
-from exoarmur.errors import CheckpointError, CheckpointRefused, InputError, StoreError
+from exoarmur.errors import (
+    CheckpointError,
+    CheckpointRefused,
+    InputError,
+    QuorumNotReached,
+    StoreError,
+)
 from exoarmur.home import Home
 from exoarmur.ledger.checkpoint import Checkpoint, sign_checkpoint
 from exoarmur.ledger.keys import SigningKey, Verifier, write_signing_key
@@ -428,8 +434,6 @@ def test_the_client_follows_a_409_with_a_proof_and_reports_a_fork(served: str) -
     assert [c.witness for c in first.cosignatures] == ["witness.test/w1"]
     second = _collect(GOOD, 12, [served + "/"], 1)  # 409 (old 0, witness has 5), then a proof
     assert cosignature_time(second.note, Cosigner(WITNESS_KEY).verifier().verifier_key()) == 1000
-    from exoarmur.errors import QuorumNotReached
-
     with pytest.raises(QuorumNotReached, match="0 of the 1") as failed:
         _collect(FORK, 12, [served], 1)
     (refusal,) = failed.value.refusals
@@ -444,8 +448,6 @@ def test_the_client_follows_a_409_with_a_proof_and_reports_a_fork(served: str) -
 
 def test_the_client_reports_a_rolled_back_log_and_an_unreachable_witness(served: str) -> None:
     _collect(GOOD, 12, [served], 1)
-    from exoarmur.errors import QuorumNotReached
-
     with pytest.raises(QuorumNotReached) as failed:
         _collect(GOOD, 8, [served, "http://127.0.0.1:9"], 1)
     rollback, unreachable = failed.value.refusals
@@ -468,8 +470,6 @@ def test_the_client_refuses_a_quorum_it_could_never_meet() -> None:
 
 
 def test_an_answer_not_by_a_trusted_key_does_not_count(served: str) -> None:
-    from exoarmur.errors import QuorumNotReached
-
     stranger = Cosigner(SigningKey.from_seed("witness.test/w9", _seed(8))).verifier()
     with pytest.raises(QuorumNotReached) as failed:
         _collect(GOOD, 5, [served], 1, keys=[stranger])
@@ -785,3 +785,57 @@ def test_witness_serve_refuses_a_port_in_use(tmp_path: Path) -> None:
     assert result.exit_code == 2
     assert "cannot listen" in result.stderr
     assert Verifier.from_string(LOG_KEY.verifier_key()) == LOG_KEY.verifier()
+
+
+# -- a misbehaving witness: the client keeps its footing ------------------------------------
+
+
+def _answering(handler: Any) -> Any:
+    """Collect from one witness whose every answer ``handler(request)`` makes up."""
+    with httpx.Client(transport=httpx.MockTransport(handler)) as client:
+        try:
+            collect_cosignatures(
+                GOOD.note(5),
+                LOG_KEY.verifier(),
+                consistency=lambda old, new: consistency_proof(old, new, GOOD.read),
+                root_at=lambda n: GOOD.roots[n],
+                witnesses=["http://w.test"],
+                keys=[Cosigner(WITNESS_KEY).verifier()],
+                quorum=1,
+                client=client,
+            )
+        except QuorumNotReached as exc:
+            return exc.refusals[0]
+    raise AssertionError("the witness was trusted")
+
+
+MISBEHAVIOUR: list[tuple[str, Any, str]] = [
+    ("malformed 409", lambda r: httpx.Response(409, text="five"), "malformed 409 body"),
+    ("409 forever", lambda r: httpx.Response(409, text="3\n"), "kept changing"),
+    ("garbage cosignature", lambda r: httpx.Response(200, text="not a line\n"), "does not verify"),
+    (
+        "a held checkpoint not signed by the log",
+        lambda r: (
+            httpx.Response(422, text="no")
+            if r.method == "POST"
+            else httpx.Response(
+                200, text=sign_checkpoint(Checkpoint(ORIGIN, 9, bytes(32)), WITNESS_KEY)
+            )
+        ),
+        "its checkpoint: no signature",
+    ),
+    (
+        "the held checkpoint cannot be fetched",
+        lambda r: httpx.Response(422, text="") if r.method == "POST" else httpx.Response(500),
+        "Unprocessable",
+    ),
+]
+
+
+@pytest.mark.parametrize(
+    ("handler", "reason"), [m[1:] for m in MISBEHAVIOUR], ids=[m[0] for m in MISBEHAVIOUR]
+)
+def test_a_misbehaving_witness_is_a_refusal_not_a_crash(handler: Any, reason: str) -> None:
+    refusal = _answering(handler)
+    assert reason in refusal.reason
+    assert refusal.witness == "http://w.test"
