@@ -719,6 +719,33 @@ def test_checkpoint_with_a_quorum_met_warns_about_the_refusing_witness(
     ("args", "message"),
     [
         (["checkpoint", "--tenant", "acme", "--witness", "http://x"], "--witness-key"),
+        (["checkpoint", "--tenant", "acme", "--quorum", "1"], "--witness: name at least one"),
+        (
+            [
+                "checkpoint",
+                "--tenant",
+                "acme",
+                "--witness",
+                "ftp://x",
+                "--witness-key",
+                Cosigner(WITNESS_KEY).verifier().verifier_key(),
+            ],
+            "not an http",
+        ),
+        (
+            [
+                "checkpoint",
+                "--tenant",
+                "acme",
+                "--witness",
+                "http://x",
+                "--witness-key",
+                Cosigner(WITNESS_KEY).verifier().verifier_key(),
+                "--quorum",
+                "2",
+            ],
+            "--quorum: 2 is not from 1 to the 1",
+        ),
         (
             ["checkpoint", "--tenant", "acme", "--witness", "http://x", "--witness-key", "bad"],
             "--witness-key: malformed",
@@ -746,6 +773,11 @@ def test_witness_options_are_checked_before_anything_runs(
     result = runner.invoke(app, ["--home", str(log_home), *args])
     assert result.exit_code == 2, result.output
     assert message in result.stderr
+    ledger = Home(log_home).ledger()
+    try:
+        assert ledger.latest_checkpoint("acme") is None  # refused before signing anything
+    finally:
+        ledger.store.close()
 
 
 def test_witness_keygen_and_public_print_the_cosigner_key(tmp_path: Path) -> None:

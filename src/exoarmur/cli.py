@@ -434,13 +434,16 @@ def checkpoint(
 ) -> None:
     """Sign and print a fresh checkpoint (the C2SP signed note), cosigned with --witness."""
     with _errors():
+        cosign = None
+        if witness or witness_key or quorum is not None or evidence is not None:
+            from .cli_witness import Witnessing
+
+            cosign = Witnessing.of(witness or [], witness_key or [], quorum, evidence)
         ledger = _home().ledger()
         try:
             note = ledger.checkpoint(tenant).note
-            if witness:
-                from .cli_witness import cosign
-
-                note = cosign(ledger, tenant, note, witness, witness_key or [], quorum, evidence)
+            if cosign is not None:
+                note = cosign(ledger, tenant, note)
         finally:
             ledger.store.close()
     sys.stdout.write(note)

@@ -13,6 +13,7 @@ import signal
 import sys
 import time
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
 from typing import Annotated
@@ -149,48 +150,67 @@ def witness_serve(
             record.close()
 
 
-def cosign(
-    ledger: Ledger,
-    tenant: str,
-    note: str,
-    witnesses: Sequence[str],
-    witness_keys: Sequence[str],
-    quorum: int | None,
-    evidence: Path | None,
-) -> str:
-    """``note`` with the cosignatures collected; what each refusing witness said goes to
-    stderr and, as JSON, to ``evidence``. :class:`QuorumNotReached` below the quorum."""
-    from .cli import err_console
+@dataclass(frozen=True)
+class Witnessing:
+    """``exoarmur checkpoint``'s witness options, checked before anything is signed."""
 
-    keys = parse_witness_keys(witness_keys)
-    if not keys:
-        raise InputError("--witness-key: name the key of each witness you trust")
+    witnesses: tuple[str, ...]
+    keys: tuple[CosignatureVerifier, ...]
+    quorum: int
+    evidence: Path | None
 
-    def consistency(old: int, new: int) -> Sequence[bytes]:
-        return ledger.consistency(tenant, old, new).hashes
+    @classmethod
+    def of(
+        cls,
+        witnesses: Sequence[str],
+        witness_keys: Sequence[str],
+        quorum: int | None,
+        evidence: Path | None,
+    ) -> Witnessing:
+        """Raises :class:`InputError` naming the option that is wrong."""
+        if not witnesses:
+            raise InputError("--witness: name at least one witness URL to ask")
+        for url in witnesses:
+            if not url.startswith(("http://", "https://")):
+                raise InputError(f"--witness: {url[:80]!r} is not an http:// or https:// URL")
+        keys = parse_witness_keys(witness_keys)
+        if not keys:
+            raise InputError("--witness-key: name the key of each witness you trust")
+        needed = len(keys) if quorum is None else quorum
+        if not 1 <= needed <= len(keys):
+            raise InputError(f"--quorum: {needed} is not from 1 to the {len(keys)} key(s) given")
+        return cls(tuple(witnesses), tuple(keys), needed, evidence)
 
-    def root_at(size: int) -> bytes:
-        return ledger.root(tenant, size)
+    def __call__(self, ledger: Ledger, tenant: str, note: str) -> str:
+        """``note`` with the cosignatures collected; what each refusing witness said goes
+        to stderr and, as JSON, to ``evidence``. :class:`QuorumNotReached` below the quorum."""
+        from .cli import err_console
 
-    try:
-        with httpx.Client(timeout=WITNESS_TIMEOUT) as client:
-            cosigned = collect_cosignatures(
-                note,
-                ledger.verifier,
-                consistency=consistency,
-                root_at=root_at,
-                witnesses=witnesses,
-                keys=keys,
-                quorum=len(keys) if quorum is None else quorum,
-                client=client,
-            )
-    except QuorumNotReached as exc:
-        _write_evidence(evidence, tenant, note, exc.refusals)
-        raise
-    _write_evidence(evidence, tenant, note, cosigned.refusals)
-    for refusal in cosigned.refusals:
-        err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
-    return cosigned.note
+        def consistency(old: int, new: int) -> Sequence[bytes]:
+            return ledger.consistency(tenant, old, new).hashes
+
+        def root_at(size: int) -> bytes:
+            return ledger.root(tenant, size)
+
+        try:
+            with httpx.Client(timeout=WITNESS_TIMEOUT) as client:
+                cosigned = collect_cosignatures(
+                    note,
+                    ledger.verifier,
+                    consistency=consistency,
+                    root_at=root_at,
+                    witnesses=self.witnesses,
+                    keys=self.keys,
+                    quorum=self.quorum,
+                    client=client,
+                )
+        except QuorumNotReached as exc:
+            _write_evidence(self.evidence, tenant, note, exc.refusals)
+            raise
+        _write_evidence(self.evidence, tenant, note, cosigned.refusals)
+        for refusal in cosigned.refusals:
+            err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
+        return cosigned.note
 
 
 def _write_evidence(path: Path | None, tenant: str, note: str, refusals: Sequence[object]) -> None:
