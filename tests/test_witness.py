@@ -871,3 +871,40 @@ def test_a_misbehaving_witness_is_a_refusal_not_a_crash(handler: Any, reason: st
     refusal = _answering(handler)
     assert reason in refusal.reason
     assert refusal.witness == "http://w.test"
+
+
+def test_witness_verify_checks_a_cosigned_checkpoint_offline(tmp_path: Path) -> None:
+    w1, w2 = Cosigner(WITNESS_KEY), Cosigner(SigningKey.from_seed("witness.test/w2", _seed(3)))
+    body = GOOD.note(5).split("\n\n")[0] + "\n"
+    note = tmp_path / "cosigned.note"
+    note.write_text(GOOD.note(5) + w1.cosign(body, 10) + w2.cosign(body, 11))
+    keys = [w1.verifier().verifier_key(), w2.verifier().verifier_key()]
+    base = ["witness", "verify", str(note), "--log-key", LOG_KEY.verifier_key()]
+    both = runner.invoke(app, [*base, "--witness-key", keys[0], "--witness-key", keys[1]])
+    assert both.exit_code == 0, both.output
+    assert "cosigned by witness.test/w2 at 11" in both.stdout
+    assert "2 of 2 cosignatures needed" in both.stdout
+
+    stranger = Cosigner(SigningKey.from_seed("witness.test/w3", _seed(4))).verifier()
+    three = [*keys, stranger.verifier_key()]
+    short = runner.invoke(app, [*base, *(a for k in three for a in ("--witness-key", k))])
+    assert short.exit_code == 1
+    assert "2 of the 3 witness cosignatures needed" in short.stderr
+    two_of_three = [*base, *(a for k in three for a in ("--witness-key", k)), "--quorum", "2"]
+    assert runner.invoke(app, two_of_three).exit_code == 0
+
+    note.write_text(note.read_text().replace("\n5\n", "\n6\n"))
+    forged = runner.invoke(app, [*base, "--witness-key", keys[0]])
+    assert forged.exit_code == 1
+    assert "bad signature" in forged.stderr
+    for args, message in (
+        (["--witness-key", keys[0], "--quorum", "0"], "quorum of 0"),
+        (["--witness-key", "bad"], "--witness-key"),
+    ):
+        refused = runner.invoke(app, [*base, *args])
+        assert refused.exit_code == 2
+        assert message in refused.stderr
+    wrong_log = ["witness", "verify", str(note), "--log-key", "x", "--witness-key", keys[0]]
+    assert "--log-key" in runner.invoke(app, wrong_log).stderr
+    missing = ["witness", "verify", "nope", "--log-key", "x", "--witness-key", keys[0]]
+    assert runner.invoke(app, missing).exit_code == 2

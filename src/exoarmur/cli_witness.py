@@ -26,7 +26,7 @@ from .ledger.checkpoint import Checkpoint
 from .ledger.keys import SigningKey, Verifier, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .witness.client import collect_cosignatures
-from .witness.cosignature import CosignatureVerifier, Cosigner
+from .witness.cosignature import CosignatureVerifier, Cosigner, open_cosigned
 
 witness_app = typer.Typer(
     help="Witnesses (c2sp.org/tlog-witness): cosign logs' checkpoints, refuse rollbacks and forks.",
@@ -65,6 +65,41 @@ def witness_public(
     with _errors():
         key = load_signing_key(file)
     typer.echo(Cosigner(key).verifier().verifier_key())
+
+
+@witness_app.command("verify")
+def witness_verify(
+    file: Annotated[Path, typer.Argument(help="A cosigned checkpoint note.")],
+    log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key.")],
+    witness_key: Annotated[
+        list[str], typer.Option("--witness-key", help="A trusted witness's key (repeatable).")
+    ],
+    quorum: Annotated[
+        int | None, typer.Option("--quorum", help="Cosignatures needed (default: all).")
+    ] = None,
+) -> None:
+    """Check a cosigned checkpoint offline: the log's signature and K witness cosignatures."""
+    from .cli import _errors, console
+
+    with _errors():
+        try:
+            note = file.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError) as exc:
+            raise InputError(f"cannot read {file}: {exc}") from None
+        try:
+            log = Verifier.from_string(log_key)
+        except KeyFileError as exc:
+            raise InputError(f"--log-key: {exc}") from None
+        keys = parse_witness_keys(witness_key)
+        needed = len(keys) if quorum is None else quorum
+        checkpoint, found = open_cosigned(note, log, keys, needed)
+    for cosignature in found:
+        console.print(f"cosigned by {cosignature.witness} at {cosignature.timestamp}", markup=False)
+    console.print(
+        f"VERIFIED {checkpoint.origin} size {checkpoint.size} root "
+        f"{checkpoint.root_hash.hex()}: {len(found)} of {needed} cosignatures needed",
+        markup=False,
+    )
 
 
 def parse_logs(values: Sequence[str]) -> dict[str, list[Verifier]]:

@@ -31,9 +31,9 @@ from dataclasses import dataclass, field
 from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
-from ..errors import CheckpointError, InputError, KeyFileError
-from ..ledger.checkpoint import split_note
-from ..ledger.keys import SigningKey, is_valid_key_name
+from ..errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
+from ..ledger.checkpoint import Checkpoint, open_checkpoint, split_note
+from ..ledger.keys import SigningKey, Verifier, is_valid_key_name
 
 __all__ = [
     "COSIGNATURE_TYPE",
@@ -41,6 +41,7 @@ __all__ = [
     "CosignatureVerifier",
     "Cosigner",
     "cosigned_message",
+    "open_cosigned",
     "verify_cosignatures",
 ]
 
@@ -197,6 +198,31 @@ def verify_cosignatures(note: str, witnesses: Sequence[CosignatureVerifier]) -> 
             )
         found.setdefault((name, key_id), Cosignature(name, key_id, timestamp))
     return list(found.values())
+
+
+def open_cosigned(
+    note: str, log: Verifier, witnesses: Sequence[CosignatureVerifier], quorum: int
+) -> tuple[Checkpoint, list[Cosignature]]:
+    """The checkpoint in ``note`` and its cosignatures, once ``log`` signed it and at
+    least ``quorum`` of ``witnesses`` cosigned it.
+
+    Raises :class:`InputError` for a quorum below 1 or above the witnesses
+    given (it could never mean anything), :class:`CheckpointError` for a bad
+    signature, :class:`QuorumNotReached` for too few cosignatures.
+    """
+    if not 1 <= quorum <= len(witnesses):
+        raise InputError(
+            f"a witness quorum of {quorum} is not from 1 to the {len(witnesses)} key(s) given"
+        )
+    checkpoint = open_checkpoint(note, log)
+    found = verify_cosignatures(note, witnesses)
+    if len(found) < quorum:
+        names = ", ".join(c.witness for c in found) or "none"
+        raise QuorumNotReached(
+            f"checkpoint of {checkpoint.origin} at size {checkpoint.size} carries "
+            f"{len(found)} of the {quorum} witness cosignatures needed (valid: {names})"
+        )
+    return checkpoint, found
 
 
 def _b64decode_canonical(text: str) -> bytes | None:
