@@ -94,6 +94,8 @@ class WitnessServer(ThreadingHTTPServer):
 
 class _Handler(BaseHTTPRequestHandler):
     protocol_version = "HTTP/1.1"
+    #: seconds a connection may stall (a slow or silent client holds one thread, not forever)
+    timeout = 30
     server: WitnessServer
     server_version = "exoarmur-witness"
     sys_version = ""
