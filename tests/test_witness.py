@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import base64
 import hashlib
+import io
 import json
 import os
 import shutil
@@ -394,7 +395,7 @@ def test_the_http_witness_answers_with_the_protocols_codes(served: str) -> None:
     with socket.create_connection((host, int(port)), timeout=10) as raw:
         # Announced too large: refused before a byte of the body is read.
         raw.sendall(b"POST /add-checkpoint HTTP/1.1\r\nHost: w\r\nContent-Length: 3145728\r\n\r\n")
-        assert raw.recv(100).startswith(b"HTTP/1.1 413 ")
+        assert raw.makefile("rb").read().startswith(b"HTTP/1.1 413 ")
 
 
 def test_a_request_without_a_length_is_refused(served: str) -> None:
@@ -908,3 +909,19 @@ def test_witness_verify_checks_a_cosigned_checkpoint_offline(tmp_path: Path) -> 
     assert "--log-key" in runner.invoke(app, wrong_log).stderr
     missing = ["witness", "verify", "nope", "--log-key", "x", "--witness-key", keys[0]]
     assert runner.invoke(app, missing).exit_code == 2
+
+
+def test_a_client_hanging_up_mid_answer_is_one_log_line(witness: Witness) -> None:
+    log = io.StringIO()
+    server = WitnessServer(("127.0.0.1", 0), witness, log)
+    try:
+        try:
+            raise ConnectionResetError(104, "Connection reset by peer")
+        except ConnectionResetError:
+            server.handle_error(None, ("127.0.0.1", 1))
+    finally:
+        server.server_close()
+    assert log.getvalue() == (
+        "('127.0.0.1', 1): connection ended: "
+        "ConnectionResetError(104, 'Connection reset by peer')\n"
+    )

@@ -86,6 +86,11 @@ class WitnessServer(ThreadingHTTPServer):
         self.log = log
         super().__init__(address, _Handler)
 
+    def handle_error(self, request: object, client_address: object) -> None:
+        # A client that hangs up mid-answer is routine; one line, not a traceback.
+        error = sys.exc_info()[1]
+        self.log.write(f"{client_address}: connection ended: {error!r}\n")
+
     @property
     def url(self) -> str:
         host, port = self.server_address[:2]
