@@ -20,6 +20,7 @@ import subprocess
 import sys
 import threading
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
@@ -925,3 +926,140 @@ def test_a_client_hanging_up_mid_answer_is_one_log_line(witness: Witness) -> Non
         "('127.0.0.1', 1): connection ended: "
         "ConnectionResetError(104, 'Connection reset by peer')\n"
     )
+
+
+# -- evidence bundles: a quorum of cosignatures, verified offline ------------------------------
+
+
+@contextmanager
+def serving(witness: Witness) -> Iterator[str]:
+    log = open(os.devnull, "w")  # noqa: SIM115 (closed below, after the server)
+    server = WitnessServer(("127.0.0.1", 0), witness, log)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        yield server.url
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+        log.close()
+
+
+READ_INTENT = (
+    '{"tenant":"acme","actor":{"id":"agent-1","kind":"agent"},'
+    '"action":"fs.read","target":"reports/q3.txt","safety_class":"A0"}'
+)
+
+
+def test_a_bundle_with_a_quorum_of_cosignatures_verifies_offline(
+    tmp_path: Path, log_home: Path
+) -> None:
+    key = Home(log_home).signing_key()
+    logs = {f"{key.name}/acme": [key.verifier()], f"{key.name}/_system": [key.verifier()]}
+    cosigners = [
+        Cosigner(SigningKey.from_seed(f"witness.test/w{n}", _seed(20 + n))) for n in (1, 2)
+    ]
+    states = [WitnessState(tmp_path / f"w{n}.db") for n in (1, 2)]
+    witnesses = [Witness(c, logs, s, lambda: 77) for c, s in zip(cosigners, states, strict=True)]
+    wkeys = [c.verifier().verifier_key() for c in cosigners]
+    home = ["--home", str(log_home)]
+    with serving(witnesses[0]) as url1, serving(witnesses[1]) as url2:
+        asking = ["--witness", url1, "--witness", url2]
+        asking += [a for k in wkeys for a in ("--witness-key", k)]
+        submitted = runner.invoke(app, [*home, "submit", "-", "--json"], input=READ_INTENT)
+        correlation = json.loads(submitted.stdout)["correlation_id"]
+        for log in ("acme", "_system"):
+            cosigned = runner.invoke(app, [*home, "checkpoint", "--tenant", log, *asking])
+            assert cosigned.exit_code == 0, cosigned.output
+        bundle = tmp_path / "bundle.json"
+        exported = runner.invoke(
+            app, [*home, "evidence", "export", "-t", "acme", "-c", correlation, "-o", str(bundle)]
+        )
+        assert exported.exit_code == 0, exported.output
+
+        # A plain checkpoint already stored at a size is kept; the cosigned one is only printed.
+        runner.invoke(app, [*home, "submit", "-"], input=READ_INTENT)
+        runner.invoke(app, [*home, "checkpoint", "--tenant", "acme"])
+        late = runner.invoke(app, [*home, "checkpoint", "--tenant", "acme", *asking])
+        assert late.exit_code == 0, late.output
+        assert "already stored" in late.stderr
+        stale = tmp_path / "stale.json"
+        runner.invoke(
+            app, [*home, "evidence", "export", "-t", "acme", "-c", correlation, "-o", str(stale)]
+        )
+    for state in states:
+        state.close()
+
+    # Offline from here: the witnesses are gone.
+    trusted = ["--public-key", key.verifier_key()]
+    quorum = [*trusted, *(a for k in wkeys for a in ("--witness-key", k)), "--witness-quorum", "2"]
+    passed = runner.invoke(app, ["verify-bundle", str(bundle), *quorum])
+    assert passed.exit_code == 0, passed.output
+    assert "VERIFY_VERDICT=PASS" in passed.stdout
+    for note in json.loads(bundle.read_text())["checkpoints"].values():
+        assert [cosignature_time(note, k) for k in wkeys] == [77, 77]
+
+    stranger = Cosigner(SigningKey.from_seed("witness.test/w9", _seed(29))).verifier()
+    three = [*quorum[:-1], "3", "--witness-key", stranger.verifier_key()]
+    short = runner.invoke(app, ["verify-bundle", str(bundle), *three, "--json"])
+    assert short.exit_code == 1
+    failures = json.loads(short.stdout)["failures"]
+    assert failures == [
+        f"checkpoints.{log}: 2 of the 3 witness cosignatures needed "
+        "(valid: witness.test/w1, witness.test/w2)"
+        for log in ("_system", "acme")
+    ]
+    uncosigned = runner.invoke(app, ["verify-bundle", str(stale), *quorum])
+    assert uncosigned.exit_code == 1
+    assert "checkpoints.acme: 0 of the 2 witness cosignatures needed" in uncosigned.stdout
+    plain = runner.invoke(app, ["verify-bundle", str(stale), *trusted])
+    assert plain.exit_code == 0  # without --witness-key nothing about witnesses is asked
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (["--witness-quorum", "1"], "--witness-key: name the key"),
+        (["--witness-key", "bad"], "--witness-key: malformed"),
+        (
+            [
+                "--witness-key",
+                Cosigner(WITNESS_KEY).verifier().verifier_key(),
+                "--witness-quorum",
+                "2",
+            ],
+            "--witness-quorum: 2 is not from 1",
+        ),
+    ],
+)
+def test_verify_bundle_witness_options_are_checked(
+    tmp_path: Path, args: list[str], message: str
+) -> None:
+    bundle = tmp_path / "b.json"
+    bundle.write_text("{}")
+    result = runner.invoke(app, ["verify-bundle", str(bundle), *args])
+    assert result.exit_code == 2
+    assert message in result.stderr
+
+
+def test_witness_requirements_on_a_broken_bundle_add_their_own_failure(tmp_path: Path) -> None:
+    from exoarmur.cli_witness import require_witnesses
+    from exoarmur.evidence.verify import BundleVerdict
+
+    wkey = Cosigner(WITNESS_KEY).verifier().verifier_key()
+    checkpoint = Checkpoint(ORIGIN, 1, bytes(32))
+    forged = sign_checkpoint(checkpoint, LOG_KEY) + Cosigner(WITNESS_KEY).cosign("x\n", 1)
+    cases = {
+        b"not json": [],
+        b"[]": ["checkpoints: no checkpoint to require witness cosignatures on"],
+        json.dumps({"checkpoints": {"acme": forged}}).encode(): [
+            "checkpoints.acme: bad cosignature by witness witness.test/w1+"
+        ],
+    }
+    for text, expected in cases.items():
+        verdict = BundleVerdict()
+        require_witnesses(verdict, text, [wkey], None)
+        assert len(verdict.failures) == len(expected)
+        for failure, start in zip(verdict.failures, expected, strict=True):
+            assert failure.startswith(start)

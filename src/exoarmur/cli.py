@@ -441,9 +441,7 @@ def checkpoint(
             cosign = Witnessing.of(witness or [], witness_key or [], quorum, evidence)
         ledger = _home().ledger()
         try:
-            note = ledger.checkpoint(tenant).note
-            if cosign is not None:
-                note = cosign(ledger, tenant, note)
+            note = ledger.checkpoint(tenant).note if cosign is None else cosign(ledger, tenant)
         finally:
             ledger.store.close()
     sys.stdout.write(note)
@@ -1130,6 +1128,12 @@ def verify_bundle_command(
         typer.Option("--public-key", help="The verifier key you trust (text, or @FILE)."),
     ] = None,
     as_json: JsonFlag = False,
+    witness_key: Annotated[
+        list[str] | None, typer.Option("--witness-key", help="A trusted witness's key.")
+    ] = None,
+    witness_quorum: Annotated[
+        int | None, typer.Option("--witness-quorum", help="Cosignatures each checkpoint needs.")
+    ] = None,
 ) -> None:
     """Verify an evidence bundle offline. Prints VERIFY_VERDICT=PASS|FAIL."""
     from .evidence import verify_bundle_text
@@ -1142,6 +1146,10 @@ def verify_bundle_command(
         except OSError as exc:
             raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
         verdict = verify_bundle_text(text, public_key)
+        if witness_key or witness_quorum is not None:
+            from .cli_witness import require_witnesses
+
+            require_witnesses(verdict, text, witness_key or [], witness_quorum)
     if as_json:
         _print_json(verdict.to_json())
     else:

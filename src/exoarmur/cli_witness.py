@@ -16,17 +16,25 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from types import FrameType
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import httpx
 import typer
 
 from .errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
-from .ledger.checkpoint import Checkpoint
+from .ledger.checkpoint import Checkpoint, sign_checkpoint
 from .ledger.keys import SigningKey, Verifier, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .witness.client import collect_cosignatures
-from .witness.cosignature import CosignatureVerifier, Cosigner, open_cosigned
+from .witness.cosignature import (
+    CosignatureVerifier,
+    Cosigner,
+    open_cosigned,
+    verify_cosignatures,
+)
+
+if TYPE_CHECKING:
+    from .evidence.verify import BundleVerdict
 
 witness_app = typer.Typer(
     help="Witnesses (c2sp.org/tlog-witness): cosign logs' checkpoints, refuse rollbacks and forks.",
@@ -216,10 +224,20 @@ class Witnessing:
             raise InputError(f"--quorum: {needed} is not from 1 to the {len(keys)} key(s) given")
         return cls(tuple(witnesses), tuple(keys), needed, evidence)
 
-    def __call__(self, ledger: Ledger, tenant: str, note: str) -> str:
-        """``note`` with the cosignatures collected; what each refusing witness said goes
-        to stderr and, as JSON, to ``evidence``. :class:`QuorumNotReached` below the quorum."""
+    def __call__(self, ledger: Ledger, tenant: str) -> str:
+        """A fresh checkpoint with the cosignatures collected, stored as the log's checkpoint.
+
+        What each refusing witness said goes to stderr and, as JSON, to
+        ``evidence``. Below the quorum: :class:`QuorumNotReached`, and nothing
+        is stored. The cosigned note is stored only if no checkpoint of that
+        size is stored yet (stored checkpoints are never replaced); it is
+        what ``evidence export`` then puts in bundles.
+        """
         from .cli import err_console
+
+        size = ledger.size(tenant)
+        head = Checkpoint(ledger.origin(tenant), size, ledger.root(tenant, size))
+        note = sign_checkpoint(head, ledger.key)
 
         def consistency(old: int, new: int) -> Sequence[bytes]:
             return ledger.consistency(tenant, old, new).hashes
@@ -245,7 +263,54 @@ class Witnessing:
         _write_evidence(self.evidence, tenant, note, cosigned.refusals)
         for refusal in cosigned.refusals:
             err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
+        ledger.store.save_checkpoint(tenant, size, cosigned.note)
+        stored = ledger.store.latest_checkpoint(tenant)
+        if stored is None or stored[1] != cosigned.note:
+            err_console.print(
+                f"warning: a checkpoint of size {size} was already stored; "
+                "the cosigned one is printed, not stored",
+                markup=False,
+            )
         return cosigned.note
+
+
+def require_witnesses(
+    verdict: BundleVerdict, text: bytes, witness_keys: Sequence[str], quorum: int | None
+) -> None:
+    """Fail ``verdict`` unless every checkpoint in the bundle carries ``quorum`` cosignatures.
+
+    Every checkpoint, not only the tenant's: the context events (policy
+    activations in the system log) are proven against theirs, and a rolled-back
+    system log would hide a policy change as well as a tenant's log would.
+    """
+    keys = parse_witness_keys(witness_keys)
+    if not keys:
+        raise InputError("--witness-key: name the key of each witness you trust")
+    needed = len(keys) if quorum is None else quorum
+    if not 1 <= needed <= len(keys):
+        raise InputError(
+            f"--witness-quorum: {needed} is not from 1 to the {len(keys)} key(s) given"
+        )
+    try:
+        bundle = json.loads(text)
+    except ValueError:
+        return  # the verdict already says the bundle is not JSON
+    notes = bundle.get("checkpoints") if isinstance(bundle, dict) else None
+    if not isinstance(notes, dict) or not notes:
+        verdict.fail("checkpoints", "no checkpoint to require witness cosignatures on")
+        return
+    for log, note in sorted(notes.items()):
+        try:
+            found = verify_cosignatures(str(note), keys)
+        except CheckpointError as exc:
+            verdict.fail(f"checkpoints.{log}", str(exc))
+            continue
+        if len(found) < needed:
+            names = ", ".join(c.witness for c in found) or "none"
+            verdict.fail(
+                f"checkpoints.{log}",
+                f"{len(found)} of the {needed} witness cosignatures needed (valid: {names})",
+            )
 
 
 def _write_evidence(path: Path | None, tenant: str, note: str, refusals: Sequence[object]) -> None:
