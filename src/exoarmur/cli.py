@@ -37,7 +37,7 @@ from .errors import (
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
 from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
-from .model.event import SYSTEM_LOG
+from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
 from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
@@ -247,7 +247,7 @@ def health(as_json: JsonFlag = False) -> None:
 
     check("home", probe_home)
     check("signing key", lambda: home.signing_key().verifier_key())
-    check("policy", lambda: f"bundle {home.policy().policy_hash}")
+    check("policy", lambda: _policy_in_force(home))
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
     healthy = all(ok for _, ok, _ in checks)
@@ -267,6 +267,47 @@ def health(as_json: JsonFlag = False) -> None:
             table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
+
+
+#: tenants with a bundle of their own that health names one by one
+_TENANTS_SHOWN = 10
+
+
+def _policy_in_force(home: Home) -> str:
+    """The bundles the ledger has in force (global, and tenants' own), not the directory's.
+
+    A ``policy/`` directory that differs from the global bundle in force is a
+    warning: it decides nothing until it is activated.
+    """
+    store = home.open_store()
+    try:
+        activation = store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED)
+        own: dict[str, str] = {}
+        for tenant in store.tenants():
+            found = None if tenant == SYSTEM_LOG else store.latest_of_type(tenant, POLICY_ACTIVATED)
+            if found is not None:
+                own[tenant] = str(found.payload["policy_hash"])
+    finally:
+        store.close()
+    if activation is None:
+        raise ExoArmurError("no policy is in force; run `exoarmur policy activate DIR`")
+    in_force = str(activation.payload["policy_hash"])
+    parts = [f"bundle {in_force} in force"]
+    shown = sorted(own.items())[:_TENANTS_SHOWN]
+    parts += [f"tenant {tenant}: bundle {policy_hash}" for tenant, policy_hash in shown]
+    if len(own) > _TENANTS_SHOWN:
+        parts.append(f"and {len(own) - _TENANTS_SHOWN} more tenant(s) with their own bundle")
+    try:
+        directory = home.policy().policy_hash
+    except ExoArmurError as exc:
+        parts.append(f"warning: {home.policy_dir} does not load and is not in force: {exc}")
+    else:
+        if directory != in_force:
+            parts.append(
+                f"warning: {home.policy_dir} holds bundle {directory}, which is not in force "
+                f"(`exoarmur policy activate {home.policy_dir}` would put it in force)"
+            )
+    return "; ".join(parts)
 
 
 # -- submit and log ----------------------------------------------------------
