@@ -5,9 +5,9 @@
       keys/ledger.key       the Ed25519 checkpoint signing key (mode 0600, refused otherwise)
       policy/*.cedar        the bundle ``init`` activates (the one in force is in the ledger)
       ledger.db             the SQLite ledger (WAL; mode 0600)
+      run.lock              held shared by every running governor; exclusive for recovery
 
 Anything here that others may write is refused at open (see ``file_modes``).
-      run.lock              held shared by every running governor; exclusive for recovery
 
 This is the edge: it reads files and the environment and builds the pure
 parts (policy engine, governor) from them.
