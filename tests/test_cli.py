@@ -269,8 +269,9 @@ def test_health_reports_the_bundle_in_force_not_the_policy_directory(
     check = _policy_check(home)
     assert check["ok"] is True
     assert check["detail"].startswith(f"bundle {in_force} in force; tenant acme: bundle {in_force}")
-    assert f"warning: {home / 'policy'} holds bundle {directory}, which is not in force" in (
-        check["detail"]
+    assert (
+        f"warning: {home / 'policy'} holds bundle {directory}, which is not in force"
+        in (check["detail"])
     )
 
 

@@ -59,13 +59,13 @@ def test_a_world_writable_config_is_refused_before_anything_it_names_is_imported
 ) -> None:
     config = home / "config.toml"
     config.write_text('[executors]\n"x.*" = { type = "python", callable = "no_such_mod:f" }\n')
-    os.chmod(config, 0o602)
-    with pytest.raises(ConfigError, match="configuration .* is writable by others"):
+    os.chmod(config, 0o602)  # noqa: S103 - the unsafe mode under test
+    with pytest.raises(ConfigError, match=r"configuration .* is writable by others"):
         Home(home).executors()
 
 
 def test_a_shared_policy_directory_is_refused(home: Path) -> None:
-    os.chmod(home / "policy", 0o777)
+    os.chmod(home / "policy", 0o777)  # noqa: S103 - the unsafe mode under test
     with pytest.raises(ConfigError, match=r"policy directory .* run chmod 700"):
         Home(home).policy()
 
@@ -100,7 +100,7 @@ def test_init_refuses_an_existing_home_others_may_write_and_writes_nothing(
 ) -> None:
     home = tmp_path / "home"
     home.mkdir()
-    os.chmod(home, 0o777)
+    os.chmod(home, 0o777)  # noqa: S103 - the unsafe mode under test
     with pytest.raises(ConfigError, match=f"run chmod 700 {home}"):
         Home(home).init()
     assert list(home.iterdir()) == []
@@ -109,7 +109,7 @@ def test_init_refuses_an_existing_home_others_may_write_and_writes_nothing(
 def test_a_sqlite_store_url_is_checked_too(tmp_path: Path, home: Path) -> None:
     database = tmp_path / "elsewhere.db"
     Home(home, f"sqlite:///{database}").init()
-    os.chmod(database, 0o662)
+    os.chmod(database, 0o662)  # noqa: S103 - the unsafe mode under test
     with pytest.raises(ConfigError, match=f"ledger database {database} is writable"):
         open_governor(Home(home, f"sqlite:///{database}")).close()
     assert Home(home, "postgresql://db.invalid/x").sqlite_path() is None
