@@ -8,6 +8,7 @@ Exit codes (stable, documented in the README):
     3  ``submit``: denied (durably recorded)
     4  ``submit``: pending approval (durably recorded)
     5  ``submit``: allowed, but the executor failed or its outcome is unknown (recorded)
+    6  ``serve``: stopped with executions still running after the grace
 """
 
 from __future__ import annotations
@@ -82,6 +83,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
+EXIT_GRACE_EXPIRED = 6
 
 _STATUS_EXIT = {
     OutcomeStatus.EXECUTED: EXIT_OK,
@@ -1187,16 +1189,40 @@ def verify_bundle_command(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8077,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds running executions get to finish once stopped "
+            "(default: [server] grace_seconds in config.toml, else 30).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory."""
+    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory.
+
+    On SIGTERM or SIGINT: new submissions are refused (503), running executions
+    finish and are recorded, then it exits 0. If they outlast the grace, it says
+    so on stderr and exits 6 at once (their outcome is recorded as unknown at the
+    next start).
+    """
     with _errors():
         try:
             from .server import serve as run_server
+            from .server.run import GraceExpired
         except ImportError:
             _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
         home = _home()
         home.require()
-        run_server(home, host=host, port=port)
+        try:
+            run_server(home, host=host, port=port, grace_seconds=grace)
+        except GraceExpired as exc:
+            # Loud, then gone: waiting on would let the executions outlive the
+            # operator's deadline, and closing the ledger under them would cut them.
+            sys.stderr.write(f"\nEXOARMUR STOPPED WITH EXECUTIONS RUNNING: {exc}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_GRACE_EXPIRED)
 
 
 # -- stores: schema upgrades and copies ----------------------------------------------
