@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from exoarmur.cli import app
+from exoarmur.home import Home
 from exoarmur.ledger.checkpoint import open_checkpoint
 from exoarmur.ledger.keys import Verifier
 from exoarmur.ledger.merkle import verify_consistency, verify_inclusion
+from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import intent
 
 runner = CliRunner()
@@ -239,11 +241,48 @@ def test_health_reports_each_part(home: Path) -> None:
     assert cli(home, "health").exit_code == 0
     (home / "policy" / "default.cedar").write_text("permit(principal, action")
     broken = json.loads(cli(home, "health", "--json").stdout)
-    assert broken["healthy"] is False
+    # The directory is not what decides: the bundle in force still is, with a warning.
+    assert broken["healthy"] is True
     assert any(
-        c["name"] == "policy" and not c["ok"] and "default.cedar" in c["detail"]
+        c["name"] == "policy" and "warning" in c["detail"] and "default.cedar" in c["detail"]
         for c in broken["checks"]
     )
+
+
+def _policy_check(home: Path) -> dict[str, Any]:
+    report = json.loads(cli(home, "health", "--json").stdout)
+    check: dict[str, Any] = next(c for c in report["checks"] if c["name"] == "policy")
+    return check
+
+
+def test_health_reports_the_bundle_in_force_not_the_policy_directory(
+    home: Path, tmp_path: Path
+) -> None:
+    directory = PolicyEngine(PolicyBundle.from_dir(home / "policy")).policy_hash
+    assert _policy_check(home)["detail"] == f"bundle {directory} in force"
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "all.cedar").write_text('@id("all") permit (principal, action, resource);')
+    assert cli(home, "policy", "activate", str(candidate)).exit_code == 0
+    assert cli(home, "policy", "activate", str(candidate), "--tenant", "acme").exit_code == 0
+    in_force = PolicyEngine(PolicyBundle.from_dir(candidate)).policy_hash
+    check = _policy_check(home)
+    assert check["ok"] is True
+    assert check["detail"].startswith(f"bundle {in_force} in force; tenant acme: bundle {in_force}")
+    assert (
+        f"warning: {home / 'policy'} holds bundle {directory}, which is not in force"
+        in (check["detail"])
+    )
+
+
+def test_health_fails_when_no_policy_is_in_force(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    Home(home).init()
+    with sqlite3.connect(home / "ledger.db") as conn:
+        conn.execute("DELETE FROM events WHERE type = 'policy.activated'")
+    check = _policy_check(home)
+    assert check["ok"] is False
+    assert "no policy is in force" in check["detail"]
 
 
 def test_demo_is_deterministic_across_fresh_homes(tmp_path: Path) -> None:

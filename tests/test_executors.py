@@ -377,10 +377,32 @@ def test_http_uses_an_injected_client(intent: ActionIntent) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        pytest.param({}, "field 'url' is required", id="no-url"),
+        pytest.param({}, "exactly one of field 'url' and field 'url_env' is required", id="no-url"),
+        pytest.param(
+            {"url": "http://h/", "url_env": "HOOK"}, "exactly one of field 'url'", id="both-urls"
+        ),
+        pytest.param(
+            {"url_env": "EXOARMUR_TEST_UNSET_HOOK"},
+            "field 'url_env': environment variable EXOARMUR_TEST_UNSET_HOOK is not set",
+            id="url-env-unset",
+        ),
+        pytest.param(
+            {"url_env": "NOT A NAME"}, "field 'url_env': must name an environment", id="env-name"
+        ),
+        pytest.param(
+            {"url": "http://h/", "headers_env": "X"},
+            "field 'headers_env': must be a table",
+            id="headers-env-type",
+        ),
+        pytest.param(
+            {"url": "http://h/", "headers_env": {"Authorization": "EXOARMUR_TEST_UNSET_TOKEN"}},
+            "field 'headers_env.Authorization': environment variable EXOARMUR_TEST_UNSET_TOKEN",
+            id="header-env-unset",
+        ),
         pytest.param(
             {"url": "http://h/", "retries": 3},
-            r"unknown field 'retries' \(allowed: headers, method, timeout, url\)",
+            r"unknown field 'retries' \(allowed: headers, headers_env, method, timeout, url, "
+            r"url_env\)",
             id="extra-key",
         ),
         pytest.param({"url": 5}, "field 'url': must be a string, not int", id="url-type"),
@@ -682,7 +704,7 @@ def test_registry_from_config_with_given_factories() -> None:
         ),
         pytest.param(
             {"hook": {"type": "http"}},
-            "executor binding 'hook': field 'url' is required",
+            "executor binding 'hook': exactly one of field 'url' and field 'url_env' is required",
             id="http-no-url",
         ),
         pytest.param(

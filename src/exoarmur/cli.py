@@ -8,6 +8,7 @@ Exit codes (stable, documented in the README):
     3  ``submit``: denied (durably recorded)
     4  ``submit``: pending approval (durably recorded)
     5  ``submit``: allowed, but the executor failed or its outcome is unknown (recorded)
+    6  ``serve``: stopped with executions still running after the grace
 """
 
 from __future__ import annotations
@@ -37,7 +38,7 @@ from .errors import (
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
 from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
-from .model.event import SYSTEM_LOG
+from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
 from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
@@ -82,6 +83,7 @@ console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
 err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
+EXIT_GRACE_EXPIRED = 6
 
 _STATUS_EXIT = {
     OutcomeStatus.EXECUTED: EXIT_OK,
@@ -247,7 +249,7 @@ def health(as_json: JsonFlag = False) -> None:
 
     check("home", probe_home)
     check("signing key", lambda: home.signing_key().verifier_key())
-    check("policy", lambda: f"bundle {home.policy().policy_hash}")
+    check("policy", lambda: _policy_in_force(home))
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
     healthy = all(ok for _, ok, _ in checks)
@@ -267,6 +269,47 @@ def health(as_json: JsonFlag = False) -> None:
             table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
+
+
+#: tenants with a bundle of their own that health names one by one
+_TENANTS_SHOWN = 10
+
+
+def _policy_in_force(home: Home) -> str:
+    """The bundles the ledger has in force (global, and tenants' own), not the directory's.
+
+    A ``policy/`` directory that differs from the global bundle in force is a
+    warning: it decides nothing until it is activated.
+    """
+    store = home.open_store()
+    try:
+        activation = store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED)
+        own: dict[str, str] = {}
+        for tenant in store.tenants():
+            found = None if tenant == SYSTEM_LOG else store.latest_of_type(tenant, POLICY_ACTIVATED)
+            if found is not None:
+                own[tenant] = str(found.payload["policy_hash"])
+    finally:
+        store.close()
+    if activation is None:
+        raise ExoArmurError("no policy is in force; run `exoarmur policy activate DIR`")
+    in_force = str(activation.payload["policy_hash"])
+    parts = [f"bundle {in_force} in force"]
+    shown = sorted(own.items())[:_TENANTS_SHOWN]
+    parts += [f"tenant {tenant}: bundle {policy_hash}" for tenant, policy_hash in shown]
+    if len(own) > _TENANTS_SHOWN:
+        parts.append(f"and {len(own) - _TENANTS_SHOWN} more tenant(s) with their own bundle")
+    try:
+        directory = home.policy().policy_hash
+    except ExoArmurError as exc:
+        parts.append(f"warning: {home.policy_dir} does not load and is not in force: {exc}")
+    else:
+        if directory != in_force:
+            parts.append(
+                f"warning: {home.policy_dir} holds bundle {directory}, which is not in force "
+                f"(`exoarmur policy activate {home.policy_dir}` would put it in force)"
+            )
+    return "; ".join(parts)
 
 
 # -- submit and log ----------------------------------------------------------
@@ -1146,16 +1189,40 @@ def verify_bundle_command(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8077,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds running executions get to finish once stopped "
+            "(default: [server] grace_seconds in config.toml, else 30).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory."""
+    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory.
+
+    On SIGTERM or SIGINT: new submissions are refused (503), running executions
+    finish and are recorded, then it exits 0. If they outlast the grace, it says
+    so on stderr and exits 6 at once (their outcome is recorded as unknown at the
+    next start).
+    """
     with _errors():
         try:
             from .server import serve as run_server
+            from .server.run import GraceExpired
         except ImportError:
             _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
         home = _home()
         home.require()
-        run_server(home, host=host, port=port)
+        try:
+            run_server(home, host=host, port=port, grace_seconds=grace)
+        except GraceExpired as exc:
+            # Loud, then gone: waiting on would let the executions outlive the
+            # operator's deadline, and closing the ledger under them would cut them.
+            sys.stderr.write(f"\nEXOARMUR STOPPED WITH EXECUTIONS RUNNING: {exc}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_GRACE_EXPIRED)
 
 
 # -- stores: schema upgrades and copies ----------------------------------------------

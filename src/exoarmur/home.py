@@ -1,11 +1,13 @@
 """The data directory: where an ExoArmur installation keeps its state.
 
     <home>/                 EXOARMUR_HOME or --home, default ./.exoarmur (mode 0700)
-      config.toml           executor bindings and settings (TOML, read at start)
+      config.toml           executor bindings and settings (TOML, read at start; mode 0600)
       keys/ledger.key       the Ed25519 checkpoint signing key (mode 0600, refused otherwise)
-      policy/*.cedar        the policy bundle in force
-      ledger.db             the SQLite ledger (WAL)
+      policy/*.cedar        the bundle ``init`` activates (the one in force is in the ledger)
+      ledger.db             the SQLite ledger (WAL; mode 0600)
       run.lock              held shared by every running governor; exclusive for recovery
+
+Anything here that others may write is refused at open (see ``file_modes``).
 
 This is the edge: it reads files and the environment and builds the pure
 parts (policy engine, governor) from them.
@@ -24,6 +26,7 @@ from typing import Any
 from .clock import Clock, StepClock, SystemClock
 from .errors import ConfigError, ExoArmurError, KeyFileError
 from .executors import ExecutorRegistry
+from .file_modes import make_private_dir, refuse_writable_by_others, write_private
 from .gate import GateConfig
 from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
@@ -123,17 +126,17 @@ class Home:
     def init(self) -> list[str]:
         """Create what is missing; never overwrite. Returns what was created."""
         created = []
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not make_private_dir(self.path):
+            refuse_writable_by_others(self.path, "home")
         if not self.key_path.exists():
             key = SigningKey.generate(f"exoarmur.local/{secrets.token_hex(4)}")
             write_signing_key(self.key_path, key)
             created.append(str(self.key_path))
-        if not self.policy_dir.exists():
-            self.policy_dir.mkdir(mode=0o700)
-            (self.policy_dir / "default.cedar").write_text(DEFAULT_POLICY, encoding="utf-8")
+        if make_private_dir(self.policy_dir):
+            write_private(self.policy_dir / "default.cedar", DEFAULT_POLICY)
             created.append(str(self.policy_dir / "default.cedar"))
         if not self.config_path.exists():
-            self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
+            write_private(self.config_path, DEFAULT_CONFIG)
             created.append(str(self.config_path))
         with open_governor(self, recover=False, record_run=False) as governor:
             for private in (self.ledger_path, self.config_path):
@@ -150,8 +153,27 @@ class Home:
                 f"{self.path} is not an ExoArmur home (no config.toml or signing key); "
                 "run `exoarmur init` first"
             )
+        self.refuse_unsafe_modes()
+
+    def refuse_unsafe_modes(self) -> None:
+        """Refuse a home, key directory, config or ledger that others may write."""
+        refuse_writable_by_others(self.path, "home")
+        refuse_writable_by_others(self.key_path.parent, "key directory")
+        refuse_writable_by_others(self.config_path, "configuration")
+        database = self.sqlite_path()
+        if database is not None:
+            for suffix in ("", "-wal", "-shm"):
+                refuse_writable_by_others(Path(f"{database}{suffix}"), "ledger database")
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite ledger file, if the ledger is one."""
+        if self.store_url is None:
+            return self.ledger_path
+        scheme, _, rest = self.store_url.partition("://")
+        return Path(rest[1:]) if scheme == "sqlite" and len(rest) > 1 else None
 
     def config(self) -> dict[str, Any]:
+        refuse_writable_by_others(self.config_path, "configuration")
         try:
             with self.config_path.open("rb") as handle:
                 return tomllib.load(handle)
@@ -165,6 +187,7 @@ class Home:
 
     def policy(self) -> PolicyEngine:
         """The bundle in the policy directory (not necessarily the one in force)."""
+        refuse_writable_by_others(self.policy_dir, "policy directory")
         return PolicyEngine(PolicyBundle.from_dir(self.policy_dir))
 
     def approval_window(self) -> int:

@@ -24,12 +24,13 @@ started is started by it.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .approvals.book import (
     ApprovalStatus,
@@ -52,6 +53,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
     PolicyError,
+    StoreUnavailable,
 )
 from .executors import CallableExecutor, ExecutionFailed, Executor, ExecutorRegistry
 from .gate import Controls, GateConfig, Scope, parse_scope, revoked, vote_over_limit
@@ -63,6 +65,7 @@ from .ledger.log import Ledger
 from .model.decision import Decision, Outcome, OutcomeStatus, Verdict
 from .model.event import (
     ACCESS_REFUSED,
+    ACCESS_REFUSED_COUNTED,
     APPROVAL_REQUESTED,
     CONFIG_SNAPSHOT,
     DECISION_RECORDED,
@@ -84,6 +87,7 @@ from .model.event import (
     PRINCIPAL_ADDED,
     PRINCIPAL_REVOKED,
     RUN_STARTED,
+    SERVICE_CONFIGURED,
     SETTLED,
     SYSTEM_LOG,
     Event,
@@ -123,6 +127,26 @@ class VoteResult:
     forbidden: bool = False
 
 
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def _governed(
+    method: Callable[Concatenate[Governor, _Params], _Result],
+) -> Callable[Concatenate[Governor, _Params], _Result]:
+    """Count the call as in flight (see :meth:`Governor.drain`) from its start to its outcome."""
+
+    @functools.wraps(method)
+    def counted(self: Governor, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        self._enter_governed()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._leave_governed()
+
+    return counted
+
+
 class Governor:
     """Governs intents: decide, record, approve, execute, record. Thread-safe.
 
@@ -160,6 +184,11 @@ class Governor:
         # together with every decision that reads it (see _govern).
         self._controls: dict[str, Controls] = {}
         self._decide_lock = threading.RLock()
+        # Governed calls in flight, so that a stopping service never closes the
+        # ledger under an execution (see drain).
+        self._in_flight = 0
+        self._in_flight_changed = threading.Condition()
+        self._draining = False
         self.config = self.effective_config()
         self.config_hash = content_hash(self.config)
         self._record_config()
@@ -276,11 +305,13 @@ class Governor:
 
     # -- governing ---------------------------------------------------------
 
+    @_governed
     def submit(self, intent: IntentRequest | Mapping[str, Any]) -> Outcome:
         """Govern one intent with the executor bound to its action (if any)."""
         request = intent if isinstance(intent, IntentRequest) else parse_intent(dict(intent))
         return self._govern(request, None)
 
+    @_governed
     def run(
         self, intent: IntentRequest | Mapping[str, Any], fn: Callable[[ActionIntent], Any]
     ) -> Outcome:
@@ -606,14 +637,37 @@ class Governor:
             None,
         )
 
-    def record_unauthenticated(self, attempted: str, detail: str) -> None:
-        """Record a request that presented no valid credentials (an HTTP 401)."""
-        self._system_event(
-            ACCESS_REFUSED,
-            {"principal": None, "tenant": None, "attempted": attempted, "detail": detail},
-            "anonymous",
-            None,
-        )
+    def record_unauthenticated(
+        self, attempted: str, detail: str, *, source: str | None = None
+    ) -> Event:
+        """Record a request that presented no valid credentials (an HTTP 401).
+
+        ``source`` is where it came from (the peer address), when known. The
+        HTTP API bounds how many of these it records (``server.audit``).
+        """
+        payload: dict[str, Any] = {
+            "principal": None,
+            "tenant": None,
+            "attempted": attempted,
+            "detail": detail,
+        }
+        if source is not None:
+            payload["source"] = source
+        return self._system_event(ACCESS_REFUSED, payload, "anonymous", None)
+
+    def record_refusals_counted(self, summary: dict[str, Any]) -> Event:
+        """Record refusals counted but not recorded one by one (``access.refused.counted``)."""
+        return self._system_event(ACCESS_REFUSED_COUNTED, summary, "exoarmur", None)
+
+    def record_service(self, settings: Mapping[str, Any]) -> Event | None:
+        """Record the settings a service runs with, once per distinct settings."""
+        key = idempotency_key_of(SERVICE_CONFIGURED, dict(settings))
+        if key is not None and self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
+            return None
+        try:
+            return self._system_event(SERVICE_CONFIGURED, dict(settings), "exoarmur", key)
+        except DuplicateIntent:
+            return None
 
     # -- controls: kill switches and posture ---------------------------------
 
@@ -776,6 +830,7 @@ class Governor:
 
     # -- approvals ---------------------------------------------------------
 
+    @_governed
     def vote(
         self,
         tenant: str,
@@ -1053,6 +1108,34 @@ class Governor:
             ],
         )
         return self.outcome(tenant, intent_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Governed calls (submit, run, vote) running now."""
+        return self._in_flight
+
+    def drain(self, timeout: float) -> bool:
+        """Take no new governed call; wait up to ``timeout`` s for the running ones.
+
+        True when none runs any more: their outcomes are recorded and the
+        ledger may be closed. False when some still run: closing now would
+        cut their executions, which the next start records as outcome_unknown.
+        A new submit, run or vote raises :class:`StoreUnavailable` from now on.
+        """
+        with self._in_flight_changed:
+            self._draining = True
+            return self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _enter_governed(self) -> None:
+        with self._in_flight_changed:
+            if self._draining:
+                raise StoreUnavailable("the governor is stopping; nothing was done, retry later")
+            self._in_flight += 1
+
+    def _leave_governed(self) -> None:
+        with self._in_flight_changed:
+            self._in_flight -= 1
+            self._in_flight_changed.notify_all()
 
     def add_close_hook(self, hook: Callable[[], None]) -> None:
         self._close_hooks.append(hook)

@@ -50,6 +50,10 @@ CONFIG_SNAPSHOT: Final = "config.snapshot"
 PRINCIPAL_ADDED: Final = "principal.added"
 PRINCIPAL_REVOKED: Final = "principal.revoked"
 ACCESS_REFUSED: Final = "access.refused"
+#: refusals of one window counted, not recorded one by one (bounded audit of strangers)
+ACCESS_REFUSED_COUNTED: Final = "access.refused.counted"
+#: the settings an HTTP service runs with (grace, refusal budget), once per distinct settings
+SERVICE_CONFIGURED: Final = "service.configured"
 
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
@@ -149,6 +153,8 @@ def idempotency_key_of(event_type: str, payload: dict[str, Any]) -> str | None:
         return f"revoke {payload['name']}"
     if event_type == RUN_STARTED:
         return "run:" + content_hash(payload)
+    if event_type == SERVICE_CONFIGURED:
+        return "service:" + content_hash(payload)
     return None
 
 
