@@ -266,3 +266,63 @@ def test_every_route_reads_its_body_strictly() -> None:
     routes = [r for m in (controls, intents, record, service) for r in m.router.routes]
     assert len(routes) > 10
     assert all(isinstance(route, JSONBodyRoute) for route in routes)
+
+
+# -- evidence bundles ----------------------------------------------------------------
+
+
+def test_a_bundle_with_a_repeated_key_fails_naming_it(tmp_path: Path) -> None:
+    from exoarmur.evidence import export_bundle, verify_bundle_text
+    from exoarmur.ledger.log import Ledger
+    from test_replay import GOLDEN, KEY, MANIFEST, load
+
+    ledger = Ledger(load(GOLDEN / MANIFEST["good"], tmp_path), KEY)
+    try:
+        correlation = next(e.correlation_id for e in ledger.store.events("acme") if e.intent_id)
+        text = json.dumps(export_bundle(ledger, "acme", correlation), indent=2, sort_keys=True)
+    finally:
+        ledger.store.close()
+    assert verify_bundle_text(text, KEY.verifier_key()).passed
+    # A reader that keeps the first "events" sees an empty story; ours must not see another.
+    forged = '{"events": [],' + text[1:]
+    verdict = verify_bundle_text(forged, KEY.verifier_key())
+    assert not verdict.passed
+    assert any("events: the key appears more than once" in f for f in verdict.failures)
+
+
+# -- policy test cases -----------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("name", "text", "message"),
+    [
+        (
+            "cases.yaml",
+            "cases:\n  - name: a\n    name: b\n",
+            "cases.yaml:3:5: malformed YAML: the key 'name' appears more than once",
+        ),
+        (
+            "cases.json",
+            '{"cases": [], "cases": [{"name": "x"}]}',
+            "cases.json: cases: the key appears more than once",
+        ),
+        ("cases.json", '{"cases": [', "cases.json:1:12: malformed JSON: Expecting value"),
+    ],
+)
+def test_policy_case_files_with_a_repeated_key_are_refused(
+    tmp_path: Path, name: str, text: str, message: str
+) -> None:
+    from exoarmur.policy.tooling import load_cases
+
+    file = tmp_path / name
+    file.write_text(text)
+    with pytest.raises(InputError) as refused:
+        load_cases(file)
+    assert message in str(refused.value)
+
+
+def test_yaml_merge_keys_may_still_be_overridden(tmp_path: Path) -> None:
+    from exoarmur.policy.tooling import _parse_document
+
+    text = "base: &b {x: 1}\nmore: {<<: *b, x: 2}\n"
+    assert _parse_document(tmp_path / "c.yaml", text)["more"] == {"x": 2}

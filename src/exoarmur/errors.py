@@ -54,13 +54,17 @@ class JSONTextError(InputError):
     """A document is not JSON, or is JSON ExoArmur refuses (a repeated key, ``NaN``…).
 
     ``field`` is the dotted path of the value at fault, ``None`` when the
-    text does not parse at all.
+    text does not parse at all; then ``at`` is the line and column where it stopped.
     """
 
-    def __init__(self, field: str | None, rule: str) -> None:
+    def __init__(
+        self, field: str | None, rule: str, at: tuple[int, int] | None = None
+    ) -> None:
         self.field = field
         self.rule = rule
-        super().__init__(f"{field}: {rule}" if field else rule)
+        self.at = at
+        where = f" at line {at[0]} column {at[1]}" if at else ""
+        super().__init__(f"{field}: {rule}" if field else f"{rule}{where}")
 
 
 class PolicyError(InputError):

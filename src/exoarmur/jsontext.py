@@ -95,7 +95,7 @@ def loads(raw: bytes | str) -> Any:
             parse_constant=constant,
         )
     except json.JSONDecodeError as exc:
-        raise JSONTextError(None, f"malformed JSON: {exc}") from None
+        raise JSONTextError(None, f"malformed JSON: {exc.msg}", (exc.lineno, exc.colno)) from None
     except UnicodeDecodeError as exc:
         raise JSONTextError(None, f"malformed JSON: not UTF-8 ({exc.reason})") from None
     except RecursionError:
