@@ -162,13 +162,9 @@ def test_policy_explain_refuses_a_repeated_key(home: Path) -> None:
 
 
 @pytest.mark.parametrize("case", sorted(HOSTILE_INTENTS))
-def test_http_refuses_hostile_intents_with_422_naming_the_field(
-    dep: Deployment, case: str
-) -> None:
+def test_http_refuses_hostile_intents_with_422_naming_the_field(dep: Deployment, case: str) -> None:
     document, field = HOSTILE_INTENTS[case]
-    answer = dep.client.post(
-        "/v1/intents", content=document, headers=_json_headers(dep, "agent-7")
-    )
+    answer = dep.client.post("/v1/intents", content=document, headers=_json_headers(dep, "agent-7"))
     assert answer.status_code == 422, answer.text
     assert answer.json()["error"] == "invalid"
     assert [p["field"] for p in answer.json()["detail"]] == [field]

@@ -95,7 +95,9 @@ def format_time(moment: datetime) -> str:
     try:
         return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
     except OverflowError:
-        raise InputError(f"timestamp {moment.isoformat()} is outside the years 1 to 9999 in UTC") from None
+        raise InputError(
+            f"timestamp {moment.isoformat()} is outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def parse_time(text: str) -> datetime:

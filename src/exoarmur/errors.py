@@ -57,9 +57,7 @@ class JSONTextError(InputError):
     text does not parse at all; then ``at`` is the line and column where it stopped.
     """
 
-    def __init__(
-        self, field: str | None, rule: str, at: tuple[int, int] | None = None
-    ) -> None:
+    def __init__(self, field: str | None, rule: str, at: tuple[int, int] | None = None) -> None:
         self.field = field
         self.rule = rule
         self.at = at

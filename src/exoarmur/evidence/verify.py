@@ -25,8 +25,8 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
-from ..encoding import canonical_bytes, content_hash
 from .. import jsontext
+from ..encoding import canonical_bytes, content_hash
 from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier

@@ -1,7 +1,7 @@
 """Every error the API answers, mapped in one place.
 
     MalformedBody (here)      400  the body is not JSON
-    JSONTextError             400  not JSON; 422 naming the field: a repeated key, NaN, a huge number
+    JSONTextError             400  not JSON; 422 naming the field: a key twice, NaN, a huge number
     UnsupportedMediaType      415  a body not declared application/json (server.bodies)
     IntentError               422  one (field, rule) per problem, from the shared validator
     PolicyError, ConfigError  503  no policy in force, bad configuration: not the caller's fault
