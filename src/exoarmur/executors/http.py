@@ -10,7 +10,6 @@ redirect (either could repeat or move a side effect nobody approved).
 
 from __future__ import annotations
 
-import json
 import math
 import re
 from collections.abc import Mapping
@@ -19,6 +18,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .. import jsontext
 from ..encoding import canonical_bytes
 from ..errors import ConfigError, InputError
 from ..model.intent import ActionIntent
@@ -118,7 +118,7 @@ def _body(response: httpx.Response) -> Any:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
-            parsed = json.loads(response.content)
+            parsed = jsontext.loads(response.content)  # a key twice: keep the text
             canonical_bytes(parsed)  # NaN, huge integers: keep the text instead
         except (ValueError, InputError):
             return response.text
