@@ -13,6 +13,7 @@ import json
 import sqlite3
 from collections.abc import Iterator
 from pathlib import Path
+from datetime import UTC, datetime
 from typing import Any
 
 import pytest
@@ -118,8 +119,6 @@ def test_text_that_is_not_json_names_no_field(text: str | bytes) -> None:
 def test_times_outside_the_utc_calendar_are_input_errors(text: str) -> None:
     with pytest.raises(InputError, match="outside the years 1 to 9999"):
         parse_time(text)
-    from datetime import datetime
-
     with pytest.raises(InputError, match="outside the years 1 to 9999"):
         format_time(datetime.fromisoformat(text))
 
@@ -149,6 +148,27 @@ def test_the_cli_refuses_hostile_intents_naming_the_field(
     with sqlite3.connect(home / "ledger.db") as conn:
         written = conn.execute("SELECT count(*) FROM events WHERE tenant != '_system'")
         assert written.fetchone()[0] == 0
+
+
+def test_an_intent_from_the_year_1_is_recorded_readably(home: Path) -> None:
+    # Regression: the time was recorded as "1-01-01T…", which nothing could read back,
+    # so every later submit of the tenant failed.
+    for when in ("0001-01-01T00:00:00Z", "0001-01-01T00:00:00-14:00", "0999-12-31T23:59:59Z"):
+        document = INTENT[:-1] + f',"event_time":"{when}"}}'
+        result = runner.invoke(app, ["--home", str(home), "submit", "-"], input=document)
+        assert result.exit_code == 0, result.output
+    replayed = runner.invoke(app, ["--home", str(home), "replay", "verify", "-t", "acme"])
+    assert "REPLAY_VERIFIED=true" in replayed.stdout, replayed.output
+    assert format_time(datetime(1, 1, 1, tzinfo=UTC)) == "0001-01-01T00:00:00.000000Z"
+
+
+def test_whatif_since_outside_the_calendar_is_bad_input(home: Path) -> None:
+    since = "0001-01-01T00:00:00+14:00"
+    policy = str(home / "policy")
+    args = ["--home", str(home), "replay", "whatif", "-t", "acme", "--policy", policy]
+    result = runner.invoke(app, [*args, "--since", since])
+    assert result.exit_code == 2, result.output
+    assert "outside the years 1 to 9999" in result.output
 
 
 def test_policy_explain_refuses_a_repeated_key(home: Path) -> None:

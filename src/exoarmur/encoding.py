@@ -93,7 +93,10 @@ def format_time(moment: datetime) -> str:
     if moment.tzinfo is None:
         raise InputError("timestamp must carry a timezone")
     try:
-        return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+        # isoformat, not strftime: strftime writes the year 1 as "1", not "0001",
+        # and parse_time could not read such a recorded time back.
+        utc = moment.astimezone(UTC).replace(tzinfo=None)
+        return utc.isoformat(timespec="microseconds") + "Z"
     except OverflowError:
         raise InputError(
             f"timestamp {moment.isoformat()} is outside the years 1 to 9999 in UTC"
