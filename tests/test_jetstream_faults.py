@@ -700,8 +700,7 @@ SUBMITTER = textwrap.dedent(
     from exoarmur.ledger.log import Ledger
     from exoarmur.pipeline import Governor
     from exoarmur.policy import PolicyBundle, PolicyEngine
-    from children import whole_lines
-from samples import POLICY
+    from samples import POLICY
 
     url, seed, name, keys, rounds = sys.argv[2:7]
     key = SigningKey.from_seed("faults.exoarmur/log", bytes.fromhex(seed))
@@ -805,7 +804,11 @@ def test_a_killed_exoarmur_process_loses_no_acknowledged_intent(db: JetStreamBac
     reader = threading.Thread(target=read)
     reader.start()
     try:
-        wait_until(lambda: len(acked) >= 2000, 60, "2000 acknowledged intents")
+        # A child that died on its own ends the wait at once, not after the timeout.
+        wait_until(
+            lambda: len(acked) >= 2000 or child.poll() is not None, 60, "2000 acknowledged intents"
+        )
+        assert child.poll() is None, "the submitter exited before it was killed"
     finally:
         child.kill()  # SIGKILL, mid-stream
         child.wait(timeout=30)
@@ -938,7 +941,15 @@ def test_two_processes_append_one_is_killed_and_the_tree_stays_one(
     for reader in readers:
         reader.start()
     try:
-        wait_until(lambda: lines["p0"] >= 300 and lines["p1"] >= 300, 60, "both appending")
+        wait_until(
+            lambda: (
+                (lines["p0"] >= 300 and lines["p1"] >= 300)
+                or any(child.poll() is not None for child in children)
+            ),
+            60,
+            "both appending",
+        )
+        assert all(child.poll() is None for child in children), "an appender exited by itself"
         children[0].kill()  # SIGKILL, perhaps between a publish and its indexes
         children[0].wait(timeout=30)
         at_kill = lines["p1"]
