@@ -264,3 +264,11 @@ def test_the_store_hints_keep_the_extra_name(home: Path, monkeypatch: pytest.Mon
     monkeypatch.delitem(sys.modules, "exoarmur.ledger.postgres", raising=False)
     result = cli(home, "--store", "postgresql://127.0.0.1:1/x", "log")
     assert "pip install 'exoarmur[postgres]'" in result.output, result.output
+
+
+def test_characters_beyond_the_basic_plane_are_escaped_whole() -> None:
+    tag = "\U000e0041"  # an invisible tag character
+    assert visible(f"a{tag}") == "a\\U000e0041"
+    shown = json_text({"t": tag}).plain
+    assert shown == '{"t": "\\udb40\\udc41"}'
+    assert json.loads(shown) == {"t": tag}
