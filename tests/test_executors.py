@@ -218,6 +218,7 @@ ROUTES: dict[str, tuple[int, str, bytes]] = {
     "/empty": (204, "", b""),
     "/nan": (200, "application/json", b'{"load": NaN}'),
     "/huge": (200, "application/json", b'{"n": 18446744073709551616}'),
+    "/twice": (200, "application/json", b'{"ok": false, "ok": true}'),
     "/garbled": (200, "application/json", b"{not json"),
     "/fail": (500, "text/plain", b"boom:\n   database   unreachable"),
     "/long-fail": (503, "text/plain", b"x" * 1000),
@@ -300,6 +301,7 @@ def test_http_sends_the_canonical_intent_with_its_keys(
         pytest.param("/empty", 204, "", id="no-content"),
         pytest.param("/nan", 200, '{"load": NaN}', id="nan-kept-as-text"),
         pytest.param("/huge", 200, '{"n": 18446744073709551616}', id="huge-int-kept-as-text"),
+        pytest.param("/twice", 200, '{"ok": false, "ok": true}', id="key-twice-kept-as-text"),
         pytest.param("/garbled", 200, "{not json", id="bad-json-kept-as-text"),
     ],
 )

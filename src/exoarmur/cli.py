@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .approvals import IntentState, Vote, intent_state
@@ -43,6 +43,8 @@ from .model.intent import MAX_INTENT_BYTES, parse_intent_json
 from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
 from .principals import Principal
+from .terminal import console as literal_console
+from .terminal import json_text, line, styled
 
 app = typer.Typer(
     name="exoarmur",
@@ -78,9 +80,9 @@ app.add_typer(posture_app, name="posture")
 app.add_typer(key_app, name="key")
 app.add_typer(demo_app, name="demo")
 
-# Off a terminal rich would wrap at 80 columns; ids and hashes read better whole.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+# Every string printed is shown literally: agents write targets, reasons and errors.
+console = literal_console()
+err_console = literal_console(stderr=True)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
 EXIT_GRACE_EXPIRED = 6
@@ -126,7 +128,7 @@ TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant whose 
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(line(styled("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -200,7 +202,7 @@ def init() -> None:
         home = _home()
         created = home.init()
         for path in created:
-            console.print(f"[green]created[/] {path}")
+            console.print(line(styled("created", "green"), f" {path}"))
         if not created:
             console.print(f"{home.path} is already initialised; nothing changed")
         console.print(f"public key: {home.signing_key().verifier_key()}")
@@ -266,7 +268,7 @@ def health(as_json: JsonFlag = False) -> None:
         table.add_column("status")
         table.add_column("detail", overflow="fold")
         for name, ok, detail in checks:
-            table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
+            table.add_row(name, styled("ok", "green") if ok else styled("FAIL", "bold red"), detail)
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
 
@@ -325,15 +327,17 @@ def _print_outcome(outcome: Outcome) -> None:
     table.add_row("intent", outcome.intent_id)
     table.add_row("tenant", outcome.tenant)
     table.add_row("verdict", outcome.decision.verdict.value)
-    table.add_row("status", f"[{style}]{outcome.status.value}[/]")
+    table.add_row("status", styled(outcome.status.value, style))
     table.add_row("reasons", ", ".join(outcome.decision.reasons) or "(no policy permitted it)")
     table.add_row("policy", outcome.decision.policy_hash)
     if outcome.decision.gate:
         gate = outcome.decision.gate
         table.add_row(
             "gate",
-            f"[red]{', '.join(gate['controls'])}[/] ({gate['policy_verdict']} → "
-            f"{outcome.decision.verdict.value}): {gate['reason']}",
+            line(
+                styled(", ".join(gate["controls"]), "red"),
+                f" ({gate['policy_verdict']} → {outcome.decision.verdict.value}): {gate['reason']}",
+            ),
         )
     if outcome.executor:
         table.add_row("executor", outcome.executor)
@@ -426,7 +430,7 @@ def log(
     console.print(table)
 
 
-def _summary(event_type: str, payload: dict[str, Any]) -> str:
+def _summary(event_type: str, payload: dict[str, Any]) -> str | Text:
     if event_type == "intent.recorded":
         intent = payload["intent"]
         return f"{intent['action']} → {intent['target']} ({intent['safety_class']})"
@@ -434,13 +438,13 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
         decision = payload["decision"]
         style = "green" if decision["verdict"] == "allow" else "red"
         reasons = ", ".join(decision["reasons"]) or "default deny"
-        return f"[{style}]{decision['verdict']}[/] ({reasons})"
+        return line(styled(decision["verdict"], style), f" ({reasons})")
     if event_type == "approval.requested":
         return f"quorum {payload['quorum']}, until {payload['deadline']}"
     if event_type in ("approval.granted", "approval.rejected"):
         return f"{payload['approver']}: {payload['reason']}"
     if event_type == "approval.refused":
-        return f"[red]refused[/] {payload['approver']}: {payload['refused']}"
+        return line(styled("refused", "red"), f" {payload['approver']}: {payload['refused']}")
     if event_type == "intent.approved":
         return f"approved by {', '.join(payload['approvers'])}"
     if event_type == "intent.rejected":
@@ -448,9 +452,11 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
     if event_type == "intent.expired":
         return f"window closed {payload['deadline']}"
     if event_type == "gate.blocked":
-        return f"[red]gate[/] {', '.join(payload['controls'])}: {payload['reason']}"
+        return line(
+            styled("gate", "red"), f" {', '.join(payload['controls'])}: {payload['reason']}"
+        )
     if event_type == "execution.blocked":
-        return f"[bold red]blocked[/] by {payload['control']}: {payload['reason']}"
+        return line(styled("blocked", "bold red"), f" by {payload['control']}: {payload['reason']}")
     if event_type in ("killswitch.engaged", "killswitch.released"):
         return f"{payload['scope']}: {payload['reason']}"
     if event_type == "posture.set":
@@ -555,12 +561,12 @@ def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
             }
         )
     else:
-        verdict = "[bold green]VERIFIED[/]" if result.ok else "[bold red]FAILED[/]"
+        verdict = styled("VERIFIED", "bold green") if result.ok else styled("FAILED", "bold red")
         console.print(
-            f"{verdict} tenant {tenant}: {result.size} events, root {result.root_hash.hex()}"
+            line(verdict, f" tenant {tenant}: {result.size} events, root {result.root_hash.hex()}")
         )
         for problem in result.problems:
-            console.print(f"  [red]•[/] {problem}")
+            console.print(line("  ", styled("•", "red"), f" {problem}"))
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
@@ -590,8 +596,11 @@ def activate_policy(
             event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
     scope = f"tenant {tenant}" if tenant else "every tenant without its own"
     console.print(
-        f"[green]activated[/] bundle {event.payload['policy_hash']} for {scope} "
-        f"({len(bundle.files)} file(s)); event {event.event_id}"
+        line(
+            styled("activated", "green"),
+            f" bundle {event.payload['policy_hash']} for {scope} "
+            f"({len(bundle.files)} file(s)); event {event.event_id}",
+        )
     )
 
 
@@ -635,8 +644,12 @@ def principal_add(
         return
     # Only the key goes to stdout, so `exoarmur principal add … > alice.key` works.
     err_console.print(
-        f"[green]created[/] {principal.role} [bold]{principal.name}[/] "
-        f"for {', '.join(principal.tenants)}; API key (shown once; store it now):"
+        line(
+            styled("created", "green"),
+            f" {principal.role} ",
+            styled(principal.name, "bold"),
+            f" for {', '.join(principal.tenants)}; API key (shown once; store it now):",
+        )
     )
     typer.echo(api_key)
 
@@ -664,7 +677,7 @@ def principal_list(as_json: JsonFlag = False) -> None:
     for column in ("name", "role", "tenants", "key id", "state"):
         table.add_column(column)
     for p, active in everyone:
-        state = "[green]active[/]" if active else "[red]revoked[/]"
+        state = styled("active", "green") if active else styled("revoked", "red")
         table.add_row(p.name, p.role, ", ".join(p.tenants), p.key_id, state)
     console.print(table)
 
@@ -674,7 +687,7 @@ def principal_revoke(name: Annotated[str, typer.Argument(help="The principal to 
     """Revoke a principal: its key stops working at once."""
     with _errors(), open_governor(_home()) as governor:
         governor.revoke_principal(name)
-    console.print(f"[red]revoked[/] {name}")
+    console.print(line(styled("revoked", "red"), f" {name}"))
 
 
 @app.command()
@@ -769,7 +782,7 @@ def _vote(
     else:
         style = "green" if result.accepted else "bold red"
         console.print(
-            f"[{style}]{'recorded' if result.accepted else 'refused'}[/]: {result.message}"
+            line(styled("recorded" if result.accepted else "refused", style), f": {result.message}")
         )
         _print_outcome(result.outcome)
     if not result.accepted:
@@ -846,10 +859,15 @@ def show(
         return
     intent = state.intent
     console.print(
-        f"[bold]{intent.action}[/] → {intent.target} ({intent.safety_class.value}) "
-        f"by {intent.actor.kind} {intent.actor.id} in tenant {intent.tenant}"
+        line(
+            styled(intent.action, "bold"),
+            f" → {intent.target} ({intent.safety_class.value}) "
+            f"by {intent.actor.kind} {intent.actor.id} in tenant {intent.tenant}",
+        )
     )
     console.print(f"intent {intent.intent_id}  hash {state.intent_hash}")
+    # What the approver votes on includes params: show them whole, as recorded.
+    console.print(line("params ", json_text(intent.params)))
     _print_outcome(outcome)
     if state.decision.obligations:
         console.print(
@@ -899,8 +917,11 @@ def killswitch_engage(
         principal = _acting_principal(governor, key_file)
         event = governor.engage_killswitch(scope, reason, principal)
     console.print(
-        f"[bold red]ENGAGED[/] {event.payload['scope']} by {event.actor['id']}: "
-        f"{event.payload['reason']} (event {event.event_id})"
+        line(
+            styled("ENGAGED", "bold red"),
+            f" {event.payload['scope']} by {event.actor['id']}: "
+            f"{event.payload['reason']} (event {event.event_id})",
+        )
     )
 
 
@@ -913,8 +934,10 @@ def killswitch_release(
         principal = _acting_principal(governor, key_file)
         event = governor.release_killswitch(scope, reason, principal)
     console.print(
-        f"[green]released[/] {event.payload['scope']} by {event.actor['id']} "
-        f"(event {event.event_id})"
+        line(
+            styled("released", "green"),
+            f" {event.payload['scope']} by {event.actor['id']} (event {event.event_id})",
+        )
     )
 
 
@@ -932,14 +955,14 @@ def killswitch_status(
         _print_json(switches)
         return
     if not switches:
-        console.print("[green]no kill switch engaged[/]")
+        console.print(styled("no kill switch engaged", "green"))
         return
     table = Table(title=f"{len(switches)} kill switch(es) engaged")
     for column in ("scope", "engaged by", "at", "reason"):
         table.add_column(column, overflow="fold")
     for switch in switches:
         table.add_row(
-            f"[bold red]{switch['scope']}[/]",
+            styled(switch["scope"], "bold red"),
             switch["engaged_by"],
             switch["engaged_at"],
             switch["reason"],
@@ -963,9 +986,11 @@ def posture_set(
         event = governor.set_posture(tenant, posture, reason, principal, ttl)
     until = event.payload["until"]
     console.print(
-        f"tenant {tenant}: posture [bold]{posture}[/]"
-        + (f" until {until}" if until else "")
-        + f" (event {event.event_id})"
+        line(
+            f"tenant {tenant}: posture ",
+            styled(posture, "bold"),
+            (f" until {until}" if until else "") + f" (event {event.event_id})",
+        )
     )
 
 
@@ -980,8 +1005,11 @@ def posture_show(
         _print_json(state)
     else:
         console.print(
-            f"tenant {tenant}: posture [bold]{state['posture']}[/]"
-            + (f" until {state['until']}" if state["until"] else "")
+            line(
+                f"tenant {tenant}: posture ",
+                styled(state["posture"], "bold"),
+                f" until {state['until']}" if state["until"] else "",
+            )
         )
 
 
@@ -1039,10 +1067,16 @@ def replay_verify(
     if as_json:
         _print_json(report.to_json())
     else:
-        verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]DIVERGED[/]"
+        verdict = (
+            styled("VERIFIED", "bold green") if report.verified else styled("DIVERGED", "bold red")
+        )
         console.print(
-            f"{verdict} tenant {tenant}: {report.events} events, {report.intents} intents, "
-            f"{report.decisions} decisions, {report.votes} votes, {report.executions} executions"
+            line(
+                verdict,
+                f" tenant {tenant}: {report.events} events, {report.intents} intents, "
+                f"{report.decisions} decisions, {report.votes} votes, "
+                f"{report.executions} executions",
+            )
         )
         if report.first is not None:
             first = report.first
@@ -1105,8 +1139,10 @@ def replay_whatif(
                 change.target,
                 change.safety_class,
                 f"{change.old_verdict} ({', '.join(change.old_reasons) or 'default deny'})",
-                f"[bold]{change.new_verdict}[/] "
-                f"({', '.join(change.new_reasons) or 'default deny'})",
+                line(
+                    styled(change.new_verdict, "bold"),
+                    f" ({', '.join(change.new_reasons) or 'default deny'})",
+                ),
             )
         console.print(table)
         summary = Table(title="summary")
@@ -1174,9 +1210,9 @@ def verify_bundle_command(
         _print_json(verdict.to_json())
     else:
         for failure in verdict.failures:
-            console.print(f"[bold red]FAIL[/] {failure}")
+            console.print(line(styled("FAIL", "bold red"), f" {failure}"))
         for note in verdict.notes:
-            console.print(f"[yellow]note[/] {note}")
+            console.print(line(styled("note", "yellow"), f" {note}"))
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
         typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
     raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)
@@ -1255,7 +1291,7 @@ def db_upgrade() -> None:
         applied = upgrade(url)
     if applied:
         for name in applied:
-            console.print(f"[green]applied[/] {name}")
+            console.print(line(styled("applied", "green"), f" {name}"))
     else:
         console.print("schema up to date")
 
@@ -1301,10 +1337,13 @@ def ledger_copy(
     else:
         for log, count in copied.items():
             check = checks[log]
-            state = "[green]verified[/]" if check.ok else "[bold red]FAILED[/]"
+            state = styled("verified", "green") if check.ok else styled("FAILED", "bold red")
             console.print(
-                f"{log}: {count} events copied, root {check.root_hash.hex()[:16]}…, "
-                f"checkpoint at {check.checkpoint_size} {state}"
+                line(
+                    f"{log}: {count} events copied, root {check.root_hash.hex()[:16]}…, "
+                    f"checkpoint at {check.checkpoint_size} ",
+                    state,
+                )
             )
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILURE)
 
@@ -1355,7 +1394,7 @@ def demo_quickstart(
                 step["target"],
                 step["safety_class"],
                 outcome.decision.verdict.value,
-                f"[{style}]{outcome.status.value}[/]",
+                styled(outcome.status.value, style),
                 ", ".join(outcome.decision.reasons) or "default deny",
             )
         console.print(table)

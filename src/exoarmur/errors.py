@@ -6,6 +6,7 @@ must react differently: fix the request, or retry / page someone.
     ExoArmurError
     ├── InputError              bad input; nothing was written (CLI exit 2, HTTP 4xx)
     │   ├── IntentError         an intent failed validation (names the field and the rule)
+    │   ├── JSONTextError       a document is not JSON ExoArmur accepts (repeated key, NaN…)
     │   ├── PolicyError         a policy bundle does not parse or validate
     │   └── ConfigError         the configuration file is wrong
     ├── IntegrityError          stored or shipped bytes are not what they claim to be
@@ -47,6 +48,21 @@ class IntentError(InputError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{field}: {rule}" for field, rule in problems))
+
+
+class JSONTextError(InputError):
+    """A document is not JSON, or is JSON ExoArmur refuses (a repeated key, ``NaN``…).
+
+    ``field`` is the dotted path of the value at fault, ``None`` when the
+    text does not parse at all; then ``at`` is the line and column where it stopped.
+    """
+
+    def __init__(self, field: str | None, rule: str, at: tuple[int, int] | None = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.at = at
+        where = f" at line {at[0]} column {at[1]}" if at else ""
+        super().__init__(f"{field}: {rule}" if field else f"{rule}{where}")
 
 
 class PolicyError(InputError):

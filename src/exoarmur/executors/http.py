@@ -15,7 +15,6 @@ header value, even when the remote end echoes one back.
 
 from __future__ import annotations
 
-import json
 import math
 import os
 import re
@@ -25,6 +24,7 @@ from urllib.parse import urlsplit
 
 import httpx
 
+from .. import jsontext
 from ..encoding import canonical_bytes
 from ..errors import ConfigError, InputError
 from ..model.intent import ActionIntent
@@ -163,7 +163,7 @@ def _body(response: httpx.Response) -> Any:
     content_type = response.headers.get("content-type", "").split(";")[0].strip().lower()
     if content_type == "application/json" or content_type.endswith("+json"):
         try:
-            parsed = json.loads(response.content)
+            parsed = jsontext.loads(response.content)  # a key twice: keep the text
             canonical_bytes(parsed)  # NaN, huge integers: keep the text instead
         except (ValueError, InputError):
             return response.text
