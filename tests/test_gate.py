@@ -145,8 +145,12 @@ def test_a_switch_engaged_after_approval_stops_the_execution(world: World) -> No
     assert result.outcome.status == OutcomeStatus.BLOCKED
     assert world.effects.ran == []
     types = [e.type for e in world.governor.story("acme", pending.intent_id)]
-    assert types[-2:] == ["execution.started", "execution.blocked"]
+    # The re-check ran before the start was written: the story says blocked,
+    # and no execution.started claims an attempt that never happened.
+    assert types[-2:] == ["intent.approved", "execution.blocked"]
+    assert "execution.started" not in types
     assert world.governor.ledger.store.unfinished_executions("acme") == []
+    assert world.governor.recover() == []  # recovery does not start it later either
 
 
 @pytest.mark.parametrize(
@@ -204,9 +208,9 @@ def test_posture_tightens_and_is_visible_to_policy(world: World) -> None:
     assert world.submit(target="h1").status == OutcomeStatus.EXECUTED  # A1 not listed
     heightened = world.submit(target="h2", safety_class="A2")
     assert heightened.status == OutcomeStatus.PENDING_APPROVAL
-    assert heightened.decision.obligations["approval"] == "1"
+    assert heightened.decision.obligations["approval"] == "2"  # the A2 floor's 1, plus 1
     deploy = world.submit(action="app.deploy", target="h3", safety_class="A3")
-    assert deploy.decision.obligations["approval"] == "2"  # policy's 1, plus 1
+    assert deploy.decision.obligations["approval"] == "3"  # the A3 floor's 2 (policy: 1), plus 1
     world.governor.set_posture("acme", "lockdown", "breach", LOCAL_ADMIN)
     assert world.submit(target="l0", safety_class="A0").status == OutcomeStatus.EXECUTED
     locked = world.submit(target="l1")

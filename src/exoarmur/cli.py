@@ -31,6 +31,7 @@ from .errors import (
     AuthenticationError,
     ExoArmurError,
     InputError,
+    IntentIdTaken,
     NotFound,
     PermissionDenied,
 )
@@ -133,7 +134,7 @@ def _errors() -> Iterator[None]:
     """Turn ExoArmur's errors into one line on stderr and the right exit code."""
     try:
         yield
-    except InputError as exc:
+    except (InputError, IntentIdTaken) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except (AuthenticationError, PermissionDenied) as exc:
         _fail(str(exc), EXIT_DENIED)
@@ -202,6 +203,12 @@ def init() -> None:
         if not created:
             console.print(f"{home.path} is already initialised; nothing changed")
         console.print(f"public key: {home.signing_key().verifier_key()}")
+        floor = home.gate().class_floor
+        console.print(
+            "class floor (approvals whatever policy says): "
+            + ", ".join(f"{c.value} {n}" for c, n in sorted(floor.items()) if n),
+            markup=False,
+        )
 
 
 @key_app.command("public")
@@ -251,11 +258,22 @@ def health(as_json: JsonFlag = False) -> None:
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
     healthy = all(ok for _, ok, _ in checks)
+    warnings: list[str] = []
+    try:
+        lowered = home.gate().lowered_floor()
+    except ExoArmurError:
+        lowered = []  # an unreadable config already fails the checks above
+    if lowered:
+        warnings.append(
+            "class floor lowered below the default (recorded in the configuration "
+            "snapshot): " + "; ".join(lowered)
+        )
     if as_json:
         _print_json(
             {
                 "healthy": healthy,
                 "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
+                "warnings": warnings,
             }
         )
     else:
@@ -265,6 +283,8 @@ def health(as_json: JsonFlag = False) -> None:
         table.add_column("detail", overflow="fold")
         for name, ok, detail in checks:
             table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
+        for warning in warnings:
+            table.add_row("gate", "[yellow]WARNING[/]", warning)  # our own text, no markup
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
 

@@ -48,6 +48,7 @@ TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$"
 # Printable, no whitespace or control characters: these end up in Cedar
 # entity ids, log lines and file names.
+MAX_ULID = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
 TOKEN_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # noqa: S105 - a pattern, not a secret
 
 
@@ -115,6 +116,14 @@ class IntentRequest(_IntentFields):
         default=None, min_length=1, max_length=256, pattern=TOKEN_PATTERN
     )
     event_time: datetime | None = None
+
+    @field_validator("intent_id")
+    @classmethod
+    def _in_ulid_range(cls, value: str | None) -> str | None:
+        # 26 base-32 digits hold 130 bits; a ULID is 128, so the first digit is 0-7.
+        if value is not None and value[0] > "7":
+            raise ValueError(f"is beyond the largest ULID {MAX_ULID} (its first character is 0-7)")
+        return value
 
     @field_validator("event_time")
     @classmethod
