@@ -431,3 +431,86 @@ def test_the_gate_never_loosens(
                 assert policy_only.verdict == Verdict.ALLOW
     finally:
         world.governor.close()
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        ["tenant:acme/action:fs.*", "tenant:acme"],
+        ["tenant:acme", "tenant:acme/action:fs.*"],
+        ["global", "action:fs.*"],
+        ["action:app.*", "global"],
+    ],
+)
+def test_switches_of_both_kinds_in_one_log_block_without_crashing(
+    world: World, scopes: list[str]
+) -> None:
+    # Scopes once compared (None, "fs.*") with (None, None): TypeError on every submit.
+    for scope in scopes:
+        world.governor.engage_killswitch(scope, f"stop {scope}", LOCAL_ADMIN)
+    outcome = world.submit(safety_class="A0")
+    assert outcome.status == OutcomeStatus.DENIED
+    assert outcome.decision.gate is not None
+    assert outcome.decision.gate["controls"][0].startswith("killswitch:")
+    assert world.effects.ran == []
+
+
+def test_a_quorum_reached_under_both_kinds_of_switch_records_a_block_not_a_start(
+    world: World,
+) -> None:
+    pending = world.submit(action="app.deploy", target="svc/api")
+    world.governor.engage_killswitch("tenant:acme/action:app.*", "bad release", LOCAL_ADMIN)
+    world.governor.engage_killswitch("tenant:acme", "incident", LOCAL_ADMIN)
+    result = world.governor.vote(
+        "acme", pending.intent_id, world.who("ops-acme"), Vote.APPROVE, "ok"
+    )
+    assert result.accepted
+    assert result.outcome.status == OutcomeStatus.BLOCKED
+    types = [e.type for e in world.governor.story("acme", pending.intent_id)]
+    assert types[-3:] == ["approval.granted", "intent.approved", "execution.blocked"]
+    assert "execution.started" not in types
+    assert world.governor.recover() == []
+    assert world.governor.outcome("acme", pending.intent_id).status == OutcomeStatus.BLOCKED
+    assert world.effects.ran == []
+
+
+def _failing_recheck(*_: object) -> None:
+    raise RuntimeError("a defect between the decision and the side effect")
+
+
+def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exoarmur import pipeline
+    from exoarmur.replay import replay
+
+    pending = world.submit(action="app.deploy", target="svc/api")
+    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    result = world.governor.vote(
+        "acme", pending.intent_id, world.who("ops-acme"), Vote.APPROVE, "ok"
+    )
+    assert result.outcome.status == OutcomeStatus.BLOCKED
+    story = world.governor.story("acme", pending.intent_id)
+    assert [e.type for e in story][-2:] == ["intent.approved", "execution.blocked"]
+    blocked = story[-1].payload
+    assert blocked["control"] == pipeline.INTERNAL_ERROR
+    assert "RuntimeError" in blocked["reason"]
+    assert world.effects.ran == []
+    monkeypatch.undo()
+    assert world.governor.recover() == []  # never started later, never outcome_unknown
+    assert world.governor.outcome("acme", pending.intent_id).status == OutcomeStatus.BLOCKED
+    assert replay(world.governor.ledger.store, "acme").verified
+
+
+def test_an_error_in_the_recheck_after_an_allow_is_recorded_as_a_block(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exoarmur import pipeline
+
+    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    outcome = world.submit(safety_class="A1")
+    assert outcome.status == OutcomeStatus.BLOCKED
+    assert world.effects.ran == []
+    types = [e.type for e in world.governor.story("acme", outcome.intent_id)]
+    assert types[-1] == "execution.blocked"
+    assert world.governor.ledger.store.unfinished_executions("acme") == []
