@@ -153,7 +153,8 @@ def test_the_gate_never_raises_and_never_loosens(
         assert quorum >= int(decision.obligations.get("approval", "0"))
         assert quorum >= config.class_floor.get(klass, 0)
     if gated is not decision:
-        assert gated.gate is not None and gated.gate["controls"]
+        assert gated.gate is not None
+        assert gated.gate["controls"]
 
 
 def test_an_error_inside_the_gate_is_a_deny_naming_it() -> None:
