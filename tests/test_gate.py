@@ -22,7 +22,7 @@ from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.decision import OutcomeStatus, Verdict
 from exoarmur.model.event import EventDraft
-from exoarmur.model.intent import ActionIntent
+from exoarmur.model.intent import ActionIntent, SafetyClass
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 
@@ -35,6 +35,7 @@ when { context.action like "fs.*" && context.safety_class != "A0" };
 when { context.posture == "lockdown" };
 """
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+SAFETY = ("A0", "A1", "A2", "A3")
 
 
 class Effects:
@@ -514,3 +515,98 @@ def test_an_error_in_the_recheck_after_an_allow_is_recorded_as_a_block(
     types = [e.type for e in world.governor.story("acme", outcome.intent_id)]
     assert types[-1] == "execution.blocked"
     assert world.governor.ledger.store.unfinished_executions("acme") == []
+
+
+PERMIT_ALL = '@id("anything") permit (principal, action, resource);'
+PERMIT_A3_WITH_THREE = (
+    PERMIT_ALL.replace("anything", "a3-three")
+    .replace("@id", '@approval("3") @id')
+    .replace(";", ' when { context.safety_class == "A3" && context.action == "app.nuke" };')
+)
+
+
+def _permit_all_world(path: Path, gate: GateConfig | None = None) -> World:
+    world = World(path, gate)
+    world.governor.activate_policy(PolicyBundle.from_text(PERMIT_ALL + "\n" + PERMIT_A3_WITH_THREE))
+    return world
+
+
+def test_the_class_floor_holds_whatever_policy_permits(tmp_path: Path) -> None:
+    from exoarmur.evidence import export_bundle, verify_bundle
+    from exoarmur.replay import replay
+
+    world = _permit_all_world(tmp_path)
+    try:
+        found = {klass: world.submit(safety_class=klass, target=f"t/{klass}") for klass in SAFETY}
+        assert found["A0"].status == OutcomeStatus.EXECUTED
+        assert found["A1"].status == OutcomeStatus.EXECUTED
+        for klass, quorum in (("A2", "1"), ("A3", "2")):
+            outcome = found[klass]
+            assert outcome.status == OutcomeStatus.PENDING_APPROVAL, klass
+            assert outcome.decision.obligations["approval"] == quorum
+            assert outcome.decision.gate is not None
+            assert outcome.decision.gate["controls"] == [f"class_floor:{klass}"]
+            assert outcome.decision.gate["policy_verdict"] == "allow"
+        assert len(world.effects.ran) == 2  # A0 and A1 only
+        # policy may ask for more than the floor; the floor never lowers it
+        nuke = world.submit(action="app.nuke", safety_class="A3", target="t/nuke")
+        assert nuke.decision.obligations["approval"] == "3"
+        assert nuke.decision.gate is None
+        # the A3 intent runs once two distinct operators approve
+        a3 = found["A3"].intent_id
+        first = world.governor.vote("acme", a3, world.who("ops-acme"), Vote.APPROVE, "ok")
+        assert first.outcome.status == OutcomeStatus.PENDING_APPROVAL
+        second = world.governor.vote("acme", a3, world.who("ops-acme-2"), Vote.APPROVE, "ok")
+        assert second.outcome.status == OutcomeStatus.EXECUTED
+        ledger = world.governor.ledger
+        ledger.checkpoint("acme")
+        assert replay(ledger.store, "acme").verified
+        bundle = export_bundle(ledger, "acme", found["A3"].correlation_id)
+        assert verify_bundle(bundle, ledger.key.verifier_key()).passed
+    finally:
+        world.governor.close()
+
+
+def test_a_lowered_class_floor_is_recorded_and_replayed_as_it_was(tmp_path: Path) -> None:
+    from exoarmur.replay import replay
+
+    lowered = GateConfig.from_table({"class_floor": {"A3": 0}})
+    assert lowered.class_floor == {SafetyClass.A2: 1}
+    assert lowered.lowered_floor() == ["A3 needs 0 approval(s), default 2"]
+    world = _permit_all_world(tmp_path, lowered)
+    try:
+        assert world.submit(safety_class="A3").status == OutcomeStatus.EXECUTED
+        assert world.submit(safety_class="A2").status == OutcomeStatus.PENDING_APPROVAL
+        snapshot = world.governor.ledger.store.latest_of_type("_system", "config.snapshot")
+        assert snapshot is not None
+        assert snapshot.payload["config"]["gate"]["class_floor"] == {
+            "A0": 0,
+            "A1": 0,
+            "A2": 1,
+            "A3": 0,
+        }
+        assert replay(world.governor.ledger.store, "acme").verified
+    finally:
+        world.governor.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"class_floor": {"A9": 1}}, "gate.class_floor.A9: not a safety class"),
+        ({"class_floor": {"A2": -1}}, "gate.class_floor.A2: must be an integer"),
+        ({"class_floor": {"A2": True}}, "gate.class_floor.A2: must be an integer"),
+        ({"class_floor": {"A2": 101}}, "from 0 to 100"),
+        ({"class_floor": "A2=1"}, r"\[gate.class_floor\] must be a table"),
+    ],
+)
+def test_bad_class_floors_are_named(table: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GateConfig.from_table(table)
+
+
+def test_a_snapshot_recorded_before_the_floor_means_no_floor() -> None:
+    recorded = GateConfig().to_canonical()
+    del recorded["class_floor"]
+    assert GateConfig.from_recorded(recorded).class_floor == {}
+    assert GateConfig.from_recorded(GateConfig().to_canonical()) == GateConfig()

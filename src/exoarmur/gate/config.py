@@ -169,7 +169,7 @@ def _class_floor(value: object) -> dict[SafetyClass, int]:
         if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100:
             raise ConfigError(f"{where}: must be an integer from 0 to 100, not {count!r}")
         floor[SafetyClass(name)] = count
-    return floor
+    return {klass: count for klass, count in floor.items() if count}
 
 
 def _table(table: dict[str, Any], name: str) -> dict[str, Any]:
