@@ -84,6 +84,7 @@ from .model.event import (
     RUN_STARTED,
     SYSTEM_LOG,
     Event,
+    intent_key,
 )
 from .model.intent import ActionIntent
 from .pipeline import Governor, outcome_from_events
@@ -404,7 +405,9 @@ def _act(governor: Governor, keys: Path, step: Step, say: Say) -> None:
     store = governor.ledger.store
     intent_id: str | None = None
     if step.kind == "vote":
-        intent_id = store.intent_for_key(TENANT, STEP_BY_NAME[step.intent_of].key)
+        intent_id = store.intent_for_key(
+            TENANT, intent_key(AGENT, STEP_BY_NAME[step.intent_of].key)
+        )
         if intent_id is None:
             raise InputError(f"step {step.name}: intent of {step.intent_of} is not recorded")
 
@@ -800,7 +803,9 @@ def _durability(run: _Run) -> dict[str, Any]:
                 )
             if not found:
                 missing.append(f"{ack['step']}#{ack['delivery']}")
-        landed = store.intent_for_key(TENANT, STEP_BY_NAME[KILL_STEP].key) is not None
+        landed = (
+            store.intent_for_key(TENANT, intent_key(AGENT, STEP_BY_NAME[KILL_STEP].key)) is not None
+        )
         size = store.size(TENANT)
     finally:
         ledger.store.close()
@@ -862,7 +867,7 @@ def _replay_and_bundle(run: _Run) -> None:
         store = ledger.store
         run.replay = replay(store, TENANT, verifier=ledger.verifier)
         run.logs = {log: list(store.events(log)) for log in (SYSTEM_LOG, TENANT)}
-        intent_id = store.intent_for_key(TENANT, STEP_BY_NAME["prod-delete"].key)
+        intent_id = store.intent_for_key(TENANT, intent_key(AGENT, STEP_BY_NAME["prod-delete"].key))
         if intent_id is None:
             raise InputError("the approved intent (prod-delete) is not in the ledger")
         correlation = store.events_for_intent(TENANT, intent_id)[0].correlation_id
