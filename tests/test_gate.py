@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from exoarmur.approvals import Vote
 from exoarmur.clock import FixedClock
 from exoarmur.errors import ConfigError, InputError, LedgerCorrupt, PermissionDenied
+from exoarmur.evidence import export_bundle, verify_bundle
 from exoarmur.executors import ExecutorRegistry
 from exoarmur.gate import GateConfig, RateLimit, parse_scope
 from exoarmur.ids import SeededIds
@@ -25,6 +26,7 @@ from exoarmur.model.event import EventDraft
 from exoarmur.model.intent import ActionIntent, SafetyClass
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
+from exoarmur.replay import replay
 
 POLICY = """
 @id("reads") permit (principal, action, resource) when { context.safety_class == "A0" };
@@ -473,6 +475,12 @@ def test_a_quorum_reached_under_both_kinds_of_switch_records_a_block_not_a_start
     assert world.governor.recover() == []
     assert world.governor.outcome("acme", pending.intent_id).status == OutcomeStatus.BLOCKED
     assert world.effects.ran == []
+    # replay re-derives the block, and the evidence bundle of the story verifies
+    ledger = world.governor.ledger
+    ledger.checkpoint("acme")
+    assert replay(ledger.store, "acme").verified
+    bundle = export_bundle(ledger, "acme", pending.correlation_id)
+    assert verify_bundle(bundle, ledger.key.verifier_key()).passed
 
 
 def _failing_recheck(*_: object) -> None:
@@ -483,7 +491,6 @@ def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     from exoarmur import pipeline
-    from exoarmur.replay import replay
 
     pending = world.submit(action="app.deploy", target="svc/api")
     monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
@@ -532,9 +539,6 @@ def _permit_all_world(path: Path, gate: GateConfig | None = None) -> World:
 
 
 def test_the_class_floor_holds_whatever_policy_permits(tmp_path: Path) -> None:
-    from exoarmur.evidence import export_bundle, verify_bundle
-    from exoarmur.replay import replay
-
     world = _permit_all_world(tmp_path)
     try:
         found = {klass: world.submit(safety_class=klass, target=f"t/{klass}") for klass in SAFETY}
@@ -568,8 +572,6 @@ def test_the_class_floor_holds_whatever_policy_permits(tmp_path: Path) -> None:
 
 
 def test_a_lowered_class_floor_is_recorded_and_replayed_as_it_was(tmp_path: Path) -> None:
-    from exoarmur.replay import replay
-
     lowered = GateConfig.from_table({"class_floor": {"A3": 0}})
     assert lowered.class_floor == {SafetyClass.A2: 1}
     assert lowered.lowered_floor() == ["A3 needs 0 approval(s), default 2"]
