@@ -468,7 +468,8 @@ class Governor:
                 positions = {"system": system.position, "tenant": tenant.position}
                 return gate_recheck(intent, system, tenant), positions
         except Exception as exc:  # fail closed: what we cannot check does not run
-            return (INTERNAL_ERROR, f"the re-check failed ({type(exc).__name__}: {exc})"), None
+            failure = f"the re-check failed ({type(exc).__name__}: {exc})"[:_ERROR_TEXT_LIMIT]
+            return (INTERNAL_ERROR, failure), None
 
     def _blocked_draft(
         self,
@@ -480,7 +481,7 @@ class Governor:
         control, reason = blocked
         payload: dict[str, Any] = {
             "control": control,
-            "reason": reason[:_ERROR_TEXT_LIMIT],
+            "reason": reason,
             "intent_hash": intent_hash,
         }
         if checked_at is not None:
@@ -498,7 +499,7 @@ class Governor:
             status=OutcomeStatus.BLOCKED,
             decision=decision,
             executor=executor,
-            error=f"blocked by {control}: {reason[:_ERROR_TEXT_LIMIT]}",
+            error=f"blocked by {control}: {reason}",
         )
 
     def _start_draft(
