@@ -260,6 +260,10 @@ def test_init_shows_the_class_floor_and_health_warns_when_it_is_lowered(home: Pa
         ).fetchone()
     assert json.loads(snapshot)["payload"]["config"]["gate"]["class_floor"]["A3"] == 0
     assert a3.exit_code == 3  # the default policy denies it: the floor only ever adds approvals
+    config.write_text("[gate.class_floor]\nA3 = 'none'\n")
+    broken = json.loads(cli(home, "health", "--json").stdout)
+    assert broken["healthy"] is False  # an unreadable config fails; no warning is guessed
+    assert broken["warnings"] == []
 
 
 def test_health_reports_each_part(home: Path) -> None:
@@ -273,6 +277,7 @@ def test_health_reports_each_part(home: Path) -> None:
         "policy",
         "executors",
         "store",
+        "gate",
     }
     assert cli(home, "health").exit_code == 0
     (home / "policy" / "default.cedar").write_text("permit(principal, action")

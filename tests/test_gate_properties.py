@@ -199,3 +199,16 @@ def test_the_class_floor_raises_a_permit_to_approval() -> None:
         assert gated.gate is not None
         assert gated.gate["controls"] == [f"class_floor:{klass.value}"]
         assert gated.gate["policy_verdict"] == "allow"
+
+
+def test_a_recheck_that_cannot_read_a_switch_blocks() -> None:
+    from exoarmur.gate import Switch
+
+    broken = Controls(SYSTEM_LOG)
+    # a state no fold writes: the guard, not the data, is under test
+    broken.switches["?"] = Switch(None, "r", "ops", "e", "t")  # type: ignore[arg-type]
+    intent = _intent("acme", "fs.write", SafetyClass.A1, "t/0", "agent-1")
+    blocked = recheck(intent, broken, Controls("acme"))
+    assert blocked is not None
+    assert blocked[0] == "gate:error"
+    assert "AttributeError" in blocked[1]

@@ -35,6 +35,7 @@ from .errors import (
     NotFound,
     PermissionDenied,
 )
+from .gate import GateConfig
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
 from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
@@ -203,12 +204,14 @@ def init() -> None:
         if not created:
             console.print(f"{home.path} is already initialised; nothing changed")
         console.print(f"public key: {home.signing_key().verifier_key()}")
-        floor = home.gate().class_floor
         console.print(
-            "class floor (approvals whatever policy says): "
-            + ", ".join(f"{c.value} {n}" for c, n in sorted(floor.items()) if n),
+            f"class floor (approvals whatever policy says): {_floor_text(home.gate())}",
             markup=False,
         )
+
+
+def _floor_text(gate: GateConfig) -> str:
+    return ", ".join(f"{c.value} {n}" for c, n in sorted(gate.class_floor.items())) or "none"
 
 
 @key_app.command("public")
@@ -257,12 +260,13 @@ def health(as_json: JsonFlag = False) -> None:
     check("policy", lambda: f"bundle {home.policy().policy_hash}")
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
+    check("gate", lambda: "class floor " + _floor_text(home.gate()))
     healthy = all(ok for _, ok, _ in checks)
     warnings: list[str] = []
     try:
         lowered = home.gate().lowered_floor()
     except ExoArmurError:
-        lowered = []  # an unreadable config already fails the checks above
+        lowered = []  # an unreadable config already fails the gate check above
     if lowered:
         warnings.append(
             "class floor lowered below the default (recorded in the configuration "
