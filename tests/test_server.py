@@ -849,6 +849,33 @@ def test_only_an_admin_throws_the_global_switch(dep: Deployment) -> None:
     assert _error(bad, 422, "invalid")["detail"][0]["field"] == "scope"
 
 
+@pytest.mark.parametrize(
+    "scopes",
+    [["tenant:acme/action:demo.*", "tenant:acme"], ["global", "action:demo.*"]],
+)
+def test_switches_of_both_kinds_answer_denied_never_500(dep: Deployment, scopes: list[str]) -> None:
+    pending = submit(dep, "agent-7", DELETE, 202)
+    for scope in scopes:
+        engage = {"action": "engage", "scope": scope, "reason": "drill"}
+        answer = dep.client.post("/v1/killswitches", json=engage, headers=dep.auth("root"))
+        assert answer.status_code == 200, answer.text
+    assert submit(dep, "agent-7", READ, 200)["status"] == "denied"
+    for who in ("alice", "bob"):
+        vote = {"reason": "ok", "intent_hash": pending["intent_hash"]}
+        answer = dep.client.post(
+            f"/v1/tenants/acme/intents/{pending['intent_id']}/approve",
+            json=vote,
+            headers=dep.auth(who),
+        )
+        assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"]["status"] == "blocked"
+    story = dep.client.get(
+        f"/v1/tenants/acme/intents/{pending['intent_id']}", headers=dep.auth("root")
+    ).json()
+    assert "execution.started" not in _types(story)
+    assert _types(story)[-1] == "execution.blocked"
+
+
 def test_posture_is_set_by_operators_and_read_by_auditors(dep: Deployment) -> None:
     change = {"posture": "lockdown", "reason": "INC-9", "ttl_seconds": 600}
     answer = dep.client.put("/v1/tenants/acme/posture", json=change, headers=dep.auth("alice"))
