@@ -226,6 +226,48 @@ def test_unknown_event_is_an_error_naming_it(home: Path) -> None:
     assert "no event 'nope'" in result.stderr
 
 
+def test_a_reused_intent_id_exits_2_and_writes_nothing(home: Path) -> None:
+    chosen = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # the largest ULID is still one
+    first = submit(home, intent(action="demo.read", intent_id=chosen, idempotency_key="a"))
+    assert first.exit_code == 0, first.output
+    rows = ledger_rows(home)
+    again = submit(home, intent(action="demo.read", intent_id=chosen, idempotency_key="b"))
+    assert again.exit_code == 2
+    assert f"intent_id: {chosen} is already recorded" in again.stderr
+    assert ledger_rows(home) == rows
+
+
+def test_init_shows_the_class_floor_and_health_warns_when_it_is_lowered(home: Path) -> None:
+    shown = cli(home, "init")
+    assert "class floor (approvals whatever policy says): A2 1, A3 2" in shown.stdout
+    config = home / "config.toml"
+    assert "[gate.class_floor]" in config.read_text()
+    assert "\nA2 = 1\nA3 = 2\n" in config.read_text()
+    report = json.loads(cli(home, "health", "--json").stdout)
+    assert report["warnings"] == []
+    config.write_text(config.read_text().replace("A3 = 2", "A3 = 0"))
+    lowered = cli(home, "health", "--json")
+    assert lowered.exit_code == 0  # a warning, not a failure
+    (warning,) = json.loads(lowered.stdout)["warnings"]
+    assert "A3 needs 0 approval(s), default 2" in warning
+    table = cli(home, "health")
+    assert "WARNING" in table.stdout
+    assert "class floor lowered" in table.stdout
+    # the lowered floor is in force once recorded, and the snapshot says so
+    a3 = submit(home, intent(action="demo.read", safety_class="A3", target="x"), "--json")
+    with sqlite3.connect(home / "ledger.db") as conn:
+        (snapshot,) = conn.execute(
+            "SELECT canonical FROM events WHERE tenant = '_system' AND type = 'config.snapshot' "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert json.loads(snapshot)["payload"]["config"]["gate"]["class_floor"]["A3"] == 0
+    assert a3.exit_code == 3  # the default policy denies it: the floor only ever adds approvals
+    config.write_text("[gate.class_floor]\nA3 = 'none'\n")
+    broken = json.loads(cli(home, "health", "--json").stdout)
+    assert broken["healthy"] is False  # an unreadable config fails; no warning is guessed
+    assert broken["warnings"] == []
+
+
 def test_health_reports_each_part(home: Path) -> None:
     result = cli(home, "health", "--json")
     assert result.exit_code == 0
@@ -237,6 +279,7 @@ def test_health_reports_each_part(home: Path) -> None:
         "policy",
         "executors",
         "store",
+        "gate",
     }
     assert cli(home, "health").exit_code == 0
     (home / "policy" / "default.cedar").write_text("permit(principal, action")

@@ -43,7 +43,7 @@ from exoarmur.ledger.jetstream import JetStreamStore, Layout, RunLock, subject_t
 from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.store import LedgerStore
-from exoarmur.model.event import SYSTEM_LOG, EventDraft
+from exoarmur.model.event import SYSTEM_LOG, EventDraft, intent_key
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.replay import replay
@@ -822,7 +822,7 @@ def test_a_killed_exoarmur_process_loses_no_acknowledged_intent(db: JetStreamBac
         store = governor.ledger.store
         assert store.unfinished_executions("acme") == []
         for key, (intent_id, _) in acked.items():
-            assert store.intent_for_key("acme", key) == intent_id
+            assert store.intent_for_key("acme", intent_key("agent-1", key)) == intent_id
         for key in sorted(acked)[::10]:
             intent_id, status = acked[key]
             assert governor.outcome("acme", intent_id).status.value == status
@@ -887,7 +887,7 @@ APPENDER = textwrap.dedent(
     from datetime import UTC, datetime
 
     from exoarmur.ledger.jetstream import JetStreamStore
-    from exoarmur.model.event import EventDraft
+    from exoarmur.model.event import EventDraft, intent_key
 
     url, name = sys.argv[1], sys.argv[2]
     at = datetime(2026, 1, 1, tzinfo=UTC)

@@ -35,7 +35,7 @@ from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.postgres import Migration, PostgresStore, RunLock, upgrade
 from exoarmur.ledger.store import LedgerStore
-from exoarmur.model.event import EventDraft
+from exoarmur.model.event import EventDraft, intent_key
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import POLICY
@@ -542,7 +542,10 @@ def test_a_killed_exoarmur_process_loses_no_acknowledged_intent(db: PostgresBack
         governor.recover()  # an execution cut short becomes outcome_unknown
         assert governor.ledger.store.unfinished_executions("acme") == []
         for key, (intent_id, status) in acked.items():
-            assert governor.ledger.store.intent_for_key("acme", key) == intent_id
+            assert (
+                governor.ledger.store.intent_for_key("acme", intent_key("agent-1", key))
+                == intent_id
+            )
             assert governor.outcome("acme", intent_id).status.value == status
         per_intent = assert_each_intent_once(governor)
         assert len({i for i, _ in per_intent}) >= len(acked)

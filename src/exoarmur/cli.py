@@ -32,9 +32,11 @@ from .errors import (
     AuthenticationError,
     ExoArmurError,
     InputError,
+    IntentIdTaken,
     NotFound,
     PermissionDenied,
 )
+from .gate import GateConfig
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
 from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
@@ -137,7 +139,7 @@ def _errors() -> Iterator[None]:
     """Turn ExoArmur's errors into one line on stderr and the right exit code."""
     try:
         yield
-    except InputError as exc:
+    except (InputError, IntentIdTaken) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except (AuthenticationError, PermissionDenied) as exc:
         _fail(str(exc), EXIT_DENIED)
@@ -206,6 +208,14 @@ def init() -> None:
         if not created:
             console.print(f"{home.path} is already initialised; nothing changed")
         console.print(f"public key: {home.signing_key().verifier_key()}")
+        console.print(
+            f"class floor (approvals whatever policy says): {_floor_text(home.gate())}",
+            markup=False,
+        )
+
+
+def _floor_text(gate: GateConfig) -> str:
+    return ", ".join(f"{c.value} {n}" for c, n in sorted(gate.class_floor.items())) or "none"
 
 
 @key_app.command("public")
@@ -254,12 +264,24 @@ def health(as_json: JsonFlag = False) -> None:
     check("policy", lambda: _policy_in_force(home))
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
+    check("gate", lambda: "class floor " + _floor_text(home.gate()))
     healthy = all(ok for _, ok, _ in checks)
+    warnings: list[str] = []
+    try:
+        lowered = home.gate().lowered_floor()
+    except ExoArmurError:
+        lowered = []  # an unreadable config already fails the gate check above
+    if lowered:
+        warnings.append(
+            "class floor lowered below the default (recorded in the configuration "
+            "snapshot): " + "; ".join(lowered)
+        )
     if as_json:
         _print_json(
             {
                 "healthy": healthy,
                 "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
+                "warnings": warnings,
             }
         )
     else:
@@ -269,6 +291,8 @@ def health(as_json: JsonFlag = False) -> None:
         table.add_column("detail", overflow="fold")
         for name, ok, detail in checks:
             table.add_row(name, styled("ok", "green") if ok else styled("FAIL", "bold red"), detail)
+        for warning in warnings:
+            table.add_row("gate", styled("WARNING", "yellow"), warning)
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
 

@@ -21,6 +21,7 @@ must react differently: fix the request, or retry / page someone.
     ├── PermissionDenied        good credentials, not allowed to do this (HTTP 403)
     ├── DuplicateIntent         internal signal: the idempotency key is already taken
     ├── Conflict                internal signal: the intent changed since it was read; retry
+    │   └── IntentIdTaken       a caller-supplied intent_id is already recorded (HTTP 409, exit 2)
     └── ExecutorError           an executor could not be built or failed outside its action
 
 Messages are one line, written for the person at the terminal: they say what
@@ -120,6 +121,10 @@ class Conflict(ExoArmurError):
     and decides again. This is what makes two approvers racing for the last
     vote of a quorum count both votes, and what starts an execution once.
     """
+
+
+class IntentIdTaken(Conflict):
+    """A caller-supplied ``intent_id`` is already recorded in the tenant; nothing was written."""
 
 
 class DuplicateIntent(ExoArmurError):

@@ -80,6 +80,13 @@ lockdown_approval_above = "A0"
 heightened_classes = ["A2", "A3"]
 heightened_extra_approvals = 1
 
+[gate.class_floor]
+# Approvals each safety class needs whatever policy says. Policy and posture
+# can raise it, never lower it. Lowering it is recorded (the configuration
+# snapshot) and `exoarmur health` warns about it.
+A2 = 1
+A3 = 2
+
 [gate.protected]
 # Targets and principals no agent may touch without a quorum.
 targets = []
@@ -181,6 +188,9 @@ class Home:
             return {}
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}") from None
+
+    def gate(self) -> GateConfig:
+        return GateConfig.from_table(self.config().get("gate"))
 
     def signing_key(self) -> SigningKey:
         return load_signing_key(self.key_path)
@@ -319,7 +329,7 @@ def open_governor(
     ids = ids or RandomIds()
     executors = where.executors()
     window = where.approval_window()
-    gate = GateConfig.from_table(where.config().get("gate"))
+    gate = where.gate()
     key = where.signing_key()
     lock = _run_lock(where)
     alone = lock.acquire()

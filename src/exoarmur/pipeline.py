@@ -49,6 +49,7 @@ from .errors import (
     Conflict,
     DuplicateIntent,
     InputError,
+    IntentIdTaken,
     LedgerCorrupt,
     NotFound,
     PermissionDenied,
@@ -93,6 +94,8 @@ from .model.event import (
     Event,
     EventDraft,
     idempotency_key_of,
+    intent_id_key,
+    intent_key,
 )
 from .model.intent import (
     SYSTEM_ACTOR,
@@ -110,6 +113,8 @@ LOCAL_ADMIN = Principal("local-admin", "admin", (ALL_TENANTS,), "local")
 MAX_POSTURE_TTL = 30 * 24 * 3600
 
 _ERROR_TEXT_LIMIT = 2000
+#: the control an execution.blocked names when the re-check itself failed
+INTERNAL_ERROR = "internal:error"
 _MAX_VOTE_ATTEMPTS = 20
 #: approval window when neither policy nor configuration sets one (seconds)
 DEFAULT_APPROVAL_WINDOW = 3600
@@ -343,9 +348,13 @@ class Governor:
         key = request.idempotency_key or derive_idempotency_key(request, event_time)
         tenant = request.tenant
 
-        existing = self.ledger.store.intent_for_key(tenant, key)
+        existing = self._earlier(tenant, request.actor.id, key)
         if existing is not None:
             return self.outcome(tenant, existing, duplicate=True)
+        if request.intent_id is not None and self.ledger.store.events_for_intent(
+            tenant, request.intent_id
+        ):
+            raise IntentIdTaken(_id_taken(request.intent_id, tenant))
 
         intent_id = request.intent_id or self.ids.new(now)
         intent = ActionIntent(
@@ -366,7 +375,7 @@ class Governor:
             INTENT_RECORDED,
             {"intent": intent.to_canonical(), "intent_hash": intent_hash},
             actor=intent.actor.to_canonical(),
-            idempotency_key=key,
+            idempotency_key=intent_key(intent.actor.id, key),
             event_time=event_time,
         )
         decision, positions, posture, lapsed = self._decide(intent, recorded.process_time)
@@ -385,6 +394,7 @@ class Governor:
                     "controls": positions,
                     "posture": posture,
                 },
+                idempotency_key=intent_id_key(intent_id),
             ),
         ]
         if decision.gate is not None:
@@ -410,7 +420,9 @@ class Governor:
         try:
             self._append(tenant, drafts)
         except DuplicateIntent as dup:
-            # Another submitter recorded the same key between our check and our append.
+            if dup.idempotency_key == intent_id_key(intent_id):
+                raise IntentIdTaken(_id_taken(intent_id, tenant)) from None
+            # The same actor recorded the same key between our check and our append.
             return self.outcome(tenant, dup.intent_id, duplicate=True)
 
         if decision.verdict == Verdict.ALLOW and binding is not None:
@@ -427,6 +439,24 @@ class Governor:
             status=status,
             decision=decision,
         )
+
+    def _earlier(self, tenant: str, actor: str, key: str) -> str | None:
+        """The intent this actor already recorded under ``key``, if any.
+
+        Keys are scoped to the actor; ledgers written before that indexed the
+        bare key, and such an intent counts only when this actor recorded it
+        (another actor's intent under the same key is never reached).
+        """
+        found = self.ledger.store.intent_for_key(tenant, intent_key(actor, key))
+        if found is not None:
+            return found
+        legacy = self.ledger.store.intent_for_key(tenant, key)
+        if legacy is None:
+            return None
+        first = self.ledger.store.events_for_intent(tenant, legacy)
+        if first and first[0].type == INTENT_RECORDED and first[0].actor.get("id") == actor:
+            return legacy
+        return None
 
     def _decide(
         self, intent: ActionIntent, at: datetime
@@ -454,15 +484,54 @@ class Governor:
             positions = {"system": system.position, "tenant": tenant.position}
             return decision, positions, posture.posture, lapsed
 
-    def _blocked_now(self, intent: ActionIntent) -> tuple[tuple[str, str] | None, dict[str, int]]:
+    def _blocked_now(
+        self, intent: ActionIntent
+    ) -> tuple[tuple[str, str] | None, dict[str, int] | None]:
         """The gate again, right before a side effect: kill switches, unreadable controls.
 
         Returns the verdict and the positions it read (recorded with the outcome).
+        Never raises: if the control state cannot even be read, that is a block
+        (with no positions, since none were read), never a start.
         """
-        with self._decide_lock:
-            system, tenant = self._fold(SYSTEM_LOG), self._fold(intent.tenant)
-            positions = {"system": system.position, "tenant": tenant.position}
-            return gate_recheck(intent, system, tenant), positions
+        try:
+            with self._decide_lock:
+                system, tenant = self._fold(SYSTEM_LOG), self._fold(intent.tenant)
+                positions = {"system": system.position, "tenant": tenant.position}
+                return gate_recheck(intent, system, tenant), positions
+        except Exception as exc:  # fail closed: what we cannot check does not run
+            failure = f"the re-check failed ({type(exc).__name__}: {exc})"[:_ERROR_TEXT_LIMIT]
+            return (INTERNAL_ERROR, failure), None
+
+    def _blocked_draft(
+        self,
+        intent: ActionIntent,
+        intent_hash: str,
+        blocked: tuple[str, str],
+        checked_at: dict[str, int] | None,
+    ) -> EventDraft:
+        control, reason = blocked
+        payload: dict[str, Any] = {
+            "control": control,
+            "reason": reason,
+            "intent_hash": intent_hash,
+        }
+        if checked_at is not None:
+            payload["controls"] = checked_at
+        return self._draft(intent, EXECUTION_BLOCKED, payload)
+
+    def _blocked_outcome(
+        self, intent: ActionIntent, decision: Decision, executor: str, blocked: tuple[str, str]
+    ) -> Outcome:
+        control, reason = blocked
+        return Outcome(
+            intent_id=intent.intent_id,
+            tenant=intent.tenant,
+            correlation_id=intent.correlation_id,
+            status=OutcomeStatus.BLOCKED,
+            decision=decision,
+            executor=executor,
+            error=f"blocked by {control}: {reason}",
+        )
 
     def _start_draft(
         self, intent: ActionIntent, intent_hash: str, binding: tuple[str, Executor]
@@ -502,31 +571,10 @@ class Governor:
         """One attempt at the side effect; None means: record done, try again."""
         blocked, checked_at = self._blocked_now(intent)
         if blocked is not None:
-            control, reason = blocked
             self._append(
-                intent.tenant,
-                [
-                    self._draft(
-                        intent,
-                        EXECUTION_BLOCKED,
-                        {
-                            "control": control,
-                            "reason": reason,
-                            "intent_hash": intent_hash,
-                            "controls": checked_at,
-                        },
-                    )
-                ],
+                intent.tenant, [self._blocked_draft(intent, intent_hash, blocked, checked_at)]
             )
-            return Outcome(
-                intent_id=intent.intent_id,
-                tenant=intent.tenant,
-                correlation_id=intent.correlation_id,
-                status=OutcomeStatus.BLOCKED,
-                decision=decision,
-                executor=executor.kind,
-                error=f"blocked by {control}: {reason}",
-            )
+            return self._blocked_outcome(intent, decision, executor.kind, blocked)
         result: Any = None
         error: str | None = None
         try:
@@ -591,20 +639,27 @@ class Governor:
             return None
         intent = state.intent
         for _ in range(_MAX_VOTE_ATTEMPTS):
+            # Re-check before the start is written, so that a block (or an error
+            # in the check) is recorded as what happened: never a start for an
+            # action nobody attempted.
+            blocked, checked_at = self._blocked_now(intent)
+            draft = (
+                self._start_draft(intent, state.intent_hash, binding)
+                if blocked is None
+                else self._blocked_draft(intent, state.intent_hash, blocked, checked_at)
+            )
             try:
-                self._append(
-                    intent.tenant,
-                    [self._start_draft(intent, state.intent_hash, binding)],
-                    expect=(intent.intent_id, state.last_seq),
-                )
+                self._append(intent.tenant, [draft], expect=(intent.intent_id, state.last_seq))
             except Conflict:
                 # Something was recorded meanwhile (a late vote's refusal, or
                 # another process's start): start only if nobody has.
                 events = self._events(intent.tenant, intent.intent_id)
-                if any(e.type == EXECUTION_STARTED for e in events):
+                if any(e.type in (EXECUTION_STARTED, EXECUTION_BLOCKED) for e in events):
                     return None
                 state = intent_state(events)
                 continue
+            if blocked is not None:
+                return self._blocked_outcome(intent, state.decision, binding[1].kind, blocked)
             return self._execute(intent, state.intent_hash, state.decision, binding[1], binding[0])
         raise Conflict(f"intent {intent.intent_id} kept changing; recovery will start it")
 
@@ -1070,7 +1125,7 @@ class Governor:
         recovered = []
         for tenant in self._tenants():
             for intent_id in self.ledger.store.intents_with(
-                tenant, INTENT_APPROVED, (EXECUTION_STARTED,)
+                tenant, INTENT_APPROVED, (EXECUTION_STARTED, EXECUTION_BLOCKED)
             ):
                 outcome = self._execute_approved(intent_state(self._events(tenant, intent_id)))
                 if outcome is not None:
@@ -1184,6 +1239,13 @@ def engine_from_activation(event: Event) -> PolicyEngine:
     if engine.policy_hash != event.payload["policy_hash"]:
         raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
     return engine
+
+
+def _id_taken(intent_id: str, tenant: str) -> str:
+    return (
+        f"intent_id: {intent_id} is already recorded in tenant {tenant}; "
+        "an intent id is used once (omit it and ExoArmur assigns one)"
+    )
 
 
 def _required_reason(reason: str) -> str:

@@ -48,6 +48,7 @@ TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$"
 # Printable, no whitespace or control characters: these end up in Cedar
 # entity ids, log lines and file names.
+MAX_ULID = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
 TOKEN_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # noqa: S105 - a pattern, not a secret
 
 
@@ -122,6 +123,14 @@ class IntentRequest(_IntentFields):
         # pydantic would also take a number (seconds since 1970) or a date alone.
         if value is not None and not isinstance(value, str | datetime):
             raise ValueError("must be an ISO 8601 timestamp string with an offset")
+        return value
+
+    @field_validator("intent_id")
+    @classmethod
+    def _in_ulid_range(cls, value: str | None) -> str | None:
+        # 26 base-32 digits hold 130 bits; a ULID is 128, so the first digit is 0-7.
+        if value is not None and value[0] > "7":
+            raise ValueError(f"is beyond the largest ULID {MAX_ULID} (its first character is 0-7)")
         return value
 
     @field_validator("event_time")

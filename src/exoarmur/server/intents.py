@@ -63,7 +63,7 @@ async def intent_document(request: Request) -> Any:
                 }
             },
         },
-        **problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
+        **problems(400, 401, 403, 409, 413, 415, 422, 429, 500, 503),
     },
     openapi_extra={"requestBody": INTENT_SUBMISSION},
     dependencies=[Depends(write_slot)],
@@ -75,7 +75,8 @@ def submit_intent(
 
     The actor is the key's principal: `actor` may be omitted, and an
     `actor.id` naming anyone else is refused. A denial is an answer, not an
-    error: 200 with status `denied`.
+    error: 200 with status `denied`. An `idempotency_key` is scoped to the
+    actor; an `intent_id` already recorded in the tenant is 409.
     """
     principal = caller.principal
     caller.has_role_for(Right.SUBMIT)
