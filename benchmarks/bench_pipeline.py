@@ -548,7 +548,13 @@ def run_floor(
             "obligations": {},
             "errors": [str(e) for e in result.diagnostics.errors],
         }
-        first = _Append(keys=[(doc["tenant"], doc["idempotency_key"], doc["intent_id"])])
+        # The pipeline's two uniqueness keys: the actor-scoped idempotency key and the intent id.
+        first = _Append(
+            keys=[
+                (doc["tenant"], f"{doc['actor']['id']} {doc['idempotency_key']}", doc["intent_id"]),
+                (doc["tenant"], f"intent id {doc['intent_id']}", doc["intent_id"]),
+            ]
+        )
         record(first, doc, "intent.recorded", {"intent": intent, "intent_hash": intent_hash})
         payload = {"decision": decision, "intent_hash": intent_hash}
         record(first, doc, "decision.recorded", payload)

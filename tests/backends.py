@@ -687,7 +687,14 @@ async def _rewrite_event(nc: Any, stream: str, tenant: str, seq: int, canonical:
     assert edited, f"no event {seq} of {tenant!r} in stream {stream}"
     config = {k: v for k, v in info["config"].items() if k != "metadata"}
     await api(f"STREAM.DELETE.{stream}")
-    await api(f"STREAM.CREATE.{stream}", config)
+    for attempt in range(6):  # the server may still be removing the old store: 500
+        payload = json.dumps(config).encode()
+        reply = await nc.request(f"$JS.API.STREAM.CREATE.{stream}", payload, timeout=10)
+        created: dict[str, Any] = json.loads(reply.data)
+        if created.get("error", {}).get("code") != 500:
+            break
+        await asyncio.sleep(0.05 * 2**attempt)
+    assert "error" not in created, created
     for subject_of, data, headers in copies:
         ack = json.loads((await nc.request(subject_of, data, headers=headers, timeout=10)).data)
         assert "error" not in ack, ack

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from hypothesis import HealthCheck, settings
 
 from exoarmur.clock import StepClock
 from exoarmur.executors import EchoExecutor, ExecutorRegistry
@@ -16,6 +17,12 @@ from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import POLICY
+
+# Wall time is no property of ExoArmur: on a loaded two-core machine one example
+# may take seconds. So no Hypothesis test has a deadline or a speed health check;
+# a test's own @settings inherits this for whatever it does not set itself.
+settings.register_profile("exoarmur", deadline=None, suppress_health_check=[HealthCheck.too_slow])
+settings.load_profile("exoarmur")
 
 
 @pytest.fixture

@@ -14,9 +14,11 @@ import pytest
 from typer.testing import CliRunner
 
 from exoarmur.cli import app
+from exoarmur.home import Home
 from exoarmur.ledger.checkpoint import open_checkpoint
 from exoarmur.ledger.keys import Verifier
 from exoarmur.ledger.merkle import verify_consistency, verify_inclusion
+from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import intent
 
 runner = CliRunner()
@@ -224,6 +226,48 @@ def test_unknown_event_is_an_error_naming_it(home: Path) -> None:
     assert "no event 'nope'" in result.stderr
 
 
+def test_a_reused_intent_id_exits_2_and_writes_nothing(home: Path) -> None:
+    chosen = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"  # the largest ULID is still one
+    first = submit(home, intent(action="demo.read", intent_id=chosen, idempotency_key="a"))
+    assert first.exit_code == 0, first.output
+    rows = ledger_rows(home)
+    again = submit(home, intent(action="demo.read", intent_id=chosen, idempotency_key="b"))
+    assert again.exit_code == 2
+    assert f"intent_id: {chosen} is already recorded" in again.stderr
+    assert ledger_rows(home) == rows
+
+
+def test_init_shows_the_class_floor_and_health_warns_when_it_is_lowered(home: Path) -> None:
+    shown = cli(home, "init")
+    assert "class floor (approvals whatever policy says): A2 1, A3 2" in shown.stdout
+    config = home / "config.toml"
+    assert "[gate.class_floor]" in config.read_text()
+    assert "\nA2 = 1\nA3 = 2\n" in config.read_text()
+    report = json.loads(cli(home, "health", "--json").stdout)
+    assert report["warnings"] == []
+    config.write_text(config.read_text().replace("A3 = 2", "A3 = 0"))
+    lowered = cli(home, "health", "--json")
+    assert lowered.exit_code == 0  # a warning, not a failure
+    (warning,) = json.loads(lowered.stdout)["warnings"]
+    assert "A3 needs 0 approval(s), default 2" in warning
+    table = cli(home, "health")
+    assert "WARNING" in table.stdout
+    assert "class floor lowered" in table.stdout
+    # the lowered floor is in force once recorded, and the snapshot says so
+    a3 = submit(home, intent(action="demo.read", safety_class="A3", target="x"), "--json")
+    with sqlite3.connect(home / "ledger.db") as conn:
+        (snapshot,) = conn.execute(
+            "SELECT canonical FROM events WHERE tenant = '_system' AND type = 'config.snapshot' "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    assert json.loads(snapshot)["payload"]["config"]["gate"]["class_floor"]["A3"] == 0
+    assert a3.exit_code == 3  # the default policy denies it: the floor only ever adds approvals
+    config.write_text("[gate.class_floor]\nA3 = 'none'\n")
+    broken = json.loads(cli(home, "health", "--json").stdout)
+    assert broken["healthy"] is False  # an unreadable config fails; no warning is guessed
+    assert broken["warnings"] == []
+
+
 def test_health_reports_each_part(home: Path) -> None:
     result = cli(home, "health", "--json")
     assert result.exit_code == 0
@@ -235,15 +279,53 @@ def test_health_reports_each_part(home: Path) -> None:
         "policy",
         "executors",
         "store",
+        "gate",
     }
     assert cli(home, "health").exit_code == 0
     (home / "policy" / "default.cedar").write_text("permit(principal, action")
     broken = json.loads(cli(home, "health", "--json").stdout)
-    assert broken["healthy"] is False
+    # The directory is not what decides: the bundle in force still is, with a warning.
+    assert broken["healthy"] is True
     assert any(
-        c["name"] == "policy" and not c["ok"] and "default.cedar" in c["detail"]
+        c["name"] == "policy" and "warning" in c["detail"] and "default.cedar" in c["detail"]
         for c in broken["checks"]
     )
+
+
+def _policy_check(home: Path) -> dict[str, Any]:
+    report = json.loads(cli(home, "health", "--json").stdout)
+    check: dict[str, Any] = next(c for c in report["checks"] if c["name"] == "policy")
+    return check
+
+
+def test_health_reports_the_bundle_in_force_not_the_policy_directory(
+    home: Path, tmp_path: Path
+) -> None:
+    directory = PolicyEngine(PolicyBundle.from_dir(home / "policy")).policy_hash
+    assert _policy_check(home)["detail"] == f"bundle {directory} in force"
+    candidate = tmp_path / "candidate"
+    candidate.mkdir()
+    (candidate / "all.cedar").write_text('@id("all") permit (principal, action, resource);')
+    assert cli(home, "policy", "activate", str(candidate)).exit_code == 0
+    assert cli(home, "policy", "activate", str(candidate), "--tenant", "acme").exit_code == 0
+    in_force = PolicyEngine(PolicyBundle.from_dir(candidate)).policy_hash
+    check = _policy_check(home)
+    assert check["ok"] is True
+    assert check["detail"].startswith(f"bundle {in_force} in force; tenant acme: bundle {in_force}")
+    assert (
+        f"warning: {home / 'policy'} holds bundle {directory}, which is not in force"
+        in (check["detail"])
+    )
+
+
+def test_health_fails_when_no_policy_is_in_force(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    Home(home).init()
+    with sqlite3.connect(home / "ledger.db") as conn:
+        conn.execute("DELETE FROM events WHERE type = 'policy.activated'")
+    check = _policy_check(home)
+    assert check["ok"] is False
+    assert "no policy is in force" in check["detail"]
 
 
 def test_demo_is_deterministic_across_fresh_homes(tmp_path: Path) -> None:

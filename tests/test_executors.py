@@ -218,6 +218,7 @@ ROUTES: dict[str, tuple[int, str, bytes]] = {
     "/empty": (204, "", b""),
     "/nan": (200, "application/json", b'{"load": NaN}'),
     "/huge": (200, "application/json", b'{"n": 18446744073709551616}'),
+    "/twice": (200, "application/json", b'{"ok": false, "ok": true}'),
     "/garbled": (200, "application/json", b"{not json"),
     "/fail": (500, "text/plain", b"boom:\n   database   unreachable"),
     "/long-fail": (503, "text/plain", b"x" * 1000),
@@ -300,6 +301,7 @@ def test_http_sends_the_canonical_intent_with_its_keys(
         pytest.param("/empty", 204, "", id="no-content"),
         pytest.param("/nan", 200, '{"load": NaN}', id="nan-kept-as-text"),
         pytest.param("/huge", 200, '{"n": 18446744073709551616}', id="huge-int-kept-as-text"),
+        pytest.param("/twice", 200, '{"ok": false, "ok": true}', id="key-twice-kept-as-text"),
         pytest.param("/garbled", 200, "{not json", id="bad-json-kept-as-text"),
     ],
 )
@@ -377,10 +379,32 @@ def test_http_uses_an_injected_client(intent: ActionIntent) -> None:
 @pytest.mark.parametrize(
     ("config", "message"),
     [
-        pytest.param({}, "field 'url' is required", id="no-url"),
+        pytest.param({}, "exactly one of field 'url' and field 'url_env' is required", id="no-url"),
+        pytest.param(
+            {"url": "http://h/", "url_env": "HOOK"}, "exactly one of field 'url'", id="both-urls"
+        ),
+        pytest.param(
+            {"url_env": "EXOARMUR_TEST_UNSET_HOOK"},
+            "field 'url_env': environment variable EXOARMUR_TEST_UNSET_HOOK is not set",
+            id="url-env-unset",
+        ),
+        pytest.param(
+            {"url_env": "NOT A NAME"}, "field 'url_env': must name an environment", id="env-name"
+        ),
+        pytest.param(
+            {"url": "http://h/", "headers_env": "X"},
+            "field 'headers_env': must be a table",
+            id="headers-env-type",
+        ),
+        pytest.param(
+            {"url": "http://h/", "headers_env": {"Authorization": "EXOARMUR_TEST_UNSET_TOKEN"}},
+            "field 'headers_env.Authorization': environment variable EXOARMUR_TEST_UNSET_TOKEN",
+            id="header-env-unset",
+        ),
         pytest.param(
             {"url": "http://h/", "retries": 3},
-            r"unknown field 'retries' \(allowed: headers, method, timeout, url\)",
+            r"unknown field 'retries' \(allowed: headers, headers_env, method, timeout, url, "
+            r"url_env\)",
             id="extra-key",
         ),
         pytest.param({"url": 5}, "field 'url': must be a string, not int", id="url-type"),
@@ -682,7 +706,7 @@ def test_registry_from_config_with_given_factories() -> None:
         ),
         pytest.param(
             {"hook": {"type": "http"}},
-            "executor binding 'hook': field 'url' is required",
+            "executor binding 'hook': exactly one of field 'url' and field 'url_env' is required",
             id="http-no-url",
         ),
         pytest.param(

@@ -14,6 +14,7 @@ from hypothesis import strategies as st
 from exoarmur.approvals import Vote
 from exoarmur.clock import FixedClock
 from exoarmur.errors import ConfigError, InputError, LedgerCorrupt, PermissionDenied
+from exoarmur.evidence import export_bundle, verify_bundle
 from exoarmur.executors import ExecutorRegistry
 from exoarmur.gate import GateConfig, RateLimit, parse_scope
 from exoarmur.ids import SeededIds
@@ -22,9 +23,10 @@ from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.decision import OutcomeStatus, Verdict
 from exoarmur.model.event import EventDraft
-from exoarmur.model.intent import ActionIntent
+from exoarmur.model.intent import ActionIntent, SafetyClass
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
+from exoarmur.replay import replay
 
 POLICY = """
 @id("reads") permit (principal, action, resource) when { context.safety_class == "A0" };
@@ -35,6 +37,7 @@ when { context.action like "fs.*" && context.safety_class != "A0" };
 when { context.posture == "lockdown" };
 """
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
+SAFETY = ("A0", "A1", "A2", "A3")
 
 
 class Effects:
@@ -145,8 +148,12 @@ def test_a_switch_engaged_after_approval_stops_the_execution(world: World) -> No
     assert result.outcome.status == OutcomeStatus.BLOCKED
     assert world.effects.ran == []
     types = [e.type for e in world.governor.story("acme", pending.intent_id)]
-    assert types[-2:] == ["execution.started", "execution.blocked"]
+    # The re-check ran before the start was written: the story says blocked,
+    # and no execution.started claims an attempt that never happened.
+    assert types[-2:] == ["intent.approved", "execution.blocked"]
+    assert "execution.started" not in types
     assert world.governor.ledger.store.unfinished_executions("acme") == []
+    assert world.governor.recover() == []  # recovery does not start it later either
 
 
 @pytest.mark.parametrize(
@@ -204,9 +211,9 @@ def test_posture_tightens_and_is_visible_to_policy(world: World) -> None:
     assert world.submit(target="h1").status == OutcomeStatus.EXECUTED  # A1 not listed
     heightened = world.submit(target="h2", safety_class="A2")
     assert heightened.status == OutcomeStatus.PENDING_APPROVAL
-    assert heightened.decision.obligations["approval"] == "1"
+    assert heightened.decision.obligations["approval"] == "2"  # the A2 floor's 1, plus 1
     deploy = world.submit(action="app.deploy", target="h3", safety_class="A3")
-    assert deploy.decision.obligations["approval"] == "2"  # policy's 1, plus 1
+    assert deploy.decision.obligations["approval"] == "3"  # the A3 floor's 2 (policy: 1), plus 1
     world.governor.set_posture("acme", "lockdown", "breach", LOCAL_ADMIN)
     assert world.submit(target="l0", safety_class="A0").status == OutcomeStatus.EXECUTED
     locked = world.submit(target="l1")
@@ -427,3 +434,181 @@ def test_the_gate_never_loosens(
                 assert policy_only.verdict == Verdict.ALLOW
     finally:
         world.governor.close()
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [
+        ["tenant:acme/action:fs.*", "tenant:acme"],
+        ["tenant:acme", "tenant:acme/action:fs.*"],
+        ["global", "action:fs.*"],
+        ["action:app.*", "global"],
+    ],
+)
+def test_switches_of_both_kinds_in_one_log_block_without_crashing(
+    world: World, scopes: list[str]
+) -> None:
+    # Scopes once compared (None, "fs.*") with (None, None): TypeError on every submit.
+    for scope in scopes:
+        world.governor.engage_killswitch(scope, f"stop {scope}", LOCAL_ADMIN)
+    outcome = world.submit(safety_class="A0")
+    assert outcome.status == OutcomeStatus.DENIED
+    assert outcome.decision.gate is not None
+    assert outcome.decision.gate["controls"][0].startswith("killswitch:")
+    assert world.effects.ran == []
+
+
+def test_a_quorum_reached_under_both_kinds_of_switch_records_a_block_not_a_start(
+    world: World,
+) -> None:
+    pending = world.submit(action="app.deploy", target="svc/api")
+    world.governor.engage_killswitch("tenant:acme/action:app.*", "bad release", LOCAL_ADMIN)
+    world.governor.engage_killswitch("tenant:acme", "incident", LOCAL_ADMIN)
+    result = world.governor.vote(
+        "acme", pending.intent_id, world.who("ops-acme"), Vote.APPROVE, "ok"
+    )
+    assert result.accepted
+    assert result.outcome.status == OutcomeStatus.BLOCKED
+    types = [e.type for e in world.governor.story("acme", pending.intent_id)]
+    assert types[-3:] == ["approval.granted", "intent.approved", "execution.blocked"]
+    assert "execution.started" not in types
+    assert world.governor.recover() == []
+    assert world.governor.outcome("acme", pending.intent_id).status == OutcomeStatus.BLOCKED
+    assert world.effects.ran == []
+    # replay re-derives the block, and the evidence bundle of the story verifies
+    ledger = world.governor.ledger
+    ledger.checkpoint("acme")
+    assert replay(ledger.store, "acme").verified
+    bundle = export_bundle(ledger, "acme", pending.correlation_id)
+    assert verify_bundle(bundle, ledger.key.verifier_key()).passed
+
+
+def _failing_recheck(*_: object) -> None:
+    raise RuntimeError("a defect between the decision and the side effect")
+
+
+def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exoarmur import pipeline
+
+    pending = world.submit(action="app.deploy", target="svc/api")
+    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    result = world.governor.vote(
+        "acme", pending.intent_id, world.who("ops-acme"), Vote.APPROVE, "ok"
+    )
+    assert result.outcome.status == OutcomeStatus.BLOCKED
+    story = world.governor.story("acme", pending.intent_id)
+    assert [e.type for e in story][-2:] == ["intent.approved", "execution.blocked"]
+    blocked = story[-1].payload
+    assert blocked["control"] == pipeline.INTERNAL_ERROR
+    assert "RuntimeError" in blocked["reason"]
+    assert world.effects.ran == []
+    monkeypatch.undo()
+    assert world.governor.recover() == []  # never started later, never outcome_unknown
+    assert world.governor.outcome("acme", pending.intent_id).status == OutcomeStatus.BLOCKED
+    assert replay(world.governor.ledger.store, "acme").verified
+
+
+def test_an_error_in_the_recheck_after_an_allow_is_recorded_as_a_block(
+    world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exoarmur import pipeline
+
+    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    outcome = world.submit(safety_class="A1")
+    assert outcome.status == OutcomeStatus.BLOCKED
+    assert world.effects.ran == []
+    types = [e.type for e in world.governor.story("acme", outcome.intent_id)]
+    assert types[-1] == "execution.blocked"
+    assert world.governor.ledger.store.unfinished_executions("acme") == []
+
+
+PERMIT_ALL = '@id("anything") permit (principal, action, resource);'
+PERMIT_A3_WITH_THREE = (
+    PERMIT_ALL.replace("anything", "a3-three")
+    .replace("@id", '@approval("3") @id')
+    .replace(";", ' when { context.safety_class == "A3" && context.action == "app.nuke" };')
+)
+
+
+def _permit_all_world(path: Path, gate: GateConfig | None = None) -> World:
+    world = World(path, gate)
+    world.governor.activate_policy(PolicyBundle.from_text(PERMIT_ALL + "\n" + PERMIT_A3_WITH_THREE))
+    return world
+
+
+def test_the_class_floor_holds_whatever_policy_permits(tmp_path: Path) -> None:
+    world = _permit_all_world(tmp_path)
+    try:
+        found = {klass: world.submit(safety_class=klass, target=f"t/{klass}") for klass in SAFETY}
+        assert found["A0"].status == OutcomeStatus.EXECUTED
+        assert found["A1"].status == OutcomeStatus.EXECUTED
+        for klass, quorum in (("A2", "1"), ("A3", "2")):
+            outcome = found[klass]
+            assert outcome.status == OutcomeStatus.PENDING_APPROVAL, klass
+            assert outcome.decision.obligations["approval"] == quorum
+            assert outcome.decision.gate is not None
+            assert outcome.decision.gate["controls"] == [f"class_floor:{klass}"]
+            assert outcome.decision.gate["policy_verdict"] == "allow"
+        assert len(world.effects.ran) == 2  # A0 and A1 only
+        # policy may ask for more than the floor; the floor never lowers it
+        nuke = world.submit(action="app.nuke", safety_class="A3", target="t/nuke")
+        assert nuke.decision.obligations["approval"] == "3"
+        assert nuke.decision.gate is None
+        # the A3 intent runs once two distinct operators approve
+        a3 = found["A3"].intent_id
+        first = world.governor.vote("acme", a3, world.who("ops-acme"), Vote.APPROVE, "ok")
+        assert first.outcome.status == OutcomeStatus.PENDING_APPROVAL
+        second = world.governor.vote("acme", a3, world.who("ops-acme-2"), Vote.APPROVE, "ok")
+        assert second.outcome.status == OutcomeStatus.EXECUTED
+        ledger = world.governor.ledger
+        ledger.checkpoint("acme")
+        assert replay(ledger.store, "acme").verified
+        bundle = export_bundle(ledger, "acme", found["A3"].correlation_id)
+        assert verify_bundle(bundle, ledger.key.verifier_key()).passed
+    finally:
+        world.governor.close()
+
+
+def test_a_lowered_class_floor_is_recorded_and_replayed_as_it_was(tmp_path: Path) -> None:
+    lowered = GateConfig.from_table({"class_floor": {"A3": 0}})
+    assert lowered.class_floor == {SafetyClass.A2: 1}
+    assert lowered.lowered_floor() == ["A3 needs 0 approval(s), default 2"]
+    world = _permit_all_world(tmp_path, lowered)
+    try:
+        assert world.submit(safety_class="A3").status == OutcomeStatus.EXECUTED
+        assert world.submit(safety_class="A2").status == OutcomeStatus.PENDING_APPROVAL
+        snapshot = world.governor.ledger.store.latest_of_type("_system", "config.snapshot")
+        assert snapshot is not None
+        assert snapshot.payload["config"]["gate"]["class_floor"] == {
+            "A0": 0,
+            "A1": 0,
+            "A2": 1,
+            "A3": 0,
+        }
+        assert replay(world.governor.ledger.store, "acme").verified
+    finally:
+        world.governor.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"class_floor": {"A9": 1}}, "gate.class_floor.A9: not a safety class"),
+        ({"class_floor": {"A2": -1}}, "gate.class_floor.A2: must be an integer"),
+        ({"class_floor": {"A2": True}}, "gate.class_floor.A2: must be an integer"),
+        ({"class_floor": {"A2": 101}}, "from 0 to 100"),
+        ({"class_floor": "A2=1"}, r"\[gate.class_floor\] must be a table"),
+    ],
+)
+def test_bad_class_floors_are_named(table: Any, message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GateConfig.from_table(table)
+
+
+def test_a_snapshot_recorded_before_the_floor_means_no_floor() -> None:
+    recorded = GateConfig().to_canonical()
+    del recorded["class_floor"]
+    assert GateConfig.from_recorded(recorded).class_floor == {}
+    assert GateConfig.from_recorded(GateConfig().to_canonical()) == GateConfig()

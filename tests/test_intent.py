@@ -44,6 +44,8 @@ def test_a_valid_intent_parses() -> None:
         ({"bogus": 1}, "bogus", "unknown field"),
         ({"event_time": "2026-01-01T00:00:00"}, "event_time", "timezone"),
         ({"intent_id": "not-a-ulid"}, "intent_id", "pattern"),
+        ({"intent_id": "80000000000000000000000000"}, "intent_id", "largest ULID"),
+        ({"intent_id": "ZZZZZZZZZZZZZZZZZZZZZZZZZZ"}, "intent_id", "largest ULID"),
         ({"idempotency_key": ""}, "idempotency_key", "at least 1"),
     ],
 )

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import threading
+from dataclasses import replace
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -11,14 +13,17 @@ from hypothesis import strategies as st
 
 from exoarmur.clock import StepClock
 from exoarmur.errors import IntentError
-from exoarmur.executors import ExecutionFailed, ExecutorRegistry
+from exoarmur.executors import EchoExecutor, ExecutionFailed, ExecutorRegistry
 from exoarmur.ids import SeededIds
+from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
+from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.decision import OutcomeStatus, Verdict
-from exoarmur.model.event import EXECUTION_STARTED, EventDraft
+from exoarmur.model.event import EXECUTION_STARTED, EventDraft, draft_of
 from exoarmur.model.intent import ActionIntent
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
+from exoarmur.replay import replay
 from samples import POLICY, intent
 
 
@@ -228,7 +233,11 @@ def test_decide_batch_agrees_with_decide(governor: Governor) -> None:
     assert engine.decide_batch([]) == []
 
 
-@settings(max_examples=60, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(
+    max_examples=60,
+    deadline=None,  # a loaded machine is slow, not wrong
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
 @given(
     steps=st.lists(
         st.tuples(
@@ -268,3 +277,52 @@ def test_nothing_executes_without_an_allow_decision(
             assert call.target != "db/prod"
             assert call.safety_class.value == "A0" or call.action == "ticket.create"
         assert len(recorder.calls) == len(executed)
+
+
+def test_a_key_recorded_before_keys_were_scoped_reaches_only_its_own_actor(
+    tmp_path: Path,
+) -> None:
+    def governor(store: SqliteStore) -> Governor:
+        executors = ExecutorRegistry()
+        executors.bind("*", EchoExecutor())
+        return Governor(
+            ledger=Ledger(store, SigningKey.from_seed("t/legacy", bytes(32))),
+            policy=PolicyEngine(PolicyBundle.from_text(POLICY)),
+            executors=executors,
+            clock=StepClock(),
+            ids=SeededIds(3),
+        )
+
+    body = {
+        "tenant": "acme",
+        "actor": {"id": "agent-7", "kind": "agent"},
+        "action": "fs.read",
+        "target": "reports/q3.txt",
+        "safety_class": "A0",
+        "params": {"token": "s3cret-7"},
+        "idempotency_key": "job-1",
+    }
+    with governor(SqliteStore(tmp_path / "new.db")) as first:
+        recorded = first.submit(body)
+        events = {log: list(first.ledger.store.events(log)) for log in ("_system", "acme")}
+    # the same events as an older ExoArmur indexed them: by the bare key
+    old = SqliteStore(tmp_path / "old.db")
+    for log, logged in events.items():
+        drafts = [draft_of(e) for e in logged]
+        old.append(
+            log,
+            [
+                replace(d, idempotency_key=e.payload["intent"]["idempotency_key"])
+                if e.type == "intent.recorded"
+                else replace(d, idempotency_key=None)
+                for d, e in zip(drafts, logged, strict=True)
+            ],
+        )
+    with governor(old) as upgraded:
+        again = upgraded.submit(body | {"params": {}})
+        assert (again.intent_id, again.duplicate) == (recorded.intent_id, True)
+        other = upgraded.submit(body | {"actor": {"id": "agent-8", "kind": "agent"}, "params": {}})
+        assert other.intent_id != recorded.intent_id
+        assert not other.duplicate
+        assert "s3cret-7" not in other.model_dump_json()
+        assert replay(upgraded.ledger.store, "acme").verified

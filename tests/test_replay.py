@@ -272,3 +272,36 @@ def test_replay_and_whatif_from_the_command_line(tmp_path: Path) -> None:
         app, ["--home", str(home), "replay", "whatif", "-t", "demo", "--policy", str(candidate)]
     )
     assert "allow→deny" in table.stdout
+
+
+def _as_recorded_before_scoped_keys(event: Any) -> Any:
+    """The draft an ExoArmur from before actor-scoped keys wrote for ``event``."""
+    from dataclasses import replace
+
+    from exoarmur.model.event import draft_of
+
+    draft = draft_of(event)
+    if event.type == "intent.recorded":
+        return replace(draft, idempotency_key=event.payload["intent"]["idempotency_key"])
+    return replace(draft, idempotency_key=None)  # no intent-id reservation either
+
+
+def test_a_history_recorded_before_the_class_floor_and_scoped_keys_still_replays(
+    tmp_path: Path,
+) -> None:
+    # Decided with no class floor (its config snapshot has none) and indexed by bare keys.
+    store = SqliteStore(tmp_path / "old.db")
+    by_log: dict[str, list[Any]] = defaultdict(list)
+    for event in read_jsonl(
+        (GOLDEN / "recorded-before-class-floor.jsonl").read_text().splitlines()
+    ):
+        by_log[event.tenant].append(event)
+    for log, events in by_log.items():
+        store.append(log, [_as_recorded_before_scoped_keys(e) for e in events])
+    snapshot = store.latest_of_type("_system", "config.snapshot")
+    assert snapshot is not None
+    assert "class_floor" not in snapshot.payload["config"]["gate"]
+    report = replay(store, "acme")
+    assert report.verified, report.divergences[:3]
+    assert report.intents == 23
+    store.close()

@@ -189,6 +189,53 @@ def test_an_agent_reads_only_its_own_intents(dep: Deployment) -> None:
         assert dep.client.get(path, headers=dep.auth(reader)).status_code == 200, reader
 
 
+def test_another_agent_s_idempotency_key_reaches_nothing_of_the_first(dep: Deployment) -> None:
+    first = submit(
+        dep, "agent-7", READ | {"idempotency_key": "job-1", "params": {"token": "s3cret-7"}}, 200
+    )
+    answer = dep.client.post(
+        "/v1/intents",
+        json=READ | {"idempotency_key": "job-1", "target": "reports/q9.txt"},
+        headers=dep.auth("agent-8"),
+    )
+    assert answer.status_code == 200, answer.text
+    assert "s3cret-7" not in answer.text
+    assert first["intent_id"] not in answer.text
+    second = answer.json()
+    assert second["duplicate"] is False
+    assert second["status"] == "executed"
+    story = dep.client.get(
+        f"/v1/tenants/acme/intents/{second['intent_id']}", headers=dep.auth("agent-8")
+    ).json()
+    assert story["intent"]["target"] == "reports/q9.txt"
+    # agent-7's retry still answers agent-7's first outcome
+    again = submit(dep, "agent-7", READ | {"idempotency_key": "job-1"}, 200)
+    assert (again["intent_id"], again["duplicate"]) == (first["intent_id"], True)
+
+
+def test_a_reused_intent_id_is_409_and_writes_nothing(dep: Deployment) -> None:
+    chosen = "01KDVDNA0MHK4TPFES1W0SHD8Y"
+    submit(dep, "agent-7", DELETE | {"intent_id": chosen, "idempotency_key": "d-7"}, 202)
+    size = dep.governor.ledger.size("acme")
+    answer = dep.client.post(
+        "/v1/intents",
+        json=DELETE | {"intent_id": chosen, "idempotency_key": "d-8"},
+        headers=dep.auth("agent-8"),
+    )
+    body = _error(answer, 409, "conflict")
+    assert "intent_id" in body["message"]
+    assert "d-7" not in answer.text
+    assert dep.governor.ledger.size("acme") == size
+    for beyond in ("8" + "0" * 25, "ZZZZZZZZZZZZZZZZZZZZZZZZZZ"):
+        answer = dep.client.post(
+            "/v1/intents", json=READ | {"intent_id": beyond}, headers=dep.auth("agent-8")
+        )
+        body = _error(answer, 422, "invalid")
+        assert [d["field"] for d in body["detail"]] == ["intent_id"]
+        assert "7ZZZZZZZZZZZZZZZZZZZZZZZZZ" in body["detail"][0]["rule"]
+    assert dep.governor.ledger.size("acme") == size
+
+
 # -- authentication and authorisation ------------------------------------------
 
 
@@ -407,15 +454,15 @@ def _nested(depth: int) -> bytes:
 @pytest.mark.parametrize(
     ("raw", "status", "field"),
     [
-        (b"{not json", 400, "intent"),
-        (b"\xff\xfe", 400, "intent"),
+        (b"{not json", 400, None),
+        (b"\xff\xfe", 400, None),
         (b"[1, 2]", 422, "intent"),
         (b'"text"', 422, "intent"),
         (json.dumps(READ | {"params": {"pad": "x" * 300_000}}).encode(), 422, "intent"),
         (json.dumps(READ | {"target": "\ud800"}).encode(), 422, "target"),
         (_nested(65), 422, "params"),
         (_nested(600), 422, "params"),
-        (_nested(20_000), 400, "intent"),
+        (_nested(20_000), 400, None),
     ],
     ids=[
         "malformed",
@@ -432,14 +479,16 @@ def _nested(depth: int) -> bytes:
 def test_bodies_that_are_not_an_intent(
     dep: Deployment, raw: bytes, status: int, field: str | None
 ) -> None:
-    answer = dep.client.post("/v1/intents", content=raw, headers=dep.auth("agent-7"))
+    headers = dep.auth("agent-7") | {"Content-Type": "application/json"}
+    answer = dep.client.post("/v1/intents", content=raw, headers=headers)
     body = _error(answer, status, "bad_request" if status == 400 else "invalid")
     assert body["detail"][0]["field"] == field
     assert dep.size("acme") == 0
 
 
 def test_params_nested_as_deep_as_allowed_are_governed(dep: Deployment) -> None:
-    answer = dep.client.post("/v1/intents", content=_nested(64), headers=dep.auth("agent-7"))
+    headers = dep.auth("agent-7") | {"Content-Type": "application/json"}
+    answer = dep.client.post("/v1/intents", content=_nested(64), headers=headers)
     assert answer.status_code == 200, answer.text
 
 
@@ -505,14 +554,15 @@ def test_bodies_over_the_limit_are_413_before_parsing(tmp_path: Path) -> None:
     dep = deploy(tmp_path / "home", limits=Limits(max_body_bytes=4096))
     try:
         big = json.dumps(READ | {"params": {"pad": "x" * 5000}}).encode()
-        declared = dep.client.post("/v1/intents", content=big, headers=dep.auth("agent-7"))
+        headers = dep.auth("agent-7") | {"Content-Type": "application/json"}
+        declared = dep.client.post("/v1/intents", content=big, headers=headers)
         _error(declared, 413, "payload_too_large")
 
         def chunks() -> Iterator[bytes]:
             for start in range(0, len(big), 1000):
                 yield big[start : start + 1000]
 
-        chunked = dep.client.post("/v1/intents", content=chunks(), headers=dep.auth("agent-7"))
+        chunked = dep.client.post("/v1/intents", content=chunks(), headers=headers)
         _error(chunked, 413, "payload_too_large")
         vote = {"reason": "x" * 5000}
         path = f"/v1/tenants/acme/intents/{MISSING_ID}/approve"
@@ -800,6 +850,33 @@ def test_only_an_admin_throws_the_global_switch(dep: Deployment) -> None:
         "/v1/killswitches", json=engage | {"scope": "planet:earth"}, headers=dep.auth("root")
     )
     assert _error(bad, 422, "invalid")["detail"][0]["field"] == "scope"
+
+
+@pytest.mark.parametrize(
+    "scopes",
+    [["tenant:acme/action:demo.*", "tenant:acme"], ["global", "action:demo.*"]],
+)
+def test_switches_of_both_kinds_answer_denied_never_500(dep: Deployment, scopes: list[str]) -> None:
+    pending = submit(dep, "agent-7", DELETE, 202)
+    for scope in scopes:
+        engage = {"action": "engage", "scope": scope, "reason": "drill"}
+        answer = dep.client.post("/v1/killswitches", json=engage, headers=dep.auth("root"))
+        assert answer.status_code == 200, answer.text
+    assert submit(dep, "agent-7", READ, 200)["status"] == "denied"
+    for who in ("alice", "bob"):
+        vote = {"reason": "ok", "intent_hash": pending["intent_hash"]}
+        answer = dep.client.post(
+            f"/v1/tenants/acme/intents/{pending['intent_id']}/approve",
+            json=vote,
+            headers=dep.auth(who),
+        )
+        assert answer.status_code == 200, answer.text
+    assert answer.json()["outcome"]["status"] == "blocked"
+    story = dep.client.get(
+        f"/v1/tenants/acme/intents/{pending['intent_id']}", headers=dep.auth("root")
+    ).json()
+    assert "execution.started" not in _types(story)
+    assert _types(story)[-1] == "execution.blocked"
 
 
 def test_posture_is_set_by_operators_and_read_by_auditors(dep: Deployment) -> None:

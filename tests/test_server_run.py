@@ -22,7 +22,7 @@ from exoarmur.server.run import Service, service_logging
 from test_server_support import READ
 
 
-def _wait_until(probe: object, seconds: float = 15) -> None:
+def _wait_until(probe: object, seconds: float = 60) -> None:
     deadline = time.monotonic() + seconds
     while time.monotonic() < deadline:
         if callable(probe) and probe():
@@ -54,7 +54,7 @@ def test_the_service_answers_on_loopback_and_closes_its_governor(tmp_path: Path)
             assert "server" not in submitted.headers
     finally:
         service.stop()
-        runner.join(15)
+        runner.join(60)
     assert not runner.is_alive()
     with pytest.raises(StoreError):  # the service closed the governor it was given
         governor.ledger.size("acme")
@@ -93,7 +93,7 @@ def test_serve_stops_gracefully_on_a_signal(tmp_path: Path, stop: signal.Signals
 
         _wait_until(up)
         process.send_signal(stop)
-        _, stderr = process.communicate(timeout=20)
+        _, stderr = process.communicate(timeout=60)
     finally:
         if process.poll() is None:
             process.kill()

@@ -12,6 +12,7 @@ import sys
 import textwrap
 import threading
 from collections import Counter
+from dataclasses import replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,7 +21,7 @@ import pytest
 
 from exoarmur.approvals import Vote
 from exoarmur.clock import StepClock
-from exoarmur.errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError
+from exoarmur.errors import Conflict, DuplicateIntent, IntentIdTaken, LedgerCorrupt, StoreError
 from exoarmur.executors import EchoExecutor, ExecutorRegistry
 from exoarmur.ids import SeededIds
 from exoarmur.ledger.checkpoint import open_checkpoint
@@ -29,7 +30,7 @@ from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.merkle import Frontier, leaf_hash
 from exoarmur.ledger.store import LedgerStore
 from exoarmur.model.decision import OutcomeStatus
-from exoarmur.model.event import SYSTEM_LOG, EventDraft
+from exoarmur.model.event import SYSTEM_LOG, EventDraft, draft_of, intent_id_key
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import POLICY, intent
@@ -590,3 +591,122 @@ def test_a_deterministic_scenario_has_one_root_on_every_backend(
     # a rerun on a fresh backend writes the very same bytes
     with backends.open("sqlite", tmp_path / "again") as made:
         assert governed_scenario(made.open())["roots"] == first["roots"]
+
+
+# -- who may reach which intent ---------------------------------------------------
+
+
+def test_an_idempotency_key_is_scoped_to_the_actor_on_every_backend(backend: Backend) -> None:
+    governor = build_governor(backend.open())
+    agent_7 = {"id": "agent-7", "kind": "agent"}
+    agent_8 = {"id": "agent-8", "kind": "agent"}
+    first = governor.submit(
+        intent(actor=agent_7, idempotency_key="job-1", params={"token": "s3cret-of-7"})
+    )
+    assert first.status == OutcomeStatus.EXECUTED
+    other = governor.submit(
+        intent(actor=agent_8, idempotency_key="job-1", target="reports/q9.txt", params={})
+    )
+    # agent-8's own intent, recorded and run: nothing of agent-7's reaches it
+    assert other.intent_id != first.intent_id
+    assert not other.duplicate
+    assert other.status == OutcomeStatus.EXECUTED
+    assert "s3cret-of-7" not in other.model_dump_json()
+    story = governor.story("acme", other.intent_id)
+    assert story[0].payload["intent"]["actor"]["id"] == "agent-8"
+    assert story[0].payload["intent"]["target"] == "reports/q9.txt"
+    # and each agent's retry still finds its own first outcome, writing nothing
+    size = governor.ledger.size("acme")
+    again_7 = governor.submit(intent(actor=agent_7, idempotency_key="job-1", params={}))
+    again_8 = governor.submit(intent(actor=agent_8, idempotency_key="job-1", params={}))
+    assert (again_7.intent_id, again_7.duplicate) == (first.intent_id, True)
+    assert (again_8.intent_id, again_8.duplicate) == (other.intent_id, True)
+    assert governor.ledger.size("acme") == size
+    governor.close()
+
+
+def test_a_reused_intent_id_is_refused_and_writes_nothing_on_every_backend(
+    backend: Backend,
+) -> None:
+    governor = build_governor(backend.open())
+    chosen = "01KDVDNA0MHK4TPFES1W0SHD8Y"
+    first = governor.submit(intent(intent_id=chosen, idempotency_key="a"))
+    assert first.intent_id == chosen
+    size = governor.ledger.size("acme")
+    for body in (
+        intent(intent_id=chosen, idempotency_key="b"),
+        intent(intent_id=chosen, idempotency_key="a", actor={"id": "agent-8", "kind": "agent"}),
+    ):
+        with pytest.raises(IntentIdTaken, match=f"intent_id: {chosen} is already recorded"):
+            governor.submit(body)
+    assert governor.ledger.size("acme") == size
+    assert [e.type for e in governor.story("acme", chosen)].count("intent.recorded") == 1
+    # another tenant has its own ids
+    assert governor.submit(intent(tenant="globex", intent_id=chosen)).intent_id == chosen
+    governor.close()
+
+
+def test_the_store_itself_keeps_an_intent_id_unique_on_every_backend(store: LedgerStore) -> None:
+    # What two processes racing past the governor's check would write: the
+    # second append is refused whole, whatever its idempotency key.
+    governor = build_governor(store)
+    chosen = "01KDVDNA0MHK4TPFES1W0SHD8Y"
+    governor.submit(intent(intent_id=chosen, idempotency_key="a"))
+    recorded, decided = (draft_of(e) for e in governor.story("acme", chosen)[:2])
+    size = store.size("acme")
+    second = [
+        replace(recorded, event_id="02-recorded", idempotency_key="agent-1 b"),
+        replace(decided, event_id="02-decided"),
+    ]
+    with pytest.raises(DuplicateIntent) as refused:
+        store.append("acme", second)
+    assert refused.value.idempotency_key == intent_id_key(chosen)
+    assert store.size("acme") == size
+    governor.close()
+
+
+def test_racing_submissions_of_one_intent_id_record_it_once_on_every_backend(
+    backend: Backend,
+) -> None:
+    chosen = "01KDVDNA0MHK4TPFES1W0SHD8Y"
+    governors = [build_governor(backend.open()) for _ in range(2)]
+    results: list[str] = []
+
+    def submit(n: int) -> None:
+        try:
+            governors[n % 2].submit(intent(intent_id=chosen, idempotency_key=f"k-{n}"))
+            results.append("recorded")
+        except IntentIdTaken:
+            results.append("refused")
+
+    threads = [threading.Thread(target=submit, args=(n,)) for n in range(6)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert sorted(results) == ["recorded"] + ["refused"] * 5
+    recorded = [e for e in governors[0].story("acme", chosen) if e.type == "intent.recorded"]
+    assert len(recorded) == 1
+    for governor in governors:
+        governor.close()
+
+
+def test_an_approved_intent_blocked_before_its_start_is_never_started_on_every_backend(
+    backend: Backend,
+) -> None:
+    governor = build_governor(backend.open())
+    alice, _ = governor.add_principal("alice", "operator", ["acme"])
+    bob, _ = governor.add_principal("bob", "operator", ["acme"])
+    pending = governor.submit(
+        intent(action="db.delete", target="db/orders", params={"env": "prod"}, safety_class="A2")
+    )
+    governor.engage_killswitch("tenant:acme/action:db.*", "r", LOCAL_ADMIN)
+    governor.engage_killswitch("tenant:acme", "r", LOCAL_ADMIN)
+    governor.vote("acme", pending.intent_id, alice, Vote.APPROVE, "ok")
+    result = governor.vote("acme", pending.intent_id, bob, Vote.APPROVE, "ok")
+    assert result.outcome.status == OutcomeStatus.BLOCKED
+    assert governor.recover() == []
+    types = [e.type for e in governor.story("acme", pending.intent_id)]
+    assert "execution.started" not in types
+    assert types[-1] == "execution.blocked"
+    governor.close()

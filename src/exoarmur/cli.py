@@ -8,6 +8,7 @@ Exit codes (stable, documented in the README):
     3  ``submit``: denied (durably recorded)
     4  ``submit``: pending approval (durably recorded)
     5  ``submit``: allowed, but the executor failed or its outcome is unknown (recorded)
+    6  ``serve``: stopped with executions still running after the grace
 """
 
 from __future__ import annotations
@@ -22,8 +23,8 @@ from pathlib import Path
 from typing import Annotated, Any, NoReturn
 
 import typer
-from rich.console import Console
 from rich.table import Table
+from rich.text import Text
 
 from . import __version__
 from .approvals import IntentState, Vote, intent_state
@@ -31,17 +32,21 @@ from .errors import (
     AuthenticationError,
     ExoArmurError,
     InputError,
+    IntentIdTaken,
     NotFound,
     PermissionDenied,
 )
+from .gate import GateConfig
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
 from .ledger.log import Ledger
 from .model.decision import Outcome, OutcomeStatus
-from .model.event import SYSTEM_LOG
+from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
 from .pipeline import LOCAL_ADMIN, Governor
 from .policy import PolicyBundle
 from .principals import Principal
+from .terminal import console as literal_console
+from .terminal import json_text, line, styled
 
 app = typer.Typer(
     name="exoarmur",
@@ -77,11 +82,12 @@ app.add_typer(posture_app, name="posture")
 app.add_typer(key_app, name="key")
 app.add_typer(demo_app, name="demo")
 
-# Off a terminal rich would wrap at 80 columns; ids and hashes read better whole.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
-err_console = Console(stderr=True, highlight=False, width=None if sys.stderr.isatty() else 200)
+# Every string printed is shown literally: agents write targets, reasons and errors.
+console = literal_console()
+err_console = literal_console(stderr=True)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
+EXIT_GRACE_EXPIRED = 6
 
 _STATUS_EXIT = {
     OutcomeStatus.EXECUTED: EXIT_OK,
@@ -124,7 +130,7 @@ TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="Tenant whose 
 
 
 def _fail(message: str, code: int) -> NoReturn:
-    err_console.print(f"[bold red]error:[/] {message}", soft_wrap=True)
+    err_console.print(line(styled("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
@@ -133,7 +139,7 @@ def _errors() -> Iterator[None]:
     """Turn ExoArmur's errors into one line on stderr and the right exit code."""
     try:
         yield
-    except InputError as exc:
+    except (InputError, IntentIdTaken) as exc:
         _fail(str(exc), EXIT_BAD_INPUT)
     except (AuthenticationError, PermissionDenied) as exc:
         _fail(str(exc), EXIT_DENIED)
@@ -198,10 +204,18 @@ def init() -> None:
         home = _home()
         created = home.init()
         for path in created:
-            console.print(f"[green]created[/] {path}")
+            console.print(line(styled("created", "green"), f" {path}"))
         if not created:
             console.print(f"{home.path} is already initialised; nothing changed")
         console.print(f"public key: {home.signing_key().verifier_key()}")
+        console.print(
+            f"class floor (approvals whatever policy says): {_floor_text(home.gate())}",
+            markup=False,
+        )
+
+
+def _floor_text(gate: GateConfig) -> str:
+    return ", ".join(f"{c.value} {n}" for c, n in sorted(gate.class_floor.items())) or "none"
 
 
 @key_app.command("public")
@@ -247,15 +261,27 @@ def health(as_json: JsonFlag = False) -> None:
 
     check("home", probe_home)
     check("signing key", lambda: home.signing_key().verifier_key())
-    check("policy", lambda: f"bundle {home.policy().policy_hash}")
+    check("policy", lambda: _policy_in_force(home))
     check("executors", lambda: json.dumps(home.executors().describe(), sort_keys=True))
     check("store", probe_store)
+    check("gate", lambda: "class floor " + _floor_text(home.gate()))
     healthy = all(ok for _, ok, _ in checks)
+    warnings: list[str] = []
+    try:
+        lowered = home.gate().lowered_floor()
+    except ExoArmurError:
+        lowered = []  # an unreadable config already fails the gate check above
+    if lowered:
+        warnings.append(
+            "class floor lowered below the default (recorded in the configuration "
+            "snapshot): " + "; ".join(lowered)
+        )
     if as_json:
         _print_json(
             {
                 "healthy": healthy,
                 "checks": [{"name": n, "ok": ok, "detail": d} for n, ok, d in checks],
+                "warnings": warnings,
             }
         )
     else:
@@ -264,9 +290,52 @@ def health(as_json: JsonFlag = False) -> None:
         table.add_column("status")
         table.add_column("detail", overflow="fold")
         for name, ok, detail in checks:
-            table.add_row(name, "[green]ok[/]" if ok else "[bold red]FAIL[/]", detail)
+            table.add_row(name, styled("ok", "green") if ok else styled("FAIL", "bold red"), detail)
+        for warning in warnings:
+            table.add_row("gate", styled("WARNING", "yellow"), warning)
         console.print(table)
     raise typer.Exit(EXIT_OK if healthy else EXIT_FAILURE)
+
+
+#: tenants with a bundle of their own that health names one by one
+_TENANTS_SHOWN = 10
+
+
+def _policy_in_force(home: Home) -> str:
+    """The bundles the ledger has in force (global, and tenants' own), not the directory's.
+
+    A ``policy/`` directory that differs from the global bundle in force is a
+    warning: it decides nothing until it is activated.
+    """
+    store = home.open_store()
+    try:
+        activation = store.latest_of_type(SYSTEM_LOG, POLICY_ACTIVATED)
+        own: dict[str, str] = {}
+        for tenant in store.tenants():
+            found = None if tenant == SYSTEM_LOG else store.latest_of_type(tenant, POLICY_ACTIVATED)
+            if found is not None:
+                own[tenant] = str(found.payload["policy_hash"])
+    finally:
+        store.close()
+    if activation is None:
+        raise ExoArmurError("no policy is in force; run `exoarmur policy activate DIR`")
+    in_force = str(activation.payload["policy_hash"])
+    parts = [f"bundle {in_force} in force"]
+    shown = sorted(own.items())[:_TENANTS_SHOWN]
+    parts += [f"tenant {tenant}: bundle {policy_hash}" for tenant, policy_hash in shown]
+    if len(own) > _TENANTS_SHOWN:
+        parts.append(f"and {len(own) - _TENANTS_SHOWN} more tenant(s) with their own bundle")
+    try:
+        directory = home.policy().policy_hash
+    except ExoArmurError as exc:
+        parts.append(f"warning: {home.policy_dir} does not load and is not in force: {exc}")
+    else:
+        if directory != in_force:
+            parts.append(
+                f"warning: {home.policy_dir} holds bundle {directory}, which is not in force "
+                f"(`exoarmur policy activate {home.policy_dir}` would put it in force)"
+            )
+    return "; ".join(parts)
 
 
 # -- submit and log ----------------------------------------------------------
@@ -282,15 +351,17 @@ def _print_outcome(outcome: Outcome) -> None:
     table.add_row("intent", outcome.intent_id)
     table.add_row("tenant", outcome.tenant)
     table.add_row("verdict", outcome.decision.verdict.value)
-    table.add_row("status", f"[{style}]{outcome.status.value}[/]")
+    table.add_row("status", styled(outcome.status.value, style))
     table.add_row("reasons", ", ".join(outcome.decision.reasons) or "(no policy permitted it)")
     table.add_row("policy", outcome.decision.policy_hash)
     if outcome.decision.gate:
         gate = outcome.decision.gate
         table.add_row(
             "gate",
-            f"[red]{', '.join(gate['controls'])}[/] ({gate['policy_verdict']} → "
-            f"{outcome.decision.verdict.value}): {gate['reason']}",
+            line(
+                styled(", ".join(gate["controls"]), "red"),
+                f" ({gate['policy_verdict']} → {outcome.decision.verdict.value}): {gate['reason']}",
+            ),
         )
     if outcome.executor:
         table.add_row("executor", outcome.executor)
@@ -383,7 +454,7 @@ def log(
     console.print(table)
 
 
-def _summary(event_type: str, payload: dict[str, Any]) -> str:
+def _summary(event_type: str, payload: dict[str, Any]) -> str | Text:
     if event_type == "intent.recorded":
         intent = payload["intent"]
         return f"{intent['action']} → {intent['target']} ({intent['safety_class']})"
@@ -391,13 +462,13 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
         decision = payload["decision"]
         style = "green" if decision["verdict"] == "allow" else "red"
         reasons = ", ".join(decision["reasons"]) or "default deny"
-        return f"[{style}]{decision['verdict']}[/] ({reasons})"
+        return line(styled(decision["verdict"], style), f" ({reasons})")
     if event_type == "approval.requested":
         return f"quorum {payload['quorum']}, until {payload['deadline']}"
     if event_type in ("approval.granted", "approval.rejected"):
         return f"{payload['approver']}: {payload['reason']}"
     if event_type == "approval.refused":
-        return f"[red]refused[/] {payload['approver']}: {payload['refused']}"
+        return line(styled("refused", "red"), f" {payload['approver']}: {payload['refused']}")
     if event_type == "intent.approved":
         return f"approved by {', '.join(payload['approvers'])}"
     if event_type == "intent.rejected":
@@ -405,9 +476,11 @@ def _summary(event_type: str, payload: dict[str, Any]) -> str:
     if event_type == "intent.expired":
         return f"window closed {payload['deadline']}"
     if event_type == "gate.blocked":
-        return f"[red]gate[/] {', '.join(payload['controls'])}: {payload['reason']}"
+        return line(
+            styled("gate", "red"), f" {', '.join(payload['controls'])}: {payload['reason']}"
+        )
     if event_type == "execution.blocked":
-        return f"[bold red]blocked[/] by {payload['control']}: {payload['reason']}"
+        return line(styled("blocked", "bold red"), f" by {payload['control']}: {payload['reason']}")
     if event_type in ("killswitch.engaged", "killswitch.released"):
         return f"{payload['scope']}: {payload['reason']}"
     if event_type == "posture.set":
@@ -525,12 +598,12 @@ def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
             }
         )
     else:
-        verdict = "[bold green]VERIFIED[/]" if result.ok else "[bold red]FAILED[/]"
+        verdict = styled("VERIFIED", "bold green") if result.ok else styled("FAILED", "bold red")
         console.print(
-            f"{verdict} tenant {tenant}: {result.size} events, root {result.root_hash.hex()}"
+            line(verdict, f" tenant {tenant}: {result.size} events, root {result.root_hash.hex()}")
         )
         for problem in result.problems:
-            console.print(f"  [red]•[/] {problem}")
+            console.print(line("  ", styled("•", "red"), f" {problem}"))
     raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILURE)
 
 
@@ -560,8 +633,11 @@ def activate_policy(
             event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
     scope = f"tenant {tenant}" if tenant else "every tenant without its own"
     console.print(
-        f"[green]activated[/] bundle {event.payload['policy_hash']} for {scope} "
-        f"({len(bundle.files)} file(s)); event {event.event_id}"
+        line(
+            styled("activated", "green"),
+            f" bundle {event.payload['policy_hash']} for {scope} "
+            f"({len(bundle.files)} file(s)); event {event.event_id}",
+        )
     )
 
 
@@ -605,8 +681,12 @@ def principal_add(
         return
     # Only the key goes to stdout, so `exoarmur principal add … > alice.key` works.
     err_console.print(
-        f"[green]created[/] {principal.role} [bold]{principal.name}[/] "
-        f"for {', '.join(principal.tenants)}; API key (shown once; store it now):"
+        line(
+            styled("created", "green"),
+            f" {principal.role} ",
+            styled(principal.name, "bold"),
+            f" for {', '.join(principal.tenants)}; API key (shown once; store it now):",
+        )
     )
     typer.echo(api_key)
 
@@ -634,7 +714,7 @@ def principal_list(as_json: JsonFlag = False) -> None:
     for column in ("name", "role", "tenants", "key id", "state"):
         table.add_column(column)
     for p, active in everyone:
-        state = "[green]active[/]" if active else "[red]revoked[/]"
+        state = styled("active", "green") if active else styled("revoked", "red")
         table.add_row(p.name, p.role, ", ".join(p.tenants), p.key_id, state)
     console.print(table)
 
@@ -644,7 +724,7 @@ def principal_revoke(name: Annotated[str, typer.Argument(help="The principal to 
     """Revoke a principal: its key stops working at once."""
     with _errors(), open_governor(_home()) as governor:
         governor.revoke_principal(name)
-    console.print(f"[red]revoked[/] {name}")
+    console.print(line(styled("revoked", "red"), f" {name}"))
 
 
 @app.command()
@@ -739,7 +819,7 @@ def _vote(
     else:
         style = "green" if result.accepted else "bold red"
         console.print(
-            f"[{style}]{'recorded' if result.accepted else 'refused'}[/]: {result.message}"
+            line(styled("recorded" if result.accepted else "refused", style), f": {result.message}")
         )
         _print_outcome(result.outcome)
     if not result.accepted:
@@ -816,10 +896,15 @@ def show(
         return
     intent = state.intent
     console.print(
-        f"[bold]{intent.action}[/] → {intent.target} ({intent.safety_class.value}) "
-        f"by {intent.actor.kind} {intent.actor.id} in tenant {intent.tenant}"
+        line(
+            styled(intent.action, "bold"),
+            f" → {intent.target} ({intent.safety_class.value}) "
+            f"by {intent.actor.kind} {intent.actor.id} in tenant {intent.tenant}",
+        )
     )
     console.print(f"intent {intent.intent_id}  hash {state.intent_hash}")
+    # What the approver votes on includes params: show them whole, as recorded.
+    console.print(line("params ", json_text(intent.params)))
     _print_outcome(outcome)
     if state.decision.obligations:
         console.print(
@@ -869,8 +954,11 @@ def killswitch_engage(
         principal = _acting_principal(governor, key_file)
         event = governor.engage_killswitch(scope, reason, principal)
     console.print(
-        f"[bold red]ENGAGED[/] {event.payload['scope']} by {event.actor['id']}: "
-        f"{event.payload['reason']} (event {event.event_id})"
+        line(
+            styled("ENGAGED", "bold red"),
+            f" {event.payload['scope']} by {event.actor['id']}: "
+            f"{event.payload['reason']} (event {event.event_id})",
+        )
     )
 
 
@@ -883,8 +971,10 @@ def killswitch_release(
         principal = _acting_principal(governor, key_file)
         event = governor.release_killswitch(scope, reason, principal)
     console.print(
-        f"[green]released[/] {event.payload['scope']} by {event.actor['id']} "
-        f"(event {event.event_id})"
+        line(
+            styled("released", "green"),
+            f" {event.payload['scope']} by {event.actor['id']} (event {event.event_id})",
+        )
     )
 
 
@@ -902,14 +992,14 @@ def killswitch_status(
         _print_json(switches)
         return
     if not switches:
-        console.print("[green]no kill switch engaged[/]")
+        console.print(styled("no kill switch engaged", "green"))
         return
     table = Table(title=f"{len(switches)} kill switch(es) engaged")
     for column in ("scope", "engaged by", "at", "reason"):
         table.add_column(column, overflow="fold")
     for switch in switches:
         table.add_row(
-            f"[bold red]{switch['scope']}[/]",
+            styled(switch["scope"], "bold red"),
             switch["engaged_by"],
             switch["engaged_at"],
             switch["reason"],
@@ -933,9 +1023,11 @@ def posture_set(
         event = governor.set_posture(tenant, posture, reason, principal, ttl)
     until = event.payload["until"]
     console.print(
-        f"tenant {tenant}: posture [bold]{posture}[/]"
-        + (f" until {until}" if until else "")
-        + f" (event {event.event_id})"
+        line(
+            f"tenant {tenant}: posture ",
+            styled(posture, "bold"),
+            (f" until {until}" if until else "") + f" (event {event.event_id})",
+        )
     )
 
 
@@ -950,8 +1042,11 @@ def posture_show(
         _print_json(state)
     else:
         console.print(
-            f"tenant {tenant}: posture [bold]{state['posture']}[/]"
-            + (f" until {state['until']}" if state["until"] else "")
+            line(
+                f"tenant {tenant}: posture ",
+                styled(state["posture"], "bold"),
+                f" until {state['until']}" if state["until"] else "",
+            )
         )
 
 
@@ -1009,10 +1104,16 @@ def replay_verify(
     if as_json:
         _print_json(report.to_json())
     else:
-        verdict = "[bold green]VERIFIED[/]" if report.verified else "[bold red]DIVERGED[/]"
+        verdict = (
+            styled("VERIFIED", "bold green") if report.verified else styled("DIVERGED", "bold red")
+        )
         console.print(
-            f"{verdict} tenant {tenant}: {report.events} events, {report.intents} intents, "
-            f"{report.decisions} decisions, {report.votes} votes, {report.executions} executions"
+            line(
+                verdict,
+                f" tenant {tenant}: {report.events} events, {report.intents} intents, "
+                f"{report.decisions} decisions, {report.votes} votes, "
+                f"{report.executions} executions",
+            )
         )
         if report.first is not None:
             first = report.first
@@ -1075,8 +1176,10 @@ def replay_whatif(
                 change.target,
                 change.safety_class,
                 f"{change.old_verdict} ({', '.join(change.old_reasons) or 'default deny'})",
-                f"[bold]{change.new_verdict}[/] "
-                f"({', '.join(change.new_reasons) or 'default deny'})",
+                line(
+                    styled(change.new_verdict, "bold"),
+                    f" ({', '.join(change.new_reasons) or 'default deny'})",
+                ),
             )
         console.print(table)
         summary = Table(title="summary")
@@ -1154,9 +1257,9 @@ def verify_bundle_command(
         _print_json(verdict.to_json())
     else:
         for failure in verdict.failures:
-            console.print(f"[bold red]FAIL[/] {failure}")
+            console.print(line(styled("FAIL", "bold red"), f" {failure}"))
         for note in verdict.notes:
-            console.print(f"[yellow]note[/] {note}")
+            console.print(line(styled("note", "yellow"), f" {note}"))
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
         typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
     raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)
@@ -1169,16 +1272,40 @@ def verify_bundle_command(
 def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", min=1, max=65535, help="Port.")] = 8077,
+    grace: Annotated[
+        float | None,
+        typer.Option(
+            "--grace",
+            min=0,
+            help="Seconds running executions get to finish once stopped "
+            "(default: [server] grace_seconds in config.toml, else 30).",
+            show_default=False,
+        ),
+    ] = None,
 ) -> None:
-    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory."""
+    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory.
+
+    On SIGTERM or SIGINT: new submissions are refused (503), running executions
+    finish and are recorded, then it exits 0. If they outlast the grace, it says
+    so on stderr and exits 6 at once (their outcome is recorded as unknown at the
+    next start).
+    """
     with _errors():
         try:
             from .server import serve as run_server
+            from .server.run import GraceExpired
         except ImportError:
             _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
         home = _home()
         home.require()
-        run_server(home, host=host, port=port)
+        try:
+            run_server(home, host=host, port=port, grace_seconds=grace)
+        except GraceExpired as exc:
+            # Loud, then gone: waiting on would let the executions outlive the
+            # operator's deadline, and closing the ledger under them would cut them.
+            sys.stderr.write(f"\nEXOARMUR STOPPED WITH EXECUTIONS RUNNING: {exc}\n")
+            sys.stderr.flush()
+            os._exit(EXIT_GRACE_EXPIRED)
 
 
 # -- stores: schema upgrades and copies ----------------------------------------------
@@ -1211,7 +1338,7 @@ def db_upgrade() -> None:
         applied = upgrade(url)
     if applied:
         for name in applied:
-            console.print(f"[green]applied[/] {name}")
+            console.print(line(styled("applied", "green"), f" {name}"))
     else:
         console.print("schema up to date")
 
@@ -1257,10 +1384,13 @@ def ledger_copy(
     else:
         for log, count in copied.items():
             check = checks[log]
-            state = "[green]verified[/]" if check.ok else "[bold red]FAILED[/]"
+            state = styled("verified", "green") if check.ok else styled("FAILED", "bold red")
             console.print(
-                f"{log}: {count} events copied, root {check.root_hash.hex()[:16]}…, "
-                f"checkpoint at {check.checkpoint_size} {state}"
+                line(
+                    f"{log}: {count} events copied, root {check.root_hash.hex()[:16]}…, "
+                    f"checkpoint at {check.checkpoint_size} ",
+                    state,
+                )
             )
     raise typer.Exit(EXIT_OK if ok else EXIT_FAILURE)
 
@@ -1311,7 +1441,7 @@ def demo_quickstart(
                 step["target"],
                 step["safety_class"],
                 outcome.decision.verdict.value,
-                f"[{style}]{outcome.status.value}[/]",
+                styled(outcome.status.value, style),
                 ", ".join(outcome.decision.reasons) or "default deny",
             )
         console.print(table)

@@ -92,7 +92,15 @@ def format_time(moment: datetime) -> str:
     """
     if moment.tzinfo is None:
         raise InputError("timestamp must carry a timezone")
-    return moment.astimezone(UTC).strftime("%Y-%m-%dT%H:%M:%S.%fZ")
+    try:
+        # isoformat, not strftime: strftime writes the year 1 as "1", not "0001",
+        # and parse_time could not read such a recorded time back.
+        utc = moment.astimezone(UTC).replace(tzinfo=None)
+        return utc.isoformat(timespec="microseconds") + "Z"
+    except OverflowError:
+        raise InputError(
+            f"timestamp {moment.isoformat()} is outside the years 1 to 9999 in UTC"
+        ) from None
 
 
 def parse_time(text: str) -> datetime:
@@ -103,7 +111,10 @@ def parse_time(text: str) -> datetime:
         raise InputError(f"not an ISO 8601 timestamp: {text!r}") from exc
     if moment.tzinfo is None:
         raise InputError(f"timestamp must carry a timezone: {text!r}")
-    return moment.astimezone(UTC)
+    try:
+        return moment.astimezone(UTC)
+    except OverflowError:
+        raise InputError(f"timestamp {text!r} is outside the years 1 to 9999 in UTC") from None
 
 
 def strip_none(value: Mapping[str, JSONValue]) -> dict[str, JSONValue]:

@@ -6,6 +6,7 @@ must react differently: fix the request, or retry / page someone.
     ExoArmurError
     ├── InputError              bad input; nothing was written (CLI exit 2, HTTP 4xx)
     │   ├── IntentError         an intent failed validation (names the field and the rule)
+    │   ├── JSONTextError       a document is not JSON ExoArmur accepts (repeated key, NaN…)
     │   ├── PolicyError         a policy bundle does not parse or validate
     │   └── ConfigError         the configuration file is wrong
     ├── IntegrityError          stored or shipped bytes are not what they claim to be
@@ -21,6 +22,7 @@ must react differently: fix the request, or retry / page someone.
     ├── PermissionDenied        good credentials, not allowed to do this (HTTP 403)
     ├── DuplicateIntent         internal signal: the idempotency key is already taken
     ├── Conflict                internal signal: the intent changed since it was read; retry
+    │   └── IntentIdTaken       a caller-supplied intent_id is already recorded (HTTP 409, exit 2)
     ├── ExecutorError           an executor could not be built or failed outside its action
     └── CheckpointRefused       a witness will not cosign a checkpoint (carries the HTTP status)
 
@@ -49,6 +51,21 @@ class IntentError(InputError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{field}: {rule}" for field, rule in problems))
+
+
+class JSONTextError(InputError):
+    """A document is not JSON, or is JSON ExoArmur refuses (a repeated key, ``NaN``…).
+
+    ``field`` is the dotted path of the value at fault, ``None`` when the
+    text does not parse at all; then ``at`` is the line and column where it stopped.
+    """
+
+    def __init__(self, field: str | None, rule: str, at: tuple[int, int] | None = None) -> None:
+        self.field = field
+        self.rule = rule
+        self.at = at
+        where = f" at line {at[0]} column {at[1]}" if at else ""
+        super().__init__(f"{field}: {rule}" if field else f"{rule}{where}")
 
 
 class PolicyError(InputError):
@@ -118,6 +135,10 @@ class Conflict(ExoArmurError):
     and decides again. This is what makes two approvers racing for the last
     vote of a quorum count both votes, and what starts an execution once.
     """
+
+
+class IntentIdTaken(Conflict):
+    """A caller-supplied ``intent_id`` is already recorded in the tenant; nothing was written."""
 
 
 class DuplicateIntent(ExoArmurError):

@@ -1,11 +1,13 @@
 """The data directory: where an ExoArmur installation keeps its state.
 
     <home>/                 EXOARMUR_HOME or --home, default ./.exoarmur (mode 0700)
-      config.toml           executor bindings and settings (TOML, read at start)
+      config.toml           executor bindings and settings (TOML, read at start; mode 0600)
       keys/ledger.key       the Ed25519 checkpoint signing key (mode 0600, refused otherwise)
-      policy/*.cedar        the policy bundle in force
-      ledger.db             the SQLite ledger (WAL)
+      policy/*.cedar        the bundle ``init`` activates (the one in force is in the ledger)
+      ledger.db             the SQLite ledger (WAL; mode 0600)
       run.lock              held shared by every running governor; exclusive for recovery
+
+Anything here that others may write is refused at open (see ``file_modes``).
 
 This is the edge: it reads files and the environment and builds the pure
 parts (policy engine, governor) from them.
@@ -24,6 +26,7 @@ from typing import Any
 from .clock import Clock, StepClock, SystemClock
 from .errors import ConfigError, ExoArmurError, KeyFileError
 from .executors import ExecutorRegistry
+from .file_modes import make_private_dir, refuse_writable_by_others, write_private
 from .gate import GateConfig
 from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
@@ -77,6 +80,13 @@ lockdown_approval_above = "A0"
 heightened_classes = ["A2", "A3"]
 heightened_extra_approvals = 1
 
+[gate.class_floor]
+# Approvals each safety class needs whatever policy says. Policy and posture
+# can raise it, never lower it. Lowering it is recorded (the configuration
+# snapshot) and `exoarmur health` warns about it.
+A2 = 1
+A3 = 2
+
 [gate.protected]
 # Targets and principals no agent may touch without a quorum.
 targets = []
@@ -123,17 +133,17 @@ class Home:
     def init(self) -> list[str]:
         """Create what is missing; never overwrite. Returns what was created."""
         created = []
-        self.path.mkdir(mode=0o700, parents=True, exist_ok=True)
+        if not make_private_dir(self.path):
+            refuse_writable_by_others(self.path, "home")
         if not self.key_path.exists():
             key = SigningKey.generate(f"exoarmur.local/{secrets.token_hex(4)}")
             write_signing_key(self.key_path, key)
             created.append(str(self.key_path))
-        if not self.policy_dir.exists():
-            self.policy_dir.mkdir(mode=0o700)
-            (self.policy_dir / "default.cedar").write_text(DEFAULT_POLICY, encoding="utf-8")
+        if make_private_dir(self.policy_dir):
+            write_private(self.policy_dir / "default.cedar", DEFAULT_POLICY)
             created.append(str(self.policy_dir / "default.cedar"))
         if not self.config_path.exists():
-            self.config_path.write_text(DEFAULT_CONFIG, encoding="utf-8")
+            write_private(self.config_path, DEFAULT_CONFIG)
             created.append(str(self.config_path))
         with open_governor(self, recover=False, record_run=False) as governor:
             for private in (self.ledger_path, self.config_path):
@@ -150,8 +160,27 @@ class Home:
                 f"{self.path} is not an ExoArmur home (no config.toml or signing key); "
                 "run `exoarmur init` first"
             )
+        self.refuse_unsafe_modes()
+
+    def refuse_unsafe_modes(self) -> None:
+        """Refuse a home, key directory, config or ledger that others may write."""
+        refuse_writable_by_others(self.path, "home")
+        refuse_writable_by_others(self.key_path.parent, "key directory")
+        refuse_writable_by_others(self.config_path, "configuration")
+        database = self.sqlite_path()
+        if database is not None:
+            for suffix in ("", "-wal", "-shm"):
+                refuse_writable_by_others(Path(f"{database}{suffix}"), "ledger database")
+
+    def sqlite_path(self) -> Path | None:
+        """The SQLite ledger file, if the ledger is one."""
+        if self.store_url is None:
+            return self.ledger_path
+        scheme, _, rest = self.store_url.partition("://")
+        return Path(rest[1:]) if scheme == "sqlite" and len(rest) > 1 else None
 
     def config(self) -> dict[str, Any]:
+        refuse_writable_by_others(self.config_path, "configuration")
         try:
             with self.config_path.open("rb") as handle:
                 return tomllib.load(handle)
@@ -160,11 +189,15 @@ class Home:
         except tomllib.TOMLDecodeError as exc:
             raise ConfigError(f"{self.config_path}: {exc}") from None
 
+    def gate(self) -> GateConfig:
+        return GateConfig.from_table(self.config().get("gate"))
+
     def signing_key(self) -> SigningKey:
         return load_signing_key(self.key_path)
 
     def policy(self) -> PolicyEngine:
         """The bundle in the policy directory (not necessarily the one in force)."""
+        refuse_writable_by_others(self.policy_dir, "policy directory")
         return PolicyEngine(PolicyBundle.from_dir(self.policy_dir))
 
     def approval_window(self) -> int:
@@ -296,7 +329,7 @@ def open_governor(
     ids = ids or RandomIds()
     executors = where.executors()
     window = where.approval_window()
-    gate = GateConfig.from_table(where.config().get("gate"))
+    gate = where.gate()
     key = where.signing_key()
     lock = _run_lock(where)
     alone = lock.acquire()

@@ -24,12 +24,13 @@ started is started by it.
 
 from __future__ import annotations
 
+import functools
 import os
 import threading
 from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
+from typing import Any, Concatenate, ParamSpec, TypeVar
 
 from .approvals.book import (
     ApprovalStatus,
@@ -48,10 +49,12 @@ from .errors import (
     Conflict,
     DuplicateIntent,
     InputError,
+    IntentIdTaken,
     LedgerCorrupt,
     NotFound,
     PermissionDenied,
     PolicyError,
+    StoreUnavailable,
 )
 from .executors import CallableExecutor, ExecutionFailed, Executor, ExecutorRegistry
 from .gate import Controls, GateConfig, Scope, parse_scope, revoked, vote_over_limit
@@ -63,6 +66,7 @@ from .ledger.log import Ledger
 from .model.decision import Decision, Outcome, OutcomeStatus, Verdict
 from .model.event import (
     ACCESS_REFUSED,
+    ACCESS_REFUSED_COUNTED,
     APPROVAL_REQUESTED,
     CONFIG_SNAPSHOT,
     DECISION_RECORDED,
@@ -84,11 +88,14 @@ from .model.event import (
     PRINCIPAL_ADDED,
     PRINCIPAL_REVOKED,
     RUN_STARTED,
+    SERVICE_CONFIGURED,
     SETTLED,
     SYSTEM_LOG,
     Event,
     EventDraft,
     idempotency_key_of,
+    intent_id_key,
+    intent_key,
 )
 from .model.intent import (
     SYSTEM_ACTOR,
@@ -106,6 +113,8 @@ LOCAL_ADMIN = Principal("local-admin", "admin", (ALL_TENANTS,), "local")
 MAX_POSTURE_TTL = 30 * 24 * 3600
 
 _ERROR_TEXT_LIMIT = 2000
+#: the control an execution.blocked names when the re-check itself failed
+INTERNAL_ERROR = "internal:error"
 _MAX_VOTE_ATTEMPTS = 20
 #: approval window when neither policy nor configuration sets one (seconds)
 DEFAULT_APPROVAL_WINDOW = 3600
@@ -121,6 +130,26 @@ class VoteResult:
     status: ApprovalStatus
     outcome: Outcome
     forbidden: bool = False
+
+
+_Params = ParamSpec("_Params")
+_Result = TypeVar("_Result")
+
+
+def _governed(
+    method: Callable[Concatenate[Governor, _Params], _Result],
+) -> Callable[Concatenate[Governor, _Params], _Result]:
+    """Count the call as in flight (see :meth:`Governor.drain`) from its start to its outcome."""
+
+    @functools.wraps(method)
+    def counted(self: Governor, /, *args: _Params.args, **kwargs: _Params.kwargs) -> _Result:
+        self._enter_governed()
+        try:
+            return method(self, *args, **kwargs)
+        finally:
+            self._leave_governed()
+
+    return counted
 
 
 class Governor:
@@ -160,6 +189,11 @@ class Governor:
         # together with every decision that reads it (see _govern).
         self._controls: dict[str, Controls] = {}
         self._decide_lock = threading.RLock()
+        # Governed calls in flight, so that a stopping service never closes the
+        # ledger under an execution (see drain).
+        self._in_flight = 0
+        self._in_flight_changed = threading.Condition()
+        self._draining = False
         self.config = self.effective_config()
         self.config_hash = content_hash(self.config)
         self._record_config()
@@ -276,11 +310,13 @@ class Governor:
 
     # -- governing ---------------------------------------------------------
 
+    @_governed
     def submit(self, intent: IntentRequest | Mapping[str, Any]) -> Outcome:
         """Govern one intent with the executor bound to its action (if any)."""
         request = intent if isinstance(intent, IntentRequest) else parse_intent(dict(intent))
         return self._govern(request, None)
 
+    @_governed
     def run(
         self, intent: IntentRequest | Mapping[str, Any], fn: Callable[[ActionIntent], Any]
     ) -> Outcome:
@@ -312,9 +348,13 @@ class Governor:
         key = request.idempotency_key or derive_idempotency_key(request, event_time)
         tenant = request.tenant
 
-        existing = self.ledger.store.intent_for_key(tenant, key)
+        existing = self._earlier(tenant, request.actor.id, key)
         if existing is not None:
             return self.outcome(tenant, existing, duplicate=True)
+        if request.intent_id is not None and self.ledger.store.events_for_intent(
+            tenant, request.intent_id
+        ):
+            raise IntentIdTaken(_id_taken(request.intent_id, tenant))
 
         intent_id = request.intent_id or self.ids.new(now)
         intent = ActionIntent(
@@ -335,7 +375,7 @@ class Governor:
             INTENT_RECORDED,
             {"intent": intent.to_canonical(), "intent_hash": intent_hash},
             actor=intent.actor.to_canonical(),
-            idempotency_key=key,
+            idempotency_key=intent_key(intent.actor.id, key),
             event_time=event_time,
         )
         decision, positions, posture, lapsed = self._decide(intent, recorded.process_time)
@@ -354,6 +394,7 @@ class Governor:
                     "controls": positions,
                     "posture": posture,
                 },
+                idempotency_key=intent_id_key(intent_id),
             ),
         ]
         if decision.gate is not None:
@@ -379,7 +420,9 @@ class Governor:
         try:
             self._append(tenant, drafts)
         except DuplicateIntent as dup:
-            # Another submitter recorded the same key between our check and our append.
+            if dup.idempotency_key == intent_id_key(intent_id):
+                raise IntentIdTaken(_id_taken(intent_id, tenant)) from None
+            # The same actor recorded the same key between our check and our append.
             return self.outcome(tenant, dup.intent_id, duplicate=True)
 
         if decision.verdict == Verdict.ALLOW and binding is not None:
@@ -396,6 +439,24 @@ class Governor:
             status=status,
             decision=decision,
         )
+
+    def _earlier(self, tenant: str, actor: str, key: str) -> str | None:
+        """The intent this actor already recorded under ``key``, if any.
+
+        Keys are scoped to the actor; ledgers written before that indexed the
+        bare key, and such an intent counts only when this actor recorded it
+        (another actor's intent under the same key is never reached).
+        """
+        found = self.ledger.store.intent_for_key(tenant, intent_key(actor, key))
+        if found is not None:
+            return found
+        legacy = self.ledger.store.intent_for_key(tenant, key)
+        if legacy is None:
+            return None
+        first = self.ledger.store.events_for_intent(tenant, legacy)
+        if first and first[0].type == INTENT_RECORDED and first[0].actor.get("id") == actor:
+            return legacy
+        return None
 
     def _decide(
         self, intent: ActionIntent, at: datetime
@@ -423,15 +484,54 @@ class Governor:
             positions = {"system": system.position, "tenant": tenant.position}
             return decision, positions, posture.posture, lapsed
 
-    def _blocked_now(self, intent: ActionIntent) -> tuple[tuple[str, str] | None, dict[str, int]]:
+    def _blocked_now(
+        self, intent: ActionIntent
+    ) -> tuple[tuple[str, str] | None, dict[str, int] | None]:
         """The gate again, right before a side effect: kill switches, unreadable controls.
 
         Returns the verdict and the positions it read (recorded with the outcome).
+        Never raises: if the control state cannot even be read, that is a block
+        (with no positions, since none were read), never a start.
         """
-        with self._decide_lock:
-            system, tenant = self._fold(SYSTEM_LOG), self._fold(intent.tenant)
-            positions = {"system": system.position, "tenant": tenant.position}
-            return gate_recheck(intent, system, tenant), positions
+        try:
+            with self._decide_lock:
+                system, tenant = self._fold(SYSTEM_LOG), self._fold(intent.tenant)
+                positions = {"system": system.position, "tenant": tenant.position}
+                return gate_recheck(intent, system, tenant), positions
+        except Exception as exc:  # fail closed: what we cannot check does not run
+            failure = f"the re-check failed ({type(exc).__name__}: {exc})"[:_ERROR_TEXT_LIMIT]
+            return (INTERNAL_ERROR, failure), None
+
+    def _blocked_draft(
+        self,
+        intent: ActionIntent,
+        intent_hash: str,
+        blocked: tuple[str, str],
+        checked_at: dict[str, int] | None,
+    ) -> EventDraft:
+        control, reason = blocked
+        payload: dict[str, Any] = {
+            "control": control,
+            "reason": reason,
+            "intent_hash": intent_hash,
+        }
+        if checked_at is not None:
+            payload["controls"] = checked_at
+        return self._draft(intent, EXECUTION_BLOCKED, payload)
+
+    def _blocked_outcome(
+        self, intent: ActionIntent, decision: Decision, executor: str, blocked: tuple[str, str]
+    ) -> Outcome:
+        control, reason = blocked
+        return Outcome(
+            intent_id=intent.intent_id,
+            tenant=intent.tenant,
+            correlation_id=intent.correlation_id,
+            status=OutcomeStatus.BLOCKED,
+            decision=decision,
+            executor=executor,
+            error=f"blocked by {control}: {reason}",
+        )
 
     def _start_draft(
         self, intent: ActionIntent, intent_hash: str, binding: tuple[str, Executor]
@@ -471,31 +571,10 @@ class Governor:
         """One attempt at the side effect; None means: record done, try again."""
         blocked, checked_at = self._blocked_now(intent)
         if blocked is not None:
-            control, reason = blocked
             self._append(
-                intent.tenant,
-                [
-                    self._draft(
-                        intent,
-                        EXECUTION_BLOCKED,
-                        {
-                            "control": control,
-                            "reason": reason,
-                            "intent_hash": intent_hash,
-                            "controls": checked_at,
-                        },
-                    )
-                ],
+                intent.tenant, [self._blocked_draft(intent, intent_hash, blocked, checked_at)]
             )
-            return Outcome(
-                intent_id=intent.intent_id,
-                tenant=intent.tenant,
-                correlation_id=intent.correlation_id,
-                status=OutcomeStatus.BLOCKED,
-                decision=decision,
-                executor=executor.kind,
-                error=f"blocked by {control}: {reason}",
-            )
+            return self._blocked_outcome(intent, decision, executor.kind, blocked)
         result: Any = None
         error: str | None = None
         try:
@@ -560,20 +639,27 @@ class Governor:
             return None
         intent = state.intent
         for _ in range(_MAX_VOTE_ATTEMPTS):
+            # Re-check before the start is written, so that a block (or an error
+            # in the check) is recorded as what happened: never a start for an
+            # action nobody attempted.
+            blocked, checked_at = self._blocked_now(intent)
+            draft = (
+                self._start_draft(intent, state.intent_hash, binding)
+                if blocked is None
+                else self._blocked_draft(intent, state.intent_hash, blocked, checked_at)
+            )
             try:
-                self._append(
-                    intent.tenant,
-                    [self._start_draft(intent, state.intent_hash, binding)],
-                    expect=(intent.intent_id, state.last_seq),
-                )
+                self._append(intent.tenant, [draft], expect=(intent.intent_id, state.last_seq))
             except Conflict:
                 # Something was recorded meanwhile (a late vote's refusal, or
                 # another process's start): start only if nobody has.
                 events = self._events(intent.tenant, intent.intent_id)
-                if any(e.type == EXECUTION_STARTED for e in events):
+                if any(e.type in (EXECUTION_STARTED, EXECUTION_BLOCKED) for e in events):
                     return None
                 state = intent_state(events)
                 continue
+            if blocked is not None:
+                return self._blocked_outcome(intent, state.decision, binding[1].kind, blocked)
             return self._execute(intent, state.intent_hash, state.decision, binding[1], binding[0])
         raise Conflict(f"intent {intent.intent_id} kept changing; recovery will start it")
 
@@ -606,14 +692,37 @@ class Governor:
             None,
         )
 
-    def record_unauthenticated(self, attempted: str, detail: str) -> None:
-        """Record a request that presented no valid credentials (an HTTP 401)."""
-        self._system_event(
-            ACCESS_REFUSED,
-            {"principal": None, "tenant": None, "attempted": attempted, "detail": detail},
-            "anonymous",
-            None,
-        )
+    def record_unauthenticated(
+        self, attempted: str, detail: str, *, source: str | None = None
+    ) -> Event:
+        """Record a request that presented no valid credentials (an HTTP 401).
+
+        ``source`` is where it came from (the peer address), when known. The
+        HTTP API bounds how many of these it records (``server.audit``).
+        """
+        payload: dict[str, Any] = {
+            "principal": None,
+            "tenant": None,
+            "attempted": attempted,
+            "detail": detail,
+        }
+        if source is not None:
+            payload["source"] = source
+        return self._system_event(ACCESS_REFUSED, payload, "anonymous", None)
+
+    def record_refusals_counted(self, summary: dict[str, Any]) -> Event:
+        """Record refusals counted but not recorded one by one (``access.refused.counted``)."""
+        return self._system_event(ACCESS_REFUSED_COUNTED, summary, "exoarmur", None)
+
+    def record_service(self, settings: Mapping[str, Any]) -> Event | None:
+        """Record the settings a service runs with, once per distinct settings."""
+        key = idempotency_key_of(SERVICE_CONFIGURED, dict(settings))
+        if key is not None and self.ledger.store.intent_for_key(SYSTEM_LOG, key) is not None:
+            return None
+        try:
+            return self._system_event(SERVICE_CONFIGURED, dict(settings), "exoarmur", key)
+        except DuplicateIntent:
+            return None
 
     # -- controls: kill switches and posture ---------------------------------
 
@@ -776,6 +885,7 @@ class Governor:
 
     # -- approvals ---------------------------------------------------------
 
+    @_governed
     def vote(
         self,
         tenant: str,
@@ -1015,7 +1125,7 @@ class Governor:
         recovered = []
         for tenant in self._tenants():
             for intent_id in self.ledger.store.intents_with(
-                tenant, INTENT_APPROVED, (EXECUTION_STARTED,)
+                tenant, INTENT_APPROVED, (EXECUTION_STARTED, EXECUTION_BLOCKED)
             ):
                 outcome = self._execute_approved(intent_state(self._events(tenant, intent_id)))
                 if outcome is not None:
@@ -1053,6 +1163,34 @@ class Governor:
             ],
         )
         return self.outcome(tenant, intent_id)
+
+    @property
+    def in_flight(self) -> int:
+        """Governed calls (submit, run, vote) running now."""
+        return self._in_flight
+
+    def drain(self, timeout: float) -> bool:
+        """Take no new governed call; wait up to ``timeout`` s for the running ones.
+
+        True when none runs any more: their outcomes are recorded and the
+        ledger may be closed. False when some still run: closing now would
+        cut their executions, which the next start records as outcome_unknown.
+        A new submit, run or vote raises :class:`StoreUnavailable` from now on.
+        """
+        with self._in_flight_changed:
+            self._draining = True
+            return self._in_flight_changed.wait_for(lambda: self._in_flight == 0, timeout)
+
+    def _enter_governed(self) -> None:
+        with self._in_flight_changed:
+            if self._draining:
+                raise StoreUnavailable("the governor is stopping; nothing was done, retry later")
+            self._in_flight += 1
+
+    def _leave_governed(self) -> None:
+        with self._in_flight_changed:
+            self._in_flight -= 1
+            self._in_flight_changed.notify_all()
 
     def add_close_hook(self, hook: Callable[[], None]) -> None:
         self._close_hooks.append(hook)
@@ -1101,6 +1239,13 @@ def engine_from_activation(event: Event) -> PolicyEngine:
     if engine.policy_hash != event.payload["policy_hash"]:
         raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
     return engine
+
+
+def _id_taken(intent_id: str, tenant: str) -> str:
+    return (
+        f"intent_id: {intent_id} is already recorded in tenant {tenant}; "
+        "an intent id is used once (omit it and ExoArmur assigns one)"
+    )
 
 
 def _required_reason(reason: str) -> str:

@@ -25,8 +25,9 @@ import json
 from dataclasses import dataclass, field
 from typing import Any
 
+from .. import jsontext
 from ..encoding import canonical_bytes, content_hash
-from ..errors import ExoArmurError
+from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..ledger.merkle import leaf_hash, verify_inclusion
@@ -90,9 +91,9 @@ def verify_bundle_text(text: str | bytes, trusted_key: str | None = None) -> Bun
     """Verify a bundle as read from its file."""
     verdict = BundleVerdict()
     try:
-        bundle = json.loads(text)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        verdict.fail("bundle", f"not JSON: {exc}")
+        bundle = jsontext.loads(text)
+    except JSONTextError as exc:
+        verdict.fail("bundle", f"not JSON ExoArmur accepts: {exc}")
         return verdict
     return verify_bundle(bundle, trusted_key, verdict)
 
@@ -209,7 +210,7 @@ def _entries(
             verdict.fail(where, f"no verified checkpoint for log {log!r}")
             continue
         try:
-            event = json.loads(raw)
+            event = jsontext.loads(raw)
             canonical = canonical_bytes(event)
         except (json.JSONDecodeError, ExoArmurError, TypeError) as exc:
             verdict.fail(where, f"event is not JSON: {exc}")

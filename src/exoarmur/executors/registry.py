@@ -20,6 +20,7 @@ from typing import Any
 from ..errors import ConfigError, ExecutorError
 from ..model.intent import ACTION_PATTERN
 from .base import Executor, ExecutorFactory
+from .redaction import redact_settings
 
 #: The entry-point group executor plugins register under.
 ENTRY_POINT_GROUP = "exoarmur.executors"
@@ -173,7 +174,7 @@ class ExecutorRegistry:
                     f"{type(executor).__name__}, which lacks 'kind' or 'execute()'"
                 )
             registry.bind(pattern, executor, retries=retries)
-            registry._settings[pattern] = _redacted(settings)
+            registry._settings[pattern] = redact_settings(settings)
         return registry
 
     def describe(self) -> dict[str, dict[str, Any]]:
@@ -189,11 +190,3 @@ class ExecutorRegistry:
                 # where it points matters: a binding re-pointed is another configuration
                 described[pattern]["settings"] = self._settings[pattern]
         return described
-
-
-def _redacted(settings: Mapping[str, Any]) -> dict[str, Any]:
-    """Settings as recorded in configuration snapshots: header values are never written."""
-    out = dict(settings)
-    if isinstance(out.get("headers"), Mapping):
-        out["headers"] = dict.fromkeys(out["headers"], "(redacted)")
-    return out

@@ -16,6 +16,8 @@ from ..model.intent import SafetyClass
 
 _RATE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*s\s*$")
 RATE_KEYS = ("tenant", "actor", "action", "approvals_per_operator")
+#: approvals each class needs whatever policy says, unless configured otherwise
+DEFAULT_CLASS_FLOOR: dict[SafetyClass, int] = {SafetyClass.A2: 1, SafetyClass.A3: 2}
 _RETENTION_SLACK = 64
 
 
@@ -52,6 +54,28 @@ class GateConfig:
     protected_targets: tuple[str, ...] = ()
     protected_principals: tuple[str, ...] = ()
     protected_quorum: int = 2
+    #: approvals a class needs whatever policy says (policy and posture may raise it)
+    class_floor: dict[SafetyClass, int] = field(default_factory=lambda: dict(DEFAULT_CLASS_FLOOR))
+
+    def lowered_floor(self) -> list[str]:
+        """The classes whose configured floor is below the default, as operators read them."""
+        return [
+            f"{klass.value} needs {self.class_floor.get(klass, 0)} approval(s), default {floor}"
+            for klass, floor in DEFAULT_CLASS_FLOOR.items()
+            if self.class_floor.get(klass, 0) < floor
+        ]
+
+    @classmethod
+    def from_recorded(cls, table: object) -> GateConfig:
+        """The gate a recorded configuration snapshot describes.
+
+        Snapshots recorded before the class floor existed have no
+        ``class_floor`` table: those decisions were made with no floor, and
+        replay must re-derive them as they were made.
+        """
+        if isinstance(table, dict) and "class_floor" not in table:
+            table = table | {"class_floor": {c.value: 0 for c in SafetyClass}}
+        return cls.from_table(table)
 
     @classmethod
     def from_table(cls, table: object) -> GateConfig:
@@ -59,7 +83,7 @@ class GateConfig:
             return cls()
         if not isinstance(table, dict):
             raise ConfigError("[gate] must be a table")
-        unknown = set(table) - {"rate_limits", "posture", "protected"}
+        unknown = set(table) - {"rate_limits", "posture", "protected", "class_floor"}
         if unknown:
             raise ConfigError(f"[gate]: unknown key {sorted(unknown)[0]!r}")
         rates_table = table.get("rate_limits", {})
@@ -72,6 +96,7 @@ class GateConfig:
             rates[key] = RateLimit.parse(f"gate.rate_limits.{key}", value)
         posture = _table(table, "posture")
         protected = _table(table, "protected")
+        floor = _class_floor(table.get("class_floor", None))
         try:
             return cls(
                 rate_limits=rates,
@@ -90,6 +115,7 @@ class GateConfig:
                     protected.get("principals", []), "gate.protected.principals"
                 ),
                 protected_quorum=_positive(protected.get("quorum", 2), "gate.protected.quorum"),
+                class_floor=floor,
             )
         except ValueError as exc:
             raise ConfigError(f"[gate.posture]: {exc}") from None
@@ -125,7 +151,25 @@ class GateConfig:
                 "principals": sorted(self.protected_principals),
                 "quorum": self.protected_quorum,
             },
+            "class_floor": {c.value: self.class_floor.get(c, 0) for c in SafetyClass},
         }
+
+
+def _class_floor(value: object) -> dict[SafetyClass, int]:
+    # A class the table leaves out keeps its default: naming A3 alone never drops A2's floor.
+    floor = dict(DEFAULT_CLASS_FLOOR)
+    if value is None:
+        return floor
+    if not isinstance(value, dict):
+        raise ConfigError("[gate.class_floor] must be a table")
+    for name, count in value.items():
+        where = f"gate.class_floor.{name}"
+        if name not in [c.value for c in SafetyClass]:
+            raise ConfigError(f"{where}: not a safety class (A0, A1, A2 or A3)")
+        if not isinstance(count, int) or isinstance(count, bool) or not 0 <= count <= 100:
+            raise ConfigError(f"{where}: must be an integer from 0 to 100, not {count!r}")
+        floor[SafetyClass(name)] = count
+    return {klass: count for klass, count in floor.items() if count}
 
 
 def _table(table: dict[str, Any], name: str) -> dict[str, Any]:

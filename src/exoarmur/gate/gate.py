@@ -11,9 +11,16 @@ Checks, in order (the first blocking one decides; tightenings accumulate):
 2. a kill switch covers the action → deny
 3. a rate limit is exhausted       → deny       (tenant, actor, action)
 4. policy said deny                → deny, nothing more to tighten
-5. protected target or principal   → require approval, quorum ≥ configured
-6. posture lockdown                → classes above the configured one need approval
-7. posture heightened              → listed classes need extra approvals
+5. class floor                     → A2 needs 1 approval, A3 needs 2 (configurable,
+                                     recorded; policy and posture only raise it)
+6. protected target or principal   → require approval, quorum ≥ configured
+7. posture lockdown                → classes above the configured one need approval
+8. posture heightened              → listed classes need extra approvals
+
+The gate never raises: anything unexpected inside it (a value it cannot
+compare, an obligation it cannot read) is a deny naming ``gate:error``, so a
+defect in the gate can only stop actions, never crash a submit or a vote
+between a decision and its side effect.
 """
 
 from __future__ import annotations
@@ -30,7 +37,7 @@ _ORDER = list(SafetyClass)
 
 def _blocking_switch(tenant: str, action: str, *controls: Controls) -> Switch | None:
     for state in controls:
-        for switch in sorted(state.switches.values(), key=lambda s: s.scope):
+        for switch in sorted(state.switches.values(), key=lambda s: s.scope.sort_key):
             if switch.scope.covers(tenant, action):
                 return switch
     return None
@@ -71,8 +78,22 @@ def unreadable(system: Controls, tenant: Controls) -> str | None:
     return system.unreadable or tenant.unreadable
 
 
+GATE_ERROR = "gate:error"
+
+
+def _failure(exc: Exception) -> str:
+    return f"the gate could not decide ({type(exc).__name__}: {exc}); failing closed"
+
+
 def recheck(intent: ActionIntent, system: Controls, tenant: Controls) -> tuple[str, str] | None:
     """Right before a side effect: (control, reason) if it must not happen now."""
+    try:
+        return _recheck(intent, system, tenant)
+    except Exception as exc:  # fail closed: an error is a block, never a start
+        return GATE_ERROR, _failure(exc)
+
+
+def _recheck(intent: ActionIntent, system: Controls, tenant: Controls) -> tuple[str, str] | None:
     broken = unreadable(system, tenant)
     if broken:
         return "controls:unreadable", broken
@@ -92,7 +113,22 @@ def check(
     now: datetime,
 ) -> Decision:
     """The decision, tightened by the gate (``decision.gate`` says how, if at all)."""
-    blocked = recheck(intent, system, tenant)
+    try:
+        return _check(intent, decision, system=system, tenant=tenant, config=config, now=now)
+    except Exception as exc:  # fail closed: an error in the gate is a deny
+        return _deny(decision, GATE_ERROR, _failure(exc))
+
+
+def _check(
+    intent: ActionIntent,
+    decision: Decision,
+    *,
+    system: Controls,
+    tenant: Controls,
+    config: GateConfig,
+    now: datetime,
+) -> Decision:
+    blocked = _recheck(intent, system, tenant)
     if blocked is not None:
         return _deny(decision, *blocked)
     for key, scope_key in (
@@ -116,6 +152,13 @@ def check(
     controls: list[str] = []
     reasons: list[str] = []
     quorum = int(decision.obligations.get("approval", "0"))
+    floor = config.class_floor.get(intent.safety_class, 0)
+    if quorum < floor:
+        controls.append(f"class_floor:{intent.safety_class.value}")
+        reasons.append(
+            f"{intent.safety_class.value} actions need {floor} approval(s) whatever policy says"
+        )
+        quorum = floor
     if intent.target in config.protected_targets or intent.actor.id in config.protected_principals:
         which = "target" if intent.target in config.protected_targets else "principal"
         controls.append(f"protected:{which}")

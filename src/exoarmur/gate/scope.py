@@ -22,7 +22,7 @@ _PATTERN = re.compile(r"^[A-Za-z0-9_.*-]{1,128}$")
 _TENANT = re.compile(TENANT_PATTERN)
 
 
-@dataclass(frozen=True, order=True)
+@dataclass(frozen=True)
 class Scope:
     tenant: str | None
     action: str | None
@@ -35,6 +35,11 @@ class Scope:
         if self.action is not None:
             parts.append(f"action:{self.action}")
         return "/".join(parts) or "global"
+
+    @property
+    def sort_key(self) -> tuple[str, bool, str]:
+        """A total order over scopes (None never meets a str): tenant, then action."""
+        return (self.tenant or "", self.action is not None, self.action or "")
 
     @property
     def all_tenants(self) -> bool:

@@ -1050,6 +1050,27 @@ def _unsafe(found: _StreamConfig, wanted: _StreamConfig) -> list[str]:
     return problems
 
 
+#: attempts at creating a stream while the server answers that it cannot yet
+_CREATE_ATTEMPTS: Final = 6
+
+
+async def _create_stream(client: _Client, wanted: _StreamConfig) -> Any:
+    """STREAM.CREATE, tried again (bounded, backing off) on a server error.
+
+    A server still starting, or still removing a stream of that name, answers
+    500 "error creating store for stream"; a create that did happen answers
+    "name in use" on the next attempt, which the caller handles.
+    """
+    delay = 0.05
+    for _ in range(_CREATE_ATTEMPTS - 1):
+        info = await client.api(f"STREAM.CREATE.{wanted['name']}", wanted, what="setup")
+        if "error" not in info or info["error"].get("code") not in (500, 503):
+            return info
+        await asyncio.sleep(delay)
+        delay *= 2
+    return await client.api(f"STREAM.CREATE.{wanted['name']}", wanted, what="setup")
+
+
 async def _ensure_stream(client: _Client, wanted: _StreamConfig, *, create: bool = True) -> None:
     """Create the stream ``wanted`` describes, or check that the one there is fit for it."""
     name = wanted["name"]
@@ -1059,7 +1080,7 @@ async def _ensure_stream(client: _Client, wanted: _StreamConfig, *, create: bool
             raise _api_failure(client.where, "setup", info["error"])
         if not create:
             raise StoreUnavailable(f"stream {name} is missing from {client.where}")
-        info = await client.api(f"STREAM.CREATE.{name}", wanted, what="setup")
+        info = await _create_stream(client, wanted)
         if "error" in info and info["error"].get("err_code") == _STREAM_NAME_IN_USE:
             # Another process created it first; look at what it made.
             info = await client.api(f"STREAM.INFO.{name}", None, what="setup")

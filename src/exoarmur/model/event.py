@@ -50,6 +50,10 @@ CONFIG_SNAPSHOT: Final = "config.snapshot"
 PRINCIPAL_ADDED: Final = "principal.added"
 PRINCIPAL_REVOKED: Final = "principal.revoked"
 ACCESS_REFUSED: Final = "access.refused"
+#: refusals of one window counted, not recorded one by one (bounded audit of strangers)
+ACCESS_REFUSED_COUNTED: Final = "access.refused.counted"
+#: the settings an HTTP service runs with (grace, refusal budget), once per distinct settings
+SERVICE_CONFIGURED: Final = "service.configured"
 
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
@@ -134,7 +138,31 @@ class Event:
         return data
 
 
-def idempotency_key_of(event_type: str, payload: dict[str, Any]) -> str | None:
+def intent_key(actor_id: str, idempotency_key: str) -> str:
+    """The store-level key of an intent: its idempotency key, scoped to the actor.
+
+    Two agents of one tenant choosing the same key never meet: neither can
+    reach the other's outcome, and each one's intent is recorded. Neither
+    part may hold whitespace, so this has exactly one space and no other
+    key form (unscoped keys of older ledgers, internal keys) can equal it.
+    """
+    return f"{actor_id} {idempotency_key}"
+
+
+def intent_id_key(intent_id: str) -> str:
+    """The store-level key that keeps an intent id unique within its tenant.
+
+    Carried by the intent's ``decision.recorded`` (written exactly once per
+    intent, in the same atomic append as ``intent.recorded``), so every
+    store refuses a second intent with the same id even across processes.
+    Two spaces: no actor-scoped key can take its place.
+    """
+    return f"intent id {intent_id}"
+
+
+def idempotency_key_of(
+    event_type: str, payload: dict[str, Any], intent_id: str | None = None
+) -> str | None:
     """The store-level uniqueness key an event of this type carries, if any.
 
     One definition for the pipeline that writes and for copies and imports
@@ -142,13 +170,18 @@ def idempotency_key_of(event_type: str, payload: dict[str, Any]) -> str | None:
     no intent's key can take the place of: intents' keys are their own field.
     """
     if event_type == INTENT_RECORDED:
-        return str(payload["intent"]["idempotency_key"])
+        intent = payload["intent"]
+        return intent_key(str(intent["actor"]["id"]), str(intent["idempotency_key"]))
+    if event_type == DECISION_RECORDED and intent_id is not None:
+        return intent_id_key(intent_id)
     if event_type == PRINCIPAL_ADDED:
         return f"principal {payload['name']}"
     if event_type == PRINCIPAL_REVOKED:
         return f"revoke {payload['name']}"
     if event_type == RUN_STARTED:
         return "run:" + content_hash(payload)
+    if event_type == SERVICE_CONFIGURED:
+        return "service:" + content_hash(payload)
     return None
 
 
@@ -164,7 +197,7 @@ def draft_of(event: Event) -> EventDraft:
         actor=event.actor,
         payload=event.payload,
         intent_id=event.intent_id,
-        idempotency_key=idempotency_key_of(event.type, event.payload),
+        idempotency_key=idempotency_key_of(event.type, event.payload, event.intent_id),
     )
 
 

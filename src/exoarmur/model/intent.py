@@ -8,15 +8,15 @@ bytes only (see ``encoding``), never from a model dump.
 
 from __future__ import annotations
 
-import json
-from datetime import datetime
+from datetime import UTC, datetime
 from enum import StrEnum
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from ..encoding import canonical_bytes, content_hash, format_time, parse_time
-from ..errors import InputError, IntentError
+from ..errors import InputError, IntentError, JSONTextError
+from ..jsontext import loads
 
 #: Largest accepted canonical size of ``params``. Documented in the README.
 MAX_PARAMS_BYTES = 64 * 1024
@@ -48,6 +48,7 @@ TENANT_PATTERN = r"^[a-z0-9][a-z0-9_-]{0,62}$"
 ACTION_PATTERN = r"^[A-Za-z][A-Za-z0-9_-]*(\.[A-Za-z][A-Za-z0-9_-]*)*$"
 # Printable, no whitespace or control characters: these end up in Cedar
 # entity ids, log lines and file names.
+MAX_ULID = "7ZZZZZZZZZZZZZZZZZZZZZZZZZ"
 TOKEN_PATTERN = r"^[^\s\x00-\x1f\x7f]+$"  # noqa: S105 - a pattern, not a secret
 
 
@@ -116,11 +117,34 @@ class IntentRequest(_IntentFields):
     )
     event_time: datetime | None = None
 
+    @field_validator("event_time", mode="before")
+    @classmethod
+    def _text(cls, value: object) -> object:
+        # pydantic would also take a number (seconds since 1970) or a date alone.
+        if value is not None and not isinstance(value, str | datetime):
+            raise ValueError("must be an ISO 8601 timestamp string with an offset")
+        return value
+
+    @field_validator("intent_id")
+    @classmethod
+    def _in_ulid_range(cls, value: str | None) -> str | None:
+        # 26 base-32 digits hold 130 bits; a ULID is 128, so the first digit is 0-7.
+        if value is not None and value[0] > "7":
+            raise ValueError(f"is beyond the largest ULID {MAX_ULID} (its first character is 0-7)")
+        return value
+
     @field_validator("event_time")
     @classmethod
     def _aware(cls, value: datetime | None) -> datetime | None:
-        if value is not None and value.tzinfo is None:
+        if value is None:
+            return value
+        if value.tzinfo is None:
             raise ValueError("must carry a timezone offset (e.g. 2026-01-01T00:00:00Z)")
+        try:
+            value.astimezone(UTC)
+        except OverflowError:
+            # 0001-01-01T00:00:00+14:00 is a valid text whose UTC instant is before year 1.
+            raise ValueError("is outside the years 1 to 9999 once converted to UTC") from None
         return value
 
     def source_content(self, event_time: datetime) -> dict[str, Any]:
@@ -213,9 +237,7 @@ def parse_intent_json(raw: bytes | str) -> IntentRequest:
     if size > MAX_INTENT_BYTES:
         raise IntentError([("intent", f"document of {size} bytes exceeds {MAX_INTENT_BYTES}")])
     try:
-        data = json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise IntentError([("intent", f"malformed JSON: {exc}")]) from None
-    except RecursionError:
-        raise IntentError([("intent", "JSON nested too deeply")]) from None
+        data = loads(raw)
+    except JSONTextError as exc:
+        raise IntentError([(exc.field or "intent", exc.rule)]) from None
     return parse_intent(data)

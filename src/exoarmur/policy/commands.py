@@ -22,8 +22,6 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
-from rich.console import Console
-from rich.markup import escape
 from rich.panel import Panel
 from rich.table import Table
 from rich.text import Text
@@ -31,6 +29,8 @@ from rich.text import Text
 from ..errors import InputError
 from ..model.decision import Verdict
 from ..model.intent import MAX_INTENT_BYTES, parse_intent_json
+from ..terminal import console as literal_console
+from ..terminal import line, styled, visible
 from .bundle import PolicyBundle
 from .engine import PolicyEngine
 from .obligations import obligations_of
@@ -52,8 +52,8 @@ policy_app = typer.Typer(
     no_args_is_help=True,
 )
 
-# Off a terminal rich would wrap at 80 columns; ids and hashes read better whole.
-console = Console(highlight=False, width=None if sys.stdout.isatty() else 200)
+# Policy text, case names and intents are shown literally, never as markup.
+console = literal_console()
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
@@ -83,8 +83,8 @@ def _print_json(value: Any) -> None:
     sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
-def _verdict(verdict: Verdict) -> str:
-    return f"[{_VERDICT_STYLE[verdict]}]{verdict.value}[/]"
+def _verdict(verdict: Verdict) -> Text:
+    return styled(verdict.value, _VERDICT_STYLE[verdict])
 
 
 # -- check ------------------------------------------------------------------------
@@ -106,16 +106,19 @@ def run_check(directory: BundleArgument, as_json: JsonFlag = False) -> None:
         _print_json(body)
     elif bundle is None:
         for problem in problems:
-            console.print(str(problem), markup=False, soft_wrap=True)
+            console.print(str(problem), soft_wrap=True)
         console.print(
-            f"[bold red]FAILED[/] {escape(str(directory))}: {len(problems)} problem(s)",
+            line(styled("FAILED", "bold red"), f" {directory}: {len(problems)} problem(s)"),
             soft_wrap=True,
         )
     else:
         count = len(policy_sources(bundle))
         console.print(
-            f"[bold green]OK[/] {escape(str(directory))}: {count} policies in "
-            f"{len(bundle.files)} file(s), bundle {bundle.hash}",
+            line(
+                styled("OK", "bold green"),
+                f" {directory}: {count} policies in {len(bundle.files)} file(s), "
+                f"bundle {bundle.hash}",
+            ),
             soft_wrap=True,
         )
     raise typer.Exit(EXIT_BAD_INPUT if problems else EXIT_OK)
@@ -142,11 +145,11 @@ def _expected(result: CaseResult) -> str:
     return text
 
 
-def _actual(result: CaseResult) -> str:
+def _actual(result: CaseResult) -> Text:
     actual = result.actual
     text = _verdict(actual.verdict)
     if "approval" in actual.obligations:
-        text += f" ({actual.obligations['approval']})"
+        text.append(visible(f" ({actual.obligations['approval']})"))
     return text
 
 
@@ -158,23 +161,25 @@ def _print_results(results: Sequence[CaseResult], bundle_hash: str) -> None:
     table.add_column("result")
     for result in results:
         table.add_row(
-            escape(result.name),
+            result.name,
             _expected(result),
             _actual(result),
-            "[bold green]PASS[/]" if result.passed else "[bold red]FAIL[/]",
+            styled("PASS", "bold green") if result.passed else styled("FAIL", "bold red"),
         )
     console.print(table)
     for result in results:
         if not result.passed:
             console.print(
-                f"[bold red]FAIL[/] {escape(result.name)} ({escape(result.case.source)}): "
-                f"{escape(result.message)}",
+                line(
+                    styled("FAIL", "bold red"),
+                    f" {result.name} ({result.case.source}): {result.message}",
+                ),
                 soft_wrap=True,
             )
     passed = sum(1 for r in results if r.passed)
     failed = len(results) - passed
     style = "bold green" if not failed else "bold red"
-    console.print(f"[{style}]{passed} passed, {failed} failed[/]")
+    console.print(styled(f"{passed} passed, {failed} failed", style))
 
 
 @policy_app.command("test")
@@ -239,10 +244,13 @@ def _obligations(policy: PolicySource) -> str:
 def _policy_panel(policy: PolicySource, label: str) -> Panel:
     subtitle = _obligations(policy)
     return Panel(
-        Text(policy.text),
-        title=Text(f"{label}{policy.policy_id} — {policy.effect} — {policy.file}:{policy.line}"),
+        # Policy text keeps its lines; each line is shown literally.
+        Text("\n").join(
+            line(text.removesuffix("\r").expandtabs(4)) for text in policy.text.split("\n")
+        ),
+        title=line(f"{label}{policy.policy_id} — {policy.effect} — {policy.file}:{policy.line}"),
         title_align="left",
-        subtitle=Text(subtitle) if subtitle else None,
+        subtitle=line(subtitle) if subtitle else None,
         subtitle_align="left",
         expand=False,
     )
@@ -252,25 +260,31 @@ def _print_explanation(explanation: Explanation, bundle_hash: str) -> None:
     decision = explanation.decision
     head = Table(show_header=False, box=None)
     head.add_row("verdict", _verdict(decision.verdict))
-    head.add_row("why", escape(explanation.summary))
-    head.add_row("posture", escape(explanation.posture))
+    head.add_row("why", explanation.summary)
+    head.add_row("posture", explanation.posture)
     if decision.obligations:
         pairs = " ".join(f"{k}={v}" for k, v in decision.obligations.items())
-        head.add_row("obligations", escape(pairs))
+        head.add_row("obligations", pairs)
     head.add_row("bundle", bundle_hash)
     console.print(head)
-    console.print("\n[bold]Cedar request[/]")
-    console.print(json.dumps(explanation.request, indent=2, sort_keys=True), markup=False)
+    console.print()
+    console.print(styled("Cedar request", "bold"))
+    # ASCII-only JSON: every control or bidi character is already a \u escape.
+    sys.stdout.flush()
+    sys.stdout.write(json.dumps(explanation.request, indent=2, sort_keys=True) + "\n")
     if explanation.determining:
-        console.print("\n[bold]Determining policies[/]")
+        console.print()
+        console.print(styled("Determining policies", "bold"))
         for policy in explanation.determining:
             console.print(_policy_panel(policy, ""))
     if explanation.errors:
-        console.print("\n[bold red]Evaluation errors[/]")
+        console.print()
+        console.print(styled("Evaluation errors", "bold red"))
         for error in explanation.errors:
-            console.print(f"  • {escape(error)}", soft_wrap=True)
+            console.print(f"  • {error}", soft_wrap=True)
     if explanation.hints:
-        console.print("\n[bold]Permits that name this action[/]")
+        console.print()
+        console.print(styled("Permits that name this action", "bold"))
         for policy in explanation.hints:
             console.print(_policy_panel(policy, "hint: "))
 

@@ -32,7 +32,8 @@ from typing import Any
 import cedarpy
 import yaml
 
-from ..errors import InputError, IntentError, PolicyError
+from .. import jsontext
+from ..errors import InputError, IntentError, JSONTextError, PolicyError
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent, IntentRequest, derive_idempotency_key, parse_intent
 from .bundle import MAX_POLICY_BYTES, SCHEMA_FILE, PolicyBundle
@@ -652,16 +653,33 @@ def _document(path: Path) -> Any:
         raise InputError(f"{path}: nested too deeply") from None
 
 
+class _CaseLoader(yaml.SafeLoader):
+    """PyYAML's safe loader that refuses a key twice in one mapping (YAML forbids it)."""
+
+    def construct_mapping(self, node: yaml.MappingNode, deep: bool = False) -> dict[Any, Any]:
+        seen: set[Any] = set()
+        for key_node, _ in node.value:
+            if not isinstance(key_node, yaml.ScalarNode) or key_node.tag.endswith(":merge"):
+                continue  # a merge (<<) may be overridden; other keys are refused below
+            key = self.construct_object(key_node, deep=deep)
+            if key in seen:
+                raise yaml.constructor.ConstructorError(
+                    None, None, f"the key {key!r} appears more than once", key_node.start_mark
+                )
+            seen.add(key)
+        return super().construct_mapping(node, deep)
+
+
 def _parse_document(path: Path, text: str) -> Any:
     if path.suffix == ".json":
         try:
-            return json.loads(text)
-        except json.JSONDecodeError as exc:
-            raise InputError(
-                f"{path}:{exc.lineno}:{exc.colno}: malformed JSON: {exc.msg}"
-            ) from None
+            return jsontext.loads(text)
+        except JSONTextError as exc:
+            if exc.at is None:
+                raise InputError(f"{path}: {exc}") from None
+            raise InputError(f"{path}:{exc.at[0]}:{exc.at[1]}: {exc.rule}") from None
     try:
-        return yaml.safe_load(text)
+        return yaml.load(text, Loader=_CaseLoader)  # noqa: S506 - a SafeLoader, refusing repeats
     except yaml.MarkedYAMLError as exc:
         mark = exc.problem_mark or exc.context_mark
         where = f":{mark.line + 1}:{mark.column + 1}" if mark is not None else ""

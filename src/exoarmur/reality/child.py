@@ -18,7 +18,7 @@ from ..approvals import Vote
 from ..encoding import content_hash, parse_time
 from ..errors import InputError
 from ..home import open_governor
-from ..model.event import Event
+from ..model.event import Event, intent_key
 from ..pipeline import Governor
 from .scenario import (
     AGENT,
@@ -85,7 +85,9 @@ def _act(governor: Governor, keys: Path, step: Step, say: Say) -> None:
     store = governor.ledger.store
     intent_id: str | None = None
     if step.kind == "vote":
-        intent_id = store.intent_for_key(TENANT, STEP_BY_NAME[step.intent_of].key)
+        intent_id = store.intent_for_key(
+            TENANT, intent_key(AGENT, STEP_BY_NAME[step.intent_of].key)
+        )
         if intent_id is None:
             raise InputError(f"step {step.name}: intent of {step.intent_of} is not recorded")
 

@@ -61,6 +61,7 @@ from ..model.event import (
     PRINCIPAL_REVOKED,
     SYSTEM_LOG,
     Event,
+    intent_key,
 )
 from ..model.intent import ActionIntent
 from ..policy import PolicyEngine
@@ -189,7 +190,7 @@ class SystemHistory:
         self._books: dict[int, PrincipalBook] = {}
         # What any recorded configuration needs a fold to keep: the longest window,
         # and per key kind the most recent times its largest limit can count.
-        gates = [GateConfig.from_table(config["gate"]) for _, config in self._configs.values()]
+        gates = [GateConfig.from_recorded(config["gate"]) for _, config in self._configs.values()]
         self.horizon_seconds = max((g.horizon_seconds for g in gates), default=0)
         self.retention: dict[str, int] = {}
         for gate in gates:
@@ -314,7 +315,7 @@ class Replayer:
                 "no config.snapshot with this hash precedes the decision in the system log",
             )
             return None
-        return GateConfig.from_table(config["gate"])
+        return GateConfig.from_recorded(config["gate"])
 
     def window(self, position: int, config_hash: str | None) -> int:
         config = self.system.config(position, config_hash) or {}
@@ -505,7 +506,10 @@ class Replayer:
         # The store's idempotency index holds one intent per key: a second intent
         # recorded under the same key (or a doctored index) shows up as a mismatch,
         # without replay remembering every key it has seen.
-        indexed = self.store.intent_for_key(self.tenant, intent["idempotency_key"])
+        key = intent["idempotency_key"]
+        indexed = self.store.intent_for_key(self.tenant, intent_key(intent["actor"]["id"], key))
+        if indexed is None:  # a ledger written before keys were scoped to the actor
+            indexed = self.store.intent_for_key(self.tenant, key)
         if indexed != event.intent_id and check:
             self.diverge(
                 event,
@@ -689,7 +693,10 @@ class Replayer:
             if check and EXECUTION_STARTED in kinds:
                 self.diverge(event, "type", event.type, None, "started a second time")
             return
-        if EXECUTION_STARTED not in kinds:
+        # An approved intent whose re-check refused the start records the block
+        # instead of a start: nothing was attempted, so nothing claims it was.
+        blocked_before_start = event.type == EXECUTION_BLOCKED and INTENT_APPROVED in kinds
+        if EXECUTION_STARTED not in kinds and not blocked_before_start:
             if check:
                 self.diverge(event, "type", event.type, None, "no execution.started before it")
             return

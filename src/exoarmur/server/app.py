@@ -16,9 +16,11 @@ from fastapi import FastAPI
 from .. import __version__
 from ..pipeline import Governor
 from . import controls, intents, record, service, tiles
+from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
 from .schemas import intent_submission_schema
+from .settings import RefusalBudget
 
 DESCRIPTION: Final = """\
 The governance layer between AI agents and the systems they change, over HTTP.
@@ -46,6 +48,8 @@ def _application(limits: Limits) -> FastAPI:
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(LastResort)
     app.state.limits = limits
+    #: set when the service begins to stop: new submissions and votes are refused 503
+    app.state.stopping = False
     app.state.write_slots = InFlight(limits.max_in_flight_writes, "submissions and votes")
     app.state.read_slots = InFlight(limits.max_in_flight_reads, "reads")
     document = app.openapi()  # generated once and cached by FastAPI; complete it in place
@@ -53,8 +57,15 @@ def _application(limits: Limits) -> FastAPI:
     return app
 
 
-def create_app(governor: Governor, *, limits: Limits | None = None) -> FastAPI:
-    """The HTTP API over ``governor``. The app does not own it: whoever opened it closes it."""
+def create_app(
+    governor: Governor, *, limits: Limits | None = None, refusals: RefusalBudget | None = None
+) -> FastAPI:
+    """The HTTP API over ``governor``. The app does not own it: whoever opened it closes it.
+
+    Before closing it, call ``app.state.refusals.flush()`` to record the
+    refusals counted in the current window.
+    """
     app = _application(limits or Limits())
     app.state.governor = governor
+    app.state.refusals = RefusalAudit(governor, refusals)
     return app

@@ -2,7 +2,8 @@
 
 Identity comes from the key (checked by the governor: hashed, constant
 time), never from a name in the request. A missing or bad key is answered
-401 with ``WWW-Authenticate: Bearer`` and recorded as ``access.refused``.
+401 with ``WWW-Authenticate: Bearer`` and recorded as ``access.refused``
+within the refusal budget (see ``audit``), counted beyond it.
 """
 
 from __future__ import annotations
@@ -15,7 +16,7 @@ from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from ..errors import AuthenticationError
 from ..pipeline import Governor
 from .access import Caller
-from .audit import presented_key_id, record_unauthenticated
+from .audit import RefusalAudit, presented_key_id
 
 bearer = HTTPBearer(
     auto_error=False,
@@ -37,15 +38,17 @@ def authenticated(
     """Dependency: the authenticated caller (a plain function: it runs in the thread pool)."""
     governor = governor_of(request)
     attempt = f"{request.method} {request.url.path}"
+    audit: RefusalAudit = request.app.state.refusals
+    source = request.client.host if request.client else "unknown"
     if credentials is None:
-        record_unauthenticated(governor, attempt, "no credentials")
+        audit.refuse(source, None, attempt, "no credentials")
         raise AuthenticationError("no credentials: send Authorization: Bearer <api key>")
     try:
         principal = governor.authenticate(credentials.credentials)
     except AuthenticationError as exc:
         key_id = presented_key_id(credentials.credentials)
         detail = f"{exc} (key id {key_id})" if key_id else str(exc)
-        record_unauthenticated(governor, attempt, detail)
+        audit.refuse(source, key_id, attempt, detail)
         raise
     return Caller(principal=principal, governor=governor, attempt=attempt)
 

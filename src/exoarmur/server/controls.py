@@ -15,6 +15,7 @@ from fastapi import APIRouter, Depends, Query
 from ..model.intent import TENANT_PATTERN
 from .access import Right
 from .auth import CallerDep
+from .bodies import JSONBodyRoute
 from .intents import TenantPath
 from .limits import read_slot, write_slot
 from .schemas import (
@@ -27,14 +28,14 @@ from .schemas import (
     problems,
 )
 
-router = APIRouter(prefix="/v1", tags=["controls"])
+router = APIRouter(prefix="/v1", tags=["controls"], route_class=JSONBodyRoute)
 
 
 @router.post(
     "/killswitches",
     summary="Engage or release a kill switch",
     response_model=ControlAnswer,
-    responses=problems(400, 401, 403, 413, 422, 429, 500, 503),
+    responses=problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
     dependencies=[Depends(write_slot)],
 )
 def switch(body: KillSwitchRequest, caller: CallerDep) -> ControlAnswer:
@@ -76,7 +77,7 @@ def engaged(
     "/tenants/{tenant}/posture",
     summary="Set a tenant's posture",
     response_model=PostureAnswer,
-    responses=problems(400, 401, 403, 413, 422, 429, 500, 503),
+    responses=problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
     dependencies=[Depends(write_slot)],
 )
 def set_posture(tenant: TenantPath, body: PostureRequest, caller: CallerDep) -> PostureAnswer:

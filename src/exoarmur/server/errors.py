@@ -1,6 +1,8 @@
 """Every error the API answers, mapped in one place.
 
     MalformedBody (here)      400  the body is not JSON
+    JSONTextError             400  not JSON; 422 naming the field: a key twice, NaN, a huge number
+    UnsupportedMediaType      415  a body not declared application/json (server.bodies)
     IntentError               422  one (field, rule) per problem, from the shared validator
     PolicyError, ConfigError  503  no policy in force, bad configuration: not the caller's fault
     InputError                422  "field: rule" messages split into field and rule
@@ -36,11 +38,13 @@ from ..errors import (
     ExoArmurError,
     InputError,
     IntentError,
+    JSONTextError,
     NotFound,
     PermissionDenied,
     PolicyError,
     StoreError,
 )
+from .bodies import UnsupportedMediaType
 from .schemas import ErrorBody, ErrorCode, FieldProblem
 
 logger = logging.getLogger("exoarmur.server")
@@ -59,6 +63,7 @@ _STATUS_CODES = {
     405: ErrorCode.METHOD_NOT_ALLOWED,
     409: ErrorCode.CONFLICT,
     413: ErrorCode.PAYLOAD_TOO_LARGE,
+    415: ErrorCode.UNSUPPORTED_MEDIA_TYPE,
     422: ErrorCode.INVALID,
     429: ErrorCode.TOO_MANY_REQUESTS,
     503: ErrorCode.UNAVAILABLE,
@@ -106,6 +111,13 @@ def answer(exc: Exception) -> JSONResponse:
     """The one mapping from an exception to an HTTP answer."""
     if isinstance(exc, MalformedBody):
         return error_response(400, str(exc), [FieldProblem(field=exc.field, rule=exc.rule)])
+    if isinstance(exc, JSONTextError):
+        problem = FieldProblem(field=exc.field, rule=exc.rule)
+        if exc.field is None:
+            return error_response(400, "the body is not JSON", [problem])
+        return error_response(422, "the body is not valid", [problem])
+    if isinstance(exc, UnsupportedMediaType):
+        return error_response(415, str(exc))
     if isinstance(exc, IntentError):
         problems = [FieldProblem(field=field, rule=rule) for field, rule in exc.problems]
         return error_response(422, "the intent is not valid", problems)

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import json
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Request, Response
@@ -15,7 +14,7 @@ from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent
 from ..pipeline import outcome_from_events
 from .access import SUBMIT_KINDS, Right, sees_intent
 from .auth import CallerDep
-from .errors import MalformedBody
+from .bodies import JSONBodyRoute
 from .limits import read_slot, write_slot
 from .schemas import (
     INTENT_SUBMISSION,
@@ -30,27 +29,19 @@ from .schemas import (
     problems,
 )
 
-router = APIRouter(prefix="/v1", tags=["intents"])
+router = APIRouter(prefix="/v1", tags=["intents"], route_class=JSONBodyRoute)
 
 ULID_PATTERN = r"^[0-9A-HJKMNP-TV-Z]{26}$"
 TenantPath = Annotated[str, Path(pattern=TENANT_PATTERN, max_length=63, description="A tenant.")]
 IntentIdPath = Annotated[str, Path(pattern=ULID_PATTERN, description="The intent's id (a ULID).")]
 
 
-async def raw_body(request: Request) -> bytes:
-    """Dependency: the body's bytes, unparsed (bounded by the body limit middleware)."""
-    return await request.body()
-
-
-def _intent_document(raw: bytes) -> Any:
+async def intent_document(request: Request) -> Any:
+    """Dependency: the body as JSON, read by the route's strict reader, size-checked."""
+    raw = await request.body()
     if len(raw) > MAX_INTENT_BYTES:
         raise IntentError([("intent", f"document of {len(raw)} bytes exceeds {MAX_INTENT_BYTES}")])
-    try:
-        return json.loads(raw)
-    except (json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise MalformedBody("intent", f"malformed JSON: {exc}") from None
-    except RecursionError:
-        raise MalformedBody("intent", "JSON nested too deeply") from None
+    return await request.json()
 
 
 @router.post(
@@ -72,23 +63,23 @@ def _intent_document(raw: bytes) -> Any:
                 }
             },
         },
-        **problems(400, 401, 403, 413, 422, 429, 500, 503),
+        **problems(400, 401, 403, 409, 413, 415, 422, 429, 500, 503),
     },
     openapi_extra={"requestBody": INTENT_SUBMISSION},
     dependencies=[Depends(write_slot)],
 )
 def submit_intent(
-    caller: CallerDep, raw: Annotated[bytes, Depends(raw_body)]
+    caller: CallerDep, document: Annotated[Any, Depends(intent_document)]
 ) -> Response | Outcome:
     """Govern one intent as the authenticated principal.
 
     The actor is the key's principal: `actor` may be omitted, and an
     `actor.id` naming anyone else is refused. A denial is an answer, not an
-    error: 200 with status `denied`.
+    error: 200 with status `denied`. An `idempotency_key` is scoped to the
+    actor; an `intent_id` already recorded in the tenant is 409.
     """
     principal = caller.principal
     caller.has_role_for(Right.SUBMIT)
-    document = _intent_document(raw)
     if isinstance(document, dict) and "actor" not in document:
         document["actor"] = {"id": principal.name, "kind": "agent"}
     request = parse_intent(document)
@@ -148,7 +139,7 @@ def pending_approvals(tenant: TenantPath, caller: CallerDep) -> PendingList:
     return PendingList(tenant=tenant, pending=[PendingIntent.of(state) for state in states])
 
 
-_VOTE_RESPONSES = problems(400, 401, 403, 404, 409, 413, 422, 429, 500, 503)
+_VOTE_RESPONSES = problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
 
 
 def _vote(

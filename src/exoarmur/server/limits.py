@@ -17,7 +17,7 @@ from fastapi import Request
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from .errors import TooBusy, error_response
+from .errors import RETRY_UNAVAILABLE, TooBusy, error_response
 
 #: default largest request body (1 MiB); an intent document is at most 256 KiB
 MAX_BODY_BYTES = 1 << 20
@@ -65,7 +65,16 @@ class InFlight:
 
 
 async def write_slot(request: Request) -> AsyncIterator[None]:
-    """Dependency: one of the bounded places for a submission or a vote."""
+    """Dependency: one of the bounded places for a submission or a vote.
+
+    Refused 503 once the service is stopping: the running ones finish, no new one starts.
+    """
+    if request.app.state.stopping:
+        raise HTTPException(
+            503,
+            "the service is stopping; nothing was done, retry later",
+            headers={"Retry-After": str(RETRY_UNAVAILABLE)},
+        )
     slots: InFlight = request.app.state.write_slots
     slots.enter()
     try:

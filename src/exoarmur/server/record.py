@@ -16,6 +16,7 @@ from ..errors import InputError, NotFound
 from ..model.intent import TENANT_PATTERN
 from .access import Right
 from .auth import CallerDep
+from .bodies import JSONBodyRoute
 from .intents import ULID_PATTERN
 from .limits import read_slot
 from .schemas import (
@@ -27,7 +28,7 @@ from .schemas import (
     problems,
 )
 
-router = APIRouter(prefix="/v1", tags=["ledger"])
+router = APIRouter(prefix="/v1", tags=["ledger"], route_class=JSONBodyRoute)
 
 #: a tenant, or the system log (``_system``: tenant names cannot start with "_")
 LOG_PATTERN = r"^(_system|" + TENANT_PATTERN.removeprefix("^").removesuffix("$") + r")$"

@@ -1,10 +1,15 @@
 """Running the API: open the governor, serve it with uvicorn, close it on shutdown.
 
 ``serve`` is what ``exoarmur serve`` calls: it blocks until SIGINT or SIGTERM,
-lets the requests in flight finish (up to a grace period), closes the
-governor (releasing the data directory's run lock) and returns. The
-:class:`Service` is the same in pieces, for embedding and tests: ``run()``
-it in a thread, ``stop()`` it from another.
+then stops taking new work (new submissions and votes are answered 503),
+lets the running ones finish and record their outcomes (up to a grace
+period), closes the governor (releasing the data directory's run lock) and
+returns. The ledger is never closed under a running execution: when the
+grace runs out first, :class:`GraceExpired` is raised with the governor left
+open, and ``exoarmur serve`` says so on stderr and exits at once with code 6
+(the next start records the cut executions as ``outcome_unknown``). The
+:class:`Service` is the same in pieces, for embedding and tests: ``run()`` it
+in a thread, ``stop()`` it from another.
 """
 
 from __future__ import annotations
@@ -12,27 +17,36 @@ from __future__ import annotations
 import contextlib
 import copy
 import logging
+import math
+import os
 import signal
 import threading
-from collections.abc import Generator
+import time
+from collections.abc import Callable, Generator
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import uvicorn
 from uvicorn.config import LOGGING_CONFIG
 
-from ..home import Home, open_governor
+from ..errors import ExoArmurError
+from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
 from .app import create_app
+from .audit import RefusalAudit
 from .limits import Limits
+from .settings import DEFAULT_GRACE_SECONDS, RefusalBudget, ServiceSettings, check_grace
 
 logger = logging.getLogger("exoarmur.server")
 
 DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8077
-#: seconds in-flight requests get to finish once shutdown starts
-GRACE_SECONDS = 10
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
+
+
+class GraceExpired(ExoArmurError):
+    """Governed work still ran when the grace ran out; the governor was left open."""
 
 
 def service_logging(level: str = "info") -> dict[str, Any]:
@@ -48,7 +62,16 @@ class _Server(uvicorn.Server):
     uvicorn re-raises SIGINT/SIGTERM once it has shut down, which would end
     the process before the governor is closed. Here the signal means: finish
     the requests in flight, return from ``run``, let the caller close.
+    ``on_stop`` runs when shutdown begins, before uvicorn stops listening.
     """
+
+    def __init__(self, config: uvicorn.Config, on_stop: Callable[[], None]) -> None:
+        super().__init__(config)
+        self._on_stop = on_stop
+
+    async def shutdown(self, sockets: list[Any] | None = None) -> None:
+        self._on_stop()
+        await super().shutdown(sockets)
 
     @contextlib.contextmanager
     def capture_signals(self) -> Generator[None, None, None]:
@@ -76,10 +99,15 @@ class Service:
         log_level: str = "info",
         log_config: dict[str, Any] | None = None,
         access_log: bool = True,
+        grace_seconds: float = DEFAULT_GRACE_SECONDS,
+        refusals: RefusalBudget | None = None,
     ) -> None:
         self.governor = governor
+        self.grace_seconds = check_grace(grace_seconds, "grace_seconds")
+        self.app = create_app(governor, limits=limits, refusals=refusals)
+        self._stop_deadline: float | None = None
         config = uvicorn.Config(
-            create_app(governor, limits=limits),
+            self.app,
             host=host,
             port=port,
             log_level=log_level,
@@ -89,9 +117,10 @@ class Service:
             lifespan="off",  # the governor is opened and closed around the server
             proxy_headers=False,  # trust no X-Forwarded-* header unless deployed to
             server_header=False,
-            timeout_graceful_shutdown=GRACE_SECONDS,
+            # uvicorn waits this long for answers; the governor's drain bounds the rest
+            timeout_graceful_shutdown=max(1, math.ceil(self.grace_seconds)),
         )
-        self.server = _Server(config)
+        self.server = _Server(config, self._stopping)
 
     @property
     def started(self) -> bool:
@@ -107,9 +136,42 @@ class Service:
         raise RuntimeError("the service is not listening")
 
     def run(self) -> None:
-        """Serve until stopped; close the governor however it ends."""
+        """Serve until stopped; then close the governor, once nothing governed runs.
+
+        Raises :class:`GraceExpired` (the governor left open) when governed
+        work still runs after the grace.
+        """
         try:
             self.server.run()
+        finally:
+            self._close()
+
+    def _stopping(self) -> None:
+        if self._stop_deadline is None:
+            self._stop_deadline = time.monotonic() + self.grace_seconds
+            self.app.state.stopping = True
+            if self.governor.in_flight:
+                logger.warning(
+                    "stopping: %d governed call(s) running, waiting up to %g s for their outcomes",
+                    self.governor.in_flight,
+                    self.grace_seconds,
+                )
+
+    def _close(self) -> None:
+        self._stopping()
+        assert self._stop_deadline is not None
+        remaining = max(0.0, self._stop_deadline - time.monotonic())
+        if not self.governor.drain(remaining):
+            raise GraceExpired(
+                f"{self.governor.in_flight} governed call(s) still running after the "
+                f"{self.grace_seconds:g} s grace; the ledger was left open under them and "
+                "the process must stop now: the next start records each execution cut short "
+                "as outcome_unknown (raise the grace: exoarmur serve --grace SECONDS, or "
+                "[server] grace_seconds in config.toml)"
+            )
+        refusals: RefusalAudit = self.app.state.refusals
+        try:
+            refusals.flush()
         finally:
             self.governor.close()
             logger.info("governor closed")
@@ -126,9 +188,18 @@ def serve(
     *,
     limits: Limits | None = None,
     log_level: str = "info",
+    grace_seconds: float | None = None,
 ) -> None:
-    """Open the governor of ``home`` and serve the API until SIGINT or SIGTERM."""
-    governor = open_governor(home)
+    """Open the governor of ``home`` and serve the API until SIGINT or SIGTERM.
+
+    ``grace_seconds`` overrides ``[server] grace_seconds`` of ``config.toml``.
+    Raises :class:`GraceExpired` when running executions outlast the grace.
+    """
+    where = home if isinstance(home, Home) else Home(resolve_home(home), _store_url())
+    settings = ServiceSettings.from_config(where.config())
+    if grace_seconds is not None:
+        settings = replace(settings, grace_seconds=check_grace(grace_seconds, "--grace"))
+    governor = open_governor(where)
     try:
         service = Service(
             governor,
@@ -137,9 +208,16 @@ def serve(
             limits=limits,
             log_level=log_level,
             log_config=service_logging(log_level),
+            grace_seconds=settings.grace_seconds,
+            refusals=settings.refusals,
         )
+        governor.record_service(settings.to_canonical())
     except BaseException:
         governor.close()
         raise
     logger.info("serving %s on http://%s:%d", governor.ledger.key.name, host, port)
     service.run()
+
+
+def _store_url() -> str | None:
+    return os.environ.get(STORE_ENV) or None

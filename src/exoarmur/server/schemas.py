@@ -17,7 +17,7 @@ from __future__ import annotations
 from enum import StrEnum
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictInt
 
 from ..approvals import ApprovalStatus, IntentState, Vote
 from ..encoding import format_time
@@ -50,6 +50,7 @@ class ErrorCode(StrEnum):
     METHOD_NOT_ALLOWED = "method_not_allowed"
     CONFLICT = "conflict"
     PAYLOAD_TOO_LARGE = "payload_too_large"
+    UNSUPPORTED_MEDIA_TYPE = "unsupported_media_type"
     INVALID = "invalid"
     TOO_MANY_REQUESTS = "too_many_requests"
     INTERNAL = "internal"
@@ -259,7 +260,8 @@ class KillSwitchList(_Body):
 class PostureRequest(_Request):
     posture: Literal["normal", "heightened", "lockdown"]
     reason: str = Field(min_length=1, max_length=MAX_REASON_CHARS)
-    ttl_seconds: int | None = Field(
+    # Strict: JSON true is not one second, nor "600" six hundred.
+    ttl_seconds: StrictInt | None = Field(
         default=None,
         ge=1,
         le=MAX_POSTURE_TTL,
@@ -360,6 +362,7 @@ _PROBLEM_TEXT = {
     404: "Not found in a tenant you act for.",
     409: "Refused by the intent's state (recorded).",
     413: "The body is larger than the limit.",
+    415: "The body is not sent as `Content-Type: application/json`.",
     422: "Not valid: each problem names the field and the rule.",
     429: "Too many requests in flight: retry after `Retry-After` seconds.",
     500: "An unexpected error (logged; no details are sent).",

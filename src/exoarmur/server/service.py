@@ -11,11 +11,12 @@ from .. import __version__
 from ..errors import ExoArmurError, StoreError
 from ..model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .auth import CallerDep, governor_of
+from .bodies import JSONBodyRoute
 from .errors import RETRY_UNAVAILABLE
 from .limits import read_slot
 from .schemas import Health, Readiness, ReadinessCheck, WhoAmI, problems
 
-router = APIRouter(prefix="/v1", tags=["service"])
+router = APIRouter(prefix="/v1", tags=["service"], route_class=JSONBodyRoute)
 
 
 @router.get("/health", summary="Liveness", response_model=Health)

@@ -11,9 +11,9 @@ from pathlib import Path
 from typing import Any
 
 from ...ledger.sqlite import SqliteStore
-from ...model.event import DECISION_RECORDED
+from ...model.event import DECISION_RECORDED, intent_key
 from ..report import Gate
-from ..scenario import KILL_STEP, STEP_BY_NAME, TENANT
+from ..scenario import AGENT, KILL_STEP, STEP_BY_NAME, TENANT
 from ..state import Run, why
 
 
@@ -43,7 +43,9 @@ def observe_durability(run: Run) -> dict[str, Any]:
                 )
             if not found:
                 missing.append(f"{ack['step']}#{ack['delivery']}")
-        landed = store.intent_for_key(TENANT, STEP_BY_NAME[KILL_STEP].key) is not None
+        landed = (
+            store.intent_for_key(TENANT, intent_key(AGENT, STEP_BY_NAME[KILL_STEP].key)) is not None
+        )
         size = store.size(TENANT)
     finally:
         ledger.store.close()

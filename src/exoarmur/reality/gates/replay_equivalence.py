@@ -7,10 +7,10 @@ import json
 from ...errors import InputError
 from ...evidence import export_bundle, verify_bundle_text
 from ...ledger.transfer import dump_jsonl
-from ...model.event import SYSTEM_LOG
+from ...model.event import SYSTEM_LOG, intent_key
 from ...replay import replay
 from ..report import Gate
-from ..scenario import STEP_BY_NAME, TENANT
+from ..scenario import AGENT, STEP_BY_NAME, TENANT
 from ..state import Run, why, write_json
 
 
@@ -20,7 +20,7 @@ def replay_and_bundle(run: Run) -> None:
         store = ledger.store
         run.replay = replay(store, TENANT, verifier=ledger.verifier)
         run.logs = {log: list(store.events(log)) for log in (SYSTEM_LOG, TENANT)}
-        intent_id = store.intent_for_key(TENANT, STEP_BY_NAME["prod-delete"].key)
+        intent_id = store.intent_for_key(TENANT, intent_key(AGENT, STEP_BY_NAME["prod-delete"].key))
         if intent_id is None:
             raise InputError("the approved intent (prod-delete) is not in the ledger")
         correlation = store.events_for_intent(TENANT, intent_id)[0].correlation_id

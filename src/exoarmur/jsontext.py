@@ -1,0 +1,130 @@
+"""JSON text as it enters ExoArmur: one reading, stricter than the standard library's.
+
+Every document a caller hands in (an intent file, a request body, an evidence
+bundle, a policy test case) is read here. The standard library accepts what
+ExoArmur must not: a key twice in one object (last one wins, while a proxy
+that keeps the first sees another document), ``NaN`` and ``Infinity`` (not
+JSON), numbers that overflow to infinity, and integers too long to convert
+(a ``ValueError`` nobody expects). Each is refused with the path of the value
+at fault, so the caller learns which field and which rule.
+
+This module reads no clock, environment or file: it turns text into values.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from typing import Any
+
+from .errors import JSONTextError
+
+#: Longest integer accepted, in digits: Python's own limit for converting
+#: text to int (beyond it ``int()`` raises). Canonical bytes refuse integers
+#: outside ±(2**53 - 1) later anyway; this bound only keeps parsing total.
+MAX_INTEGER_DIGITS = 4300
+
+
+class _Refused:
+    """A value met while parsing that will be refused once its path is known."""
+
+    __slots__ = ("rule",)
+
+    def __init__(self, rule: str) -> None:
+        self.rule = rule
+
+
+class _Repeated(dict[str, Any]):
+    """An object in which ``key`` appeared more than once."""
+
+    key: str = ""
+
+
+def loads(raw: bytes | str) -> Any:
+    """Parse one JSON document, refusing repeated keys and non-JSON numbers.
+
+    Raises :class:`~exoarmur.errors.JSONTextError`: ``field`` is the dotted
+    path of the value at fault (``None`` when the text is not JSON at all).
+    """
+    refused = False
+
+    def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
+        nonlocal refused
+        value = dict(items)
+        if len(value) == len(items):
+            return value
+        refused = True
+        seen: set[str] = set()
+        repeated = _Repeated(value)
+        for key, _ in items:
+            if key in seen:
+                repeated.key = key
+                break
+            seen.add(key)
+        return repeated
+
+    def integer(digits: str) -> Any:
+        nonlocal refused
+        count = len(digits) - digits.startswith("-")
+        if count > MAX_INTEGER_DIGITS:
+            refused = True
+            return _Refused(
+                f"an integer of {count} digits exceeds the limit of {MAX_INTEGER_DIGITS} digits"
+            )
+        return int(digits)
+
+    def number(text: str) -> Any:
+        nonlocal refused
+        value = float(text)
+        if math.isfinite(value):
+            return value
+        refused = True
+        return _Refused(f"the number {text[:40]} is out of range")
+
+    def constant(name: str) -> Any:
+        nonlocal refused
+        refused = True
+        return _Refused(f"{name} is not a JSON value")
+
+    try:
+        document = json.loads(
+            raw,
+            object_pairs_hook=pairs,
+            parse_int=integer,
+            parse_float=number,
+            parse_constant=constant,
+        )
+    except json.JSONDecodeError as exc:
+        raise JSONTextError(None, f"malformed JSON: {exc.msg}", (exc.lineno, exc.colno)) from None
+    except UnicodeDecodeError as exc:
+        raise JSONTextError(None, f"malformed JSON: not UTF-8 ({exc.reason})") from None
+    except RecursionError:
+        raise JSONTextError(None, "malformed JSON: nested too deeply") from None
+    if refused:
+        _raise_first_refusal(document)
+    return document
+
+
+def _raise_first_refusal(document: Any) -> None:
+    """Find, in document order, the value the parse marked, and name its path."""
+    stack: list[tuple[Any, tuple[str, ...]]] = [(document, ())]
+    while stack:
+        node, path = stack.pop()
+        if isinstance(node, _Refused):
+            raise JSONTextError(_dotted(path), node.rule)
+        if isinstance(node, _Repeated):
+            raise JSONTextError(
+                _dotted((*path, node.key)), "the key appears more than once in one object"
+            )
+        if isinstance(node, dict):
+            children = [(value, (*path, key)) for key, value in node.items()]
+        elif isinstance(node, list):
+            children = [(value, (*path, str(index))) for index, value in enumerate(node)]
+        else:
+            continue
+        stack.extend(reversed(children))
+    raise AssertionError("a refusal was marked but not found")  # pragma: no cover
+
+
+def _dotted(path: tuple[str, ...]) -> str | None:
+    return ".".join(path) or None
