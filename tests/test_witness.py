@@ -1063,3 +1063,23 @@ def test_witness_requirements_on_a_broken_bundle_add_their_own_failure(tmp_path:
         assert len(verdict.failures) == len(expected)
         for failure, start in zip(verdict.failures, expected, strict=True):
             assert failure.startswith(start)
+
+
+def test_the_witness_log_shows_a_strangers_request_line_literally(witness: Witness) -> None:
+    log = io.StringIO()
+    server = WitnessServer(("127.0.0.1", 0), witness, log)
+    thread = threading.Thread(target=server.serve_forever)
+    thread.start()
+    try:
+        host, port = server.server_address[:2]
+        with socket.create_connection((str(host), int(port)), timeout=10) as raw:
+            raw.sendall(
+                b"GET /\x1b[2J\x1b[31mowned HTTP/1.1\r\nHost: w\r\nConnection: close\r\n\r\n"
+            )
+            assert raw.makefile("rb").read().startswith(b"HTTP/1.1 404 ")
+    finally:
+        server.shutdown()
+        server.server_close()
+        thread.join()
+    assert "\x1b" not in log.getvalue()
+    assert "GET /\\x1b[2J\\x1b[31mowned" in log.getvalue()

@@ -25,6 +25,7 @@ from typing import IO
 
 from ..errors import CheckpointRefused, ExoArmurError
 from ..ledger.keys import Verifier
+from ..terminal import visible
 from .cosignature import Cosigner
 from .protocol import MAX_REQUEST_BYTES, admit, judge, parse_add_checkpoint
 from .state import Cosigned, WitnessState
@@ -89,7 +90,12 @@ class WitnessServer(ThreadingHTTPServer):
     def handle_error(self, request: object, client_address: object) -> None:
         # A client that hangs up mid-answer is routine; one line, not a traceback.
         error = sys.exc_info()[1]
-        self.log.write(f"{client_address}: connection ended: {error!r}\n")
+        self.note(f"{client_address}: connection ended: {error!r}")
+
+    def note(self, message: str) -> None:
+        """One line in the witness's log. Request lines and origins come from strangers:
+        shown literally, so no control sequence reaches the operator's terminal."""
+        self.log.write(visible(message) + "\n")
 
     @property
     def url(self) -> str:
@@ -124,7 +130,7 @@ class _Handler(BaseHTTPRequestHandler):
             self._refused(exc)
             return
         except ExoArmurError as exc:
-            self.server.log.write(f"witness error: {exc}\n")
+            self.server.note(f"witness error: {exc}")
             self._answer(500, "the witness could not record the checkpoint\n")
             return
         self._answer(200, lines)
@@ -141,7 +147,7 @@ class _Handler(BaseHTTPRequestHandler):
         self._answer(200, note)
 
     def _refused(self, exc: CheckpointRefused) -> None:
-        self.server.log.write(f"witness refused ({exc.status}): {exc}\n")
+        self.server.note(f"witness refused ({exc.status}): {exc}")
         if exc.status == 409:
             self._answer(409, f"{exc.known_size}\n", "text/x.tlog.size")
         else:
@@ -159,4 +165,4 @@ class _Handler(BaseHTTPRequestHandler):
         self.wfile.write(data)
 
     def log_message(self, format: str, *args: object) -> None:
-        self.server.log.write(f"{self.address_string()} {format % args}\n")
+        self.server.note(f"{self.address_string()} {format % args}")
