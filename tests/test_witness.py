@@ -973,6 +973,10 @@ def test_a_bundle_with_a_quorum_of_cosignatures_verifies_offline(
             app, [*home, "evidence", "export", "-t", "acme", "-c", correlation, "-o", str(bundle)]
         )
         assert exported.exit_code == 0, exported.output
+        tiles = tmp_path / "tiles"
+        runner.invoke(app, [*home, "tiles", "export", "--tenant", "acme", str(tiles)])
+        published = (tiles / "checkpoint").read_text()  # the stored, cosigned note
+        assert [cosignature_time(published, k) for k in wkeys] == [77, 77]
 
         # A plain checkpoint already stored at a size is kept; the cosigned one is only printed.
         runner.invoke(app, [*home, "submit", "-"], input=READ_INTENT)
