@@ -95,10 +95,6 @@ def test_tiles_are_checked_when_made() -> None:
             Tile(*bad)
 
 
-def _summary(size: int) -> list[str]:
-    return [t.path for t in tiles_of(size) if t.level != 0 or not t.full]
-
-
 def test_the_tiles_of_a_tree_are_the_specs_example() -> None:
     tiles = list(tiles_of(70_000))
     full_level0 = [t for t in tiles if t.level == 0 and t.full]
