@@ -239,7 +239,8 @@ def test_replay_and_whatif_from_the_command_line(tmp_path: Path) -> None:
     by_correlation = runner.invoke(
         app, ["--home", str(home), "replay", "verify", "-t", "demo", "--audit-stream-id", "x"]
     )
-    assert by_correlation.exit_code == 0
+    assert by_correlation.exit_code == 2  # a stream that does not exist replays nothing
+    assert "no events of correlation 'x'" in by_correlation.stderr
     with sqlite3.connect(home / "ledger.db") as conn:
         conn.execute(
             "UPDATE events SET canonical = CAST(replace(CAST(canonical AS TEXT), "

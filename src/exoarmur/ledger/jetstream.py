@@ -115,6 +115,7 @@ from ..model.event import (
     event_bytes,
 )
 from .merkle import HASH_SIZE, Frontier, NodeKey, leaf_hash, perfect_subtrees
+from .store import check_derived, check_key_owner, decode_event, key_owners, key_problems
 
 try:
     import nats
@@ -1111,7 +1112,7 @@ class _Facts:
     intent_id: str | None
 
 
-def _facts(line: bytes) -> _Facts:
+def _facts(line: bytes, where: str) -> _Facts:
     try:
         data = json.loads(line)
         intent = data.get("intent_id")
@@ -1122,7 +1123,9 @@ def _facts(line: bytes) -> _Facts:
             None if intent is None else str(intent),
         )
     except (ValueError, KeyError, TypeError, AttributeError) as exc:
-        raise LedgerCorrupt(f"stored event bytes do not decode: {_first_line(exc)}") from None
+        raise LedgerCorrupt(
+            f"{where}: stored event bytes do not decode: {_first_line(exc)}"
+        ) from None
 
 
 @dataclass
@@ -1134,6 +1137,8 @@ class _Chunk:
     leaves: list[bytes]
     keys: dict[int, str]
     facts: list[_Facts] | None = None
+    #: the tenant whose log the message is on (named in every error about it)
+    log: str = ""
 
     @property
     def end(self) -> int:
@@ -1141,14 +1146,14 @@ class _Chunk:
 
     def fact(self, offset: int) -> _Facts:
         if self.facts is None:
-            self.facts = [_facts(line) for line in self.lines]
+            self.facts = [
+                _facts(line, f"log {self.log!r} seq {self.first + i}")
+                for i, line in enumerate(self.lines)
+            ]
         return self.facts[offset]
 
     def event(self, offset: int) -> Event:
-        try:
-            return Event.from_canonical(self.lines[offset], self.leaves[offset])
-        except (ValueError, KeyError, TypeError, AttributeError) as exc:
-            raise LedgerCorrupt(f"stored event bytes do not decode: {_first_line(exc)}") from None
+        return decode_event(self.log, self.first + offset, self.lines[offset], self.leaves[offset])
 
     @property
     def data(self) -> bytes:
@@ -1170,7 +1175,7 @@ class _Chunk:
         return headers
 
     @classmethod
-    def parse(cls, stored: _Stored, subject: str) -> _Chunk:
+    def parse(cls, stored: _Stored, subject: str, log: str) -> _Chunk:
         where = f"message {stored.seq} of the ledger stream"
         if stored.subject != subject:
             raise LedgerCorrupt(f"{where} is on {stored.subject}, not {subject}")
@@ -1195,6 +1200,7 @@ class _Chunk:
             lines=lines,
             leaves=[leaves[i : i + HASH_SIZE] for i in range(0, len(leaves), HASH_SIZE)],
             keys=keys,
+            log=log,
         )
 
 
@@ -1871,7 +1877,7 @@ class JetStreamStore:
             todo: list[tuple[int, _Chunk]] = []
             expected = frontier.size
             for stored in page:
-                chunk = _Chunk.parse(stored, subject)
+                chunk = _Chunk.parse(stored, subject, tenant)
                 cursor = stored.seq
                 if chunk.end <= expected:
                     continue  # indexed before
@@ -1984,7 +1990,7 @@ class JetStreamStore:
         page, _ = await self._client.scan(self.layout.stream, subject, begin, _PAGE_MESSAGES)
         events: list[Event] = []
         for stored in page:
-            chunk = _Chunk.parse(stored, subject)
+            chunk = _Chunk.parse(stored, subject, tenant)
             for offset in range(len(chunk.lines)):
                 seq = chunk.first + offset
                 if stop is not None and seq >= stop:
@@ -2037,7 +2043,7 @@ class JetStreamStore:
         for msg_seq, stored in zip(wanted, found, strict=True):
             if stored is None:
                 raise LedgerCorrupt(f"message {msg_seq} of the ledger stream is missing")
-            chunks[msg_seq] = _Chunk.parse(stored, subject)
+            chunks[msg_seq] = _Chunk.parse(stored, subject, tenant)
         events = []
         for seq in seqs:
             if seq not in located:
@@ -2064,14 +2070,18 @@ class JetStreamStore:
             if stored is None:
                 return None
         (event,) = await self._events_at(tenant, [_int(stored.data)])
-        return event
+        return check_derived(event, event_id=event_id)
 
     def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         return self._call(self._events_for_intent(tenant, intent_id))
 
     async def _events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         story, bound = await self._snapshot(tenant, lambda: self._intent_seqs(tenant, intent_id))
-        return await self._events_at(tenant, sorted(seq for seq in story if seq < bound))
+        seqs = sorted(seq for seq in story if seq < bound)
+        events = await self._events_at(tenant, seqs)
+        return [
+            check_derived(event, intent_id=intent_id, type=story[event.seq]) for event in events
+        ]
 
     def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
         return self._call(self._events_for_correlation(tenant, correlation_id))
@@ -2082,14 +2092,21 @@ class JetStreamStore:
             tenant, lambda: self._client.kv_scan(self.layout.index, keys)
         )
         seqs = sorted(seq for seq in (_last_token(s) for s in found) if seq < bound)
-        return await self._events_at(tenant, seqs)
+        events = await self._events_at(tenant, seqs)
+        return [check_derived(event, correlation_id=correlation_id) for event in events]
 
     def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         return self._call(self._intent_for_key(tenant, idempotency_key))
 
     async def _intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         owners, _ = await self._snapshot(tenant, lambda: self._owners(tenant, {idempotency_key}))
-        return owners.get(idempotency_key)
+        owner = owners.get(idempotency_key)
+        if owner is None:
+            return None
+        story: list[Event | None] = [*await self._events_for_intent(tenant, owner)]
+        if not story:
+            story.append(await self._event_by_id(tenant, owner))
+        return check_key_owner(tenant, idempotency_key, owner, story)
 
     def unfinished_executions(self, tenant: str) -> list[str]:
         return self.intents_with(
@@ -2130,7 +2147,7 @@ class JetStreamStore:
         if stored is None:
             return None
         (event,) = await self._events_at(tenant, [_int(stored.data)])
-        return event
+        return check_derived(event, type=event_type)
 
     def tenants(self) -> list[str]:
         return self._call(self._tenants())
@@ -2163,6 +2180,92 @@ class JetStreamStore:
             raise LedgerCorrupt(
                 f"tenant {tenant!r}: its latest checkpoint does not decode: {exc}"
             ) from None
+
+    def index_problems(self, tenant: str, size: int) -> list[str]:
+        return self._call(self._index_problems(tenant, size), "index audit")
+
+    async def _index_problems(self, tenant: str, size: int) -> list[str]:
+        """Every index entry of ``tenant`` against the values derived from its events' bytes.
+
+        Entries at or past ``size`` may be another writer's append, half
+        indexed: they are left out, as every read leaves them out.
+        """
+        await self._reached(tenant, size)
+        t = subject_token(tenant)
+        ids: dict[str, bytes] = {}
+        tree: dict[str, bytes] = {}
+        index: dict[str, bytes] = {}
+        latest: dict[str, int] = {}
+        owners: dict[str, str] = {}
+        try:
+            position, after = 0, None
+            while position < size:
+                page, after = await self._events_page(tenant, position, size, after)
+                if not page:
+                    break
+                for event in page:
+                    seq = event.seq
+                    ids[f"id.{subject_token(event.event_id)}"] = b"%d" % seq
+                    tree[f"n.0.{seq}"] = event.leaf_hash
+                    index[f"co.{subject_token(event.correlation_id)}.{seq}"] = b""
+                    if event.intent_id is not None:
+                        intent, kind = subject_token(event.intent_id), subject_token(event.type)
+                        index[f"in.{intent}.{seq}"] = event.type.encode()
+                        index[f"ty.{kind}.{seq}"] = event.intent_id.encode()
+                    latest[subject_token(event.type)] = seq
+                    owners.update(key_owners([event]))
+                position = page[-1].seq + 1
+        except LedgerCorrupt as exc:
+            return [str(exc)]
+        problems: list[str] = []
+
+        def entry(stored: _Stored, bucket: str) -> str:
+            return stored.subject.removeprefix(f"$KV.{bucket}.{t}.")
+
+        def compare(what: str, expected: Mapping[str, bytes], found: Mapping[str, bytes]) -> None:
+            for name in sorted(expected.keys() | found.keys()):
+                if expected.get(name) != found.get(name):
+                    problems.append(
+                        f"log {tenant!r}: {what} entry {name!r} holds {found.get(name)!r}, "
+                        f"the events' bytes say {expected.get(name)!r}"
+                    )
+
+        def within(name: str) -> bool:
+            return int(name.rsplit(".", 1)[1]) < size
+
+        found_index: dict[str, bytes] = {}
+        for prefix in ("co", "in", "ty"):
+            for stored in await self._client.kv_scan(self.layout.index, f"{t}.{prefix}.*.*"):
+                name = entry(stored, self.layout.index)
+                if within(name):
+                    found_index[name] = stored.data
+        compare("index", index, found_index)
+        found_ids = {
+            entry(s, self.layout.index): s.data
+            for s in await self._client.kv_scan(self.layout.index, f"{t}.id.*")
+        }
+        compare("index", ids, {k: v for k, v in found_ids.items() if _int(v) < size})
+        found_leaves = {
+            entry(s, self.layout.tree): s.data[:HASH_SIZE]
+            for s in await self._client.kv_scan(self.layout.tree, f"{t}.n.0.*")
+        }
+        compare("tree", tree, {k: v for k, v in found_leaves.items() if within(k)})
+        found_latest = {
+            entry(s, self.layout.index): s.data
+            for s in await self._client.kv_scan(self.layout.index, f"{t}.last.*")
+        }
+        compare(
+            "index",
+            {f"last.{kind}": b"%d" % seq for kind, seq in latest.items()},
+            {k: v for k, v in found_latest.items() if _int(v) < size},
+        )
+        # Keys carry no position: one of an owner past ``size`` (an append in
+        # flight) has no carrier below it, and key_problems leaves those out.
+        keys = await self._client.kv_scan(self.layout.keys, f"{t}.*")
+        stored_keys = {s.subject.rsplit(".", 1)[1]: s.data.decode(errors="replace") for s in keys}
+        derived = {subject_token(key): owner for key, owner in owners.items()}
+        problems += key_problems(tenant, stored_keys, derived)
+        return problems
 
     def integrity_check(self) -> str:
         """``"ok"``, or what is wrong with the stream's fitness or a tenant's indexes.

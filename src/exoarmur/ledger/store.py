@@ -12,11 +12,11 @@ lives in the tests.
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any, Protocol
 
 from ..errors import LedgerCorrupt
-from ..model.event import Event, EventDraft
+from ..model.event import Event, EventDraft, idempotency_key_of
 from .merkle import NodeKey
 
 
@@ -79,6 +79,16 @@ class LedgerStore(Protocol):
 
     def latest_checkpoint(self, tenant: str) -> tuple[int, str] | None: ...
 
+    def index_problems(self, tenant: str, size: int) -> list[str]:
+        """Where a column or index entry outside the hashed bytes disagrees with them.
+
+        Walks the first ``size`` events of ``tenant``'s log and compares every
+        derived value a read path uses (ids, types, correlations, intents,
+        idempotency keys, positions) with the value derived from the event's
+        bytes, including entries that point at nothing. Empty when all agree.
+        """
+        ...
+
     def integrity_check(self) -> str:
         """The engine's own consistency check: ``"ok"`` or what it found."""
         ...
@@ -86,25 +96,115 @@ class LedgerStore(Protocol):
     def close(self) -> None: ...
 
 
-#: the columns (or fields) every store keeps an event as: its exact bytes and leaf hash
-EVENT_COLUMNS = "canonical, leaf_hash"
+#: the columns every SQL store keeps an event as: its exact bytes and leaf hash, then the
+#: columns its indexes are built on, which are read back and checked against the bytes
+EVENT_COLUMNS = "canonical, leaf_hash, seq, event_id, type, correlation_id, intent_id"
 #: events read per query when walking a log, so that memory stays flat
 PAGE = 1000
 
 
-def event_from_row(row: Sequence[Any]) -> Event:
-    """A stored (canonical bytes, leaf hash) row as an event; LedgerCorrupt if it is not one."""
-    canonical, leaf = row
-    if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
-        raise LedgerCorrupt("stored event row does not hold bytes")
+def decode_event(log: str, seq: object, canonical: bytes, leaf: bytes) -> Event:
+    """Stored bytes as the event at ``seq`` of ``log``; LedgerCorrupt naming both if not.
+
+    The event must decode, and must say it is that log's event at that position:
+    a row or message moved to another place is as corrupt as one that does not decode.
+    """
+    where = f"log {log!r} seq {seq}"
     try:
-        return Event.from_canonical(canonical, leaf)
-    except (ValueError, KeyError, TypeError) as exc:
-        raise LedgerCorrupt(f"stored event bytes do not decode: {exc}") from None
+        event = Event.from_canonical(canonical, leaf)
+    except (ValueError, KeyError, TypeError, AttributeError) as exc:
+        detail = str(exc).splitlines()[0] if str(exc) else type(exc).__name__
+        raise LedgerCorrupt(f"{where}: stored event bytes do not decode: {detail}") from None
+    if event.seq != seq or event.tenant != log:
+        raise LedgerCorrupt(
+            f"{where}: stored there, but its hashed bytes say log {event.tenant!r} seq {event.seq}"
+        )
+    return event
+
+
+def check_derived(event: Event, **columns: object) -> Event:
+    """``event`` if every derived column equals what its hashed bytes say; else LedgerCorrupt.
+
+    A column (or index entry) that an attacker edited must never be served: a
+    query by intent, correlation, type or id trusts it to pick the events.
+    """
+    for name, value in columns.items():
+        recorded = getattr(event, name)
+        if value != recorded:
+            raise LedgerCorrupt(
+                f"log {event.tenant!r} seq {event.seq}: the stored {name} is {value!r}, "
+                f"the event's hashed bytes say {recorded!r}"
+            )
+    return event
+
+
+def event_from_row(log: str, row: Sequence[Any]) -> Event:
+    """A stored ``EVENT_COLUMNS`` row of ``log`` as an event, its columns checked."""
+    canonical, leaf, seq, event_id, type_, correlation_id, intent_id = row
+    if not isinstance(canonical, bytes) or not isinstance(leaf, bytes):
+        raise LedgerCorrupt(f"log {log!r} seq {seq}: stored event row does not hold bytes")
+    event = decode_event(log, seq, canonical, leaf)
+    return check_derived(
+        event,
+        event_id=event_id,
+        type=type_,
+        correlation_id=correlation_id,
+        intent_id=intent_id,
+    )
+
+
+def check_key_owner(log: str, key: str, owner: str, story: Iterable[Event | None]) -> str:
+    """``owner`` unless its events carry uniqueness keys and ``key`` is not one; else LedgerCorrupt.
+
+    The idempotency index answers a duplicate submission with the first
+    outcome: pointed at another intent, it would hand that intent's outcome
+    to whoever sends the key. (Events of no keyed type carry no key to
+    compare with; only a store used without the pipeline holds such keys.)
+    """
+    carried = key_owners(event for event in story if event is not None)
+    if carried and key not in carried:
+        raise LedgerCorrupt(
+            f"log {log!r}: idempotency key {key!r} is indexed for {owner!r}, "
+            "whose events do not carry it; run `exoarmur verify`"
+        )
+    return owner
+
+
+def key_owners(events: Iterable[Event]) -> dict[str, str]:
+    """Every store-level uniqueness key the events carry, and the intent (or event) owning it."""
+    owners: dict[str, str] = {}
+    for event in events:
+        try:
+            key = idempotency_key_of(event.type, event.payload, event.intent_id)
+        except (KeyError, TypeError):
+            continue  # a payload of another shape carries no key (replay judges the payload)
+        if key is not None:
+            owners.setdefault(key, event.intent_id or event.event_id)
+    return owners
+
+
+def key_problems(log: str, stored: Mapping[str, str], derived: Mapping[str, str]) -> list[str]:
+    """Where a stored idempotency index differs from the keys the log's events carry.
+
+    A stored key no event carries is wrong when its owner's events carry
+    others (see :func:`check_key_owner`).
+    """
+    carriers = set(derived.values())
+    problems = []
+    for key in sorted(stored.keys() | derived.keys()):
+        found, expected = stored.get(key), derived.get(key)
+        if expected is None and found not in carriers:
+            continue
+        if found != expected:
+            problems.append(
+                f"log {log!r}: idempotency key {key!r} is indexed for "
+                f"{found!r}, the events say {expected!r}"
+            )
+    return problems
 
 
 def paged_events(
-    fetch: Callable[[int, int], Sequence[Sequence[Any]]], start: int, stop: int | None
+    log: str, fetch: Callable[[int, int], Sequence[Sequence[Any]]], start: int, stop: int | None
 ) -> Iterator[Event]:
     """Events with ``start <= seq < stop``, fetched ``PAGE`` rows at a time.
 
@@ -116,5 +216,5 @@ def paged_events(
         if not rows:
             return
         for row in rows:
-            yield event_from_row(row)
+            yield event_from_row(log, row)
         cursor += len(rows)
