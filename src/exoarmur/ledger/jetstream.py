@@ -115,7 +115,13 @@ from ..model.event import (
     event_bytes,
 )
 from .merkle import HASH_SIZE, Frontier, NodeKey, leaf_hash, perfect_subtrees
-from .store import check_derived, check_key_owner, decode_event, key_owners, key_problems
+from .store import (
+    KeyIndex,
+    check_derived,
+    check_key_owner,
+    decode_event,
+    key_problems,
+)
 
 try:
     import nats
@@ -2196,7 +2202,7 @@ class JetStreamStore:
         tree: dict[str, bytes] = {}
         index: dict[str, bytes] = {}
         latest: dict[str, int] = {}
-        owners: dict[str, str] = {}
+        owners = KeyIndex()
         try:
             position, after = 0, None
             while position < size:
@@ -2213,7 +2219,7 @@ class JetStreamStore:
                         index[f"in.{intent}.{seq}"] = event.type.encode()
                         index[f"ty.{kind}.{seq}"] = event.intent_id.encode()
                     latest[subject_token(event.type)] = seq
-                    owners.update(key_owners([event]))
+                    owners.add(event)
                 position = page[-1].seq + 1
         except LedgerCorrupt as exc:
             return [str(exc)]
@@ -2263,8 +2269,7 @@ class JetStreamStore:
         # flight) has no carrier below it, and key_problems leaves those out.
         keys = await self._client.kv_scan(self.layout.keys, f"{t}.*")
         stored_keys = {s.subject.rsplit(".", 1)[1]: s.data.decode(errors="replace") for s in keys}
-        derived = {subject_token(key): owner for key, owner in owners.items()}
-        problems += key_problems(tenant, stored_keys, derived)
+        problems += key_problems(tenant, stored_keys, owners.named(subject_token))
         return problems
 
     def integrity_check(self) -> str:

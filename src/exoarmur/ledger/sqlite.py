@@ -39,8 +39,8 @@ from .merkle import Frontier, NodeKey, leaf_hash
 from .store import (
     EVENT_COLUMNS,
     check_key_owner,
+    derive_keys,
     event_from_row,
-    key_owners,
     key_problems,
     paged_events,
 )
@@ -483,7 +483,7 @@ class SqliteStore:
     def index_problems(self, tenant: str, size: int) -> list[str]:
         # Every row's columns are checked against its bytes as the walk reads it.
         try:
-            owners = key_owners(self.events(tenant, 0, size))
+            owners = derive_keys(self.events(tenant, 0, size))
         except LedgerCorrupt as exc:
             return [str(exc)]
         problems = []

@@ -13,10 +13,17 @@ lives in the tests.
 from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field
 from typing import Any, Protocol
 
 from ..errors import LedgerCorrupt
-from ..model.event import Event, EventDraft, idempotency_key_of
+from ..model.event import (
+    DECISION_RECORDED,
+    INTENT_RECORDED,
+    Event,
+    EventDraft,
+    idempotency_key_of,
+)
 from .merkle import NodeKey
 
 
@@ -153,6 +160,52 @@ def event_from_row(log: str, row: Sequence[Any]) -> Event:
     )
 
 
+@dataclass
+class KeyIndex:
+    """What a log's events say its idempotency index may and must hold."""
+
+    #: every form a store may index a key under -> the intent (or event) owning it
+    may: dict[str, str] = field(default_factory=dict)
+    #: per key-carrying event: one of these forms must be indexed for its owner
+    must: list[tuple[tuple[str, ...], str]] = field(default_factory=list)
+
+    def add(self, event: Event) -> None:
+        try:
+            key = idempotency_key_of(event.type, event.payload, event.intent_id)
+            # a ledger from before actor-scoped keys indexed an intent's key bare
+            bare = (
+                event.payload["intent"]["idempotency_key"]
+                if event.type == INTENT_RECORDED
+                else None
+            )
+        except (KeyError, TypeError):
+            return  # a payload of another shape carries no key (replay judges the payload)
+        if key is None:
+            return
+        owner = event.intent_id or event.event_id
+        forms = (key,) if bare is None else (key, str(bare))
+        for form in forms:
+            self.may.setdefault(form, owner)
+        # the intent-id reservation came later: a ledger from before has none
+        if event.type != DECISION_RECORDED:
+            self.must.append((forms, owner))
+
+    def named(self, name: Callable[[str], str]) -> KeyIndex:
+        """The same index with every key as ``name`` stores it (e.g. a KV key token)."""
+        return KeyIndex(
+            {name(k): owner for k, owner in self.may.items()},
+            [(tuple(name(k) for k in forms), owner) for forms, owner in self.must],
+        )
+
+
+def derive_keys(events: Iterable[Event | None]) -> KeyIndex:
+    derived = KeyIndex()
+    for event in events:
+        if event is not None:
+            derived.add(event)
+    return derived
+
+
 def check_key_owner(log: str, key: str, owner: str, story: Iterable[Event | None]) -> str:
     """``owner`` unless its events carry uniqueness keys and ``key`` is not one; else LedgerCorrupt.
 
@@ -161,8 +214,8 @@ def check_key_owner(log: str, key: str, owner: str, story: Iterable[Event | None
     to whoever sends the key. (Events of no keyed type carry no key to
     compare with; only a store used without the pipeline holds such keys.)
     """
-    carried = key_owners(event for event in story if event is not None)
-    if carried and key not in carried:
+    carried = derive_keys(story).may
+    if carried and carried.get(key) != owner:
         raise LedgerCorrupt(
             f"log {log!r}: idempotency key {key!r} is indexed for {owner!r}, "
             "whose events do not carry it; run `exoarmur verify`"
@@ -170,35 +223,22 @@ def check_key_owner(log: str, key: str, owner: str, story: Iterable[Event | None
     return owner
 
 
-def key_owners(events: Iterable[Event]) -> dict[str, str]:
-    """Every store-level uniqueness key the events carry, and the intent (or event) owning it."""
-    owners: dict[str, str] = {}
-    for event in events:
-        try:
-            key = idempotency_key_of(event.type, event.payload, event.intent_id)
-        except (KeyError, TypeError):
-            continue  # a payload of another shape carries no key (replay judges the payload)
-        if key is not None:
-            owners.setdefault(key, event.intent_id or event.event_id)
-    return owners
-
-
-def key_problems(log: str, stored: Mapping[str, str], derived: Mapping[str, str]) -> list[str]:
-    """Where a stored idempotency index differs from the keys the log's events carry.
-
-    A stored key no event carries is wrong when its owner's events carry
-    others (see :func:`check_key_owner`).
-    """
-    carriers = set(derived.values())
+def key_problems(log: str, stored: Mapping[str, str], derived: KeyIndex) -> list[str]:
+    """Where a stored idempotency index differs from the keys the log's events carry."""
+    carriers = set(derived.may.values())
     problems = []
-    for key in sorted(stored.keys() | derived.keys()):
-        found, expected = stored.get(key), derived.get(key)
-        if expected is None and found not in carriers:
+    for key, owner in sorted(stored.items()):
+        expected = derived.may.get(key)
+        if expected == owner or (expected is None and owner not in carriers):
             continue
-        if found != expected:
+        problems.append(
+            f"log {log!r}: idempotency key {key!r} is indexed for {owner!r}, "
+            f"the events say {expected!r}"
+        )
+    for forms, owner in derived.must:
+        if not any(stored.get(form) == owner for form in forms):
             problems.append(
-                f"log {log!r}: idempotency key {key!r} is indexed for "
-                f"{found!r}, the events say {expected!r}"
+                f"log {log!r}: idempotency key {forms[0]!r} of {owner!r} is not indexed for it"
             )
     return problems
 
