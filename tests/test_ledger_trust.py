@@ -332,3 +332,13 @@ def test_serve_refuses_a_swapped_key_and_a_rolled_back_store(home: Path) -> None
     refused = cli(home, "serve", "--port", "1")
     assert refused.exit_code == 1
     assert "rolled back" in refused.stderr
+
+
+def test_a_deleted_idempotency_row_is_caught(home: Path) -> None:
+    """Without its row, the same key could record (and run) the intent a second time."""
+    assert cli(home, "checkpoint", "-t", "acme").exit_code == 0
+    with sqlite3.connect(home / "ledger.db") as conn:
+        conn.execute("DELETE FROM idempotency WHERE tenant = 'acme' AND key LIKE 'agent-1 %'")
+    result = cli(home, "verify", "-t", "acme", "--json")
+    assert result.exit_code == 1
+    assert "is not indexed for it" in json.loads(result.stdout)["problems"][0]

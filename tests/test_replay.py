@@ -305,4 +305,7 @@ def test_a_history_recorded_before_the_class_floor_and_scoped_keys_still_replays
     report = replay(store, "acme")
     assert report.verified, report.divergences[:3]
     assert report.intents == 23
+    # its bare keys and missing intent-id reservations are what the events carried then
+    ledger = Ledger(store, SigningKey.from_seed("old.exoarmur/log", bytes(32)))
+    assert ledger.verify("acme").ok, ledger.verify("acme").problems
     store.close()
