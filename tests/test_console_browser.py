@@ -30,6 +30,7 @@ from exoarmur.policy import PolicyBundle
 from test_server_support import DELETE, POLICY, READ
 
 CHROMIUM = Path("/usr/bin/chromium")
+EXOARMUR = str(Path(sys.executable).parent / "exoarmur")
 CHROMIUM_ARGS = [
     "--headless",
     "--no-sandbox",
@@ -125,7 +126,14 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     port = _free_port()
     log = (home.parent / "serve.log").open("w")
     process = subprocess.Popen(
-        [str(Path(sys.executable).parent / "exoarmur"), "--home", str(home), "serve", "--port", str(port)],
+        [
+            str(Path(sys.executable).parent / "exoarmur"),
+            "--home",
+            str(home),
+            "serve",
+            "--port",
+            str(port),
+        ],
         stdout=log,
         stderr=subprocess.STDOUT,
         env=os.environ | {"PYTHONWARNINGS": "error"},
@@ -332,9 +340,7 @@ def test_a_post_without_the_csrf_token_is_refused(browser: Any, served: Served) 
 # -- controls ------------------------------------------------------------------------
 
 
-def test_an_engaged_kill_switch_shows_the_next_submit_blocked(
-    browser: Any, served: Served
-) -> None:
+def test_an_engaged_kill_switch_shows_the_next_submit_blocked(browser: Any, served: Served) -> None:
     assert served.submit("agent-i", READ | {"tenant": "initech"})["status"] == "executed"
     page = _sign_in(browser, served, "olga")
     started = time.perf_counter()

@@ -103,6 +103,8 @@ class Metrics:
 
     def __init__(self, governor: Governor, state: Any) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
+        # First, so that a store failure met while collecting is in this very scrape's count.
+        self.registry.register(_Ledger(governor, state))
         self.decisions = Counter(
             "exoarmur_decisions",
             "Submitted intents by tenant, policy verdict and outcome status.",
@@ -134,7 +136,6 @@ class Metrics:
             ["tenant"],
             registry=self.registry,
         )
-        self.registry.register(_Ledger(governor, state))
 
     @contextmanager
     def timed(self, stage: str) -> Iterator[None]:
