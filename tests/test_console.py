@@ -17,7 +17,6 @@ from typing import Any
 
 import pytest
 
-from exoarmur.model.event import ACCESS_REFUSED, SYSTEM_LOG
 from exoarmur.principals import Principal
 from exoarmur.server.console import pages
 from exoarmur.server.console.sessions import Sessions

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import datetime as dt
+import importlib.util
 import io
 import ipaddress
 import json
@@ -289,3 +290,74 @@ def test_tls_serves_https_and_the_console_cookie_is_secure(tmp_path: Path) -> No
             Service(again, tls_cert=cert, log_config=None)
     finally:
         again.close()
+
+
+# -- traces ---------------------------------------------------------------------------
+
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+PARENT_ID = "00f067aa0ba902b7"
+
+
+def test_submit_and_vote_are_spans_in_the_callers_trace(dep: Deployment) -> None:
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+    from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+
+    exported = InMemorySpanExporter()
+    provider = TracerProvider()
+    provider.add_span_processor(SimpleSpanProcessor(exported))
+    dep.client.app.state.tracer_provider = provider  # type: ignore[attr-defined]
+    traceparent = {"traceparent": f"00-{TRACE_ID}-{PARENT_ID}-01"}
+    answer = dep.client.post("/v1/intents", json=DELETE, headers=dep.auth("agent-7") | traceparent)
+    pending = answer.json()
+    vote = {"reason": "ok", "intent_hash": pending["intent_hash"]}
+    dep.client.post(
+        f"/v1/tenants/acme/intents/{pending['intent_id']}/approve",
+        json=vote,
+        headers=dep.auth("alice"),  # no traceparent: a trace of its own
+    )
+    submitted, voted = exported.get_finished_spans()
+    assert submitted.name == "exoarmur.submit"
+    assert format(submitted.context.trace_id, "032x") == TRACE_ID
+    assert submitted.parent is not None
+    assert format(submitted.parent.span_id, "016x") == PARENT_ID
+    assert submitted.attributes == {
+        "exoarmur.tenant": "acme",
+        "exoarmur.action": "demo.delete",
+        "exoarmur.intent_id": pending["intent_id"],
+        "exoarmur.verdict": "require_approval",
+        "exoarmur.status": "pending_approval",
+    }
+    assert voted.name == "exoarmur.vote"
+    assert format(voted.context.trace_id, "032x") != TRACE_ID
+    assert voted.parent is None
+    assert voted.attributes is not None
+    assert voted.attributes["exoarmur.vote"] == "approve"
+    assert voted.attributes["exoarmur.approval"] == "pending"
+    provider.shutdown()
+
+
+def test_trace_export_is_chosen_by_the_standard_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from opentelemetry import trace
+
+    from exoarmur.server import tracing
+
+    installed: list[object] = []
+    monkeypatch.setattr(trace, "set_tracer_provider", installed.append)
+    monkeypatch.delenv("OTEL_TRACES_EXPORTER", raising=False)
+    assert tracing.configure_from_environment() is False
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "none")
+    assert tracing.configure_from_environment() is False
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin-over-carrier-pigeon")
+    with pytest.raises(ValueError, match="must be console, otlp or none"):
+        tracing.configure_from_environment()
+    if importlib.util.find_spec("opentelemetry.exporter.otlp") is None:
+        monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
+        with pytest.raises(ValueError, match="opentelemetry-exporter-otlp-proto-http"):
+            tracing.configure_from_environment()
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    assert tracing.configure_from_environment() is True
+    (provider,) = installed
+    provider.shutdown()  # type: ignore[attr-defined]

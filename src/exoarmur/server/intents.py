@@ -29,6 +29,7 @@ from .schemas import (
     intent_record,
     problems,
 )
+from .tracing import stage
 
 router = APIRouter(prefix="/v1", tags=["intents"], route_class=JSONBodyRoute)
 
@@ -90,8 +91,14 @@ def submit_intent(
         caller.refuse(intent.tenant, f"may not submit as actor kind {intent.actor.kind!r}")
     caller.require(Right.SUBMIT, intent.tenant)
     metrics = metrics_of(request)
-    with metrics.timed("submit"):
-        outcome = caller.governor.submit(intent)
+    with stage(request, "submit", tenant=intent.tenant, action=intent.action) as span:
+        with metrics.timed("submit"):
+            outcome = caller.governor.submit(intent)
+        span.note(
+            intent_id=outcome.intent_id,
+            verdict=outcome.decision.verdict.value,
+            status=outcome.status.value,
+        )
     metrics.decided(outcome)
     if outcome.status != OutcomeStatus.PENDING_APPROVAL:
         return outcome
@@ -156,10 +163,14 @@ def _vote(
     body: VoteRequest,
 ) -> VoteAnswer:
     caller.require(Right.VOTE, tenant)
-    with metrics_of(request).timed("vote"):
+    with (
+        stage(request, "vote", tenant=tenant, intent_id=intent_id, vote=vote.value) as span,
+        metrics_of(request).timed("vote"),
+    ):
         result = caller.governor.vote(
             tenant, intent_id, caller.principal, vote, body.reason, body.intent_hash
         )
+        span.note(status=result.outcome.status.value, approval=result.status.value)
     if not result.accepted:
         # Recorded as approval.refused in the tenant's log by the governor.
         if result.forbidden:

@@ -35,6 +35,7 @@ from uvicorn.config import LOGGING_CONFIG
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
+from . import tracing
 from .app import create_app
 from .audit import RefusalAudit
 from .limits import Limits
@@ -261,6 +262,7 @@ def serve(
     if grace_seconds is not None:
         settings = replace(settings, grace_seconds=check_grace(grace_seconds, "--grace"))
     log_config = service_logging(log_level, log_format)
+    tracing.configure_from_environment()
     for path in (tls_cert, tls_key):
         if path is not None and not path.is_file():
             raise FileNotFoundError(f"no such TLS file: {path}")
