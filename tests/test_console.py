@@ -262,6 +262,20 @@ def test_the_live_stream_says_when_the_log_moves_and_ends_when_the_service_stops
     assert "event: changed" in seen
 
 
+def test_live_streams_are_bounded(dep: Deployment) -> None:
+    _sign_in(dep, "alice")
+    streams = dep.client.app.state.console_streams  # type: ignore[attr-defined]
+    for _ in range(streams.bound):
+        streams.enter()
+    try:
+        answer = dep.client.get("/console/stream?tenant=acme")
+    finally:
+        for _ in range(streams.bound):
+            streams.leave()
+    assert answer.status_code == 429
+    assert "live console streams already in flight" in answer.text
+
+
 def test_the_live_stream_ends_when_the_session_does(
     dep: Deployment, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -354,6 +368,8 @@ def test_the_ledger_pages_filter_by_correlation_and_prove_every_event(
     assert by_correlation.text.count('<tr id="event-') == len(story)
     assert by_correlation.text.count("proven in checkpoint") == len(story)
     assert dep.client.get("/console/ledger?tenant=acme&after=-1").status_code == 400
+    too_long = dep.client.get("/console/ledger?tenant=acme&correlation=" + "c" * 257)
+    assert too_long.status_code == 400
 
 
 def test_an_event_changed_after_it_was_recorded_is_shown_not_proven(dep: Deployment) -> None:

@@ -353,7 +353,11 @@ def test_trace_export_is_chosen_by_the_standard_variable(
     monkeypatch.setenv("OTEL_TRACES_EXPORTER", "zipkin-over-carrier-pigeon")
     with pytest.raises(ValueError, match="must be console, otlp or none"):
         tracing.configure_from_environment()
-    if importlib.util.find_spec("opentelemetry.exporter.otlp") is None:
+    try:
+        otlp_missing = importlib.util.find_spec("opentelemetry.exporter.otlp.proto.http") is None
+    except ModuleNotFoundError:
+        otlp_missing = True
+    if otlp_missing:
         monkeypatch.setenv("OTEL_TRACES_EXPORTER", "otlp")
         with pytest.raises(ValueError, match="opentelemetry-exporter-otlp-proto-http"):
             tracing.configure_from_environment()

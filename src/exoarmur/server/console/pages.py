@@ -37,6 +37,7 @@ from ...model.intent import TENANT_PATTERN
 from ...pipeline import Governor
 from ...principals import ALL_TENANTS
 from ..access import Caller, Right, permits
+from ..errors import TooBusy
 from ..limits import InFlight, write_slot
 from . import sessions as session_cookie
 from .sessions import Session, Sessions
@@ -49,6 +50,8 @@ CONSOLE_ROLES: Final = frozenset({"operator", "auditor", "admin"})
 #: the longest form body read (a reason is at most 2,000 characters)
 MAX_FORM_BYTES: Final = 16 * 1024
 LEDGER_PAGE: Final = 50
+#: a correlation id is at most 256 characters (model.intent)
+MAX_CORRELATION_CHARS: Final = 256
 RECENT_INTENTS: Final = 10
 #: how often a live stream looks for new events, and how often it records due expiries
 POLL_SECONDS: Final = 0.25
@@ -155,6 +158,8 @@ def _page(
 
 
 def _fail_status(exc: ExoArmurError) -> int:
+    if isinstance(exc, TooBusy):
+        return 429
     if isinstance(exc, PermissionDenied):
         return 403
     if isinstance(exc, NotFound):
@@ -612,5 +617,7 @@ async def ledger(
     chosen = _tenant(request, session, tenant)
     if after is not None and after < 0:
         raise InputError("after: must not be negative")
+    if correlation is not None and len(correlation) > MAX_CORRELATION_CHARS:
+        raise InputError(f"correlation: longer than {MAX_CORRELATION_CHARS} characters")
     context = await _run(lambda: _ledger_context(request, session, chosen, correlation, after))
     return _page(request, "ledger.html", session, **context)
