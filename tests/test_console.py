@@ -200,6 +200,8 @@ def test_votes_from_the_inbox_are_recorded_as_the_principal(dep: Deployment) -> 
     assert "already" in again.text
     story = dep.governor.story("acme", pending["intent_id"])
     assert [e.actor["id"] for e in story if e.type == "approval.granted"] == ["alice"]
+    scraped = dep.client.get("/metrics", headers=dep.auth("audrey")).text
+    assert 'exoarmur_stage_seconds_count{stage="vote"} 2.0' in scraped  # console votes count
 
 
 def test_a_vote_form_is_checked_before_anything_is_done(dep: Deployment) -> None:
@@ -413,3 +415,27 @@ def test_shown_json_keeps_its_lines_and_tags_the_rest() -> None:
     assert "\n" in text
     assert "⟦U+202E⟧" in text
     assert "&lt;i&gt;" in text
+
+
+def test_unknown_intents_bad_bytes_and_a_failed_store_are_pages_not_tracebacks(
+    dep: Deployment,
+) -> None:
+    csrf = _sign_in(dep, "alice")
+    missing = dep.client.post(
+        "/console/tenants/acme/intents/01ARZ3NDEKTSV4RRFFQ69G5FAV/vote",
+        data={"csrf": csrf, "vote": "approve", "reason": "x"},
+    )
+    assert missing.status_code == 404
+    assert "no intent" in missing.text
+    garbled = dep.client.post(
+        "/console/tenants/acme/intents/01ARZ3NDEKTSV4RRFFQ69G5FAV/vote",
+        content=b"reason=\xff\xfe",
+        headers={"Content-Type": "application/x-www-form-urlencoded"},
+    )
+    assert garbled.status_code == 400
+    assert "not UTF-8" in garbled.text
+    dep.governor.ledger.store.close()  # every read now fails
+    failed = dep.client.get("/console/ledger?tenant=acme")
+    assert failed.status_code == 503
+    assert "ledger store is unavailable" in failed.text
+    assert "closed" not in failed.text  # the store's own words stay in the log

@@ -29,6 +29,8 @@ from exoarmur.home import Home, open_governor
 from exoarmur.policy import PolicyBundle
 from test_server_support import DELETE, POLICY, READ
 
+pytestmark = pytest.mark.slow
+
 CHROMIUM = Path("/usr/bin/chromium")
 EXOARMUR = str(Path(sys.executable).parent / "exoarmur")
 CHROMIUM_ARGS = [

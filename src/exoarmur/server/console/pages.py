@@ -39,6 +39,7 @@ from ...principals import ALL_TENANTS
 from ..access import Caller, Right, permits
 from ..errors import TooBusy
 from ..limits import InFlight, write_slot
+from ..tracing import stage
 from . import sessions as session_cookie
 from .sessions import Session, Sessions
 from .text import shown, shown_json
@@ -467,14 +468,18 @@ async def vote(request: Request, tenant: str, intent_id: str) -> Response:
 
     def cast() -> tuple[int, str]:
         caller.require(Right.VOTE, chosen)
-        result = caller.governor.vote(
-            chosen,
-            intent_id,
-            session.principal,
-            Vote(choice),
-            form.get("reason", ""),
-            form.get("intent_hash") or None,
-        )
+        with (
+            stage(request, "vote", tenant=chosen, intent_id=intent_id, vote=choice),
+            request.app.state.metrics.timed("vote"),
+        ):
+            result = caller.governor.vote(
+                chosen,
+                intent_id,
+                session.principal,
+                Vote(choice),
+                form.get("reason", ""),
+                form.get("intent_hash") or None,
+            )
         if not result.accepted:
             return (403 if result.forbidden else 409), result.message
         return 200, f"{result.message}: {result.outcome.status.value}"
