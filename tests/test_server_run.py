@@ -115,7 +115,7 @@ def test_serve_in_this_process_stops_on_sigint_and_restores_the_handler(
 ) -> None:
     Home(tmp_path).init()
     # Keep this process's logging as it is (serve configures it for a real service process).
-    monkeypatch.setattr(run, "service_logging", lambda level: None)
+    monkeypatch.setattr(run, "service_logging", lambda level, log_format: None)
     port = _free_port()
     finished = threading.Event()
     before = signal.getsignal(signal.SIGINT)
@@ -168,5 +168,5 @@ def test_serve_closes_the_governor_when_the_service_cannot_be_built(
     monkeypatch.setattr(run, "open_governor", lambda home: FakeGovernor())
     monkeypatch.setattr(run, "Service", broken)
     with pytest.raises(OSError, match="no such interface"):
-        run.serve(None)
+        run.serve(None, port=0)  # any free port: the failure comes after binding
     assert closed == [True]

@@ -1406,24 +1406,49 @@ def serve(
             show_default=False,
         ),
     ] = None,
+    log_format: Annotated[
+        str, typer.Option("--log-format", help="text or json (one object per line).")
+    ] = "text",
+    log_level: Annotated[
+        str, typer.Option("--log-level", help="critical, error, warning, info or debug.")
+    ] = "info",
+    tls_cert: Annotated[
+        Path | None, typer.Option("--tls-cert", help="Serve HTTPS with this PEM certificate.")
+    ] = None,
+    tls_key: Annotated[
+        Path | None, typer.Option("--tls-key", help="The PEM private key of --tls-cert.")
+    ] = None,
 ) -> None:
-    """Run the authenticated HTTP API (FastAPI + uvicorn) on this data directory.
+    """Run the authenticated HTTP API and the operator console (/console) on this data directory.
 
     On SIGTERM or SIGINT: new submissions are refused (503), running executions
     finish and are recorded, then it exits 0. If they outlast the grace, it says
     so on stderr and exits 6 at once (their outcome is recorded as unknown at the
-    next start).
+    next start). If the address is taken it says so and exits 8, serving nothing.
     """
     with _errors():
         try:
             from .server import serve as run_server
-            from .server.run import GraceExpired
+            from .server.run import EXIT_ADDRESS_IN_USE, AddressInUse, GraceExpired
         except ImportError:
             _fail("the HTTP service needs its extra: pip install 'exoarmur[server]'", EXIT_FAILURE)
         home = _home()
         home.require()
         try:
-            run_server(home, host=host, port=port, grace_seconds=grace)
+            run_server(
+                home,
+                host=host,
+                port=port,
+                grace_seconds=grace,
+                log_format=log_format,
+                log_level=log_level,
+                tls_cert=tls_cert,
+                tls_key=tls_key,
+            )
+        except (ValueError, FileNotFoundError) as exc:
+            _fail(str(exc), EXIT_BAD_INPUT)
+        except AddressInUse as exc:
+            _fail(str(exc), EXIT_ADDRESS_IN_USE)
         except GraceExpired as exc:
             # Loud, then gone: waiting on would let the executions outlive the
             # operator's deadline, and closing the ledger under them would cut them.

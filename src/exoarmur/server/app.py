@@ -15,10 +15,11 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..pipeline import Governor
-from . import controls, intents, record, service, tiles
+from . import console, controls, intents, metrics, record, service, tiles
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
+from .requestlog import RequestIds
 from .schemas import intent_submission_schema
 from .settings import RefusalBudget
 
@@ -42,11 +43,14 @@ def _application(limits: Limits) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (service, intents, controls, record, tiles):
+    for module in (service, intents, controls, record, tiles, metrics):
         app.include_router(module.router)
-    # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
+    console.install(app)
+    # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,
+    # and every answer (even LastResort's) carries its request id.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(LastResort)
+    app.add_middleware(RequestIds)
     app.state.limits = limits
     #: set when the service begins to stop: new submissions and votes are refused 503
     app.state.stopping = False
@@ -58,9 +62,15 @@ def _application(limits: Limits) -> FastAPI:
 
 
 def create_app(
-    governor: Governor, *, limits: Limits | None = None, refusals: RefusalBudget | None = None
+    governor: Governor,
+    *,
+    limits: Limits | None = None,
+    refusals: RefusalBudget | None = None,
+    tls: bool = False,
 ) -> FastAPI:
     """The HTTP API over ``governor``. The app does not own it: whoever opened it closes it.
+
+    ``tls``: the service is reached over HTTPS (the console's cookies are then ``Secure``).
 
     Before closing it, call ``app.state.refusals.flush()`` to record the
     refusals counted in the current window.
@@ -68,4 +78,6 @@ def create_app(
     app = _application(limits or Limits())
     app.state.governor = governor
     app.state.refusals = RefusalAudit(governor, refusals)
+    app.state.tls = tls
+    app.state.metrics = metrics.Metrics(governor, app.state)
     return app

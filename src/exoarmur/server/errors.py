@@ -178,6 +178,9 @@ def validation_problems(errors: Sequence[Any]) -> list[FieldProblem]:
 
 
 async def _on_error(request: Request, exc: Exception) -> JSONResponse:
+    metrics = getattr(request.app.state, "metrics", None)
+    if metrics is not None:
+        metrics.store_failed(exc)
     return answer(exc)
 
 

@@ -16,6 +16,7 @@ from .access import SUBMIT_KINDS, Right, sees_intent
 from .auth import CallerDep
 from .bodies import JSONBodyRoute
 from .limits import read_slot, write_slot
+from .metrics import metrics_of
 from .schemas import (
     INTENT_SUBMISSION,
     ApprovalRecord,
@@ -28,6 +29,7 @@ from .schemas import (
     intent_record,
     problems,
 )
+from .tracing import stage
 
 router = APIRouter(prefix="/v1", tags=["intents"], route_class=JSONBodyRoute)
 
@@ -69,7 +71,7 @@ async def intent_document(request: Request) -> Any:
     dependencies=[Depends(write_slot)],
 )
 def submit_intent(
-    caller: CallerDep, document: Annotated[Any, Depends(intent_document)]
+    request: Request, caller: CallerDep, document: Annotated[Any, Depends(intent_document)]
 ) -> Response | Outcome:
     """Govern one intent as the authenticated principal.
 
@@ -82,13 +84,22 @@ def submit_intent(
     caller.has_role_for(Right.SUBMIT)
     if isinstance(document, dict) and "actor" not in document:
         document["actor"] = {"id": principal.name, "kind": "agent"}
-    request = parse_intent(document)
-    if request.actor.id != principal.name:
-        caller.refuse(request.tenant, f"may not submit as {request.actor.id!r}")
-    if request.actor.kind not in SUBMIT_KINDS.get(principal.role, frozenset()):
-        caller.refuse(request.tenant, f"may not submit as actor kind {request.actor.kind!r}")
-    caller.require(Right.SUBMIT, request.tenant)
-    outcome = caller.governor.submit(request)
+    intent = parse_intent(document)
+    if intent.actor.id != principal.name:
+        caller.refuse(intent.tenant, f"may not submit as {intent.actor.id!r}")
+    if intent.actor.kind not in SUBMIT_KINDS.get(principal.role, frozenset()):
+        caller.refuse(intent.tenant, f"may not submit as actor kind {intent.actor.kind!r}")
+    caller.require(Right.SUBMIT, intent.tenant)
+    metrics = metrics_of(request)
+    with stage(request, "submit", tenant=intent.tenant, action=intent.action) as span:
+        with metrics.timed("submit"):
+            outcome = caller.governor.submit(intent)
+        span.note(
+            intent_id=outcome.intent_id,
+            verdict=outcome.decision.verdict.value,
+            status=outcome.status.value,
+        )
+    metrics.decided(outcome)
     if outcome.status != OutcomeStatus.PENDING_APPROVAL:
         return outcome
     state = intent_state(caller.governor.story(outcome.tenant, outcome.intent_id))
@@ -132,9 +143,10 @@ def intent_story(tenant: TenantPath, intent_id: IntentIdPath, caller: CallerDep)
     responses=problems(401, 403, 422, 429, 500, 503),
     dependencies=[Depends(read_slot)],
 )
-def pending_approvals(tenant: TenantPath, caller: CallerDep) -> PendingList:
+def pending_approvals(tenant: TenantPath, request: Request, caller: CallerDep) -> PendingList:
     """Pending intents, oldest first; overdue ones are recorded as expired on the way."""
     caller.require(Right.READ_APPROVALS, tenant)
+    metrics_of(request).expired(tenant, len(caller.governor.expire_due(tenant)))
     states = caller.governor.pending(tenant)
     return PendingList(tenant=tenant, pending=[PendingIntent.of(state) for state in states])
 
@@ -143,12 +155,22 @@ _VOTE_RESPONSES = problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503
 
 
 def _vote(
-    caller: CallerDep, tenant: str, intent_id: str, vote: Vote, body: VoteRequest
+    request: Request,
+    caller: CallerDep,
+    tenant: str,
+    intent_id: str,
+    vote: Vote,
+    body: VoteRequest,
 ) -> VoteAnswer:
     caller.require(Right.VOTE, tenant)
-    result = caller.governor.vote(
-        tenant, intent_id, caller.principal, vote, body.reason, body.intent_hash
-    )
+    with (
+        stage(request, "vote", tenant=tenant, intent_id=intent_id, vote=vote.value) as span,
+        metrics_of(request).timed("vote"),
+    ):
+        result = caller.governor.vote(
+            tenant, intent_id, caller.principal, vote, body.reason, body.intent_hash
+        )
+        span.note(status=result.outcome.status.value, approval=result.status.value)
     if not result.accepted:
         # Recorded as approval.refused in the tenant's log by the governor.
         if result.forbidden:
@@ -170,14 +192,18 @@ def _vote(
     dependencies=[Depends(write_slot)],
 )
 def approve(
-    tenant: TenantPath, intent_id: IntentIdPath, body: VoteRequest, caller: CallerDep
+    tenant: TenantPath,
+    intent_id: IntentIdPath,
+    body: VoteRequest,
+    request: Request,
+    caller: CallerDep,
 ) -> VoteAnswer:
     """Vote to approve, as the key's principal; the vote that completes the quorum runs it.
 
     409 when the intent's state refuses the vote (already voted, not pending,
     expired, another hash); 403 when you may not vote on it (your own intent).
     """
-    return _vote(caller, tenant, intent_id, Vote.APPROVE, body)
+    return _vote(request, caller, tenant, intent_id, Vote.APPROVE, body)
 
 
 @router.post(
@@ -188,7 +214,11 @@ def approve(
     dependencies=[Depends(write_slot)],
 )
 def reject(
-    tenant: TenantPath, intent_id: IntentIdPath, body: VoteRequest, caller: CallerDep
+    tenant: TenantPath,
+    intent_id: IntentIdPath,
+    body: VoteRequest,
+    request: Request,
+    caller: CallerDep,
 ) -> VoteAnswer:
     """Reject: one rejection rejects, and the intent never runs."""
-    return _vote(caller, tenant, intent_id, Vote.REJECT, body)
+    return _vote(request, caller, tenant, intent_id, Vote.REJECT, body)

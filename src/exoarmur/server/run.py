@@ -16,10 +16,12 @@ from __future__ import annotations
 
 import contextlib
 import copy
+import errno
 import logging
 import math
 import os
 import signal
+import socket
 import threading
 import time
 from collections.abc import Callable, Generator
@@ -33,6 +35,7 @@ from uvicorn.config import LOGGING_CONFIG
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
+from . import tracing
 from .app import create_app
 from .audit import RefusalAudit
 from .limits import Limits
@@ -45,15 +48,62 @@ DEFAULT_PORT = 8077
 _STOP_SIGNALS = (signal.SIGINT, signal.SIGTERM)
 
 
+#: ``exoarmur serve``'s exit code when the address is taken (6: executions outlived the grace)
+EXIT_ADDRESS_IN_USE = 8
+LOG_FORMATS = ("text", "json")
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
 class GraceExpired(ExoArmurError):
     """Governed work still ran when the grace ran out; the governor was left open."""
 
 
-def service_logging(level: str = "info") -> dict[str, Any]:
-    """uvicorn's logging configuration, with ExoArmur's server log on the same stream."""
+class AddressInUse(ExoArmurError):
+    """Another process listens on the address: nothing was served, nothing recorded."""
+
+
+def service_logging(level: str = "info", log_format: str = "text") -> dict[str, Any]:
+    """uvicorn's logging configuration, with ExoArmur's server log on the same stream.
+
+    Every line names the request it was written for (``request_id``, ``-``
+    outside one). ExoArmur writes the access log itself (``exoarmur.access``,
+    with the request id), so uvicorn's own is off. ``json``: one object per line.
+    """
+    if log_format not in LOG_FORMATS:
+        raise ValueError(f"--log-format: must be one of {', '.join(LOG_FORMATS)}")
+    if level.lower() not in LOG_LEVELS:
+        raise ValueError(f"--log-level: must be one of {', '.join(LOG_LEVELS)}")
     config = copy.deepcopy(LOGGING_CONFIG)
+    config["filters"] = {"request_id": {"()": "exoarmur.server.requestlog.RequestIdFilter"}}
+    for handler in config["handlers"].values():
+        handler["filters"] = ["request_id"]
+    if log_format == "json":
+        json_formatter = {"()": "exoarmur.server.requestlog.JsonFormatter"}
+        config["formatters"] = {"default": json_formatter, "access": json_formatter}
+    else:
+        config["formatters"]["default"]["fmt"] = "%(levelprefix)s [%(request_id)s] %(message)s"
     config["loggers"]["exoarmur"] = {"handlers": ["default"], "level": level.upper()}
+    config["loggers"]["uvicorn.access"]["level"] = "WARNING"
     return config
+
+
+def bind(host: str, port: int) -> socket.socket:
+    """The listening socket, bound now, so that a taken port is said before anything else."""
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    try:
+        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        if exc.errno == errno.EADDRINUSE:
+            raise AddressInUse(
+                f"{host}:{port} is already in use by another process; stop it or choose "
+                "another port (exoarmur serve --port PORT)"
+            ) from exc
+        raise AddressInUse(f"cannot listen on {host}:{port}: {exc.strerror}") from exc
+    sock.set_inheritable(True)
+    return sock
 
 
 class _Server(uvicorn.Server):
@@ -101,10 +151,15 @@ class Service:
         access_log: bool = True,
         grace_seconds: float = DEFAULT_GRACE_SECONDS,
         refusals: RefusalBudget | None = None,
+        tls_cert: Path | None = None,
+        tls_key: Path | None = None,
     ) -> None:
         self.governor = governor
         self.grace_seconds = check_grace(grace_seconds, "grace_seconds")
-        self.app = create_app(governor, limits=limits, refusals=refusals)
+        if (tls_cert is None) != (tls_key is None):
+            raise ValueError("--tls-cert and --tls-key go together")
+        self.tls = tls_cert is not None
+        self.app = create_app(governor, limits=limits, refusals=refusals, tls=self.tls)
         self._stop_deadline: float | None = None
         config = uvicorn.Config(
             self.app,
@@ -117,6 +172,8 @@ class Service:
             lifespan="off",  # the governor is opened and closed around the server
             proxy_headers=False,  # trust no X-Forwarded-* header unless deployed to
             server_header=False,
+            ssl_certfile=tls_cert,
+            ssl_keyfile=tls_key,
             # uvicorn waits this long for answers; the governor's drain bounds the rest
             timeout_graceful_shutdown=max(1, math.ceil(self.grace_seconds)),
         )
@@ -135,14 +192,15 @@ class Service:
                 return port
         raise RuntimeError("the service is not listening")
 
-    def run(self) -> None:
-        """Serve until stopped; then close the governor, once nothing governed runs.
+    def run(self, sockets: list[socket.socket] | None = None) -> None:
+        """Serve until stopped (on ``sockets`` when given, already bound); then close the
+        governor, once nothing governed runs.
 
         Raises :class:`GraceExpired` (the governor left open) when governed
         work still runs after the grace.
         """
         try:
-            self.server.run()
+            self.server.run(sockets=sockets)
         finally:
             self._close()
 
@@ -188,18 +246,32 @@ def serve(
     *,
     limits: Limits | None = None,
     log_level: str = "info",
+    log_format: str = "text",
     grace_seconds: float | None = None,
+    tls_cert: Path | None = None,
+    tls_key: Path | None = None,
 ) -> None:
     """Open the governor of ``home`` and serve the API until SIGINT or SIGTERM.
 
     ``grace_seconds`` overrides ``[server] grace_seconds`` of ``config.toml``.
-    Raises :class:`GraceExpired` when running executions outlast the grace.
+    Raises :class:`AddressInUse` before opening anything when the port is
+    taken, :class:`GraceExpired` when running executions outlast the grace.
     """
     where = home if isinstance(home, Home) else Home(resolve_home(home), _store_url())
     settings = ServiceSettings.from_config(where.config())
     if grace_seconds is not None:
         settings = replace(settings, grace_seconds=check_grace(grace_seconds, "--grace"))
-    governor = open_governor(where)
+    log_config = service_logging(log_level, log_format)
+    tracing.configure_from_environment()
+    for path in (tls_cert, tls_key):
+        if path is not None and not path.is_file():
+            raise FileNotFoundError(f"no such TLS file: {path}")
+    listening = bind(host, port)
+    try:
+        governor = open_governor(where)
+    except BaseException:
+        listening.close()
+        raise
     try:
         service = Service(
             governor,
@@ -207,16 +279,24 @@ def serve(
             port=port,
             limits=limits,
             log_level=log_level,
-            log_config=service_logging(log_level),
+            log_config=log_config,
+            access_log=False,  # exoarmur.access writes it, with the request id
             grace_seconds=settings.grace_seconds,
             refusals=settings.refusals,
+            tls_cert=tls_cert,
+            tls_key=tls_key,
         )
         governor.record_service(settings.to_canonical())
     except BaseException:
+        listening.close()
         governor.close()
         raise
-    logger.info("serving %s on http://%s:%d", governor.ledger.key.name, host, port)
-    service.run()
+    scheme = "https" if service.tls else "http"
+    logger.info("serving %s on %s://%s:%d", governor.ledger.key.name, scheme, host, port)
+    try:
+        service.run(sockets=[listening])
+    finally:
+        listening.close()
 
 
 def _store_url() -> str | None:
