@@ -71,7 +71,7 @@ def _docstring(node: ast.stmt, parent: ast.AST) -> bool:
 def _sites(tree: ast.Module) -> Iterator[tuple[ast.AST, str, str]]:
     """(node, kind, description) for every place a mutant can be made, in a fixed order."""
     for parent in ast.walk(tree):
-        for name, value in ast.iter_fields(parent):
+        for _, value in ast.iter_fields(parent):
             children = value if isinstance(value, list) else [value]
             for child in children:
                 if not isinstance(child, ast.AST):
@@ -187,7 +187,9 @@ def main() -> None:
         for part in ("src", "tests", "pyproject.toml"):
             source = ROOT / part
             if source.is_dir():
-                shutil.copytree(source, copy_root / part, ignore=shutil.ignore_patterns("__pycache__"))
+                shutil.copytree(
+                    source, copy_root / part, ignore=shutil.ignore_patterns("__pycache__")
+                )
             else:
                 shutil.copy2(source, copy_root / part)
         target = copy_root / module

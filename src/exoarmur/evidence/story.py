@@ -101,7 +101,7 @@ def _get(payload: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> A
     value = payload[name]
     if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
         names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
-        raise Malformed(f"payload.{name}: {value!r} is not a {names}")
+        raise Malformed(f"payload.{name}: {value!r} is not of type {names}")
     return value
 
 
