@@ -156,7 +156,60 @@ def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
                 return
 
 
+#: third-party modules the tests import: loaded once in the parent, shared by every forked run
+_WARM = ("pytest", "pydantic", "cedarpy", "cryptography", "rfc8785", "hypothesis", "typer",
+         "rich", "fastapi", "starlette", "httpx", "ulid")
+
+
+#: pytest plugins imported by the warm-up cannot be assertion-rewritten; that is expected
+_QUIET = ("-W", "ignore::pytest.PytestAssertRewriteWarning")
+
+
+def _warm_up() -> None:
+    import importlib
+
+    for name in _WARM:
+        try:
+            importlib.import_module(name)
+        except ImportError:
+            continue
+
+
+def _run_forked(copy_root: Path, tests: list[str], timeout: float) -> str:
+    """One pytest run in a child forked from this warmed-up process (no exoarmur in it yet)."""
+    pid = os.fork()
+    if pid == 0:  # the child: never returns
+        code = 3
+        try:
+            import pytest
+
+            os.chdir(copy_root)
+            sys.path.insert(0, str(copy_root / "src"))
+            sys.path.insert(0, str(copy_root / "tests"))
+            sys.dont_write_bytecode = True
+            devnull = os.open(os.devnull, os.O_WRONLY)
+            os.dup2(devnull, 1)
+            os.dup2(devnull, 2)
+            args = ["--no-cov", "-q", "-x", "-p", "no:cacheprovider", *_QUIET, *tests]
+            code = int(pytest.main(args))
+        finally:
+            os._exit(code)
+    deadline = time.monotonic() + timeout
+    while True:
+        done, status = os.waitpid(pid, os.WNOHANG)
+        if done:
+            code = os.waitstatus_to_exitcode(status)
+            return {0: "survived", 5: "no tests"}.get(code, "killed")
+        if time.monotonic() > deadline:
+            os.kill(pid, 9)
+            os.waitpid(pid, 0)
+            return "timeout"
+        time.sleep(0.05)
+
+
 def _run(copy_root: Path, tests: list[str], timeout: float) -> str:
+    if hasattr(os, "fork"):
+        return _run_forked(copy_root, tests, timeout)
     env = os.environ | {"PYTHONPATH": str(copy_root / "src"), "PYTHONDONTWRITEBYTECODE": "1"}
     command = [sys.executable, "-m", "pytest", "--no-cov", "-q", "-x", "-p", "no:cacheprovider"]
     try:
@@ -178,7 +231,9 @@ def main() -> None:
     parser.add_argument("module", help="the module to mutate, e.g. src/exoarmur/gate/gate.py")
     parser.add_argument("tests", nargs="+", help="pytest arguments: the module's tests")
     parser.add_argument("--only", type=int, nargs="*", help="run only these mutant numbers")
-    args = parser.parse_args()
+    args, extra = parser.parse_known_args()
+    args.tests += extra  # pytest options such as -k pass through
+    _warm_up()
     module = Path(args.module).resolve().relative_to(ROOT)
     tree = ast.parse((ROOT / module).read_text(encoding="utf-8"))
     sites = [(getattr(node, "lineno", 0), what) for node, _, what in _sites(tree)]
