@@ -157,8 +157,20 @@ def _replace(tree: ast.AST, old: ast.AST, new: ast.AST) -> None:
 
 
 #: third-party modules the tests import: loaded once in the parent, shared by every forked run
-_WARM = ("pytest", "pydantic", "cedarpy", "cryptography", "rfc8785", "hypothesis", "typer",
-         "rich", "fastapi", "starlette", "httpx", "ulid")
+_WARM = (
+    "pytest",
+    "pydantic",
+    "cedarpy",
+    "cryptography",
+    "rfc8785",
+    "hypothesis",
+    "typer",
+    "rich",
+    "fastapi",
+    "starlette",
+    "httpx",
+    "ulid",
+)
 
 
 #: pytest plugins imported by the warm-up cannot be assertion-rewritten; that is expected

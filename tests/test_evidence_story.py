@@ -445,3 +445,59 @@ def test_every_state_at_export_is_named(golden: Ledger) -> None:
         "retried": ["finished: succeeded"],
         "rejected": ["rejected"],
     }
+
+
+def _rehashed(bundle: dict[str, Any]) -> dict[str, Any]:
+    body = {k: v for k, v in bundle.items() if k != "bundle_hash"}
+    return body | {"bundle_hash": content_hash(body)}
+
+
+def _entry(name: str, **change: Any) -> Callable[[dict[str, Any]], None]:
+    def edit(bundle: dict[str, Any]) -> None:
+        bundle[name][0].update(change)
+
+    return edit
+
+
+#: (case, edit of an honest bundle, the field the failure must name)
+MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
+    ("checkpoints-not-an-object", lambda b: b.update(checkpoints=["note"]), "checkpoints:"),
+    ("events-not-a-list", lambda b: b.update(events={"0": "x"}), "events: must be a list"),
+    ("context-not-a-list", lambda b: b.update(context="x"), "context: must be a list"),
+    ("extra-top-level-field", lambda b: b.update(signed_by="me"), "'signed_by'"),
+    (
+        "extra-entry-field",
+        _entry("events", note="x"),
+        "events[0]: malformed entry: unexpected field 'note'",
+    ),
+    ("entry-not-an-object", lambda b: b["events"].insert(0, "x"), "events[0]: malformed entry"),
+    (
+        "upper-case-proof-hex",
+        lambda b: b["events"][0].update(proof=[h.upper() for h in b["events"][0]["proof"]]),
+        "is not 64 lowercase hex digits",
+    ),
+    ("leaf-index-as-text", _entry("events", leaf_index="8"), "is not its leaf index '8'"),
+    ("event-not-text", _entry("events", event=7), "events[0]: event is not JSON"),
+    ("log-elsewhere", _entry("context", log="globex"), "context[0]: log 'globex'"),
+    ("public-key-not-text", lambda b: b.update(public_key=7), "public_key"),
+    ("format-other", lambda b: b.update(format="exoarmur.evidence-bundle/v2"), "format"),
+]
+
+
+@pytest.mark.parametrize(
+    ("edit", "message"), [pytest.param(edit, msg, id=name) for name, edit, msg in MALFORMED]
+)
+def test_a_malformed_bundle_fails_naming_the_field(golden: Ledger, edit: Any, message: str) -> None:
+    bundle = _story(golden, BASES["approved"])
+    edit(bundle)
+    verdict = verify_bundle_text(json.dumps(_rehashed(bundle)))
+    assert not verdict.passed
+    assert any(message in failure for failure in verdict.failures), verdict.failures
+    assert spec_check(_rehashed(bundle), KEY.verifier_key())
+
+
+def test_an_upper_case_bundle_hash_is_another_hash(golden: Ledger) -> None:
+    bundle = _story(golden, BASES["approved"])
+    bundle["bundle_hash"] = bundle["bundle_hash"].upper()
+    verdict = verify_bundle(bundle)
+    assert verdict.failures == ["bundle_hash: does not match the bundle's content"]

@@ -100,7 +100,13 @@ def verify_bundle(
 ) -> BundleVerdict:
     verdict = verdict or BundleVerdict()
     if not isinstance(bundle, dict) or set(bundle) != _TOP_LEVEL:
-        verdict.fail("bundle", f"must be an object with exactly the fields {sorted(_TOP_LEVEL)}")
+        found = set(bundle) if isinstance(bundle, dict) else set()
+        verdict.fail(
+            "bundle",
+            f"must be an object with exactly the fields {sorted(_TOP_LEVEL)}"
+            + "".join(f"; unexpected field {name!r}" for name in sorted(found - _TOP_LEVEL))
+            + "".join(f"; missing field {name!r}" for name in sorted(_TOP_LEVEL - found)),
+        )
         return verdict
     if bundle["format"] != BUNDLE_FORMAT:
         verdict.fail("format", f"expected {BUNDLE_FORMAT!r}, found {bundle['format']!r}")
@@ -195,8 +201,9 @@ def _entries(
             log, position = entry["log"], entry["leaf_index"]
             raw: str = entry["event"]
             proof = [_digest(h) for h in entry["proof"]]
-            if set(entry) != {"log", "leaf_index", "event", "proof"}:
-                raise ValueError("unexpected fields")
+            extra = sorted(set(entry) - _ENTRY)
+            if extra:
+                raise ValueError(f"unexpected field {extra[0]!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             verdict.fail(where, f"malformed entry: {exc}")
             continue
@@ -237,6 +244,7 @@ def _entries(
     return out
 
 
+_ENTRY = frozenset({"log", "leaf_index", "event", "proof"})
 _HEX = frozenset("0123456789abcdef")
 
 
