@@ -468,7 +468,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     (
         "extra-entry-field",
         _entry("events", note="x"),
-        "events[0]: malformed entry: unexpected field 'note'",
+        "unexpected field 'note'",
     ),
     ("entry-not-an-object", lambda b: b["events"].insert(0, "x"), "events[0]: malformed entry"),
     (
