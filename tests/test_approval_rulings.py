@@ -51,7 +51,9 @@ def test_a_vote_after_the_deadline_is_not_accepted_and_expires_the_intent(world:
     result = world.governor.vote("acme", intent_id, world.who("alice"), Vote.APPROVE, "late")
     assert result.accepted is False
     assert result.status == ApprovalStatus.EXPIRED
-    assert "approval window closed" in result.message
+    assert result.message == (
+        "the approval window closed at 2026-06-01T09:10:00.000000Z; the intent expired"
+    )
     assert world.governor.outcome("acme", intent_id).status == OutcomeStatus.EXPIRED
 
 
@@ -116,3 +118,19 @@ def test_lockdown_raises_an_allowed_action_to_exactly_one_approval(tmp_path: Pat
         assert deploy.decision.obligations["approval"] == "1"  # policy's 1: lockdown adds none
     finally:
         gated.governor.close()
+
+
+def test_an_intent_that_needs_no_approval_has_no_quorum_and_no_deadline(world: World) -> None:
+    allowed = world.governor.submit(
+        {
+            "tenant": "acme",
+            "actor": {"id": "agent-7", "kind": "agent"},
+            "action": "fs.read",
+            "target": "reports/1",
+            "safety_class": "A0",
+        }
+    )
+    state = intent_state(world.governor.story("acme", allowed.intent_id))
+    assert state.status == ApprovalStatus.NOT_REQUIRED
+    assert state.quorum == 0
+    assert state.deadline is None

@@ -400,7 +400,10 @@ def test_the_forgery_helper_alone_changes_nothing_that_verifies(golden: Ledger) 
     for base in BASES.values():
         honest = _story(golden, base)
         resealed = forge(honest, lambda _, __: None, KEY)
-        assert verify_bundle(resealed, KEY.verifier_key()).passed
+        verdict = verify_bundle(resealed, KEY.verifier_key())
+        assert verdict.passed
+        assert verdict.events == len(honest["events"]) + len(honest["context"])
+        assert verdict.decisions == 1
         assert spec_check(resealed, KEY.verifier_key()) == []
 
 
@@ -501,3 +504,15 @@ def test_an_upper_case_bundle_hash_is_another_hash(golden: Ledger) -> None:
     bundle["bundle_hash"] = bundle["bundle_hash"].upper()
     verdict = verify_bundle(bundle)
     assert verdict.failures == ["bundle_hash: does not match the bundle's content"]
+
+
+def test_a_denial_by_a_control_outside_the_bundle_is_noted(golden: Ledger) -> None:
+    verdict = verify_bundle(_story(golden, BASES["killswitch"]), KEY.verifier_key())
+    assert verdict.passed
+    assert any("was denied by killswitch:" in note for note in verdict.notes), verdict.notes
+
+
+def test_a_bundle_that_is_not_an_object_counts_nothing() -> None:
+    verdict = verify_bundle_text("[]")
+    assert verdict.failures[0].startswith("bundle: must be an object with exactly the fields")
+    assert (verdict.events, verdict.decisions, verdict.intents) == (0, 0, [])
