@@ -516,3 +516,10 @@ def test_a_bundle_that_is_not_an_object_counts_nothing() -> None:
     verdict = verify_bundle_text("[]")
     assert verdict.failures[0].startswith("bundle: must be an object with exactly the fields")
     assert (verdict.events, verdict.decisions, verdict.intents) == (0, 0, [])
+
+
+def test_another_format_is_the_one_failure(golden: Ledger) -> None:
+    bundle = _story(golden, BASES["approved"]) | {"format": "exoarmur.evidence-bundle/v2"}
+    assert verify_bundle(bundle).failures == [
+        "format: expected 'exoarmur.evidence-bundle/v1', found 'exoarmur.evidence-bundle/v2'"
+    ]
