@@ -364,6 +364,18 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
     ),
     ("event-reindented", "approved", _reindent, "not in canonical form"),
     (
+        "seq-not-leaf-index",
+        "approved",
+        lambda es, _: setattr(es[-1], "leaf_index", es[-1].leaf_index + 100),
+        "is not its leaf index",
+    ),
+    (
+        "event-of-another-tenant",
+        "approved",
+        _set("execution.finished", "tenant", "globex"),
+        "filed under log 'acme'",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
@@ -484,6 +496,11 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("log-elsewhere", _entry("context", log="globex"), "context[0]: log 'globex'"),
     ("public-key-not-text", lambda b: b.update(public_key=7), "public_key"),
     ("format-other", lambda b: b.update(format="exoarmur.evidence-bundle/v2"), "format"),
+    (
+        "proof-altered",
+        lambda b: b["events"][0]["proof"].__setitem__(0, "0" * 64),
+        "events[0]: inclusion proof does not reach the signed root of acme",
+    ),
 ]
 
 
@@ -523,3 +540,24 @@ def test_another_format_is_the_one_failure(golden: Ledger) -> None:
     assert verify_bundle(bundle).failures == [
         "format: expected 'exoarmur.evidence-bundle/v1', found 'exoarmur.evidence-bundle/v2'"
     ]
+
+
+@pytest.mark.parametrize(
+    ("edit", "failures"),
+    [
+        (lambda b: b.update(events={"0": "x"}), ["events: must be a list"]),
+        (lambda b: b.update(context="x"), ["context: must be a list"]),
+    ],
+)
+def test_a_list_that_is_not_one_is_one_failure(
+    golden: Ledger, edit: Any, failures: list[str]
+) -> None:
+    bundle = _story(golden, BASES["approved"])
+    edit(bundle)
+    assert verify_bundle(_rehashed(bundle), KEY.verifier_key()).failures == failures
+
+
+def test_text_that_is_not_json_is_one_failure() -> None:
+    verdict = verify_bundle_text(b"{")
+    assert len(verdict.failures) == 1
+    assert verdict.failures[0].startswith("bundle: not JSON")
