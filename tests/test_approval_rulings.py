@@ -11,6 +11,7 @@ import pytest
 
 from exoarmur.approvals import ApprovalStatus, Vote, intent_state, rule_on
 from exoarmur.clock import FixedClock
+from exoarmur.gate import GateConfig
 from exoarmur.model.decision import OutcomeStatus, Verdict
 from exoarmur.pipeline import LOCAL_ADMIN
 from test_approvals import T0, World, build_world
@@ -134,3 +135,25 @@ def test_an_intent_that_needs_no_approval_has_no_quorum_and_no_deadline(world: W
     assert state.status == ApprovalStatus.NOT_REQUIRED
     assert state.quorum == 0
     assert state.deadline is None
+
+
+def test_each_gate_tightening_says_why_in_its_record(tmp_path: Path) -> None:
+    gated = GateWorld(tmp_path, GateConfig(protected_targets=("vault/keys",)))
+    try:
+        protected = gated.submit(target="vault/keys").decision
+        assert protected.obligations == {"approval": "2"}
+        assert protected.gate == {
+            "policy_verdict": "allow",
+            "controls": ["protected:target"],
+            "reason": "protected target needs a quorum of 2",
+        }
+        gated.governor.set_posture("acme", "heightened", "elevated risk", LOCAL_ADMIN)
+        heightened = gated.submit(target="h2", safety_class="A2").decision
+        assert heightened.obligations == {"approval": "1"}
+        assert heightened.gate == {
+            "policy_verdict": "allow",
+            "controls": ["posture:heightened"],
+            "reason": "heightened: A2 actions need 1 more approval(s)",
+        }
+    finally:
+        gated.governor.close()
