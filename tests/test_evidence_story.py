@@ -376,6 +376,12 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "filed under log 'acme'",
     ),
     (
+        "decision-missing-a-field",
+        "denied",
+        _set("decision.recorded", "payload.decision.policy_hash", _DELETE),
+        "cannot be checked: field 'policy_hash' is missing",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
@@ -561,3 +567,22 @@ def test_text_that_is_not_json_is_one_failure() -> None:
     verdict = verify_bundle_text(b"{")
     assert len(verdict.failures) == 1
     assert verdict.failures[0].startswith("bundle: not JSON")
+
+
+def _config_without_window(events: list[Entry], context: list[Entry]) -> None:
+    snapshot = next(e for e in context if e.event["type"] == "config.snapshot").event
+    config = {k: v for k, v in snapshot["payload"]["config"].items() if k != "approvals"}
+    snapshot["payload"] = {"config": config, "config_hash": content_hash(config)}
+    decision(events)["config_hash"] = content_hash(config)
+
+
+def test_with_no_window_configured_an_approval_window_is_an_hour(golden: Ledger) -> None:
+    honest = _story(golden, BASES["lockdown"])  # no @approval_window: the configuration's
+    requested = next(
+        json.loads(e["event"]) for e in honest["events"] if "approval.requested" in e["event"]
+    )
+    assert requested["payload"]["window_seconds"] == 3600
+    forged = forge(honest, _config_without_window, KEY)
+    verdict = verify_bundle(forged, KEY.verifier_key())
+    assert verdict.passed, verdict.failures
+    assert spec_check(forged, KEY.verifier_key()) == []
