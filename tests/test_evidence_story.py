@@ -382,6 +382,18 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "cannot be checked: field 'policy_hash' is missing",
     ),
     (
+        "event-actor-not-the-intents",
+        "approved",
+        _set("intent.recorded", "actor", {"id": "agent-8", "kind": "agent"}),
+        "actor: the event says",
+    ),
+    (
+        "decided-twice",
+        "denied",
+        lambda es, _: append(es, es[1].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
+        "a second decision",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),

@@ -264,7 +264,6 @@ def _decided(
     told.named.add(("policy", recorded.policy_hash))
     if recorded.config_hash is not None:
         told.named.add(("config", recorded.config_hash))
-    story.decision = recorded
     story.decided_at = parse_time(_get(event, "process_time", str))
     derived = _rederive(where, story, recorded, payload, context, told, fail)
     decision = derived or recorded
