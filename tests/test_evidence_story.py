@@ -298,6 +298,7 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "decision.config_hash: missing",
     ),
     ("config-withheld", "denied", lambda _, c: c.pop(0), "lacks the configuration"),
+    ("policy-withheld", "denied", lambda _, c: c.pop(1), "lacks the policy"),
     (
         "posture-unknown",
         "denied",
