@@ -33,6 +33,23 @@ TOP = {
     "bundle_hash",
 }
 CLASSES = ["A0", "A1", "A2", "A3"]
+STORY = {
+    "intent.recorded",
+    "decision.recorded",
+    "gate.blocked",
+    "approval.requested",
+    "approval.granted",
+    "approval.rejected",
+    "approval.refused",
+    "intent.approved",
+    "intent.rejected",
+    "intent.expired",
+    "execution.started",
+    "execution.retry",
+    "execution.finished",
+    "execution.blocked",
+    "execution.outcome_unknown",
+}
 KINDS = {"agent": "Agent", "service": "Service", "operator": "Operator", "system": "System"}
 BOUND = {
     "decision.recorded",
@@ -322,6 +339,8 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
                 "attempt": 0,
             }
             continue
+        if iid is None and kind not in STORY:
+            continue  # no intent, no story (a control event sharing the correlation)
         s = stories.get(iid)
         if s is None:
             bad("no intent")

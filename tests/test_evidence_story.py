@@ -63,6 +63,9 @@ BASES: dict[str, Callable[[list[Any]], bool]] = {
     "expired": lambda es: "intent.expired" in _types(es),
     "retried": lambda es: "execution.retry" in _types(es),
     "rejected": lambda es: "intent.rejected" in _types(es),
+    "rate-limited": lambda es: any(
+        e.type == "gate.blocked" and e.payload["controls"] == ["rate_limit:actor"] for e in es
+    ),
 }
 
 
@@ -199,6 +202,38 @@ def _lockdown_quorum(events: list[Entry], _: list[Entry]) -> None:
 def _expire_early(events: list[Entry], _: list[Entry]) -> None:
     expired = of_type(events, "intent.expired").event
     expired["process_time"] = of_type(events, "approval.requested").event["process_time"]
+
+
+def _again(events: list[Entry], kind: str) -> dict[str, Any]:
+    """A copy of an event of the story under a new id (for placing it again later)."""
+    return of_type(events, kind).event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}
+
+
+def _as(events: list[Entry], kind: str) -> dict[str, Any]:
+    """The last event of the story retyped: an event of ``kind`` after the end."""
+    last = events[-1].event
+    return last | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ", "type": kind}
+
+
+def _intent_time_spelled_otherwise(events: list[Entry], _: list[Entry]) -> None:
+    recorded = events[0].event["payload"]
+    intent = recorded["intent"]
+    intent["event_time"] = intent["event_time"].replace("Z", "+00:00")
+    recorded["intent_hash"] = content_hash(intent)
+
+
+def _rate_limit_on(key: str) -> Callable[[list[Entry], list[Entry]], None]:
+    def edit(events: list[Entry], _: list[Entry]) -> None:
+        _gate(events)["controls"] = [f"rate_limit:{key}"]
+        payload(events, "gate.blocked")["controls"] = [f"rate_limit:{key}"]
+
+    return edit
+
+
+def _unknown_of_another_start(events: list[Entry], _: list[Entry]) -> None:
+    finished = of_type(events, "execution.finished")
+    finished.event["type"] = "execution.outcome_unknown"
+    finished.event["payload"] = {"reason": "x", "started_event_id": "other", "executor": "echo"}
 
 
 def _set(
@@ -395,6 +430,102 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "a second decision",
     ),
     (
+        "payload-not-an-object",
+        "approved",
+        _set("execution.finished", "payload", []),
+        "payload: not an object",
+    ),
+    (
+        "refused-before-decision",
+        "approved",
+        lambda es, _: _swap_positions(es, 1, 4),
+        "a vote refused before the intent was decided",
+    ),
+    (
+        "type-unknown",
+        "approved",
+        _set("execution.finished", "type", "execution.teleported"),
+        "is not part of an intent's story",
+    ),
+    (
+        "intent-not-canonical",
+        "approved",
+        _intent_time_spelled_otherwise,
+        "payload.intent is not in its canonical form",
+    ),
+    (
+        "rate-limit-not-configured",
+        "rate-limited",
+        _rate_limit_on("tenant"),
+        "the configuration sets no tenant rate limit",
+    ),
+    (
+        "request-edited",
+        "lockdown",
+        _set("approval.requested", "payload.window_seconds", 60),
+        "differs from the one the decision makes",
+    ),
+    (
+        "request-not-made",
+        "approved",
+        lambda es, _: append(es, _again(es, "approval.requested")),
+        "an approval request the decision does not make",
+    ),
+    (
+        "vote-after-the-end",
+        "approved",
+        lambda es, _: append(es, _again(es, "approval.granted")),
+        "a vote counted while the intent was finished",
+    ),
+    (
+        "approved-quorum-edited",
+        "approved",
+        _set("intent.approved", "payload.quorum", 3),
+        "payload.quorum: 3, the decision requires 2",
+    ),
+    (
+        "expiry-record-edited",
+        "expired",
+        _set("intent.expired", "payload.quorum", 3),
+        "the expiry record differs",
+    ),
+    (
+        "expired-when-finished",
+        "approved",
+        lambda es, _: append(es, _as(es, "intent.expired")),
+        "expired while the intent was finished",
+    ),
+    (
+        "retry-after-the-end",
+        "approved",
+        lambda es, _: append(es, _as(es, "execution.retry")),
+        "a retry while the intent was finished",
+    ),
+    (
+        "blocked-after-the-end",
+        "approved",
+        lambda es, _: append(es, _as(es, "execution.blocked")),
+        "blocked while the intent was finished",
+    ),
+    (
+        "finished-maybe",
+        "approved",
+        _set("execution.finished", "payload.status", "maybe"),
+        "is neither succeeded nor failed",
+    ),
+    (
+        "unknown-after-the-end",
+        "approved",
+        lambda es, _: append(es, _as(es, "execution.outcome_unknown")),
+        "outcome unknown while the intent was finished",
+    ),
+    (
+        "unknown-of-another-start",
+        "approved",
+        _unknown_of_another_start,
+        "not this intent's execution.started",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
@@ -475,6 +606,7 @@ def test_every_state_at_export_is_named(golden: Ledger) -> None:
         "denied": ["denied"],
         "lockdown": ["pending approval"],
         "killswitch": ["denied"],
+        "rate-limited": ["denied"],
         "expired": ["expired"],
         "retried": ["finished: succeeded"],
         "rejected": ["rejected"],
@@ -598,4 +730,17 @@ def test_with_no_window_configured_an_approval_window_is_an_hour(golden: Ledger)
     forged = forge(honest, _config_without_window, KEY)
     verdict = verify_bundle(forged, KEY.verifier_key())
     assert verdict.passed, verdict.failures
+    assert spec_check(forged, KEY.verifier_key()) == []
+
+
+def test_an_event_of_no_intent_in_the_correlation_takes_no_part(golden: Ledger) -> None:
+    honest = _story(golden, BASES["approved"])
+
+    def control_event(events: list[Entry], _: list[Entry]) -> None:
+        last = events[-1].event
+        note = {k: v for k, v in last.items() if k != "intent_id"}
+        append(events, note | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ", "type": "posture.set"})
+
+    forged = forge(honest, control_event, KEY)
+    assert verify_bundle(forged, KEY.verifier_key()).passed
     assert spec_check(forged, KEY.verifier_key()) == []

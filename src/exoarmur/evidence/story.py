@@ -427,8 +427,13 @@ def _requested(
     fail: Fail,
 ) -> None:
     decision = story.decision
-    if decision is None or story.decided_at is None:  # expected only after a decision
-        fail(where, "approval.requested before a decision")
+    if (
+        decision is None
+        or story.decided_at is None
+        or decision.verdict != Verdict.REQUIRE_APPROVAL
+        or story.deadline is not None
+    ):
+        fail(where, "an approval request the decision does not make")
         return
     window = int((story.config or {}).get("approvals", {}).get("window_seconds", _DEFAULT_WINDOW))
     wanted = approval_request(decision, story.decided_at, window) | {
@@ -454,11 +459,8 @@ def _voted(
     fail: Fail,
 ) -> None:
     approver = _get(payload, "approver", str)
-    if story.state != PENDING:
+    if story.state != PENDING or story.deadline is None:
         fail(where, f"a vote counted while the intent was {story.state}")
-        return
-    if story.deadline is None:  # pending only after approval.requested
-        fail(where, "a vote before the approval request")
         return
     at = parse_time(_get(event, "process_time", str))
     if at > story.deadline:
