@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +19,7 @@ import pytest
 from typer.testing import CliRunner
 
 from exoarmur.cli import app
-from exoarmur.encoding import content_hash
+from exoarmur.encoding import content_hash, format_time, parse_time
 from exoarmur.evidence import export_bundle, verify_bundle, verify_bundle_text
 from exoarmur.ledger.log import Ledger
 from forgery import Entry, append, forge, of_type
@@ -262,7 +263,12 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
     ("request-claims-quorum-1", "approved", _request_quorum_one, "payload.quorum: 1"),
     ("decision-claims-quorum-1", "approved", _decide_quorum_one, "decision.obligations"),
     ("lockdown-quorum-raised", "lockdown", _lockdown_quorum, "decision.obligations"),
-    ("lockdown-posture-dropped", "lockdown", _posture_normal, "decision.verdict"),
+    (
+        "lockdown-posture-dropped",
+        "lockdown",
+        _posture_normal,
+        "decision.verdict: the policy decides deny",
+    ),
     # 19: order, uniqueness, emptiness, binding
     ("events-swapped", "approved", lambda es, _: _swap(es, 3, 4), "must be in log order"),
     (
@@ -299,7 +305,7 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "verdict-edited",
         "denied",
         _set("decision.recorded", "payload.decision.verdict", "allow"),
-        "decision.verdict",
+        "decision.verdict: the policy decides deny",
     ),
     (
         "reasons-edited",
@@ -742,5 +748,23 @@ def test_an_event_of_no_intent_in_the_correlation_takes_no_part(golden: Ledger) 
         append(events, note | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ", "type": "posture.set"})
 
     forged = forge(honest, control_event, KEY)
+    assert verify_bundle(forged, KEY.verifier_key()).passed
+    assert spec_check(forged, KEY.verifier_key()) == []
+
+
+def test_the_approval_window_comes_from_the_configuration(golden: Ledger) -> None:
+    honest = _story(golden, BASES["lockdown"])  # no @approval_window: the configuration's
+
+    def half_an_hour(events: list[Entry], context: list[Entry]) -> None:
+        snapshot = next(e for e in context if e.event["type"] == "config.snapshot").event
+        config = snapshot["payload"]["config"] | {"approvals": {"window_seconds": 1800}}
+        snapshot["payload"] = {"config": config, "config_hash": content_hash(config)}
+        decision(events)["config_hash"] = content_hash(config)
+        decided_at = parse_time(of_type(events, "decision.recorded").event["process_time"])
+        payload(events, "approval.requested").update(
+            window_seconds=1800, deadline=format_time(decided_at + timedelta(seconds=1800))
+        )
+
+    forged = forge(honest, half_an_hour, KEY)
     assert verify_bundle(forged, KEY.verifier_key()).passed
     assert spec_check(forged, KEY.verifier_key()) == []

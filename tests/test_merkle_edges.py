@@ -26,9 +26,10 @@ def test_the_honest_proof_holds() -> None:
         (-1, 3, ROOT_2, ROOT_3, [C]),
         (2, -3, ROOT_2, ROOT_3, [C]),
         (3, 2, ROOT_3, ROOT_2, [C]),
+        (1, 3, A, ROOT_3, []),
     ],
 )
-def test_negative_or_shrinking_sizes_are_refused(
+def test_negative_or_shrinking_sizes_or_no_proof_are_refused(
     old_size: int, new_size: int, old_root: bytes, new_root: bytes, proof: list[bytes]
 ) -> None:
     assert verify_consistency(old_size, new_size, old_root, new_root, proof) is False
