@@ -267,7 +267,7 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "lockdown-posture-dropped",
         "lockdown",
         _posture_normal,
-        "decision.verdict: the policy decides deny",
+        "decision.verdict: decided again it is 'allow'",
     ),
     # 19: order, uniqueness, emptiness, binding
     ("events-swapped", "approved", lambda es, _: _swap(es, 3, 4), "must be in log order"),
