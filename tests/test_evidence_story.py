@@ -237,6 +237,19 @@ def _unknown_of_another_start(events: list[Entry], _: list[Entry]) -> None:
     finished.event["payload"] = {"reason": "x", "started_event_id": "other", "executor": "echo"}
 
 
+def _end_then_finish(events: list[Entry], kind: str, body: dict[str, Any] | None) -> None:
+    """The finish retyped as another end of the story, and the finish recorded after it."""
+    finished = of_type(events, "execution.finished")
+    ended = finished.event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ", "type": kind}
+    if body is None:
+        started = of_type(events, "execution.started").event["event_id"]
+        body = {"reason": "x", "started_event_id": started, "executor": "echo"}
+    ended["payload"] = body | {"intent_hash": finished.event["payload"]["intent_hash"]}
+    events.insert(events.index(finished), Entry(finished.log, finished.leaf_index, ended))
+    finished.leaf_index += 1
+    finished.event["seq"] += 1
+
+
 def _set(
     kind: str, path: str, value: Any, nth: int = 0
 ) -> Callable[[list[Entry], list[Entry]], None]:
@@ -258,7 +271,12 @@ _DELETE = object()
 #: (case, base story, the forger's edit, the failure it must be named by)
 CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = [
     # 18: the quorum comes from the re-derived decision, never from an approval event
-    ("approved-with-one-of-two", "approved", _approve_after_one, "the decision requires 2"),
+    (
+        "approved-with-one-of-two",
+        "approved",
+        _approve_after_one,
+        "approved with 1 distinct approval(s) before it; the decision requires 2",
+    ),
     ("vote-claims-quorum-1", "approved", _claim_quorum_one_everywhere, "payload.quorum: 1"),
     ("request-claims-quorum-1", "approved", _request_quorum_one, "payload.quorum: 1"),
     ("decision-claims-quorum-1", "approved", _decide_quorum_one, "decision.obligations"),
@@ -532,6 +550,18 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "not this intent's execution.started",
     ),
     (
+        "finished-after-blocked",
+        "approved",
+        lambda es, _: _end_then_finish(es, "execution.blocked", {"control": "x", "reason": "y"}),
+        "execution finished while the intent was blocked before the side effect",
+    ),
+    (
+        "finished-after-unknown",
+        "approved",
+        lambda es, _: _end_then_finish(es, "execution.outcome_unknown", None),
+        "execution finished while the intent was outcome unknown",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
@@ -768,3 +798,15 @@ def test_the_approval_window_comes_from_the_configuration(golden: Ledger) -> Non
     forged = forge(honest, half_an_hour, KEY)
     assert verify_bundle(forged, KEY.verifier_key()).passed
     assert spec_check(forged, KEY.verifier_key()) == []
+
+
+def test_a_checkpoint_of_another_log_is_refused(golden: Ledger) -> None:
+    from exoarmur.ledger.checkpoint import Checkpoint, open_checkpoint, sign_checkpoint
+
+    bundle = _story(golden, BASES["approved"])
+    mine = open_checkpoint(bundle["checkpoints"]["acme"], KEY.verifier())
+    elsewhere = Checkpoint(f"{KEY.name}/globex", mine.size, mine.root_hash)
+    bundle["checkpoints"]["acme"] = sign_checkpoint(elsewhere, KEY)
+    verdict = verify_bundle(_rehashed(bundle), KEY.verifier_key())
+    assert f"checkpoints.acme: origin '{KEY.name}/globex' is not log 'acme'" in verdict.failures
+    assert spec_check(_rehashed(bundle), KEY.verifier_key())
