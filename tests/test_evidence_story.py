@@ -810,3 +810,12 @@ def test_a_checkpoint_of_another_log_is_refused(golden: Ledger) -> None:
     verdict = verify_bundle(_rehashed(bundle), KEY.verifier_key())
     assert f"checkpoints.acme: origin '{KEY.name}/globex' is not log 'acme'" in verdict.failures
     assert spec_check(_rehashed(bundle), KEY.verifier_key())
+
+
+def test_a_value_json_allows_but_canonical_json_does_not_fails_the_bundle(
+    golden: Ledger,
+) -> None:
+    bundle = _story(golden, BASES["approved"]) | {"correlation_id": float("nan")}
+    verdict = verify_bundle_text(json.dumps(bundle))
+    assert not verdict.passed
+    assert verdict.failures[0].startswith("bundle: value cannot be canonicalized")
