@@ -562,6 +562,18 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "execution finished while the intent was outcome unknown",
     ),
     (
+        "count-as-a-boolean",
+        "approved",
+        _set("approval.granted", "payload.count", True),
+        "payload.count: True is not of type int",
+    ),
+    (
+        "rejection-cut-off",
+        "rejected",
+        lambda es, _: _drop(es, "intent.rejected"),
+        "the story stops before intent.rejected",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
