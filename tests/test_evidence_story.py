@@ -574,6 +574,12 @@ CASES: list[tuple[str, str, Callable[[list[Entry], list[Entry]], None], str]] = 
         "the story stops before intent.rejected",
     ),
     (
+        "event-id-reused",
+        "approved",
+        lambda es, _: append(es, of_type(es, "approval.refused").event),
+        "appears twice",
+    ),
+    (
         "intent-recorded-twice",
         "approved",
         lambda es, _: append(es, es[0].event | {"event_id": "01KDVDNA0HQR10R2VWCCARZZZZ"}),
