@@ -1385,6 +1385,13 @@ def verify_bundle_command(
         for note in verdict.notes:
             console.print(line(styled("note", "yellow"), f" {note}"))
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
+        for intent in verdict.intents:
+            # untrusted text from the bundle: echoed literally, never as markup
+            typer.echo(
+                f"intent {intent['intent_id']}: {intent['state']}"
+                + (" (open)" if intent["open"] else "")
+            )
+        typer.echo(f"VERIFY_STORY={'COMPLETE' if verdict.complete else 'OPEN'}")
         typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
     raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)
 

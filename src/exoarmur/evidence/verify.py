@@ -31,22 +31,11 @@ from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..ledger.merkle import leaf_hash, verify_inclusion
-from ..model.decision import Decision, Verdict
-from ..model.event import (
-    APPROVAL_GRANTED,
-    CONFIG_SNAPSHOT,
-    DECISION_RECORDED,
-    EXECUTION_STARTED,
-    INTENT_APPROVED,
-    INTENT_RECORDED,
-    POLICY_ACTIVATED,
-    SYSTEM_LOG,
-)
-from ..model.intent import ActionIntent
+from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG
 from ..policy import PolicyBundle, PolicyEngine
 from .bundle import BUNDLE_FORMAT
+from .story import Context, check_story, explain
 
-_STRICTNESS = {Verdict.ALLOW: 0, Verdict.REQUIRE_APPROVAL: 1, Verdict.DENY: 2}
 _TOP_LEVEL = {
     "format",
     "tenant",
@@ -68,10 +57,17 @@ class BundleVerdict:
     events: int = 0
     decisions: int = 0
     key_trusted: bool = False
+    #: each intent's state at export: {"intent_id", "state", "open"}
+    intents: list[dict[str, Any]] = field(default_factory=list)
 
     @property
     def passed(self) -> bool:
         return not self.failures
+
+    @property
+    def complete(self) -> bool:
+        """Every intent's story has ended (none pending, approved-not-started or running)."""
+        return not any(intent["open"] for intent in self.intents)
 
     def fail(self, where: str, what: str) -> None:
         self.failures.append(f"{where}: {what}")
@@ -82,6 +78,8 @@ class BundleVerdict:
             "events": self.events,
             "decisions": self.decisions,
             "key_trusted": self.key_trusted,
+            "story": "COMPLETE" if self.complete else "OPEN",
+            "intents": self.intents,
             "failures": self.failures,
             "notes": self.notes,
         }
@@ -103,7 +101,13 @@ def verify_bundle(
 ) -> BundleVerdict:
     verdict = verdict or BundleVerdict()
     if not isinstance(bundle, dict) or set(bundle) != _TOP_LEVEL:
-        verdict.fail("bundle", f"must be an object with exactly the fields {sorted(_TOP_LEVEL)}")
+        found = set(bundle) if isinstance(bundle, dict) else set()
+        verdict.fail(
+            "bundle",
+            f"must be an object with exactly the fields {sorted(_TOP_LEVEL)}"
+            + "".join(f"; unexpected field {name!r}" for name in sorted(found - _TOP_LEVEL))
+            + "".join(f"; missing field {name!r}" for name in sorted(_TOP_LEVEL - found)),
+        )
         return verdict
     if bundle["format"] != BUNDLE_FORMAT:
         verdict.fail("format", f"expected {BUNDLE_FORMAT!r}, found {bundle['format']!r}")
@@ -122,9 +126,7 @@ def verify_bundle(
     tenant, correlation = bundle["tenant"], bundle["correlation_id"]
     events = _entries(bundle, "events", roots, verdict, {tenant})
     context = _entries(bundle, "context", roots, verdict, {tenant, SYSTEM_LOG})
-    for where, event in events:
-        if event.get("tenant") != tenant:
-            verdict.fail(where, f"belongs to tenant {event.get('tenant')!r}, not {tenant!r}")
+    for where, event in events:  # their tenant is the bundle's: _entries filed them under it
         if event.get("correlation_id") != correlation:
             verdict.fail(where, f"belongs to correlation {event.get('correlation_id')!r}")
     for where, event in context:
@@ -133,8 +135,9 @@ def verify_bundle(
                 where, f"context may hold policy and config events, not {event.get('type')!r}"
             )
     verdict.events = len(events) + len(context)
+    _structure(events, context, bundle, verdict)
     if not verdict.failures:
-        _redecide(events, context, verdict)
+        _redecide(tenant, events, context, verdict)
     return verdict
 
 
@@ -197,8 +200,9 @@ def _entries(
             log, position = entry["log"], entry["leaf_index"]
             raw: str = entry["event"]
             proof = [_digest(h) for h in entry["proof"]]
-            if set(entry) != {"log", "leaf_index", "event", "proof"}:
-                raise ValueError("unexpected fields")
+            extra = sorted(set(entry) - _ENTRY)
+            if extra:
+                raise ValueError(f"unexpected field {extra[0]!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             verdict.fail(where, f"malformed entry: {exc}")
             continue
@@ -239,6 +243,7 @@ def _entries(
     return out
 
 
+_ENTRY = frozenset({"log", "leaf_index", "event", "proof"})
 _HEX = frozenset("0123456789abcdef")
 
 
@@ -249,112 +254,87 @@ def _digest(text: object) -> bytes:
     return bytes.fromhex(text)
 
 
+def _structure(
+    events: list[tuple[str, dict[str, Any]]],
+    context: list[tuple[str, dict[str, Any]]],
+    bundle: dict[str, Any],
+    verdict: BundleVerdict,
+) -> None:
+    """Log order, each event once, nothing empty: a story is told once and in order."""
+    if isinstance(bundle["events"], list) and not bundle["events"]:
+        verdict.fail("events", "is empty: a bundle proves at least one event")
+    seen: dict[str, str] = {}
+    for name, entries in (("events", events), ("context", context)):
+        previous: tuple[str, int] | None = None
+        for where, event in entries:
+            place = (str(event["tenant"]), int(event["seq"]))
+            if previous is not None and place <= previous:
+                verdict.fail(
+                    where,
+                    f"{place[0]}#{place[1]} after {previous[0]}#{previous[1]}: {name} must be "
+                    "in log order, each event once",
+                )
+            previous = place
+            event_id = str(event.get("event_id"))
+            if event_id in seen:
+                verdict.fail(where, f"event {event_id} appears twice (also {seen[event_id]})")
+            seen.setdefault(event_id, where)
+
+
+def _load_context(
+    context: list[tuple[str, dict[str, Any]]], verdict: BundleVerdict
+) -> tuple[Context, dict[tuple[str, str], str]]:
+    """The policy engines and configurations of the context, and where each came from."""
+    loaded = Context()
+    places: dict[tuple[str, str], str] = {}
+    for where, event in context:
+        try:
+            payload = event["payload"]
+            if event["type"] == POLICY_ACTIVATED:
+                key = ("policy", str(payload["policy_hash"]))
+            else:
+                key = ("config", str(payload["config_hash"]))
+            if key in places:
+                verdict.fail(where, f"a second context entry for {key[0]} {key[1]}")
+                continue
+            places[key] = where
+            if key[0] == "policy":
+                engine = PolicyEngine(PolicyBundle.from_canonical(payload["bundle"]))
+                if engine.policy_hash != key[1]:
+                    verdict.fail(where, "policy text does not hash to the policy hash it claims")
+                    continue
+                loaded.engines[key[1]] = engine
+            elif content_hash(payload["config"]) != key[1]:
+                verdict.fail(where, "configuration does not hash to the config hash it claims")
+            elif not isinstance(payload["config"], dict):
+                verdict.fail(where, "payload.config: not an object")
+            else:
+                loaded.configs[key[1]] = payload["config"]
+        except (KeyError, TypeError, ValueError, ExoArmurError) as exc:
+            verdict.fail(where, f"cannot be checked: {explain(exc)}")
+    return loaded, places
+
+
 def _redecide(
+    tenant: str,
     events: list[tuple[str, dict[str, Any]]],
     context: list[tuple[str, dict[str, Any]]],
     verdict: BundleVerdict,
 ) -> None:
-    engines: dict[str, PolicyEngine] = {}
-    configs: set[str] = set()
-    for where, event in context:
-        payload = event["payload"]
-        if event["type"] == POLICY_ACTIVATED:
-            try:
-                engine = PolicyEngine(PolicyBundle.from_canonical(payload["bundle"]))
-            except ExoArmurError as exc:
-                verdict.fail(where, f"policy bundle does not load: {exc}")
-                continue
-            if engine.policy_hash != payload["policy_hash"]:
-                verdict.fail(where, "policy text does not hash to the policy hash it claims")
-                continue
-            engines[engine.policy_hash] = engine
-        elif content_hash(payload["config"]) != payload["config_hash"]:
-            verdict.fail(where, "configuration does not hash to the config hash it claims")
-        else:
-            configs.add(payload["config_hash"])
-    intents: dict[str, ActionIntent] = {}
-    hashes: dict[str, str] = {}
-    approvers: dict[str, set[str]] = {}
-    decisions: dict[str, Decision] = {}
-    for where, event in events:
-        kind, payload, intent_id = event["type"], event["payload"], event.get("intent_id")
-        try:
-            if kind == INTENT_RECORDED:
-                intent = ActionIntent.from_canonical(payload["intent"])
-                if content_hash(payload["intent"]) != payload["intent_hash"]:
-                    verdict.fail(where, "the intent does not hash to its recorded hash")
-                intents[intent.intent_id] = intent
-                hashes[intent.intent_id] = payload["intent_hash"]
-            elif kind == DECISION_RECORDED:
-                verdict.decisions += 1
-                recorded = Decision.from_canonical(payload["decision"])
-                decisions[str(intent_id)] = recorded
-                _check_decision(
-                    where, intents.get(str(intent_id)), recorded, payload, engines, configs, verdict
-                )
-            elif kind == APPROVAL_GRANTED:
-                if payload["intent_hash"] != hashes.get(str(intent_id)):
-                    verdict.fail(where, "the approval is bound to another intent hash")
-                approvers.setdefault(str(intent_id), set()).add(payload["approver"])
-            elif kind == INTENT_APPROVED:
-                quorum = int(payload["quorum"])
-                if len(approvers.get(str(intent_id), set())) < quorum:
-                    verdict.fail(
-                        where, f"approved with fewer than {quorum} distinct approvals before it"
-                    )
-            elif kind == EXECUTION_STARTED:
-                decision = decisions.get(str(intent_id))
-                approved = any(
-                    e["type"] == INTENT_APPROVED and e.get("intent_id") == intent_id
-                    for _, e in events
-                )
-                if decision is None or (decision.verdict != Verdict.ALLOW and not approved):
-                    verdict.fail(where, "execution started without an allow or an approval")
-        except (KeyError, TypeError, ValueError, ExoArmurError) as exc:
-            verdict.fail(where, f"cannot be checked: {exc}")
-
-
-def _check_decision(
-    where: str,
-    intent: ActionIntent | None,
-    recorded: Decision,
-    payload: dict[str, Any],
-    engines: dict[str, PolicyEngine],
-    configs: set[str],
-    verdict: BundleVerdict,
-) -> None:
-    if intent is None:
-        verdict.fail(where, "a decision with no recorded intent before it")
-        return
-    engine = engines.get(recorded.policy_hash)
-    if engine is None:
-        verdict.fail(
-            where, f"the bundle lacks the policy {recorded.policy_hash} this decision names"
+    loaded, places = _load_context(context, verdict)
+    told = check_story(tenant, events, loaded, verdict.fail)
+    verdict.decisions = told.decisions
+    verdict.notes.extend(told.notes)
+    for key, where in places.items():
+        if key not in told.named:
+            verdict.fail(where, f"{key[0]} {key[1]} is named by no decision in the bundle")
+    for story in told.stories.values():
+        verdict.intents.append(
+            {"intent_id": story.intent_id, "state": story.describe(), "open": story.open}
         )
-        return
-    if recorded.config_hash is not None and recorded.config_hash not in configs:
-        verdict.fail(where, f"the bundle lacks the configuration {recorded.config_hash}")
-    policy = engine.decide(intent, str(payload.get("posture", "normal")))
-    gate = recorded.gate
-    expected_verdict = Verdict(gate["policy_verdict"]) if gate else recorded.verdict
-    if policy.verdict != expected_verdict:
-        verdict.fail(
-            where,
-            f"decision.verdict: the policy decides {policy.verdict.value}, "
-            f"the record says {expected_verdict.value}",
+    still_open = [s for s in verdict.intents if s["open"]]
+    if still_open:
+        verdict.notes.append(
+            f"{len(still_open)} intent(s) open at export: their story may go on after the "
+            "checkpoint (export again later, or compare with a checkpoint kept by others)"
         )
-        return
-    if policy.reasons != recorded.reasons:
-        verdict.fail(
-            where,
-            f"decision.reasons: policy gives {list(policy.reasons)}, "
-            f"record {list(recorded.reasons)}",
-        )
-    if gate is None:
-        if policy.obligations != recorded.obligations:
-            verdict.fail(where, "decision.obligations differ from the policy's")
-        return
-    if _STRICTNESS[recorded.verdict] < _STRICTNESS[policy.verdict]:
-        verdict.fail(where, "the gate loosened the policy's verdict (it may only tighten)")
-    if not gate.get("controls"):
-        verdict.fail(where, "the gate changed the verdict without naming a control")

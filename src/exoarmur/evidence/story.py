@@ -1,0 +1,679 @@
+"""The story a bundle tells, checked: every event of an intent must follow from those before it.
+
+Signatures and inclusion proofs show that the bytes are the log's. They
+cannot show that the log makes sense: whoever holds the signing key can
+sign any log. What such a forger cannot make consistent is checked here:
+
+- every decision is decided again from the bundle's own policy text and
+  configuration, through the same policy engine and safety gate that made
+  it (posture as recorded), and must match field for field;
+- the quorum every vote and approval is held to is the re-derived
+  decision's, never the one an approval event claims;
+- every reference binds: each event of an intent follows its
+  ``intent.recorded``, carries that intent's hash, and comes where the
+  pipeline and the approval book put it (one decision, one start, one end);
+- each intent's state at export is reported, so that a story cut short
+  (a pending approval, a start with no end) is visible, never a silent pass.
+
+Pure: no store, no clock, no network.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from ..approvals.book import approval_request
+from ..encoding import content_hash, format_time, parse_time
+from ..errors import ExoArmurError
+from ..gate import POSTURES, Controls, GateConfig, Posture, parse_scope
+from ..gate import check as gate_check
+from ..model.decision import Decision, Verdict
+from ..model.event import (
+    APPROVAL_GRANTED,
+    APPROVAL_REFUSED,
+    APPROVAL_REJECTED,
+    APPROVAL_REQUESTED,
+    DECISION_RECORDED,
+    EXECUTION_BLOCKED,
+    EXECUTION_FINISHED,
+    EXECUTION_OUTCOME_UNKNOWN,
+    EXECUTION_RETRY,
+    EXECUTION_STARTED,
+    GATE_BLOCKED,
+    INTENT_APPROVED,
+    INTENT_EXPIRED,
+    INTENT_RECORDED,
+    INTENT_REJECTED,
+    SYSTEM_LOG,
+)
+from ..model.intent import ActionIntent
+from ..policy import PolicyEngine
+
+#: a failure: where (``events[3]``) and what
+Fail = Callable[[str, str], None]
+
+_STRICTNESS = {Verdict.ALLOW: 0, Verdict.REQUIRE_APPROVAL: 1, Verdict.DENY: 2}
+#: approval window when the configuration names none (as replay assumes)
+_DEFAULT_WINDOW = 3600
+#: gate controls whose state lives outside any bundle (control logs, recorded times):
+#: the bundle shows that such a control denied, not that it was engaged
+_OUTSIDE = ("killswitch:", "rate_limit:", "controls:unreadable")
+#: events that must carry the intent's hash
+_BOUND = frozenset(
+    {
+        DECISION_RECORDED,
+        GATE_BLOCKED,
+        APPROVAL_REQUESTED,
+        APPROVAL_GRANTED,
+        APPROVAL_REJECTED,
+        EXECUTION_STARTED,
+        EXECUTION_BLOCKED,
+        EXECUTION_RETRY,
+        EXECUTION_FINISHED,
+    }
+)
+
+# Where an intent stands. The open ones are stories that may go on after the checkpoint.
+RECORDED = "recorded, not decided"
+DENIED = "denied"
+ALLOWED = "allowed; nothing started in ExoArmur (the caller carries it out)"
+PENDING = "pending approval"
+APPROVED = "approved, not started"
+REJECTED = "rejected"
+EXPIRED = "expired"
+STARTED = "started, not finished"
+BLOCKED = "blocked before the side effect"
+UNKNOWN = "outcome unknown"
+FINISHED = "finished"
+OPEN_STATES = frozenset({RECORDED, PENDING, APPROVED, STARTED})
+
+
+class Malformed(ValueError):
+    """A payload field missing or of the wrong type."""
+
+
+def _get(payload: dict[str, Any], name: str, kind: type | tuple[type, ...]) -> Any:
+    if name not in payload:
+        raise Malformed(f"payload.{name}: missing")
+    value = payload[name]
+    if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
+        names = kind.__name__ if isinstance(kind, type) else "/".join(k.__name__ for k in kind)
+        raise Malformed(f"payload.{name}: {value!r} is not of type {names}")
+    return value
+
+
+@dataclass
+class Context:
+    """The policy engines and configurations the bundle carries, by hash."""
+
+    engines: dict[str, PolicyEngine] = field(default_factory=dict)
+    configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+
+@dataclass
+class Story:
+    """One intent, as its events so far tell it."""
+
+    intent_id: str
+    intent: ActionIntent
+    intent_hash: str
+    #: the intent's recorded process time: the gate's only notion of now
+    recorded_at: datetime
+    state: str = RECORDED
+    decision: Decision | None = None
+    decided_at: datetime | None = None
+    config: dict[str, Any] | None = None
+    #: event types that must come next, in this order (one append writes them together)
+    expect: list[str] = field(default_factory=list)
+    quorum: int = 0
+    deadline: datetime | None = None
+    approvers: list[str] = field(default_factory=list)
+    rejected_by: str | None = None
+    started_id: str | None = None
+    attempts: int = 0
+    outcome: str = ""
+
+    @property
+    def open(self) -> bool:
+        return self.state in OPEN_STATES
+
+    def describe(self) -> str:
+        return f"{self.state}: {self.outcome}" if self.outcome else self.state
+
+
+@dataclass
+class Told:
+    """What the story check found besides failures."""
+
+    stories: dict[str, Story] = field(default_factory=dict)
+    decisions: int = 0
+    #: policy and config hashes the decisions name (the context must hold exactly these)
+    named: set[tuple[str, str]] = field(default_factory=set)
+    notes: list[str] = field(default_factory=list)
+
+
+def check_story(
+    tenant: str, events: list[tuple[str, dict[str, Any]]], context: Context, fail: Fail
+) -> Told:
+    told = Told()
+    for where, event in events:
+        kind = event.get("type")
+        intent_id = event.get("intent_id")
+        try:
+            payload = event.get("payload")
+            if not isinstance(payload, dict):
+                raise Malformed("payload: not an object")
+            if kind == INTENT_RECORDED:
+                _recorded(tenant, where, event, payload, told, fail)
+                continue
+            if intent_id is None and kind not in _STEPS and kind != APPROVAL_REFUSED:
+                continue  # an event of no intent (a control event sharing the correlation)
+            story = told.stories.get(intent_id) if isinstance(intent_id, str) else None
+            if story is None:
+                fail(where, f"{kind} of intent {intent_id!r}: no recorded intent before it")
+                continue
+            if kind in _BOUND and _get(payload, "intent_hash", str) != story.intent_hash:
+                fail(
+                    where,
+                    f"payload.intent_hash: bound to {payload['intent_hash']}, "
+                    f"the intent's hash is {story.intent_hash}",
+                )
+                continue
+            if story.expect and kind != story.expect[0]:
+                fail(where, f"{kind} where the story needs {story.expect[0]} next")
+                continue
+            if story.expect:
+                story.expect.pop(0)
+            if kind == APPROVAL_REFUSED:
+                if story.decision is None:
+                    fail(where, "a vote refused before the intent was decided")
+                continue
+            step = _STEPS.get(str(kind))
+            if step is None:
+                fail(where, f"type {kind!r} is not part of an intent's story (bundle format v1)")
+                continue
+            step(where, event, payload, story, context, told, fail)
+        except (Malformed, KeyError, TypeError, ValueError, ExoArmurError) as exc:
+            fail(where, f"cannot be checked: {explain(exc)}")
+    for story in told.stories.values():
+        if story.expect:
+            fail(
+                f"intent {story.intent_id}",
+                f"the story stops before {story.expect[0]} (recorded in the same append)",
+            )
+    return told
+
+
+def explain(exc: Exception) -> str:
+    if isinstance(exc, KeyError):
+        return f"field {exc.args[0]!r} is missing"
+    return str(exc)
+
+
+def _recorded(
+    tenant: str,
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    told: Told,
+    fail: Fail,
+) -> None:
+    raw = _get(payload, "intent", dict)
+    intent = ActionIntent.from_canonical(raw)
+    if intent.intent_id in told.stories:
+        fail(where, f"intent {intent.intent_id} is recorded twice")
+        return
+    recorded_hash = _get(payload, "intent_hash", str)
+    if intent.to_canonical() != raw:
+        fail(where, "payload.intent is not in its canonical form")
+        return
+    if content_hash(raw) != recorded_hash:
+        fail(where, "payload.intent_hash: the intent does not hash to its recorded hash")
+        return
+    for name, found, wanted in (
+        ("intent_id", event.get("intent_id"), intent.intent_id),
+        ("correlation_id", event.get("correlation_id"), intent.correlation_id),
+        ("tenant", tenant, intent.tenant),
+        ("actor", event.get("actor"), intent.actor.to_canonical()),
+    ):
+        if found != wanted:
+            fail(where, f"{name}: the event says {found!r}, the intent {wanted!r}")
+            return
+    told.stories[intent.intent_id] = Story(
+        intent.intent_id, intent, recorded_hash, parse_time(_get(event, "process_time", str))
+    )
+
+
+def _decided(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != RECORDED:
+        fail(where, f"a second decision for intent {story.intent_id}")
+        return
+    told.decisions += 1
+    recorded = Decision.from_canonical(_get(payload, "decision", dict))
+    told.named.add(("policy", recorded.policy_hash))
+    if recorded.config_hash is not None:
+        told.named.add(("config", recorded.config_hash))
+    story.decided_at = parse_time(_get(event, "process_time", str))
+    derived = _rederive(where, story, recorded, payload, context, told, fail)
+    decision = derived or recorded
+    story.decision = decision
+    story.state = {
+        Verdict.ALLOW: ALLOWED,
+        Verdict.DENY: DENIED,
+        Verdict.REQUIRE_APPROVAL: PENDING,
+    }[decision.verdict]
+    if decision.gate is not None:
+        story.expect.append(GATE_BLOCKED)
+    if decision.verdict == Verdict.REQUIRE_APPROVAL:
+        story.expect.append(APPROVAL_REQUESTED)
+        story.quorum = int(decision.obligations["approval"])
+
+
+def _rederive(
+    where: str,
+    story: Story,
+    recorded: Decision,
+    payload: dict[str, Any],
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> Decision | None:
+    """The decision as the bundle's policy and configuration make it (None if they cannot)."""
+    engine = context.engines.get(recorded.policy_hash)
+    if engine is None:
+        fail(where, f"the bundle lacks the policy {recorded.policy_hash} this decision names")
+        return None
+    if recorded.config_hash is None:
+        fail(where, "decision.config_hash: missing; the gate cannot be decided again without it")
+        return None
+    config = context.configs.get(recorded.config_hash)
+    if config is None:
+        fail(where, f"the bundle lacks the configuration {recorded.config_hash}")
+        return None
+    story.config = config
+    posture = _get(payload, "posture", str)
+    if posture not in POSTURES:
+        fail(where, f"payload.posture: {posture!r} is not one of {', '.join(POSTURES)}")
+        return None
+    intent = story.intent
+    policy = engine.decide(intent, posture).model_copy(update={"config_hash": recorded.config_hash})
+    gate = recorded.gate
+    said = Verdict(gate["policy_verdict"]) if gate is not None else recorded.verdict
+    if policy.verdict != said:
+        fail(
+            where,
+            f"decision.verdict: the policy decides {policy.verdict.value}, "
+            f"the record says {said.value}",
+        )
+        return None
+    if gate is not None:
+        if not gate.get("controls"):
+            fail(where, "the gate changed the verdict without naming a control")
+            return None
+        if _STRICTNESS[recorded.verdict] < _STRICTNESS[policy.verdict]:
+            fail(where, "the gate loosened the policy's verdict (it may only tighten)")
+            return None
+    if gate is not None and _outside(gate):
+        derived = _denied_outside(where, intent, policy, gate, config, told, fail)
+        if derived is None:
+            return None
+    else:
+        tenant = Controls(intent.tenant)
+        tenant.posture = Posture(posture)
+        derived = gate_check(
+            intent,
+            policy,
+            system=Controls(SYSTEM_LOG),
+            tenant=tenant,
+            config=GateConfig.from_table(config.get("gate")),
+            now=story.recorded_at,
+        )
+    wanted, found = derived.to_canonical(), recorded.to_canonical()
+    for name in ("verdict", "reasons", "obligations", "errors", "policy_hash", "gate"):
+        if wanted.get(name) != found.get(name):
+            fail(
+                where,
+                f"decision.{name}: decided again it is {wanted.get(name)!r}, "
+                f"the record says {found.get(name)!r}",
+            )
+            return derived
+    return derived
+
+
+def _outside(gate: dict[str, Any]) -> bool:
+    controls = gate.get("controls")
+    return (
+        isinstance(controls, list)
+        and len(controls) == 1
+        and isinstance(controls[0], str)
+        and controls[0].startswith(_OUTSIDE)
+    )
+
+
+def _denied_outside(
+    where: str,
+    intent: ActionIntent,
+    policy: Decision,
+    gate: dict[str, Any],
+    config: dict[str, Any],
+    told: Told,
+    fail: Fail,
+) -> Decision | None:
+    """A deny by a control whose state no bundle carries: checked as far as the bundle can."""
+    control = str(gate["controls"][0])
+    if control.startswith("killswitch:"):
+        scope = parse_scope(control.removeprefix("killswitch:"))
+        if not scope.covers(intent.tenant, intent.action):
+            fail(where, f"decision.gate.controls: {control} does not cover this intent")
+            return None
+    elif control.startswith("rate_limit:"):
+        limit = control.removeprefix("rate_limit:")
+        if limit not in GateConfig.from_table(config.get("gate")).rate_limits:
+            fail(where, f"decision.gate.controls: the configuration sets no {limit} rate limit")
+            return None
+    told.notes.append(
+        f"intent {intent.intent_id} was denied by {control}: the bundle shows the denial, "
+        "not the control's state (replay of the full log does)"
+    )
+    return policy.model_copy(
+        update={
+            "verdict": Verdict.DENY,
+            "obligations": {},
+            "gate": {
+                "policy_verdict": policy.verdict.value,
+                "controls": [control],
+                "reason": gate.get("reason"),
+            },
+        }
+    )
+
+
+def _gate_blocked(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    decision = story.decision
+    if decision is None or decision.gate is None:  # expected only after such a decision
+        fail(where, "gate.blocked for a decision the gate did not change")
+        return
+    wanted = decision.gate | {"verdict": decision.verdict.value, "intent_hash": story.intent_hash}
+    if payload != wanted:
+        fail(where, "gate.blocked does not repeat the decision's gate record")
+
+
+def _requested(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    decision = story.decision
+    if (
+        decision is None
+        or story.decided_at is None
+        or decision.verdict != Verdict.REQUIRE_APPROVAL
+        or story.deadline is not None
+    ):
+        fail(where, "an approval request the decision does not make")
+        return
+    window = int((story.config or {}).get("approvals", {}).get("window_seconds", _DEFAULT_WINDOW))
+    wanted = approval_request(decision, story.decided_at, window) | {
+        "intent_hash": story.intent_hash
+    }
+    story.deadline = parse_time(wanted["deadline"])
+    if _get(payload, "quorum", int) != wanted["quorum"]:
+        fail(
+            where,
+            f"payload.quorum: {payload['quorum']}, the decision requires {wanted['quorum']}",
+        )
+    elif payload != wanted:
+        fail(where, "the approval request differs from the one the decision makes")
+
+
+def _voted(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    approver = _get(payload, "approver", str)
+    if story.state != PENDING or story.deadline is None:
+        fail(where, f"a vote counted while the intent was {story.state}")
+        return
+    at = parse_time(_get(event, "process_time", str))
+    if at > story.deadline:
+        fail(
+            where,
+            f"a vote counted after the approval window closed at {format_time(story.deadline)}",
+        )
+        return
+    if approver == story.intent.actor.id:
+        fail(where, f"{approver} requested this intent and may not vote on it")
+        return
+    if approver in story.approvers:
+        fail(where, f"{approver} has already approved: one principal counts once")
+        return
+    if event["type"] == APPROVAL_REJECTED:
+        story.rejected_by = approver
+        story.expect.append(INTENT_REJECTED)
+        return
+    story.approvers.append(approver)
+    if _get(payload, "quorum", int) != story.quorum:
+        fail(where, f"payload.quorum: {payload['quorum']}, the decision requires {story.quorum}")
+        return
+    if _get(payload, "count", int) != len(story.approvers):
+        fail(
+            where,
+            f"payload.count: {payload['count']}, distinct approvals so far {len(story.approvers)}",
+        )
+        return
+    if len(story.approvers) >= story.quorum:
+        story.expect.append(INTENT_APPROVED)
+
+
+def _approved(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    count = len(story.approvers)
+    if story.state != PENDING or count < story.quorum:
+        fail(
+            where,
+            f"approved with {count} distinct approval(s) before it; "
+            f"the decision requires {story.quorum}",
+        )
+        return
+    if _get(payload, "quorum", int) != story.quorum:
+        fail(where, f"payload.quorum: {payload['quorum']}, the decision requires {story.quorum}")
+        return
+    if _get(payload, "approvers", list) != story.approvers:
+        fail(where, f"payload.approvers: {payload['approvers']}, the votes say {story.approvers}")
+        return
+    story.state = APPROVED
+
+
+def _rejected(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.rejected_by is None or _get(payload, "rejected_by", str) != story.rejected_by:
+        fail(where, "intent.rejected follows no rejection by that approver")
+        return
+    story.state = REJECTED
+
+
+def _expired(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != PENDING or story.deadline is None:
+        fail(where, f"expired while the intent was {story.state}")
+        return
+    if parse_time(_get(event, "process_time", str)) <= story.deadline:
+        fail(where, f"expired before its deadline {format_time(story.deadline)}")
+        return
+    wanted = {
+        "deadline": format_time(story.deadline),
+        "approvals": story.approvers,
+        "quorum": story.quorum,
+    }
+    if payload != wanted:
+        fail(where, "the expiry record differs from the intent's deadline, approvals and quorum")
+        return
+    story.state = EXPIRED
+
+
+def _started(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.started_id is not None:
+        fail(where, "execution started twice (it would have run twice)")
+        return
+    if story.state not in (ALLOWED, APPROVED):
+        fail(where, "execution started without an allow or an approval")
+        return
+    story.started_id = str(_get(event, "event_id", str))
+    story.state = STARTED
+
+
+def _retried(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != STARTED:
+        fail(where, f"a retry while the intent was {story.state}")
+        return
+    story.attempts += 1
+    if _get(payload, "attempt", int) != story.attempts:
+        fail(where, f"payload.attempt: {payload['attempt']}, this is attempt {story.attempts}")
+
+
+def _blocked(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    # Blocked right before the side effect: after its start, or in place of one.
+    if story.state not in (STARTED, ALLOWED, APPROVED):
+        fail(where, f"blocked while the intent was {story.state}")
+        return
+    story.state = BLOCKED
+    story.outcome = f"by {_get(payload, 'control', str)}"
+
+
+def _finished(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != STARTED:
+        fail(where, f"execution finished while the intent was {story.state}")
+        return
+    if _get(payload, "attempt", int) != story.attempts + 1:
+        fail(where, f"payload.attempt: {payload['attempt']}, this is attempt {story.attempts + 1}")
+        return
+    status = _get(payload, "status", str)
+    if status == "succeeded":
+        if content_hash(payload["result"]) != _get(payload, "result_hash", str):
+            fail(where, "payload.result_hash: the result does not hash to it")
+            return
+    elif status != "failed":
+        fail(where, f"payload.status: {status!r} is neither succeeded nor failed")
+        return
+    story.state = FINISHED
+    story.outcome = status
+
+
+def _unknown(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != STARTED:
+        fail(where, f"outcome unknown while the intent was {story.state}")
+        return
+    if _get(payload, "started_event_id", str) != story.started_id:
+        fail(where, "payload.started_event_id: not this intent's execution.started")
+        return
+    story.state = UNKNOWN
+
+
+_Step = Callable[
+    [str, dict[str, Any], dict[str, Any], Story, Context, Told, Fail],
+    None,
+]
+_STEPS: dict[str, _Step] = {
+    DECISION_RECORDED: _decided,
+    GATE_BLOCKED: _gate_blocked,
+    APPROVAL_REQUESTED: _requested,
+    APPROVAL_GRANTED: _voted,
+    APPROVAL_REJECTED: _voted,
+    INTENT_APPROVED: _approved,
+    INTENT_REJECTED: _rejected,
+    INTENT_EXPIRED: _expired,
+    EXECUTION_STARTED: _started,
+    EXECUTION_RETRY: _retried,
+    EXECUTION_BLOCKED: _blocked,
+    EXECUTION_FINISHED: _finished,
+    EXECUTION_OUTCOME_UNKNOWN: _unknown,
+}

@@ -1,0 +1,487 @@
+"""An evidence-bundle checker written from docs/evidence-bundle.md alone.
+
+It imports nothing from ``exoarmur``: JCS from ``rfc8785``, Ed25519 from
+``cryptography``, Cedar from ``cedarpy``, the rest as the spec words it. The
+tests hold it to the same verdict as ``verify-bundle`` on every forgery: if
+the spec left something out, this checker would disagree. Returns the list
+of problems found (empty: PASS). Structure and story only where the spec
+says so; it does not re-check what the gate's controls outside the bundle
+(kill switches, rate limits) denied beyond their shape.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import json
+from datetime import UTC, datetime, timedelta
+from fnmatch import fnmatchcase
+from typing import Any
+
+import cedarpy
+import rfc8785
+from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
+
+TOP = {
+    "format",
+    "tenant",
+    "correlation_id",
+    "public_key",
+    "checkpoints",
+    "events",
+    "context",
+    "bundle_hash",
+}
+CLASSES = ["A0", "A1", "A2", "A3"]
+STORY = {
+    "intent.recorded",
+    "decision.recorded",
+    "gate.blocked",
+    "approval.requested",
+    "approval.granted",
+    "approval.rejected",
+    "approval.refused",
+    "intent.approved",
+    "intent.rejected",
+    "intent.expired",
+    "execution.started",
+    "execution.retry",
+    "execution.finished",
+    "execution.blocked",
+    "execution.outcome_unknown",
+}
+KINDS = {"agent": "Agent", "service": "Service", "operator": "Operator", "system": "System"}
+BOUND = {
+    "decision.recorded",
+    "gate.blocked",
+    "approval.requested",
+    "approval.granted",
+    "approval.rejected",
+    "execution.started",
+    "execution.blocked",
+    "execution.retry",
+    "execution.finished",
+}
+
+
+def jcs(value: Any) -> bytes:
+    return bytes(rfc8785.dumps(value))
+
+
+def chash(value: Any) -> str:
+    return "sha256:" + hashlib.sha256(jcs(value)).hexdigest()
+
+
+def when(text: str) -> datetime:
+    return datetime.strptime(text, "%Y-%m-%dT%H:%M:%S.%fZ").replace(tzinfo=UTC)
+
+
+def open_note(note: str, vkey: str) -> tuple[str, int, bytes]:
+    name, key_id, blob = vkey.split("+", 2)
+    raw = base64.b64decode(blob)
+    text, _, signatures = note.partition("\n\n")
+    body = text + "\n"
+    for line in signatures.splitlines():
+        _, signer, sig = line.split(" ")
+        decoded = base64.b64decode(sig)
+        if signer == name and decoded[:4] == bytes.fromhex(key_id):
+            Ed25519PublicKey.from_public_bytes(raw[1:]).verify(decoded[4:], body.encode())
+            origin, size, root = body.splitlines()[:3]
+            return origin, int(size), base64.b64decode(root)
+    raise ValueError("no signature by the key")
+
+
+def included(leaf: bytes, index: int, size: int, proof: list[bytes], root: bytes) -> bool:
+    # RFC 9162 §2.1.3.2
+    if index >= size:
+        return False
+    fn, sn, r = index, size - 1, leaf
+    for p in proof:
+        if sn == 0:
+            return False
+        if fn % 2 == 1 or fn == sn:
+            r = hashlib.sha256(b"\x01" + p + r).digest()
+            while fn % 2 == 0 and fn != 0:
+                fn, sn = fn >> 1, sn >> 1
+        else:
+            r = hashlib.sha256(b"\x01" + r + p).digest()
+        fn, sn = fn >> 1, sn >> 1
+    return sn == 0 and r == root
+
+
+def cedar_value(v: Any) -> Any:
+    if isinstance(v, bool | str):
+        return v
+    if isinstance(v, int):
+        return v if -(2**63) <= v < 2**63 else str(v)
+    if isinstance(v, float):
+        return jcs(v).decode()
+    if isinstance(v, list):
+        return [cedar_value(x) for x in v if x is not None]
+    return {k: cedar_value(x) for k, x in v.items() if x is not None}
+
+
+def decide(bundle: dict[str, Any], intent: dict[str, Any], posture: str) -> dict[str, Any]:
+    """The policy's decision, as docs/policy.md words the request and the verdict."""
+    files = sorted(bundle["files"].items())
+    names: list[tuple[str, str, dict[str, str]]] = []  # (id, effect, annotations)
+    for name, text in files:
+        parsed = json.loads(cedarpy.policies_to_json_str(text))["staticPolicies"]
+        for n, policy in enumerate(parsed.values()):
+            notes = {k: str(v) for k, v in (policy.get("annotations") or {}).items()}
+            names.append((notes.get("id", f"{name}#{n}"), policy["effect"], notes))
+    quote = lambda s: json.dumps(s)  # noqa: E731 - Cedar string literals are JSON strings here
+    kind = KINDS[intent["actor"]["kind"]]
+    at = when(intent["event_time"])
+    request = {
+        "principal": f"{kind}::{quote(intent['actor']['id'])}",
+        "action": f"Action::{quote(intent['action'])}",
+        "resource": f"Target::{quote(intent['target'])}",
+        "context": {
+            "action": intent["action"],
+            "target": intent["target"],
+            "params": cedar_value(intent["params"]),
+            "safety_class": intent["safety_class"],
+            "tenant": intent["tenant"],
+            "posture": posture,
+            "event_time": intent["event_time"],
+            "event_epoch": int(at.timestamp()),
+        },
+    }
+    entities = [
+        {
+            "uid": {"type": kind, "id": intent["actor"]["id"]},
+            "attrs": {"kind": intent["actor"]["kind"]},
+            "parents": [],
+        },
+        {"uid": {"type": "Target", "id": intent["target"]}, "attrs": {}, "parents": []},
+    ]
+    result = cedarpy.is_authorized(request, "\n".join(t for _, t in files), entities)
+    reasons = sorted(names[int(r.removeprefix("policy"))][0] for r in result.diagnostics.reasons)
+    errors = [str(e) for e in result.diagnostics.errors]
+    obligations: dict[str, str] = {}
+    if errors or result.decision != cedarpy.Decision.Allow:
+        return {"verdict": "deny", "reasons": reasons, "obligations": {}, "errors": errors}
+    for pid, _, notes in names:
+        if pid not in reasons:
+            continue
+        for key, pick in (("approval", max), ("approval_window", min), ("ttl_max", min)):
+            if key in notes:
+                now = int(notes[key])
+                obligations[key] = str(pick(now, int(obligations.get(key, now))))
+        if "evidence" in notes:
+            levels = ["low", "standard", "high"]
+            best = max(notes["evidence"], obligations.get("evidence", "low"), key=levels.index)
+            obligations["evidence"] = best
+    verdict = "require_approval" if "approval" in obligations else "allow"
+    return {
+        "verdict": verdict,
+        "reasons": reasons,
+        "obligations": dict(sorted(obligations.items())),
+        "errors": [],
+    }
+
+
+def gated(
+    policy: dict[str, Any],
+    intent: dict[str, Any],
+    posture: str,
+    gate: dict[str, Any],
+    recorded: dict[str, Any],
+) -> dict[str, Any]:
+    """The gate's tightening, as the spec's gate table words it."""
+    outside = (recorded.get("gate") or {}).get("controls") or []
+    if len(outside) == 1 and outside[0].startswith(
+        ("killswitch:", "rate_limit:", "controls:unreadable")
+    ):
+        kind, _, rest = outside[0].partition(":")
+        covered = kind != "killswitch" or covers(rest, intent)
+        limited = kind != "rate_limit" or rest in gate.get("rate_limits", {})
+        return {
+            "verdict": "deny" if covered and limited else "not shown",
+            "obligations": {},
+            "gate": {"policy_verdict": policy["verdict"], "controls": outside},
+        }
+    if policy["verdict"] == "deny":
+        return {"verdict": "deny", "obligations": policy["obligations"], "gate": None}
+    quorum, controls = int(policy["obligations"].get("approval", "0")), []
+    protected = gate.get("protected", {})
+    if intent["target"] in protected.get("targets", []) or intent["actor"]["id"] in protected.get(
+        "principals", []
+    ):
+        which = "target" if intent["target"] in protected.get("targets", []) else "principal"
+        controls.append(f"protected:{which}")
+        quorum = max(quorum, protected.get("quorum", 2))
+    rules = gate.get("posture", {})
+    klass = CLASSES.index(intent["safety_class"])
+    if posture == "lockdown" and klass > CLASSES.index(rules.get("lockdown_approval_above", "A0")):
+        controls.append("posture:lockdown")
+        quorum = max(quorum, 1)
+    if posture == "heightened" and intent["safety_class"] in rules.get(
+        "heightened_classes", ["A2", "A3"]
+    ):
+        controls.append("posture:heightened")
+        quorum += rules.get("heightened_extra_approvals", 1)
+    if not controls:
+        return {"verdict": policy["verdict"], "obligations": policy["obligations"], "gate": None}
+    obligations = dict(sorted((policy["obligations"] | {"approval": str(quorum)}).items()))
+    return {
+        "verdict": "require_approval",
+        "obligations": obligations,
+        "gate": {"policy_verdict": policy["verdict"], "controls": controls},
+    }
+
+
+def covers(scope: str, intent: dict[str, Any]) -> bool:
+    """Scope grammar: global | tenant:T | action:P | tenant:T/action:P (P: fnmatch, * only)."""
+    if scope == "global":
+        return True
+    parts = dict(part.partition(":")[::2] for part in scope.split("/"))
+    if "tenant" in parts and parts["tenant"] != intent["tenant"]:
+        return False
+    return "action" not in parts or fnmatchcase(intent["action"], parts["action"])
+
+
+def check(bundle: Any, vkey: str) -> list[str]:
+    problems: list[str] = []
+    try:
+        _check(bundle, vkey, problems)
+    except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
+        problems.append(f"malformed: {exc!r}")
+    return problems
+
+
+def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
+    bad = problems.append
+    if not isinstance(bundle, dict) or set(bundle) != TOP:
+        return bad("fields")
+    if bundle["format"] != "exoarmur.evidence-bundle/v1" or bundle["public_key"] != vkey:
+        return bad("format or key")
+    if chash({k: v for k, v in bundle.items() if k != "bundle_hash"}) != bundle["bundle_hash"]:
+        return bad("bundle_hash")
+    roots = {}
+    for log, note in bundle["checkpoints"].items():
+        origin, size, root = open_note(note, vkey)
+        if not origin.endswith("/" + log):
+            bad("origin")
+        roots[log] = (size, root)
+    tenant = bundle["tenant"]
+    lists: dict[str, list[dict[str, Any]]] = {"events": [], "context": []}
+    seen_ids: set[str] = set()
+    for name in ("events", "context"):
+        last: tuple[str, int] | None = None
+        for entry in bundle[name]:
+            if set(entry) != {"log", "leaf_index", "event", "proof"}:
+                bad("entry fields")
+            raw, log, index = entry["event"], entry["log"], entry["leaf_index"]
+            event = json.loads(raw)
+            if jcs(event) != raw.encode() or event["seq"] != index or event["tenant"] != log:
+                bad("entry bytes")
+            if any(len(h) != 64 or h != h.lower() for h in entry["proof"]):
+                bad("proof hex")
+            size, root = roots[log]
+            leaf = hashlib.sha256(b"\x00" + raw.encode()).digest()
+            if not included(leaf, index, size, [bytes.fromhex(h) for h in entry["proof"]], root):
+                bad("inclusion")
+            if last is not None and (log, index) <= last:
+                bad("order")
+            last = (log, index)
+            if event["event_id"] in seen_ids:
+                bad("twice")
+            seen_ids.add(event["event_id"])
+            if name == "events" and (
+                log != tenant or event["correlation_id"] != bundle["correlation_id"]
+            ):
+                bad("events scope")
+            if name == "context" and (
+                log not in (tenant, "_system")
+                or event["type"] not in ("policy.activated", "config.snapshot")
+            ):
+                bad("context scope")
+            lists[name].append(event)
+    if not lists["events"]:
+        return bad("empty")
+    if problems:
+        return None
+    policies, configs = {}, {}
+    for event in lists["context"]:
+        p = event["payload"]
+        if event["type"] == "policy.activated":
+            if chash(p["bundle"]) != p["policy_hash"] or p["policy_hash"] in policies:
+                bad("policy hash")
+            policies[p["policy_hash"]] = p["bundle"]
+        else:
+            if chash(p["config"]) != p["config_hash"] or p["config_hash"] in configs:
+                bad("config hash")
+            configs[p["config_hash"]] = p["config"]
+    named: set[str] = set()
+    stories: dict[str, dict[str, Any]] = {}
+    for event in lists["events"]:
+        kind, p, iid = event["type"], event["payload"], event.get("intent_id")
+        if kind == "intent.recorded":
+            intent = p["intent"]
+            if (
+                iid in stories
+                or chash(intent) != p["intent_hash"]
+                or intent["intent_id"] != iid
+                or intent["tenant"] != tenant
+                or event["actor"] != intent["actor"]
+                or intent["correlation_id"] != event["correlation_id"]
+            ):
+                bad("intent")
+            stories[iid] = {
+                "intent": intent,
+                "hash": p["intent_hash"],
+                "state": "recorded",
+                "next": [],
+                "votes": [],
+                "at": event["process_time"],
+                "attempt": 0,
+            }
+            continue
+        if iid is None and kind not in STORY:
+            continue  # no intent, no story (a control event sharing the correlation)
+        s = stories.get(iid)
+        if s is None:
+            bad("no intent")
+            continue
+        if kind in BOUND and p["intent_hash"] != s["hash"]:
+            bad("binding")
+        if s["next"]:
+            if s["next"].pop(0) != kind:
+                bad("sequence")
+                continue
+        elif kind in ("gate.blocked", "approval.requested", "intent.approved", "intent.rejected"):
+            bad("sequence")
+            continue
+        if kind == "decision.recorded":
+            d = p["decision"]
+            named.update({d["policy_hash"], d.get("config_hash") or "none"})
+            if (
+                s["state"] != "recorded"
+                or d["policy_hash"] not in policies
+                or d.get("config_hash") not in configs
+                or p["posture"] not in ("normal", "heightened", "lockdown")
+            ):
+                bad("decision inputs")
+                continue
+            policy = decide(policies[d["policy_hash"]], s["intent"], p["posture"])
+            config = configs[d["config_hash"]]
+            expect = policy | gated(policy, s["intent"], p["posture"], config.get("gate", {}), d)
+            got = {k: d.get(k) for k in expect}
+            if expect.get("gate") is not None and d.get("gate"):
+                got["gate"] = {k: d["gate"].get(k) for k in expect["gate"]}
+            if got != expect:
+                bad("decision")
+            s["decision"], s["decided_at"], s["config"] = expect, event["process_time"], config
+            s["recorded_gate"] = d.get("gate")
+            s["state"] = {"allow": "allowed", "deny": "denied"}.get(expect["verdict"], "pending")
+            if d.get("gate") is not None:
+                s["next"].append("gate.blocked")
+            if expect["verdict"] == "require_approval":
+                s["next"].append("approval.requested")
+                s["quorum"] = int(expect["obligations"]["approval"])
+        elif kind == "gate.blocked":
+            if p != s["recorded_gate"] | {
+                "verdict": s["decision"]["verdict"],
+                "intent_hash": s["hash"],
+            }:
+                bad("gate.blocked")
+        elif kind == "approval.requested":
+            window = int(
+                s["decision"]["obligations"].get(
+                    "approval_window", s["config"].get("approvals", {}).get("window_seconds", 3600)
+                )
+            )
+            deadline = when(s["decided_at"]) + timedelta(seconds=window)
+            s["deadline"] = deadline
+            if p != {
+                "quorum": s["quorum"],
+                "window_seconds": window,
+                "intent_hash": s["hash"],
+                "deadline": deadline.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+            }:
+                bad("request")
+        elif kind in ("approval.granted", "approval.rejected"):
+            who = p["approver"]
+            if (
+                s["state"] != "pending"
+                or when(event["process_time"]) > s["deadline"]
+                or who == s["intent"]["actor"]["id"]
+                or who in s["votes"]
+            ):
+                bad("vote")
+                continue
+            if kind == "approval.rejected":
+                s["rejecter"] = who
+                s["next"].append("intent.rejected")
+                continue
+            s["votes"].append(who)
+            if (
+                type(p["quorum"]) is not int
+                or p["quorum"] != s["quorum"]
+                or type(p["count"]) is not int
+                or p["count"] != len(s["votes"])
+            ):
+                bad("vote numbers")
+            if len(s["votes"]) >= s["quorum"]:
+                s["next"].append("intent.approved")
+        elif kind == "intent.approved":
+            if (
+                p.get("quorum") != s["quorum"]
+                or type(p.get("quorum")) is not int
+                or p.get("approvers") != s["votes"]
+            ):
+                bad("approved")
+            s["state"] = "approved"
+        elif kind == "intent.rejected":
+            if p.get("rejected_by") != s.get("rejecter"):
+                bad("rejected")
+            s["state"] = "rejected"
+        elif kind == "intent.expired":
+            if (
+                s["state"] != "pending"
+                or when(event["process_time"]) <= s["deadline"]
+                or p
+                != {
+                    "deadline": s["deadline"].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                    "approvals": s["votes"],
+                    "quorum": s["quorum"],
+                }
+            ):
+                bad("expired")
+            s["state"] = "expired"
+        elif kind == "execution.started":
+            if s["state"] not in ("allowed", "approved") or "started" in s:
+                bad("start")
+            s["state"], s["started"] = "started", event["event_id"]
+        elif kind == "execution.retry":
+            s["attempt"] += 1
+            if s["state"] != "started" or p["attempt"] != s["attempt"]:
+                bad("retry")
+        elif kind == "execution.finished":
+            if (
+                s["state"] != "started"
+                or p["attempt"] != s["attempt"] + 1
+                or p["status"] not in ("succeeded", "failed")
+                or (p["status"] == "succeeded" and chash(p["result"]) != p["result_hash"])
+            ):
+                bad("finished")
+            s["state"] = "finished"
+        elif kind == "execution.blocked":
+            if s["state"] not in ("started", "allowed", "approved"):
+                bad("blocked")
+            s["state"] = "blocked"
+        elif kind == "execution.outcome_unknown":
+            if s["state"] != "started" or p["started_event_id"] != s.get("started"):
+                bad("unknown")
+            s["state"] = "unknown"
+        elif kind != "approval.refused":
+            bad("type")
+    if any(s["next"] for s in stories.values()):
+        bad("cut off")
+    for event in lists["context"]:
+        p = event["payload"]
+        if p.get("policy_hash", p.get("config_hash")) not in named:
+            bad("unreferenced context")
+    return None
