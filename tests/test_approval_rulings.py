@@ -116,7 +116,8 @@ def test_lockdown_raises_an_allowed_action_to_exactly_one_approval(tmp_path: Pat
         }
         assert intent_state(gated.governor.story("acme", locked.intent_id)).quorum == 1
         deploy = gated.submit(action="app.deploy", target="l3", safety_class="A3")
-        assert deploy.decision.obligations["approval"] == "1"  # policy's 1: lockdown adds none
+        # policy asks 1, the class floor raises A3 to 2, and lockdown adds none on top
+        assert deploy.decision.obligations["approval"] == "2"
     finally:
         gated.governor.close()
 
