@@ -150,11 +150,13 @@ def test_each_gate_tightening_says_why_in_its_record(tmp_path: Path) -> None:
         }
         gated.governor.set_posture("acme", "heightened", "elevated risk", LOCAL_ADMIN)
         heightened = gated.submit(target="h2", safety_class="A2").decision
-        assert heightened.obligations == {"approval": "1"}
+        # the class floor's 1 for A2, and heightened's 1 more on top of it
+        assert heightened.obligations == {"approval": "2"}
         assert heightened.gate == {
             "policy_verdict": "allow",
-            "controls": ["posture:heightened"],
-            "reason": "heightened: A2 actions need 1 more approval(s)",
+            "controls": ["class_floor:A2", "posture:heightened"],
+            "reason": "A2 actions need 1 approval(s) whatever policy says; "
+            "heightened: A2 actions need 1 more approval(s)",
         }
     finally:
         gated.governor.close()

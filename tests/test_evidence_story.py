@@ -833,7 +833,13 @@ def test_a_checkpoint_of_another_log_is_refused(golden: Ledger) -> None:
 def test_a_value_json_allows_but_canonical_json_does_not_fails_the_bundle(
     golden: Ledger,
 ) -> None:
-    bundle = _story(golden, BASES["approved"]) | {"correlation_id": float("nan")}
+    # NaN never gets this far (the strict JSON reader names it); an integer past
+    # 2^53 is plain JSON that RFC 8785 cannot canonicalize
+    bundle = _story(golden, BASES["approved"]) | {"correlation_id": 2**60}
     verdict = verify_bundle_text(json.dumps(bundle))
     assert not verdict.passed
     assert verdict.failures[0].startswith("bundle: value cannot be canonicalized")
+    nan = _story(golden, BASES["approved"]) | {"correlation_id": float("nan")}
+    refused = verify_bundle_text(json.dumps(nan))
+    assert not refused.passed
+    assert "correlation_id: NaN is not a JSON value" in refused.failures[0]
