@@ -1489,6 +1489,7 @@ def _register_witness_commands() -> None:
 
 
 _register_witness_commands()
+__import__("exoarmur.cli_integrations").cli_integrations.register(app)
 
 
 def main() -> None:

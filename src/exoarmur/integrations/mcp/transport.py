@@ -1,0 +1,80 @@
+"""Wires the governed handlers to the client (stdio or streamable HTTP) and to the upstream.
+
+The upstream is reached with the proxy's own credentials, from environment
+variables the configuration names; nothing the client sends is forwarded
+but the tool call itself.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Sequence
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+
+import httpx2
+import uvicorn
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from mcp.server.stdio import stdio_server
+
+from ...pipeline import Governor
+from ...principals import Principal
+from .mapping import ProxySettings
+from .proxy import GovernedTools
+
+
+@dataclass(frozen=True)
+class Upstream:
+    """Where the real server is: a command to run, or a streamable HTTP URL."""
+
+    command: Sequence[str] = ()
+    url: str | None = None
+
+
+@asynccontextmanager
+async def upstream_session(upstream: Upstream, settings: ProxySettings) -> AsyncIterator[ClientSession]:
+    if upstream.url is not None:
+        headers = settings.upstream_header_values()
+        async with (
+            httpx2.AsyncClient(headers=headers, timeout=httpx2.Timeout(30.0, read=300.0)) as http,
+            streamable_http_client(upstream.url, http_client=http) as (read, write),
+            ClientSession(read, write) as session,
+        ):
+            await session.initialize()
+            yield session
+        return
+    parameters = StdioServerParameters(
+        command=upstream.command[0],
+        args=list(upstream.command[1:]),
+        env=settings.upstream_environment(),
+    )
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as session:
+        await session.initialize()
+        yield session
+
+
+async def serve_stdio(
+    governor: Governor, principal: Principal, settings: ProxySettings, upstream: Upstream
+) -> None:
+    async with upstream_session(upstream, settings) as session:
+        server = GovernedTools(governor, principal, settings, session).server()
+        async with stdio_server() as (read, write):
+            await server.run(read, write, server.create_initialization_options())
+
+
+async def serve_http(
+    governor: Governor,
+    principal: Principal,
+    settings: ProxySettings,
+    upstream: Upstream,
+    *,
+    host: str,
+    port: int,
+    stateless: bool,
+) -> None:
+    async with upstream_session(upstream, settings) as session:
+        server = GovernedTools(governor, principal, settings, session).server()
+        app = server.streamable_http_app(stateless_http=stateless, host=host)
+        config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
+        await uvicorn.Server(config).serve()

@@ -1,0 +1,421 @@
+"""The MCP proxy, end to end: a real ``mcp`` client session → ``exoarmur mcp proxy`` → a real server.
+
+The upstream (``tests/mcp_upstream.py``) logs every call that reaches a
+tool, so "never reached" and "ran once" are counted where they happen.
+Approvals and kill switches are recorded by a second governor on the same
+data directory, as an operator's CLI or HTTP call would.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import socket
+import subprocess
+import sys
+import time
+from collections.abc import Awaitable, Callable, Iterator
+from contextlib import asynccontextmanager
+from pathlib import Path
+from typing import Any
+
+import anyio
+import httpx2
+import mcp_types as types
+import pytest
+from mcp.client.session import ClientSession
+from mcp.client.stdio import StdioServerParameters, stdio_client
+from mcp.client.streamable_http import streamable_http_client
+from typer.testing import CliRunner
+
+from exoarmur.approvals import Vote
+from exoarmur.cli import app
+from exoarmur.errors import ConfigError
+from exoarmur.home import open_governor
+from exoarmur.integrations.mcp.mapping import class_from_annotations, load_settings
+from exoarmur.model.intent import SafetyClass
+
+pytestmark = pytest.mark.slow
+
+runner = CliRunner()
+UPSTREAM = Path(__file__).with_name("mcp_upstream.py")
+EXOARMUR = str(Path(sys.executable).with_name("exoarmur"))
+
+POLICY = """
+@id("reads") permit (principal, action, resource) when { context.safety_class == "A0" };
+@id("slow-ok") permit (principal, action == Action::"mcp.notes.slow", resource);
+@id("delete-needs-approval") @approval("1")
+permit (principal, action == Action::"mcp.notes.delete_note", resource);
+@id("no-secrets") forbid (principal, action, resource)
+when { context.params has name && context.params.name == "secret" };
+@id("no-slow-for-agent-9") forbid (principal == Agent::"agent-9", action == Action::"mcp.notes.slow", resource);
+"""
+
+CONFIG = """
+[mcp]
+server = "notes"
+hold_seconds = 1
+upstream_env = { UPSTREAM_LOG = "TEST_UPSTREAM_LOG", UPSTREAM_TOKEN = "TEST_UPSTREAM_TOKEN" }
+
+[mcp.tools.delete_note]
+target = "notes/archive"
+"""
+
+
+def cli(home: Path, *args: str) -> Any:
+    return runner.invoke(app, ["--home", str(home), *args])
+
+
+@pytest.fixture
+def home(tmp_path: Path) -> Path:
+    path = tmp_path / "home"
+    assert cli(path, "init").exit_code == 0
+    policy = tmp_path / "policy"
+    policy.mkdir()
+    (policy / "main.cedar").write_text(POLICY)
+    assert cli(path, "policy", "activate", str(policy)).exit_code == 0
+    for name, role in [("agent-7", "agent"), ("agent-9", "agent"), ("alice", "operator")]:
+        made = cli(path, "principal", "add", name, "--role", role, "--tenant", "acme", "--json")
+        assert made.exit_code == 0, made.output
+        (tmp_path / f"{name}.key").write_text(json.loads(made.stdout)["api_key"])
+    config = path / "config.toml"
+    config.write_text(CONFIG)
+    config.chmod(0o600)
+    return path
+
+
+def upstream_calls(home: Path) -> list[dict[str, Any]]:
+    log = home.parent / "upstream.log"
+    if not log.exists():
+        return []
+    return [json.loads(line) for line in log.read_text().splitlines()]
+
+
+def proxy_env(home: Path) -> dict[str, str]:
+    return {
+        "PATH": os.environ.get("PATH", ""),
+        "HOME": str(home.parent),
+        "TEST_UPSTREAM_LOG": str(home.parent / "upstream.log"),
+        "TEST_UPSTREAM_TOKEN": "upstream-secret-1",
+    }
+
+
+def proxy_args(home: Path, agent: str = "agent-7", *extra: str) -> list[str]:
+    key_file = str(home.parent / f"{agent}.key")
+    return ["--home", str(home), "mcp", "proxy", "--tenant", "acme", "--key-file", key_file, *extra]
+
+
+@asynccontextmanager
+async def session(home: Path, agent: str = "agent-7") -> Any:
+    parameters = StdioServerParameters(
+        command=EXOARMUR,
+        args=[*proxy_args(home, agent), "--", sys.executable, str(UPSTREAM)],
+        env=proxy_env(home),
+    )
+    async with stdio_client(parameters) as (read, write), ClientSession(read, write) as client:
+        await client.initialize()
+        yield client
+
+
+def run(home: Path, scenario: Callable[[ClientSession], Awaitable[None]], agent: str = "agent-7") -> None:
+    async def main() -> None:
+        async with session(home, agent) as client:
+            await scenario(client)
+
+    anyio.run(main)
+
+
+def meta(result: types.CallToolResult) -> dict[str, Any]:
+    return dict(result.meta or {})
+
+
+def text(result: types.CallToolResult) -> str:
+    first = result.content[0]
+    assert isinstance(first, types.TextContent)
+    return first.text
+
+
+def operator_votes(home: Path, intent_id: str, intent_hash: str) -> None:
+    with open_governor(home, recover=False) as governor:
+        alice = governor.authenticate((home.parent / "alice.key").read_text().strip())
+        governor.vote("acme", intent_id, alice, Vote.APPROVE, "looked at it", intent_hash)
+
+
+def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_the_tool(
+    home: Path,
+) -> None:
+    async def scenario(client: ClientSession) -> None:
+        listed = await client.list_tools()
+        assert [t.name for t in listed.tools] == ["read_note", "delete_note", "slow", "exoarmur_status"]
+        allowed = await client.call_tool("read_note", {"name": "todo"})
+        assert not allowed.is_error
+        assert text(allowed) == "note todo; token seen: upstream-secret-1"
+        assert meta(allowed)["exoarmur/status"] == "executed"
+        assert meta(allowed)["exoarmur/result_hash"].startswith("sha256:")
+        # The tool with an output schema, denied: the SDK client takes it without complaint.
+        denied = await client.call_tool("delete_note", {"name": "secret"})
+        assert denied.is_error
+        assert denied.structured_content is None
+        assert meta(denied)["exoarmur/status"] == "denied"
+        assert meta(denied)["exoarmur/reasons"] == ["policy no-secrets"]
+        assert meta(denied)["exoarmur/intent_hash"].startswith("sha256:")
+        assert "no-secrets" in text(denied)
+        resources = await client.list_resources()
+        assert [str(r.uri) for r in resources.resources] == ["note://readme"]
+        read = await client.read_resource("note://readme")
+        assert read.contents[0].text == "the readme"  # type: ignore[union-attr]
+
+    run(home, scenario)
+    assert upstream_calls(home) == [{"tool": "read_note", "arguments": {"name": "todo"}}]
+    with open_governor(home, recover=False) as governor:
+        stories = [
+            governor.story("acme", i)
+            for i in governor.ledger.store.intents_with("acme", "intent.recorded", ("none",))
+        ]
+    types_by_action = {s[0].payload["intent"]["action"]: [e.type for e in s] for s in stories}
+    assert types_by_action["mcp.notes.read_note"][-2:] == ["execution.started", "execution.finished"]
+    assert "execution.started" not in types_by_action["mcp.notes.delete_note"]
+
+
+def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(home: Path) -> None:
+    progress: list[float] = []
+
+    async def on_progress(value: float, total: float | None, message: str | None) -> None:
+        progress.append(value)
+
+    async def scenario(client: ClientSession) -> None:
+        started = time.monotonic()
+        held = await client.call_tool(
+            "delete_note", {"name": "old"}, progress_callback=on_progress
+        )
+        assert time.monotonic() - started >= 1.0  # held for hold_seconds, then answered
+        assert held.is_error
+        assert held.structured_content is None
+        info = meta(held)
+        assert info["exoarmur/status"] == "pending_approval"
+        assert info["exoarmur/deadline"]
+        assert progress, "the client was told the call is alive"
+        again = await client.call_tool("delete_note", {"name": "old"})
+        assert meta(again)["exoarmur/intent_id"] == info["exoarmur/intent_id"]
+        status = await client.call_tool("exoarmur_status", {"intent_id": info["exoarmur/intent_id"]})
+        assert meta(status)["exoarmur/status"] == "pending_approval"
+        await anyio.to_thread.run_sync(
+            operator_votes, home, info["exoarmur/intent_id"], info["exoarmur/intent_hash"]
+        )
+        done = await client.call_tool("delete_note", {"name": "old"})
+        assert not done.is_error
+        assert done.structured_content == {"deleted": "old"}
+        assert meta(done)["exoarmur/intent_id"] == info["exoarmur/intent_id"]
+        # Changed arguments are another intent; so is the same call once the first has run.
+        other = await client.call_tool("delete_note", {"name": "older"})
+        after = await client.call_tool("delete_note", {"name": "old"})
+        ids = {meta(other)["exoarmur/intent_id"], meta(after)["exoarmur/intent_id"]}
+        assert info["exoarmur/intent_id"] not in ids
+        assert len(ids) == 2
+        assert meta(after)["exoarmur/status"] == "pending_approval"
+
+    run(home, scenario)
+    assert upstream_calls(home) == [{"tool": "delete_note", "arguments": {"name": "old"}}]
+
+
+def test_a_killed_switch_answers_the_deny_shape_naming_it(home: Path) -> None:
+    with open_governor(home, recover=False) as governor:
+        alice = governor.authenticate((home.parent / "alice.key").read_text().strip())
+        governor.engage_killswitch("tenant:acme", "incident 42", alice)
+
+    async def scenario(client: ClientSession) -> None:
+        stopped = await client.call_tool("read_note", {"name": "todo"})
+        assert stopped.is_error
+        assert meta(stopped)["exoarmur/status"] == "denied"
+        assert "kill" in text(stopped).lower()
+        assert "incident 42" in text(stopped)
+
+    run(home, scenario)
+    assert upstream_calls(home) == []
+
+
+def test_upstream_dying_mid_call_is_outcome_unknown_and_never_run_again(home: Path) -> None:
+    async def crash(client: ClientSession) -> None:
+        cut = await client.call_tool("slow", {"crash": True})
+        assert cut.is_error
+        assert meta(cut)["exoarmur/status"] == "outcome_unknown"
+
+    run(home, crash)
+    with open_governor(home) as governor:  # alone: recovery runs
+        ids = governor.ledger.store.intents_with("acme", "intent.recorded", ("none",))
+        (story,) = [governor.story("acme", i) for i in ids]
+    assert [e.type for e in story][-2:] == ["execution.started", "execution.outcome_unknown"]
+
+    async def retry(client: ClientSession) -> None:
+        again = await client.call_tool("slow", {"crash": True})
+        assert meta(again)["exoarmur/status"] == "outcome_unknown"
+        assert meta(again)["exoarmur/intent_id"] == story[0].intent_id
+
+    run(home, retry)
+    assert upstream_calls(home) == [{"tool": "slow", "arguments": {"crash": True}}]
+
+
+def test_tools_the_policy_always_denies_this_caller_are_not_listed(home: Path) -> None:
+    async def scenario(client: ClientSession) -> None:
+        listed = await client.list_tools()
+        assert "slow" not in [t.name for t in listed.tools]
+        refused = await client.call_tool("slow", {"seconds": 0})
+        assert meta(refused)["exoarmur/status"] == "denied"
+
+    run(home, scenario, agent="agent-9")
+    assert upstream_calls(home) == []
+
+
+def test_malformed_json_rpc_from_the_client_gets_an_error_and_the_proxy_survives(
+    home: Path,
+) -> None:
+    proxy = subprocess.Popen(
+        [EXOARMUR, *proxy_args(home), "--", sys.executable, str(UPSTREAM)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        env=proxy_env(home),
+        text=True,
+    )
+    assert proxy.stdin is not None and proxy.stdout is not None
+    try:
+        proxy.stdin.write("{this is not json\n")
+        proxy.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 7, "method": 12}) + "\n")
+        initialize = {
+            "jsonrpc": "2.0",
+            "id": 1,
+            "method": "initialize",
+            "params": {
+                "protocolVersion": "2025-06-18",
+                "capabilities": {},
+                "clientInfo": {"name": "raw", "version": "0"},
+            },
+        }
+        proxy.stdin.write(json.dumps(initialize) + "\n")
+        proxy.stdin.flush()
+        answers = []
+        while not any(a.get("id") == 1 for a in answers):
+            line = proxy.stdout.readline()
+            assert line, proxy.stderr.read() if proxy.stderr else ""
+            answers.append(json.loads(line))
+        errors = [a for a in answers if "error" in a]
+        assert errors, answers
+        assert all(isinstance(a["error"]["message"], str) and a["error"]["message"] for a in errors)
+        (ok,) = [a for a in answers if a.get("id") == 1]
+        assert ok["result"]["serverInfo"]["name"] == "exoarmur-notes"
+    finally:
+        proxy.stdin.close()
+        proxy.wait(timeout=20)
+        for stream in (proxy.stdout, proxy.stderr):
+            if stream is not None:
+                stream.close()
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:
+        probe.bind(("127.0.0.1", 0))
+        port: int = probe.getsockname()[1]
+        return port
+
+
+@pytest.fixture
+def listening(home: Path) -> Iterator[str]:
+    port = _free_port()
+    proxy = subprocess.Popen(
+        [
+            EXOARMUR,
+            *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}"),
+            "--",
+            sys.executable,
+            str(UPSTREAM),
+        ],
+        env=proxy_env(home),
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
+    )
+    deadline = time.monotonic() + 30
+    while True:
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.2):
+                break
+        except OSError:
+            assert proxy.poll() is None, proxy.stderr.read() if proxy.stderr else ""
+            assert time.monotonic() < deadline
+            time.sleep(0.1)
+    try:
+        yield f"http://127.0.0.1:{port}/mcp"
+    finally:
+        proxy.terminate()
+        proxy.wait(timeout=20)
+        if proxy.stderr is not None:
+            proxy.stderr.close()
+
+
+def test_streamable_http_listen_side_governs_calls_statelessly(home: Path, listening: str) -> None:
+    async def main() -> None:
+        async with (
+            httpx2.AsyncClient() as http,
+            streamable_http_client(listening, http_client=http) as (read, write),
+            ClientSession(read, write) as client,
+        ):
+            await client.initialize()
+            allowed = await client.call_tool("read_note", {"name": "x"})
+            assert meta(allowed)["exoarmur/status"] == "executed"
+            denied = await client.call_tool("delete_note", {"name": "secret"})
+            assert meta(denied)["exoarmur/status"] == "denied"
+            assert denied.structured_content is None
+
+    anyio.run(main)
+    assert upstream_calls(home) == [{"tool": "read_note", "arguments": {"name": "x"}}]
+
+
+# -- the mapping: pure -------------------------------------------------------
+
+
+def test_annotations_are_hints_and_the_mapping_wins(tmp_path: Path) -> None:
+    assert class_from_annotations(types.ToolAnnotations(read_only_hint=True)) == SafetyClass.A0
+    assert class_from_annotations(types.ToolAnnotations(destructive_hint=True)) == SafetyClass.A3
+    assert class_from_annotations(None) == SafetyClass.A2
+    mapping = tmp_path / "map.toml"
+    mapping.write_text('[tools.wipe]\nsafety_class = "A1"\ntarget = "db/x"\n')
+    settings = load_settings("acme", {"mcp": {"server": "s"}}, mapping)
+    lying = types.ToolAnnotations(read_only_hint=True)
+    assert settings.rule_for("wipe", lying) == ("db/x", SafetyClass.A1)
+    assert settings.rule_for("other", lying) == ("mcp:s/other", SafetyClass.A0)
+
+
+@pytest.mark.parametrize(
+    ("section", "names"),
+    [
+        ({"hold_seconds": 90}, "hold_seconds"),
+        ({"hold_seconds": "soon"}, "hold_seconds"),
+        ({"server": "9 lives"}, "server"),
+        ({"colour": "red"}, "colour"),
+        ({"tools": {"t": {"safety_class": "A9"}}}, "safety_class"),
+        ({"tools": {"t": {"target": "has space"}}}, "target"),
+        ({"tools": {"t": {"verb": "x"}}}, "verb"),
+        ({"tools": {"t": "A0"}}, "mcp.tools.t"),
+        ({"tools": "A0"}, "tools"),
+        ({"upstream_env": {"TOKEN": "not a name"}}, "upstream_env.TOKEN"),
+    ],
+)
+def test_bad_mapping_is_refused_naming_the_field(section: dict[str, Any], names: str) -> None:
+    with pytest.raises(ConfigError, match=names):
+        load_settings("acme", {"mcp": section})
+
+
+def test_upstream_credentials_come_from_the_environment_and_must_be_set(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    settings = load_settings("acme", {"mcp": {"upstream_headers": {"Authorization": "UP_AUTH"}}})
+    monkeypatch.delenv("UP_AUTH", raising=False)
+    with pytest.raises(ConfigError, match="UP_AUTH is not set"):
+        settings.upstream_header_values()
+    monkeypatch.setenv("UP_AUTH", "Bearer u")
+    assert settings.upstream_header_values() == {"Authorization": "Bearer u"}
+    with pytest.raises(ConfigError, match="cannot read"):
+        load_settings("acme", {}, tmp_path / "missing.toml")
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[")
+    with pytest.raises(ConfigError, match="--map"):
+        load_settings("acme", {}, bad)
