@@ -59,6 +59,10 @@ upstream_env = { UPSTREAM_LOG = "TEST_UPSTREAM_LOG", UPSTREAM_TOKEN = "TEST_UPST
 
 [mcp.tools.delete_note]
 target = "notes/archive"
+safety_class = "A2"
+
+[mcp.tools.slow]
+safety_class = "A1"
 """
 
 
@@ -158,6 +162,7 @@ def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_
         assert denied.structured_content is None
         assert meta(denied)["exoarmur/status"] == "denied"
         assert meta(denied)["exoarmur/reasons"] == ["policy no-secrets"]
+        assert meta(denied)["exoarmur/status"] == "denied"
         assert meta(denied)["exoarmur/intent_hash"].startswith("sha256:")
         assert "no-secrets" in text(denied)
         resources = await client.list_resources()

@@ -19,6 +19,7 @@ from ..model.decision import Outcome, OutcomeStatus
 from ..model.intent import TOKEN_PATTERN, IntentRequest, SafetyClass, parse_intent
 from ..pipeline import Governor
 from ..principals import Principal
+from .reasons import refusal_reasons
 
 EVENT: Final = "PreToolUse"
 #: how much harm each kind of built-in tool can do; ``[claude_code] classes`` overrides
@@ -126,11 +127,7 @@ def hook_answer(outcome: Outcome, intent_hash: str) -> dict[str, Any]:
         decision = "ask"
         reason = f"{where} waits for approval by ExoArmur approvers"
     else:
-        reasons = [f"policy {r}" for r in outcome.decision.reasons]
-        if outcome.decision.gate is not None:
-            reasons.append(str(outcome.decision.gate.get("reason", "the safety gate")))
-        if outcome.error:
-            reasons.append(outcome.error)
+        reasons = refusal_reasons(outcome)
         why = "; ".join(reasons) or "no policy permits it (default deny)"
         decision, reason = "deny", f"{where} {status.value}: {why}"
     return {

@@ -40,6 +40,7 @@ from ...model.decision import Outcome, OutcomeStatus, Verdict
 from ...model.intent import ACTION_PATTERN, ActionIntent, Actor, IntentRequest
 from ...pipeline import Governor
 from ...principals import Principal
+from ..reasons import refusal_reasons as _reasons
 from .mapping import ProxySettings
 
 STATUS_TOOL: Final = "exoarmur_status"
@@ -389,19 +390,6 @@ def _status_tool() -> types.Tool:
         },
         annotations=types.ToolAnnotations(read_only_hint=True),
     )
-
-
-def _reasons(outcome: Outcome) -> list[str]:
-    reasons = [f"policy {r}" for r in outcome.decision.reasons]
-    gate = outcome.decision.gate
-    if gate is not None:
-        reasons.append(str(gate.get("reason", "the safety gate")))
-    if outcome.status == OutcomeStatus.BLOCKED and outcome.error:
-        reasons.append(outcome.error)
-    if outcome.status == OutcomeStatus.REJECTED and outcome.error:
-        reasons.append(f"rejected: {outcome.error}")
-    reasons.extend(outcome.decision.errors)
-    return reasons
 
 
 def _meta(status: str, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -11,17 +11,27 @@ from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
 
+import logging
+
+import anyio
 import httpx2
+import mcp_types as types
 import uvicorn
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.stdio import stdio_server
+from mcp.shared._stream_protocols import ReadStream, WriteStream
+from mcp.shared.message import SessionMessage
+from anyio.streams.memory import MemoryObjectSendStream
+from pydantic import ValidationError
 
 from ...pipeline import Governor
 from ...principals import Principal
 from .mapping import ProxySettings
 from .proxy import GovernedTools
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -59,8 +69,43 @@ async def serve_stdio(
 ) -> None:
     async with upstream_session(upstream, settings) as session:
         server = GovernedTools(governor, principal, settings, session).server()
-        async with stdio_server() as (read, write):
-            await server.run(read, write, server.create_initialization_options())
+        async with stdio_server() as (read, write), anyio.create_task_group() as tasks:
+            checked_send, checked = anyio.create_memory_object_stream[SessionMessage | Exception](0)
+            tasks.start_soon(_answer_malformed, read, checked_send, write)
+            await server.run(checked, write, server.create_initialization_options())
+            tasks.cancel_scope.cancel()
+
+
+async def _answer_malformed(
+    read: ReadStream[SessionMessage | Exception],
+    forward: MemoryObjectSendStream[SessionMessage | Exception],
+    write: WriteStream[SessionMessage],
+) -> None:
+    """Answer a line that is not a JSON-RPC message with a JSON-RPC error, and go on serving.
+
+    The SDK's stdio transport hands such lines on as exceptions, which the
+    server only logs: the client would wait for an answer that never comes.
+    """
+    async with forward:
+        async for item in read:
+            if not isinstance(item, Exception):
+                await forward.send(item)
+                continue
+            invalid_json = isinstance(item, ValidationError) and any(
+                e.get("type") == "json_invalid" for e in item.errors()
+            )
+            code, what = (
+                (types.PARSE_ERROR, "not JSON")
+                if invalid_json
+                else (types.INVALID_REQUEST, "not a JSON-RPC request, notification or response")
+            )
+            error = types.JSONRPCError(
+                jsonrpc="2.0",
+                id=None,
+                error=types.ErrorData(code=code, message=f"exoarmur mcp proxy: the message is {what}"),
+            )
+            logger.warning("refused a malformed message from the client: %s", what)
+            await write.send(SessionMessage(error))
 
 
 async def serve_http(
