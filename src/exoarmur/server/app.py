@@ -44,6 +44,7 @@ def _application(limits: Limits) -> FastAPI:
     install_error_handlers(app)
     for module in (service, intents, controls, record, tiles):
         app.include_router(module.router)
+    app.include_router(__import__("exoarmur.server.hooks").server.hooks.router)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(LastResort)
