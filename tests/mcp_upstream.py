@@ -75,12 +75,12 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
 
 
 async def list_resources(ctx: Any, params: Any) -> types.ListResourcesResult:
-    return types.ListResourcesResult(
-        resources=[types.Resource(uri="note://readme", name="readme")]
-    )
+    return types.ListResourcesResult(resources=[types.Resource(uri="note://readme", name="readme")])
 
 
-async def read_resource(ctx: Any, params: types.ReadResourceRequestParams) -> types.ReadResourceResult:
+async def read_resource(
+    ctx: Any, params: types.ReadResourceRequestParams
+) -> types.ReadResourceResult:
     return types.ReadResourceResult(
         contents=[types.TextResourceContents(uri=params.uri, text="the readme")]
     )

@@ -70,7 +70,16 @@ def test_command_hook_answers_each_tool_kind_in_the_hook_format(dep: Deployment,
     key_file = dep.home.parent / "agent.key"
     ran = runner.invoke(
         app,
-        ["--home", str(dep.home), "hook", "claude-code", "--tenant", "acme", "--key-file", str(key_file)],
+        [
+            "--home",
+            str(dep.home),
+            "hook",
+            "claude-code",
+            "--tenant",
+            "acme",
+            "--key-file",
+            str(key_file),
+        ],
         input=json.dumps(recorded(name)),
     )
     assert ran.exit_code == 0, ran.output
@@ -107,7 +116,9 @@ def test_a_hook_delivered_twice_is_one_intent(dep: Deployment) -> None:
 def test_http_hook_needs_an_agent_key_for_the_tenant(dep: Deployment) -> None:
     url = "/v1/hooks/claude-code?tenant=acme"
     assert dep.client.post(url, json=recorded("read")).status_code == 401
-    assert dep.client.post(url, json=recorded("read"), headers=dep.auth("agent-g")).status_code == 403
+    assert (
+        dep.client.post(url, json=recorded("read"), headers=dep.auth("agent-g")).status_code == 403
+    )
     bad = dep.client.post(url, json={"tool_input": {}}, headers=dep.auth("agent-7"))
     assert bad.status_code == 422
     assert "tool_name" in bad.text
@@ -123,11 +134,22 @@ def test_http_hook_needs_an_agent_key_for_the_tenant(dep: Deployment) -> None:
         ("[]", "hook input"),
     ],
 )
-def test_bad_hook_input_blocks_the_tool_with_exit_2(dep: Deployment, stdin: str, expected: str) -> None:
+def test_bad_hook_input_blocks_the_tool_with_exit_2(
+    dep: Deployment, stdin: str, expected: str
+) -> None:
     key_file = dep.home.parent / "agent.key"
     ran = runner.invoke(
         app,
-        ["--home", str(dep.home), "hook", "claude-code", "--tenant", "acme", "--key-file", str(key_file)],
+        [
+            "--home",
+            str(dep.home),
+            "hook",
+            "claude-code",
+            "--tenant",
+            "acme",
+            "--key-file",
+            str(key_file),
+        ],
         input=stdin,
     )
     assert ran.exit_code == 2
@@ -152,7 +174,9 @@ def test_classes_are_configurable_and_bad_ones_are_refused() -> None:
 def test_target_is_the_file_or_the_working_directory() -> None:
     agent = Principal("agent-7", "agent", ("acme",), "0" * 16)
     classes = tool_classes({})
-    assert hook_intent(recorded("edit"), "acme", agent, classes).target == "/home/dev/shop/src/cart.py"
+    assert (
+        hook_intent(recorded("edit"), "acme", agent, classes).target == "/home/dev/shop/src/cart.py"
+    )
     assert hook_intent(recorded("bash"), "acme", agent, classes).target == "/home/dev/shop"
     spaced = recorded("bash") | {"cwd": "/home/my shop"}
     assert hook_intent(spaced, "acme", agent, classes).target == "claude-code"

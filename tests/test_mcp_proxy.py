@@ -1,4 +1,4 @@
-"""The MCP proxy, end to end: a real ``mcp`` client session → ``exoarmur mcp proxy`` → a real server.
+"""The MCP proxy end to end: a real ``mcp`` client → ``exoarmur mcp proxy`` → a real server.
 
 The upstream (``tests/mcp_upstream.py``) logs every call that reaches a
 tool, so "never reached" and "ran once" are counted where they happen.
@@ -48,7 +48,8 @@ POLICY = """
 permit (principal, action == Action::"mcp.notes.delete_note", resource);
 @id("no-secrets") forbid (principal, action, resource)
 when { context.params has name && context.params.name == "secret" };
-@id("no-slow-for-agent-9") forbid (principal == Agent::"agent-9", action == Action::"mcp.notes.slow", resource);
+@id("no-slow-for-agent-9")
+forbid (principal == Agent::"agent-9", action == Action::"mcp.notes.slow", resource);
 """
 
 CONFIG = """
@@ -121,7 +122,9 @@ async def session(home: Path, agent: str = "agent-7") -> Any:
         yield client
 
 
-def run(home: Path, scenario: Callable[[ClientSession], Awaitable[None]], agent: str = "agent-7") -> None:
+def run(
+    home: Path, scenario: Callable[[ClientSession], Awaitable[None]], agent: str = "agent-7"
+) -> None:
     async def main() -> None:
         async with session(home, agent) as client:
             await scenario(client)
@@ -150,7 +153,12 @@ def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_
 ) -> None:
     async def scenario(client: ClientSession) -> None:
         listed = await client.list_tools()
-        assert [t.name for t in listed.tools] == ["read_note", "delete_note", "slow", "exoarmur_status"]
+        assert [t.name for t in listed.tools] == [
+            "read_note",
+            "delete_note",
+            "slow",
+            "exoarmur_status",
+        ]
         allowed = await client.call_tool("read_note", {"name": "todo"})
         assert not allowed.is_error
         assert text(allowed) == "note todo; token seen: upstream-secret-1"
@@ -178,7 +186,10 @@ def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_
             for i in governor.ledger.store.intents_with("acme", "intent.recorded", ("none",))
         ]
     types_by_action = {s[0].payload["intent"]["action"]: [e.type for e in s] for s in stories}
-    assert types_by_action["mcp.notes.read_note"][-2:] == ["execution.started", "execution.finished"]
+    assert types_by_action["mcp.notes.read_note"][-2:] == [
+        "execution.started",
+        "execution.finished",
+    ]
     assert "execution.started" not in types_by_action["mcp.notes.delete_note"]
 
 
@@ -190,9 +201,7 @@ def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(h
 
     async def scenario(client: ClientSession) -> None:
         started = time.monotonic()
-        held = await client.call_tool(
-            "delete_note", {"name": "old"}, progress_callback=on_progress
-        )
+        held = await client.call_tool("delete_note", {"name": "old"}, progress_callback=on_progress)
         assert time.monotonic() - started >= 1.0  # held for hold_seconds, then answered
         assert held.is_error
         assert held.structured_content is None
@@ -202,7 +211,9 @@ def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(h
         assert progress, "the client was told the call is alive"
         again = await client.call_tool("delete_note", {"name": "old"})
         assert meta(again)["exoarmur/intent_id"] == info["exoarmur/intent_id"]
-        status = await client.call_tool("exoarmur_status", {"intent_id": info["exoarmur/intent_id"]})
+        status = await client.call_tool(
+            "exoarmur_status", {"intent_id": info["exoarmur/intent_id"]}
+        )
         assert meta(status)["exoarmur/status"] == "pending_approval"
         await anyio.to_thread.run_sync(
             operator_votes, home, info["exoarmur/intent_id"], info["exoarmur/intent_hash"]
@@ -282,7 +293,8 @@ def test_malformed_json_rpc_from_the_client_gets_an_error_and_the_proxy_survives
         env=proxy_env(home),
         text=True,
     )
-    assert proxy.stdin is not None and proxy.stdout is not None
+    assert proxy.stdin is not None
+    assert proxy.stdout is not None
     try:
         proxy.stdin.write("{this is not json\n")
         proxy.stdin.write(json.dumps({"jsonrpc": "2.0", "id": 7, "method": 12}) + "\n")

@@ -51,7 +51,8 @@ def mcp_proxy(
         bool, typer.Option("--stateless/--sessions", help="With --listen: no sticky sessions.")
     ] = True,
     server: Annotated[
-        str | None, typer.Option("--server", help="The server's name in actions mcp.<server>.<tool>.")
+        str | None,
+        typer.Option("--server", help="The server's name in actions mcp.<server>.<tool>."),
     ] = None,
     map_file: Annotated[
         Path | None, typer.Option("--map", help="TOML mapping of tools (like config [mcp]).")
@@ -72,15 +73,15 @@ def mcp_proxy(
             from .integrations.mcp.mapping import load_settings
             from .integrations.mcp.transport import Upstream, serve_http, serve_stdio
         except ImportError as exc:  # pragma: no cover - the extra is part of dev
-            raise ConfigError(f"the MCP proxy needs the mcp extra: pip install 'exoarmur[mcp]' ({exc})") from None
+            raise ConfigError(
+                f"the MCP proxy needs the mcp extra: pip install 'exoarmur[mcp]' ({exc})"
+            ) from None
         _check_tenant(tenant)
         if bool(command) == bool(upstream_url):
             raise InputError("upstream: give either -- CMD ARGS… or --upstream-url, not both")
         address = _address(listen) if listen is not None else None
         home = _home()
-        settings = load_settings(
-            tenant, home.config(), map_file, server=server, hold_seconds=hold
-        )
+        settings = load_settings(tenant, home.config(), map_file, server=server, hold_seconds=hold)
         upstream = Upstream(command=tuple(command or ()), url=upstream_url)
         api_key = _api_key(key_file)
         with open_governor(home) as governor:

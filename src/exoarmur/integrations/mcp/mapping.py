@@ -60,7 +60,9 @@ class ProxySettings:
         return target, class_from_annotations(annotations)
 
     def upstream_environment(self) -> dict[str, str]:
-        return {name: _from_env(f"upstream_env.{name}", ref) for name, ref in self.upstream_env.items()}
+        return {
+            name: _from_env(f"upstream_env.{name}", ref) for name, ref in self.upstream_env.items()
+        }
 
     def upstream_header_values(self) -> dict[str, str]:
         return {
@@ -94,7 +96,9 @@ def load_settings(
             raise ConfigError(f"{where}: must be a table")
         unknown = sorted(set(part) - _SECTION_KEYS)
         if unknown:
-            raise ConfigError(f"{where}: field {unknown[0]!r}: unknown (known: {sorted(_SECTION_KEYS)})")
+            raise ConfigError(
+                f"{where}: field {unknown[0]!r}: unknown (known: {sorted(_SECTION_KEYS)})"
+            )
         for key, value in part.items():
             if isinstance(value, dict) and isinstance(section.get(key), dict):
                 section[key] = section[key] | value
@@ -166,7 +170,9 @@ def _tool_rule(name: str, rule: object) -> ToolRule:
     try:
         chosen = SafetyClass(safety) if safety is not None else None
     except ValueError:
-        raise ConfigError(f"{where}: field 'safety_class': {safety!r} is not one of A0-A3") from None
+        raise ConfigError(
+            f"{where}: field 'safety_class': {safety!r} is not one of A0-A3"
+        ) from None
     return ToolRule(target=target, safety_class=chosen)
 
 

@@ -69,7 +69,7 @@ _REFUSED: Final = frozenset(
 _PROBE_ID: Final = "0" * 26
 
 
-class UpstreamLost(BaseException):  # noqa: N818 - a stop, not an error to handle
+class UpstreamLost(BaseException):
     """The upstream went away while a call was in flight.
 
     A ``BaseException`` on purpose: the governor records an ordinary
@@ -222,7 +222,9 @@ class GovernedTools:
 
     # -- governing (worker threads) ------------------------------------------
 
-    def _request(self, tool: str, arguments: dict[str, Any], known: types.Tool | None) -> IntentRequest:
+    def _request(
+        self, tool: str, arguments: dict[str, Any], known: types.Tool | None
+    ) -> IntentRequest:
         import re
 
         action = f"mcp.{self.settings.server}.{tool}"
@@ -268,7 +270,7 @@ class GovernedTools:
     def _run_approved(self, outcome: Outcome) -> Outcome:
         state = intent_state(self.governor.story(outcome.tenant, outcome.intent_id))
         # Starts under a precondition on the intent's last event: at most once, whoever asks.
-        ran = self.governor._execute_approved(state)  # noqa: SLF001 - see GovernedTools.__init__
+        ran = self.governor._execute_approved(state)
         return ran if ran is not None else self.governor.outcome(outcome.tenant, outcome.intent_id)
 
     async def _hold(self, ctx: ServerRequestContext[Any], outcome: Outcome) -> Outcome:
@@ -298,7 +300,9 @@ class GovernedTools:
         status = outcome.status
         if status == OutcomeStatus.EXECUTED and isinstance(outcome.result, dict):
             result = types.CallToolResult.model_validate(outcome.result)
-            merged = dict(result.meta or {}) | _meta(status.value, meta | {"result_hash": outcome.result_hash})
+            merged = dict(result.meta or {}) | _meta(
+                status.value, meta | {"result_hash": outcome.result_hash}
+            )
             return result.model_copy(update={"meta": merged})
         if status == OutcomeStatus.PENDING_APPROVAL:
             deadline = state.deadline
@@ -320,7 +324,9 @@ class GovernedTools:
                 "stopped): whether it acted is unknown, and it will not be run again",
                 meta,
             )
-        return _refusal(status.value, f"the call {status.value}: {outcome.error or ''}".strip(), meta)
+        return _refusal(
+            status.value, f"the call {status.value}: {outcome.error or ''}".strip(), meta
+        )
 
     def _status(self, arguments: Mapping[str, Any]) -> types.CallToolResult:
         intent_id = arguments.get("intent_id")
@@ -342,7 +348,9 @@ class GovernedTools:
             "deadline": _time(state.deadline),
         }
         return types.CallToolResult(
-            content=[types.TextContent(type="text", text=f"intent {intent_id}: {outcome.status.value}")],
+            content=[
+                types.TextContent(type="text", text=f"intent {intent_id}: {outcome.status.value}")
+            ],
             meta=_meta(outcome.status.value, meta),
         )
 
@@ -371,7 +379,9 @@ class GovernedTools:
                 continue  # not an action name: every call answers why, the listing keeps it
             decision = engine.decide(probe)
             forbidden = any(
-                engine.policies[r].effect == "forbid" for r in decision.reasons if r in engine.policies
+                engine.policies[r].effect == "forbid"
+                for r in decision.reasons
+                if r in engine.policies
             )
             if decision.verdict == Verdict.DENY and not decision.errors and forbidden:
                 hidden.add(name)

@@ -7,23 +7,22 @@ but the tool call itself.
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Sequence
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-
-import logging
 
 import anyio
 import httpx2
 import mcp_types as types
 import uvicorn
+from anyio.streams.memory import MemoryObjectSendStream
 from mcp.client.session import ClientSession
 from mcp.client.stdio import StdioServerParameters, stdio_client
 from mcp.client.streamable_http import streamable_http_client
 from mcp.server.stdio import stdio_server
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
-from anyio.streams.memory import MemoryObjectSendStream
 from pydantic import ValidationError
 
 from ...pipeline import Governor
@@ -43,7 +42,9 @@ class Upstream:
 
 
 @asynccontextmanager
-async def upstream_session(upstream: Upstream, settings: ProxySettings) -> AsyncIterator[ClientSession]:
+async def upstream_session(
+    upstream: Upstream, settings: ProxySettings
+) -> AsyncIterator[ClientSession]:
     if upstream.url is not None:
         headers = settings.upstream_header_values()
         async with (
@@ -102,7 +103,9 @@ async def _answer_malformed(
             error = types.JSONRPCError(
                 jsonrpc="2.0",
                 id=None,
-                error=types.ErrorData(code=code, message=f"exoarmur mcp proxy: the message is {what}"),
+                error=types.ErrorData(
+                    code=code, message=f"exoarmur mcp proxy: the message is {what}"
+                ),
             )
             logger.warning("refused a malformed message from the client: %s", what)
             await write.send(SessionMessage(error))
