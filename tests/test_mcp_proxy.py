@@ -97,7 +97,9 @@ def upstream_calls(home: Path) -> list[dict[str, Any]]:
 
 
 def proxy_env(home: Path) -> dict[str, str]:
-    return {
+    # Coverage's settings pass through, so that the child proxy is measured too.
+    measured = {k: v for k, v in os.environ.items() if k.startswith("COVERAGE_")}
+    return measured | {
         "PATH": os.environ.get("PATH", ""),
         "HOME": str(home.parent),
         "TEST_UPSTREAM_LOG": str(home.parent / "upstream.log"),
