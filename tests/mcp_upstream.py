@@ -3,17 +3,19 @@
 Tools: ``read_note`` (read-only), ``delete_note`` (destructive, with an output
 schema), ``slow`` (sleeps; ``crash: true`` makes the process die mid-call).
 Every call that reaches a tool appends a line to ``$UPSTREAM_LOG``, so tests
-count what the upstream really did. Run: ``python tests/mcp_upstream.py``.
+count what the upstream really did. Run: ``python tests/mcp_upstream.py`` (stdio) or ``… --http PORT`` (streamable HTTP).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import sys
 from typing import Any
 
 import anyio
 import mcp_types as types
+import uvicorn
 from mcp.server.lowlevel.server import Server
 from mcp.server.stdio import stdio_server
 
@@ -60,6 +62,8 @@ async def call_tool(ctx: Any, params: types.CallToolRequestParams) -> types.Call
     _log(params.name, arguments)
     if params.name == "read_note":
         token = os.environ.get("UPSTREAM_TOKEN", "")
+        if ctx.request is not None:  # over HTTP: the credentials the proxy sent
+            token = ctx.request.headers.get("authorization", "")
         text = f"note {arguments.get('name')}; token seen: {token}"
         return types.CallToolResult(content=[types.TextContent(type="text", text=text)])
     if params.name == "delete_note":
@@ -101,4 +105,8 @@ async def main() -> None:
 
 
 if __name__ == "__main__":
-    anyio.run(main)
+    if sys.argv[1:2] == ["--http"]:
+        app = server.streamable_http_app(stateless_http=True, host="127.0.0.1")
+        uvicorn.run(app, host="127.0.0.1", port=int(sys.argv[2]), log_level="warning")
+    else:
+        anyio.run(main)

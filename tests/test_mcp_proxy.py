@@ -15,7 +15,7 @@ import subprocess
 import sys
 import time
 from collections.abc import Awaitable, Callable, Iterator
-from contextlib import asynccontextmanager
+from contextlib import asynccontextmanager, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -57,6 +57,7 @@ CONFIG = """
 server = "notes"
 hold_seconds = 1
 upstream_env = { UPSTREAM_LOG = "TEST_UPSTREAM_LOG", UPSTREAM_TOKEN = "TEST_UPSTREAM_TOKEN" }
+upstream_headers = { Authorization = "TEST_UPSTREAM_AUTH" }
 
 [mcp.tools.delete_note]
 target = "notes/archive"
@@ -104,6 +105,7 @@ def proxy_env(home: Path) -> dict[str, str]:
         "HOME": str(home.parent),
         "TEST_UPSTREAM_LOG": str(home.parent / "upstream.log"),
         "TEST_UPSTREAM_TOKEN": "upstream-secret-1",
+        "TEST_UPSTREAM_AUTH": "Bearer upstream-secret-2",
     }
 
 
@@ -337,37 +339,80 @@ def _free_port() -> int:
         return port
 
 
-@pytest.fixture
-def listening(home: Path) -> Iterator[str]:
-    port = _free_port()
-    proxy = subprocess.Popen(
-        [
-            EXOARMUR,
-            *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}"),
-            "--",
-            sys.executable,
-            str(UPSTREAM),
-        ],
-        env=proxy_env(home),
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.PIPE,
-    )
+@contextmanager
+def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None]:
+    """Run ``command`` until its port answers; stop it afterwards."""
+    process = subprocess.Popen(command, env=env, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
     deadline = time.monotonic() + 30
     while True:
         try:
             with socket.create_connection(("127.0.0.1", port), timeout=0.2):
                 break
         except OSError:
-            assert proxy.poll() is None, proxy.stderr.read() if proxy.stderr else ""
+            assert process.poll() is None, process.stderr.read() if process.stderr else ""
             assert time.monotonic() < deadline
             time.sleep(0.1)
     try:
-        yield f"http://127.0.0.1:{port}/mcp"
+        yield
     finally:
-        proxy.terminate()
-        proxy.wait(timeout=20)
-        if proxy.stderr is not None:
-            proxy.stderr.close()
+        process.terminate()
+        process.wait(timeout=20)
+        if process.stderr is not None:
+            process.stderr.close()
+
+
+@pytest.fixture
+def listening(home: Path) -> Iterator[str]:
+    port = _free_port()
+    command = [
+        EXOARMUR,
+        *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}"),
+        "--",
+        sys.executable,
+        str(UPSTREAM),
+    ]
+    with serving(command, proxy_env(home), port):
+        yield f"http://127.0.0.1:{port}/mcp"
+
+
+def test_an_upstream_over_streamable_http_gets_the_proxy_s_own_credentials(home: Path) -> None:
+    port = _free_port()
+    upstream = [sys.executable, str(UPSTREAM), "--http", str(port)]
+    env = proxy_env(home) | {"UPSTREAM_LOG": str(home.parent / "upstream.log")}
+    url = f"http://127.0.0.1:{port}/mcp"
+
+    async def main() -> None:
+        parameters = StdioServerParameters(
+            command=EXOARMUR,
+            args=[*proxy_args(home), "--upstream-url", url],
+            env=proxy_env(home),
+        )
+        async with stdio_client(parameters) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            allowed = await client.call_tool("read_note", {"name": "far"})
+            assert text(allowed) == "note far; token seen: Bearer upstream-secret-2"
+            denied = await client.call_tool("read_note", {"name": "secret"})
+            assert meta(denied)["exoarmur/status"] == "denied"
+
+    with serving(upstream, env, port):
+        anyio.run(main)
+    assert upstream_calls(home) == [{"tool": "read_note", "arguments": {"name": "far"}}]
+
+
+def test_the_upstream_is_either_a_command_or_a_url(home: Path) -> None:
+    both = cli(home, *proxy_args(home)[2:], "--upstream-url", "http://x/mcp", "--", "cmd")
+    assert both.exit_code == 2
+    assert "upstream" in both.output
+    neither = cli(home, *proxy_args(home)[2:])
+    assert neither.exit_code == 2
+    bad_listen = cli(home, *proxy_args(home)[2:], "--listen", "nowhere", "--", "cmd")
+    assert bad_listen.exit_code == 2
+    assert "--listen" in bad_listen.output
+    bad_tenant = cli(home, "mcp", "proxy", "--tenant", "Not A Tenant", "--", "cmd")
+    assert bad_tenant.exit_code == 2
+    operator = cli(home, *proxy_args(home, "alice")[2:], "--", sys.executable, str(UPSTREAM))
+    assert operator.exit_code == 3
+    assert "may not submit" in operator.output
 
 
 def test_streamable_http_listen_side_governs_calls_statelessly(home: Path, listening: str) -> None:
