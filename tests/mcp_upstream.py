@@ -3,7 +3,8 @@
 Tools: ``read_note`` (read-only), ``delete_note`` (destructive, with an output
 schema), ``slow`` (sleeps; ``crash: true`` makes the process die mid-call).
 Every call that reaches a tool appends a line to ``$UPSTREAM_LOG``, so tests
-count what the upstream really did. Run: ``python tests/mcp_upstream.py`` (stdio) or ``… --http PORT`` (streamable HTTP).
+count what the upstream really did. Run: ``python tests/mcp_upstream.py`` (stdio)
+or ``python tests/mcp_upstream.py --http PORT`` (streamable HTTP).
 """
 
 from __future__ import annotations

@@ -103,6 +103,14 @@ def test_http_hook_answers_like_the_command(dep: Deployment, name: str) -> None:
     assert answer.json()["hookSpecificOutput"]["permissionDecision"] == EXPECTED[name][0]
 
 
+def test_http_hook_uses_the_configured_classes(dep: Deployment) -> None:
+    dep.client.app.state.hook_classes = tool_classes({"claude_code": {"classes": {"Bash": "A3"}}})
+    dep.client.post(
+        "/v1/hooks/claude-code?tenant=acme", json=recorded("bash"), headers=dep.auth("agent-7")
+    )
+    assert _classes_recorded(dep) == {"claude-code.Bash": "A3"}
+
+
 def test_a_hook_delivered_twice_is_one_intent(dep: Deployment) -> None:
     for _ in range(2):
         answer = dep.client.post(

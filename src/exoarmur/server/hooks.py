@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Request
 from pydantic import BaseModel, ConfigDict, Field
 
 from ..integrations.claude_code import DEFAULT_CLASSES, decide_hook
@@ -50,6 +50,7 @@ class HookAnswer(BaseModel):
     dependencies=[Depends(write_slot)],
 )
 def claude_code_hook(
+    request: Request,
     caller: CallerDep,
     document: Annotated[Any, Depends(intent_document)],
     tenant: Annotated[
@@ -59,4 +60,6 @@ def claude_code_hook(
     """Govern one tool use of Claude Code as the authenticated agent: allow, deny or ask."""
     caller.has_role_for(Right.SUBMIT)
     caller.require(Right.SUBMIT, tenant)
-    return decide_hook(caller.governor, caller.principal, tenant, document, DEFAULT_CLASSES)
+    # `exoarmur serve` sets the classes from config.toml [claude_code]
+    classes = getattr(request.app.state, "hook_classes", DEFAULT_CLASSES)
+    return decide_hook(caller.governor, caller.principal, tenant, document, classes)

@@ -33,6 +33,7 @@ from uvicorn.config import LOGGING_CONFIG
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
+from ..integrations.claude_code import tool_classes
 from .app import create_app
 from .audit import RefusalAudit
 from .limits import Limits
@@ -211,6 +212,7 @@ def serve(
             grace_seconds=settings.grace_seconds,
             refusals=settings.refusals,
         )
+        service.app.state.hook_classes = tool_classes(where.config())
         governor.record_service(settings.to_canonical())
     except BaseException:
         governor.close()
