@@ -32,8 +32,8 @@ from uvicorn.config import LOGGING_CONFIG
 
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
-from ..pipeline import Governor
 from ..integrations.claude_code import tool_classes
+from ..pipeline import Governor
 from .app import create_app
 from .audit import RefusalAudit
 from .limits import Limits
