@@ -483,3 +483,26 @@ def test_upstream_credentials_come_from_the_environment_and_must_be_set(
     bad.write_text("[")
     with pytest.raises(ConfigError, match="--map"):
         load_settings("acme", {}, bad)
+
+
+def test_malformed_json_rpc_from_the_upstream_is_a_failed_call_and_the_proxy_goes_on(
+    home: Path,
+) -> None:
+    garbling = str(UPSTREAM.with_name("mcp_garbling_upstream.py"))
+
+    async def main() -> None:
+        parameters = StdioServerParameters(
+            command=EXOARMUR,
+            args=[*proxy_args(home), "--server", "garbling", "--", sys.executable, garbling],
+            env=proxy_env(home),
+        )
+        async with stdio_client(parameters) as (read, write), ClientSession(read, write) as client:
+            await client.initialize()
+            broken = await client.call_tool("garble", {})
+            assert broken.is_error
+            assert meta(broken)["exoarmur/status"] == "failed"
+            assert "not a tool result" in text(broken)
+            fine = await client.call_tool("echo", {})
+            assert text(fine) == "echo"
+
+    anyio.run(main)

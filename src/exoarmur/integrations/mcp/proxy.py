@@ -30,6 +30,7 @@ import mcp_types as types
 from mcp.client.session import ClientSession
 from mcp.server.context import ServerRequestContext
 from mcp.server.lowlevel.server import Server
+from pydantic import ValidationError
 
 from ... import __version__
 from ...approvals import intent_state
@@ -101,8 +102,10 @@ class UpstreamCall:
         except (anyio.ClosedResourceError, anyio.BrokenResourceError, anyio.EndOfStream) as exc:
             self.lost = True
             raise UpstreamLost(f"{type(exc).__name__}") from None
-        except ExoArmurError:
-            raise
+        except ValidationError as exc:
+            raise ExecutionFailed(
+                f"the upstream answered with something that is not a tool result: {exc}"
+            ) from None
         except Exception as exc:
             if _connection_closed(exc):
                 self.lost = True
