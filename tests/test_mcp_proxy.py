@@ -238,6 +238,41 @@ def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(h
     assert upstream_calls(home) == [{"tool": "delete_note", "arguments": {"name": "old"}}]
 
 
+def operator_rules_while_held(home: Path, vote: Vote) -> None:
+    """Wait for the held call's intent, then vote on it as an operator would, elsewhere."""
+    deadline = time.monotonic() + 20
+    with open_governor(home, recover=False) as governor:
+        alice = governor.authenticate((home.parent / "alice.key").read_text().strip())
+        while not (pending := governor.pending("acme")):
+            assert time.monotonic() < deadline
+            time.sleep(0.2)
+        (state,) = pending
+        governor.vote("acme", state.intent.intent_id, alice, vote, "seen it", state.intent_hash)
+
+
+@pytest.mark.parametrize(
+    ("vote", "status"), [(Vote.APPROVE, "executed"), (Vote.REJECT, "rejected")]
+)
+def test_a_vote_during_the_hold_answers_the_held_call(home: Path, vote: Vote, status: str) -> None:
+    async def scenario(client: ClientSession) -> None:
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(anyio.to_thread.run_sync, operator_rules_while_held, home, vote)
+            held = await client.call_tool("delete_note", {"name": "held"})
+        assert meta(held)["exoarmur/status"] == status
+        if vote == Vote.APPROVE:
+            assert held.structured_content == {"deleted": "held"}
+        else:
+            assert held.is_error
+            assert held.structured_content is None
+            assert "seen it" in text(held)
+
+    config = home / "config.toml"
+    config.write_text(config.read_text().replace("hold_seconds = 1", "hold_seconds = 30"))
+    run(home, scenario)
+    expected = [{"tool": "delete_note", "arguments": {"name": "held"}}]
+    assert upstream_calls(home) == (expected if vote == Vote.APPROVE else [])
+
+
 def test_a_killed_switch_answers_the_deny_shape_naming_it(home: Path) -> None:
     with open_governor(home, recover=False) as governor:
         alice = governor.authenticate((home.parent / "alice.key").read_text().strip())

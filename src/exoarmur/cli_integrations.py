@@ -7,6 +7,7 @@ imports ``exoarmur.cli`` only inside commands, when cli is already loaded.
 from __future__ import annotations
 
 import json
+import re
 import sys
 from pathlib import Path
 from typing import Annotated
@@ -135,8 +136,6 @@ def hook_claude_code(tenant: TenantOption, key_file: KeyFile = None) -> None:
 
 
 def _check_tenant(tenant: str) -> None:
-    import re
-
     if not re.match(TENANT_PATTERN, tenant):
         raise InputError(f"--tenant: {tenant!r} does not match {TENANT_PATTERN}")
 

@@ -18,6 +18,7 @@ the upstream call (the side effect) is made from there back on the loop.
 from __future__ import annotations
 
 import hashlib
+import re
 import threading
 from collections.abc import Mapping
 from datetime import datetime
@@ -228,8 +229,6 @@ class GovernedTools:
     def _request(
         self, tool: str, arguments: dict[str, Any], known: types.Tool | None
     ) -> IntentRequest:
-        import re
-
         action = f"mcp.{self.settings.server}.{tool}"
         if not re.match(ACTION_PATTERN, action) or len(action) > 128:
             raise InputError(f"tool {tool!r}: its name cannot be governed as action {action!r}")
