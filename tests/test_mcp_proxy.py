@@ -541,3 +541,19 @@ def test_malformed_json_rpc_from_the_upstream_is_a_failed_call_and_the_proxy_goe
             assert text(fine) == "echo"
 
     anyio.run(main)
+
+
+def test_the_overhead_benchmark_runs_and_checks_its_answers() -> None:
+    script = UPSTREAM.parents[1] / "benchmarks" / "bench_mcp.py"
+    ran = subprocess.run(
+        [sys.executable, str(script), "--calls", "3", "--json"],
+        capture_output=True,
+        text=True,
+        check=False,
+        timeout=120,
+        env=proxy_env(UPSTREAM.parent),
+    )
+    assert ran.returncode == 0, ran.stderr
+    result = json.loads(ran.stdout)
+    assert set(result["rows"]) == {"bare", "proxied", "governor alone"}
+    assert all(row["calls"] == 3 for row in result["rows"].values())

@@ -20,6 +20,8 @@ from .model.intent import TENANT_PATTERN
 mcp_app = typer.Typer(help="Govern an MCP server's tool calls (a proxy in front of it).")
 hook_app = typer.Typer(help="Answer coding agents' tool hooks (Claude Code PreToolUse).")
 
+#: seconds; see mcp_proxy (benchmarks/bench_mcp.py measures the difference)
+_SWITCH_INTERVAL = 0.0002
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant the calls act in.")]
 KeyFile = Annotated[
     Path | None,
@@ -91,6 +93,9 @@ def mcp_proxy(
                 raise PermissionDenied(
                     f"principal {principal.name} may not submit intents in tenant {tenant}"
                 )
+            # Every call hops between the event loop and a governor thread; at the
+            # default 5 ms switch interval each hop can wait that long for the GIL.
+            sys.setswitchinterval(_SWITCH_INTERVAL)
             if address is None:
                 anyio.run(serve_stdio, governor, principal, settings, upstream)
             else:
