@@ -219,6 +219,13 @@ def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(h
             "exoarmur_status", {"intent_id": info["exoarmur/intent_id"]}
         )
         assert meta(status)["exoarmur/status"] == "pending_approval"
+        assert not status.is_error
+        missing = await client.call_tool(
+            "exoarmur_status", {"intent_id": "01ARZ3NDEKTSV4RRFFQ69G5FAV"}
+        )
+        assert meta(missing)["exoarmur/status"] == "unknown"
+        unnamed = await client.call_tool("exoarmur_status", {})
+        assert "intent_id" in text(unnamed)
         await anyio.to_thread.run_sync(
             operator_votes, home, info["exoarmur/intent_id"], info["exoarmur/intent_hash"]
         )
@@ -396,12 +403,12 @@ def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None
             process.stderr.close()
 
 
-@pytest.fixture
-def listening(home: Path) -> Iterator[str]:
+@pytest.fixture(params=["--stateless", "--sessions"])
+def listening(home: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     port = _free_port()
     command = [
         EXOARMUR,
-        *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}"),
+        *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}", request.param),
         "--",
         sys.executable,
         str(UPSTREAM),
@@ -450,7 +457,7 @@ def test_the_upstream_is_either_a_command_or_a_url(home: Path) -> None:
     assert "may not submit" in operator.output
 
 
-def test_streamable_http_listen_side_governs_calls_statelessly(home: Path, listening: str) -> None:
+def test_streamable_http_listen_side_governs_calls(home: Path, listening: str) -> None:
     async def main() -> None:
         async with (
             httpx2.AsyncClient() as http,
@@ -466,6 +473,29 @@ def test_streamable_http_listen_side_governs_calls_statelessly(home: Path, liste
 
     anyio.run(main)
     assert upstream_calls(home) == [{"tool": "read_note", "arguments": {"name": "x"}}]
+
+
+def test_malformed_json_rpc_over_http_is_refused_and_the_proxy_goes_on(
+    home: Path, listening: str
+) -> None:
+    headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    with httpx2.Client() as http:
+        garbage = http.post(listening, content=b"{this is not json", headers=headers)
+        assert garbage.status_code == 400
+        assert garbage.json()["error"]["code"] == types.PARSE_ERROR
+        wrong = http.post(listening, json={"jsonrpc": "2.0", "id": 1, "method": 5}, headers=headers)
+        assert wrong.status_code == 400
+
+    async def main() -> None:
+        async with (
+            httpx2.AsyncClient() as client_http,
+            streamable_http_client(listening, http_client=client_http) as (read, write),
+            ClientSession(read, write) as client,
+        ):
+            await client.initialize()
+            assert "read_note" in [t.name for t in (await client.list_tools()).tools]
+
+    anyio.run(main)
 
 
 # -- the mapping: pure -------------------------------------------------------
