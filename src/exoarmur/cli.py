@@ -1489,7 +1489,15 @@ def _register_witness_commands() -> None:
 
 
 _register_witness_commands()
-__import__("exoarmur.cli_integrations").cli_integrations.register(app)
+
+
+def _register_integration_commands() -> None:
+    from .cli_integrations import register
+
+    register(app)
+
+
+_register_integration_commands()
 
 
 def main() -> None:

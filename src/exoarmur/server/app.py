@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..pipeline import Governor
 from . import controls, intents, record, service, tiles
+from . import hooks as tool_hooks
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
@@ -44,7 +45,7 @@ def _application(limits: Limits) -> FastAPI:
     install_error_handlers(app)
     for module in (service, intents, controls, record, tiles):
         app.include_router(module.router)
-    app.include_router(__import__("exoarmur.server.hooks").server.hooks.router)
+    app.include_router(tool_hooks.router)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(LastResort)
