@@ -408,7 +408,8 @@ def listening(home: Path, request: pytest.FixtureRequest) -> Iterator[str]:
     port = _free_port()
     command = [
         EXOARMUR,
-        *proxy_args(home, "agent-7", "--listen", f"127.0.0.1:{port}", request.param),
+        *("--home", str(home), "mcp", "proxy", "--tenant", "acme"),
+        *("--listen", f"127.0.0.1:{port}", request.param),
         "--",
         sys.executable,
         str(UPSTREAM),
@@ -452,33 +453,67 @@ def test_the_upstream_is_either_a_command_or_a_url(home: Path) -> None:
     assert "--listen" in bad_listen.output
     bad_tenant = cli(home, "mcp", "proxy", "--tenant", "Not A Tenant", "--", "cmd")
     assert bad_tenant.exit_code == 2
+    listen_with_key = cli(home, *proxy_args(home)[2:], "--listen", "127.0.0.1:1", "--", "cmd")
+    assert listen_with_key.exit_code == 2
+    assert "its own key" in listen_with_key.output
     operator = cli(home, *proxy_args(home, "alice")[2:], "--", sys.executable, str(UPSTREAM))
     assert operator.exit_code == 3
     assert "may not submit" in operator.output
 
 
-def test_streamable_http_listen_side_governs_calls(home: Path, listening: str) -> None:
-    async def main() -> None:
+def bearer(home: Path, name: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {(home.parent / f'{name}.key').read_text().strip()}"}
+
+
+def test_streamable_http_listen_side_governs_each_client_as_its_own_key(
+    home: Path, listening: str
+) -> None:
+    async def as_agent(name: str) -> list[str]:
         async with (
-            httpx2.AsyncClient() as http,
+            httpx2.AsyncClient(headers=bearer(home, name)) as http,
             streamable_http_client(listening, http_client=http) as (read, write),
             ClientSession(read, write) as client,
         ):
             await client.initialize()
-            allowed = await client.call_tool("read_note", {"name": "x"})
+            allowed = await client.call_tool("read_note", {"name": name})
             assert meta(allowed)["exoarmur/status"] == "executed"
             denied = await client.call_tool("delete_note", {"name": "secret"})
             assert meta(denied)["exoarmur/status"] == "denied"
             assert denied.structured_content is None
+            return [tool.name for tool in (await client.list_tools()).tools]
 
-    anyio.run(main)
-    assert upstream_calls(home) == [{"tool": "read_note", "arguments": {"name": "x"}}]
+    assert "slow" in anyio.run(as_agent, "agent-7")
+    assert "slow" not in anyio.run(as_agent, "agent-9")  # a forbid names agent-9
+    assert upstream_calls(home) == [
+        {"tool": "read_note", "arguments": {"name": "agent-7"}},
+        {"tool": "read_note", "arguments": {"name": "agent-9"}},
+    ]
+    with open_governor(home, recover=False) as governor:
+        ids = governor.ledger.store.intents_with("acme", "intent.recorded", ("none",))
+        actors = {governor.story("acme", i)[0].actor["id"] for i in ids}
+    assert actors == {"agent-7", "agent-9"}
+
+
+def test_the_listen_side_refuses_clients_without_an_agent_key(home: Path, listening: str) -> None:
+    hello = {"jsonrpc": "2.0", "id": 1, "method": "ping"}
+    headers = {"Accept": "application/json, text/event-stream"}
+    with httpx2.Client() as http:
+        nobody = http.post(listening, json=hello, headers=headers)
+        assert nobody.status_code == 401
+        assert nobody.headers["WWW-Authenticate"] == "Bearer"
+        wrong = http.post(listening, json=hello, headers=headers | {"Authorization": "Bearer x"})
+        assert wrong.status_code == 401
+        operator = http.post(listening, json=hello, headers=headers | bearer(home, "alice"))
+        assert operator.status_code == 403
+        assert "may not submit" in operator.json()["message"]
+    assert upstream_calls(home) == []
 
 
 def test_malformed_json_rpc_over_http_is_refused_and_the_proxy_goes_on(
     home: Path, listening: str
 ) -> None:
     headers = {"Accept": "application/json, text/event-stream", "Content-Type": "application/json"}
+    headers |= bearer(home, "agent-7")
     with httpx2.Client() as http:
         garbage = http.post(listening, content=b"{this is not json", headers=headers)
         assert garbage.status_code == 400
@@ -488,7 +523,7 @@ def test_malformed_json_rpc_over_http_is_refused_and_the_proxy_goes_on(
 
     async def main() -> None:
         async with (
-            httpx2.AsyncClient() as client_http,
+            httpx2.AsyncClient(headers=bearer(home, "agent-7")) as client_http,
             streamable_http_client(listening, http_client=client_http) as (read, write),
             ClientSession(read, write) as client,
         ):

@@ -23,9 +23,17 @@ hook_app = typer.Typer(help="Answer coding agents' tool hooks (Claude Code PreTo
 #: seconds; see mcp_proxy (benchmarks/bench_mcp.py measures the difference)
 _SWITCH_INTERVAL = 0.0002
 TenantOption = Annotated[str, typer.Option("--tenant", "-t", help="The tenant the calls act in.")]
-KeyFile = Annotated[
+AgentKeyFile = Annotated[
     Path | None,
     typer.Option("--key-file", help="File holding the agent's API key (else $EXOARMUR_API_KEY)."),
+]
+ProxyKeyFile = Annotated[
+    Path | None,
+    typer.Option(
+        "--key-file",
+        help="File holding the agent's API key (else $EXOARMUR_API_KEY); "
+        "with --listen each client sends its own.",
+    ),
 ]
 
 
@@ -42,7 +50,7 @@ def mcp_proxy(
     command: Annotated[
         list[str] | None, typer.Argument(help="The upstream MCP server to run: -- CMD ARGS…")
     ] = None,
-    key_file: KeyFile = None,
+    key_file: ProxyKeyFile = None,
     upstream_url: Annotated[
         str | None, typer.Option("--upstream-url", help="An upstream over streamable HTTP.")
     ] = None,
@@ -74,6 +82,7 @@ def mcp_proxy(
             import anyio
 
             from .integrations.mcp.mapping import load_settings
+            from .integrations.mcp.proxy import may_submit
             from .integrations.mcp.transport import Upstream, serve_http, serve_stdio
         except ImportError as exc:  # pragma: no cover - the extra is part of dev
             raise ConfigError(
@@ -86,35 +95,34 @@ def mcp_proxy(
         home = _home()
         settings = load_settings(tenant, home.config(), map_file, server=server, hold_seconds=hold)
         upstream = Upstream(command=tuple(command or ()), url=upstream_url)
-        api_key = _api_key(key_file)
+        if address is not None and key_file is not None:
+            raise InputError(
+                "--key-file: with --listen every client authenticates with its own key "
+                "(Authorization: Bearer <api key>), and that key's principal is the actor"
+            )
+        api_key = _api_key(key_file) if address is None else ""
         with open_governor(home) as governor:
-            principal = governor.authenticate(api_key)
-            if principal.role not in ("agent", "admin") or not principal.acts_for(tenant):
-                raise PermissionDenied(
-                    f"principal {principal.name} may not submit intents in tenant {tenant}"
-                )
             # Every call hops between the event loop and a governor thread; at the
             # default 5 ms switch interval each hop can wait that long for the GIL.
             sys.setswitchinterval(_SWITCH_INTERVAL)
             if address is None:
+                principal = governor.authenticate(api_key)
+                if not may_submit(principal, tenant):
+                    raise PermissionDenied(
+                        f"principal {principal.name} may not submit intents in tenant {tenant}"
+                    )
                 anyio.run(serve_stdio, governor, principal, settings, upstream)
             else:
                 host, port = address
                 anyio.run(
                     lambda: serve_http(
-                        governor,
-                        principal,
-                        settings,
-                        upstream,
-                        host=host,
-                        port=port,
-                        stateless=stateless,
+                        governor, settings, upstream, host=host, port=port, stateless=stateless
                     )
                 )
 
 
 @hook_app.command("claude-code")
-def hook_claude_code(tenant: TenantOption, key_file: KeyFile = None) -> None:
+def hook_claude_code(tenant: TenantOption, key_file: AgentKeyFile = None) -> None:
     """Read a PreToolUse hook's JSON on stdin; print allow / deny / ask in the hook's format.
 
     Any error exits 2, which Claude Code takes as: block the tool, show stderr.

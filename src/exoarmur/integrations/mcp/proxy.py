@@ -36,7 +36,7 @@ from pydantic import ValidationError
 from ... import __version__
 from ...approvals import intent_state
 from ...encoding import canonical_bytes
-from ...errors import ExoArmurError, InputError
+from ...errors import ExoArmurError, InputError, PermissionDenied
 from ...executors.base import ExecutionFailed
 from ...model.decision import Outcome, OutcomeStatus, Verdict
 from ...model.intent import ACTION_PATTERN, ActionIntent, Actor, IntentRequest
@@ -69,6 +69,13 @@ _REFUSED: Final = frozenset(
     }
 )
 _PROBE_ID: Final = "0" * 26
+#: where the listen side puts the authenticated principal of an HTTP request (ASGI scope)
+CALLER_SCOPE_KEY: Final = "exoarmur.principal"
+
+
+def may_submit(principal: Principal, tenant: str) -> bool:
+    """Whether ``principal`` may propose actions in ``tenant`` (agents and admins do)."""
+    return principal.role in ("agent", "admin") and principal.acts_for(tenant)
 
 
 class UpstreamLost(BaseException):
@@ -127,11 +134,12 @@ class GovernedTools:
     def __init__(
         self,
         governor: Governor,
-        principal: Principal,
+        principal: Principal | None,
         settings: ProxySettings,
         upstream: ClientSession,
     ) -> None:
         self.governor = governor
+        #: the stdio client's identity; None when every client brings its own (``--listen``)
         self.principal = principal
         self.settings = settings
         self.upstream = upstream
@@ -140,7 +148,7 @@ class GovernedTools:
         # finds no executor there and is carried out here, on the identical call.
         governor.executors.bind(f"mcp.{settings.server}.*", self.executor)
         self._tools: dict[str, types.Tool] = {}
-        self._rounds: dict[str, int] = {}
+        self._rounds: dict[tuple[str, str], int] = {}
         self._rounds_lock = threading.Lock()
 
     # -- the MCP server ------------------------------------------------------
@@ -165,7 +173,7 @@ class GovernedTools:
         for tool in listed.tools:
             self._tools[tool.name] = tool
         hidden = await anyio.to_thread.run_sync(
-            self._always_denied, [tool.name for tool in listed.tools]
+            self._always_denied, [tool.name for tool in listed.tools], self._caller(ctx)
         )
         tools = [tool for tool in listed.tools if tool.name not in hidden]
         if params is None or params.cursor is None:
@@ -176,14 +184,15 @@ class GovernedTools:
         self, ctx: ServerRequestContext[Any], params: types.CallToolRequestParams
     ) -> types.CallToolResult:
         arguments = dict(params.arguments or {})
+        caller = self._caller(ctx)
         if params.name == STATUS_TOOL:
-            return await anyio.to_thread.run_sync(self._status, arguments)
+            return await anyio.to_thread.run_sync(self._status, arguments, caller)
         if params.name not in self._tools:
             listed = await self.upstream.list_tools()
             self._tools.update({tool.name: tool for tool in listed.tools})
         tool = self._tools.get(params.name)
         try:
-            request = self._request(params.name, arguments, tool)
+            request = self._request(params.name, arguments, tool, caller)
         except InputError as exc:
             return _refusal("invalid", str(exc), {})
         try:
@@ -224,10 +233,21 @@ class GovernedTools:
     ) -> types.GetPromptResult:
         return await self.upstream.get_prompt(params.name, params.arguments)
 
+    def _caller(self, ctx: ServerRequestContext[Any]) -> Principal:
+        """Who calls: the HTTP client's authenticated key, else the proxy's own (stdio)."""
+        request = ctx.request
+        scope = getattr(request, "scope", None)
+        if isinstance(scope, dict) and isinstance(scope.get(CALLER_SCOPE_KEY), Principal):
+            principal: Principal = scope[CALLER_SCOPE_KEY]
+            return principal
+        if self.principal is None:  # fail closed: never act for nobody
+            raise PermissionDenied("no authenticated caller for this request")
+        return self.principal
+
     # -- governing (worker threads) ------------------------------------------
 
     def _request(
-        self, tool: str, arguments: dict[str, Any], known: types.Tool | None
+        self, tool: str, arguments: dict[str, Any], known: types.Tool | None, caller: Principal
     ) -> IntentRequest:
         action = f"mcp.{self.settings.server}.{tool}"
         if not re.match(ACTION_PATTERN, action) or len(action) > 128:
@@ -245,7 +265,7 @@ class GovernedTools:
             raise InputError(f"arguments: {exc}") from None
         return IntentRequest(
             tenant=self.settings.tenant,
-            actor=Actor(id=self.principal.name, kind="agent"),
+            actor=Actor(id=caller.name, kind="agent"),
             action=action,
             target=target,
             params=arguments,
@@ -255,8 +275,9 @@ class GovernedTools:
 
     def _govern(self, request: IntentRequest) -> Outcome:
         content_key = request.idempotency_key or ""
+        rounds_key = (request.actor.id, content_key)
         with self._rounds_lock:
-            round_number = self._rounds.get(content_key, 0)
+            round_number = self._rounds.get(rounds_key, 0)
         while True:
             keyed = request.model_copy(update={"idempotency_key": f"{content_key}:{round_number}"})
             outcome = self.governor.submit(keyed)
@@ -264,7 +285,7 @@ class GovernedTools:
                 round_number += 1
                 continue
             with self._rounds_lock:
-                self._rounds[content_key] = round_number
+                self._rounds[rounds_key] = round_number
             if outcome.status == OutcomeStatus.APPROVED:
                 return self._run_approved(outcome)
             return outcome
@@ -330,7 +351,7 @@ class GovernedTools:
             status.value, f"the call {status.value}: {outcome.error or ''}".strip(), meta
         )
 
-    def _status(self, arguments: Mapping[str, Any]) -> types.CallToolResult:
+    def _status(self, arguments: Mapping[str, Any], caller: Principal) -> types.CallToolResult:
         intent_id = arguments.get("intent_id")
         if not isinstance(intent_id, str):
             return _refusal("invalid", "intent_id: required, the id a held call answered", {})
@@ -338,7 +359,7 @@ class GovernedTools:
             events = self.governor.story(self.settings.tenant, intent_id)
         except ExoArmurError:
             events = []
-        if not events or events[0].actor.get("id") != self.principal.name:
+        if not events or events[0].actor.get("id") != caller.name:
             # another actor's intent answers like a missing one
             return _refusal("unknown", f"no intent {intent_id!r} of yours", {})
         outcome = self.governor.outcome(self.settings.tenant, intent_id)
@@ -356,7 +377,7 @@ class GovernedTools:
             meta=_meta(outcome.status.value, meta),
         )
 
-    def _always_denied(self, tools: list[str]) -> set[str]:
+    def _always_denied(self, tools: list[str], caller: Principal) -> set[str]:
         """Tools that a forbid policy refuses to this caller whatever the arguments."""
         engine = self.governor.policy_for(self.settings.tenant)
         now = self.governor.clock.now()
@@ -368,7 +389,7 @@ class GovernedTools:
                 probe = ActionIntent(
                     intent_id=_PROBE_ID,
                     tenant=self.settings.tenant,
-                    actor=Actor(id=self.principal.name, kind="agent"),
+                    actor=Actor(id=caller.name, kind="agent"),
                     action=action,
                     target=target,
                     params={},

@@ -24,11 +24,14 @@ from mcp.server.stdio import stdio_server
 from mcp.shared._stream_protocols import ReadStream, WriteStream
 from mcp.shared.message import SessionMessage
 from pydantic import ValidationError
+from starlette.responses import JSONResponse
+from starlette.types import ASGIApp, Receive, Scope, Send
 
+from ...errors import AuthenticationError
 from ...pipeline import Governor
 from ...principals import Principal
 from .mapping import ProxySettings
-from .proxy import GovernedTools
+from .proxy import CALLER_SCOPE_KEY, GovernedTools, may_submit
 
 logger = logging.getLogger(__name__)
 
@@ -113,7 +116,6 @@ async def _answer_malformed(
 
 async def serve_http(
     governor: Governor,
-    principal: Principal,
     settings: ProxySettings,
     upstream: Upstream,
     *,
@@ -122,7 +124,55 @@ async def serve_http(
     stateless: bool,
 ) -> None:
     async with upstream_session(upstream, settings) as session:
-        server = GovernedTools(governor, principal, settings, session).server()
-        app = server.streamable_http_app(stateless_http=stateless, host=host)
+        server = GovernedTools(governor, None, settings, session).server()
+        app = ClientKeys(
+            server.streamable_http_app(stateless_http=stateless, host=host),
+            governor,
+            settings.tenant,
+        )
         config = uvicorn.Config(app, host=host, port=port, log_level="warning", lifespan="on")
         await uvicorn.Server(config).serve()
+
+
+class ClientKeys:
+    """ASGI: every HTTP client authenticates with its own API key, and its principal is the actor.
+
+    ``Authorization: Bearer <api key>``, checked by the governor (hashed,
+    constant time); a missing or bad key is 401, a principal that may not
+    propose actions in the tenant 403. Nothing reaches the MCP server before.
+    """
+
+    def __init__(self, app: ASGIApp, governor: Governor, tenant: str) -> None:
+        self.app = app
+        self.governor = governor
+        self.tenant = tenant
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        if scope["type"] != "http":
+            await self.app(scope, receive, send)
+            return
+        header = dict(scope["headers"]).get(b"authorization", b"").decode("latin-1")
+        scheme, _, key = header.partition(" ")
+        if scheme.lower() != "bearer" or not key.strip():
+            await _refuse(
+                scope, receive, send, 401, "no credentials: send Authorization: Bearer <api key>"
+            )
+            return
+        try:
+            principal = await anyio.to_thread.run_sync(self.governor.authenticate, key.strip())
+        except AuthenticationError as exc:
+            await _refuse(scope, receive, send, 401, str(exc))
+            return
+        if not may_submit(principal, self.tenant):
+            why = f"principal {principal.name} may not submit intents in tenant {self.tenant}"
+            await _refuse(scope, receive, send, 403, why)
+            return
+        scope[CALLER_SCOPE_KEY] = principal
+        await self.app(scope, receive, send)
+
+
+async def _refuse(scope: Scope, receive: Receive, send: Send, status: int, message: str) -> None:
+    error = "unauthenticated" if status == 401 else "forbidden"
+    headers = {"WWW-Authenticate": "Bearer"} if status == 401 else None
+    answer = JSONResponse({"error": error, "message": message}, status_code=status, headers=headers)
+    await answer(scope, receive, send)
