@@ -197,6 +197,8 @@ class GovernedTools:
             return _refusal("invalid", str(exc), {})
         try:
             outcome = await anyio.to_thread.run_sync(self._govern, request)
+            if outcome.status == OutcomeStatus.PENDING_APPROVAL:
+                outcome = await self._hold(ctx, outcome)
         except UpstreamLost:
             return _refusal(
                 OutcomeStatus.OUTCOME_UNKNOWN.value,
@@ -204,8 +206,6 @@ class GovernedTools:
                 "and the call will not be run again",
                 {},
             )
-        if outcome.status == OutcomeStatus.PENDING_APPROVAL:
-            outcome = await self._hold(ctx, outcome)
         return await anyio.to_thread.run_sync(self._answer, outcome)
 
     async def list_resources(
@@ -292,7 +292,9 @@ class GovernedTools:
 
     def _run_approved(self, outcome: Outcome) -> Outcome:
         state = intent_state(self.governor.story(outcome.tenant, outcome.intent_id))
-        # Starts under a precondition on the intent's last event: at most once, whoever asks.
+        # The governor's own at-most-once start of an approved intent (a precondition
+        # on the intent's last event), as recovery uses it; the Governor has no public
+        # name for "start it here, with the executor bound in this process" yet.
         ran = self.governor._execute_approved(state)
         return ran if ran is not None else self.governor.outcome(outcome.tenant, outcome.intent_id)
 
