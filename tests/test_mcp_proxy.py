@@ -115,10 +115,10 @@ def proxy_args(home: Path, agent: str = "agent-7", *extra: str) -> list[str]:
 
 
 @asynccontextmanager
-async def session(home: Path, agent: str = "agent-7") -> Any:
+async def session(home: Path, agent: str = "agent-7", *extra: str) -> Any:
     parameters = StdioServerParameters(
         command=EXOARMUR,
-        args=[*proxy_args(home, agent), "--", sys.executable, str(UPSTREAM)],
+        args=[*proxy_args(home, agent, *extra), "--", sys.executable, str(UPSTREAM)],
         env=proxy_env(home),
     )
     async with stdio_client(parameters) as (read, write), ClientSession(read, write) as client:
@@ -127,10 +127,13 @@ async def session(home: Path, agent: str = "agent-7") -> Any:
 
 
 def run(
-    home: Path, scenario: Callable[[ClientSession], Awaitable[None]], agent: str = "agent-7"
+    home: Path,
+    scenario: Callable[[ClientSession], Awaitable[None]],
+    agent: str = "agent-7",
+    *extra: str,
 ) -> None:
     async def main() -> None:
-        async with session(home, agent) as client:
+        async with session(home, agent, *extra) as client:
             await scenario(client)
 
     anyio.run(main)
@@ -314,6 +317,30 @@ def test_upstream_dying_mid_call_is_outcome_unknown_and_never_run_again(home: Pa
         assert meta(again)["exoarmur/intent_id"] == story[0].intent_id
 
     run(home, retry)
+    assert upstream_calls(home) == [{"tool": "slow", "arguments": {"crash": True}}]
+
+
+def test_upstream_dying_while_an_approved_intent_runs_is_outcome_unknown(home: Path) -> None:
+    mapping = home.parent / "map.toml"
+    mapping.write_text('[tools.slow]\nsafety_class = "A2"\n')  # the class floor asks one approval
+
+    async def scenario(client: ClientSession) -> None:
+        held = await client.call_tool("slow", {"crash": True})
+        info = meta(held)
+        assert info["exoarmur/status"] == "pending_approval"
+        await anyio.to_thread.run_sync(
+            operator_votes, home, info["exoarmur/intent_id"], info["exoarmur/intent_hash"]
+        )
+        cut = await client.call_tool("slow", {"crash": True})
+        assert meta(cut)["exoarmur/status"] == "outcome_unknown"
+
+    run(home, scenario, "agent-7", "--map", str(mapping))
+    with open_governor(home) as governor:  # alone: recovery runs
+        ids = governor.ledger.store.intents_with("acme", "intent.recorded", ("none",))
+        (story,) = [governor.story("acme", i) for i in ids]
+    types_seen = [e.type for e in story]
+    assert "intent.approved" in types_seen
+    assert types_seen[-2:] == ["execution.started", "execution.outcome_unknown"]
     assert upstream_calls(home) == [{"tool": "slow", "arguments": {"crash": True}}]
 
 
