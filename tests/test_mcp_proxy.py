@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -424,8 +425,14 @@ def serving(command: list[str], env: dict[str, str], port: int) -> Iterator[None
     try:
         yield
     finally:
-        process.terminate()
-        process.wait(timeout=20)
+        # SIGINT: uvicorn stops gracefully and the interpreter exits normally
+        # (so a measured child writes its coverage data).
+        process.send_signal(signal.SIGINT)
+        try:
+            process.wait(timeout=20)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait(timeout=20)
         if process.stderr is not None:
             process.stderr.close()
 
