@@ -1647,5 +1647,14 @@ def _register_witness_commands() -> None:
 _register_witness_commands()
 
 
+def _register_integration_commands() -> None:
+    from .cli_integrations import register
+
+    register(app)
+
+
+_register_integration_commands()
+
+
 def main() -> None:
     app()

@@ -16,6 +16,7 @@ from fastapi import FastAPI
 from .. import __version__
 from ..pipeline import Governor
 from . import console, controls, intents, metrics, record, service, tiles
+from . import hooks as tool_hooks
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
@@ -45,6 +46,7 @@ def _application(limits: Limits) -> FastAPI:
     install_error_handlers(app)
     for module in (service, intents, controls, record, tiles, metrics):
         app.include_router(module.router)
+    app.include_router(tool_hooks.router)
     console.install(app)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,
     # and every answer (even LastResort's) carries its request id.

@@ -34,6 +34,7 @@ from uvicorn.config import LOGGING_CONFIG
 
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
+from ..integrations.claude_code import tool_classes
 from ..pipeline import Governor
 from . import tracing
 from .app import create_app
@@ -286,6 +287,7 @@ def serve(
             tls_cert=tls_cert,
             tls_key=tls_key,
         )
+        service.app.state.hook_classes = tool_classes(where.config())
         governor.record_service(settings.to_canonical())
     except BaseException:
         listening.close()
