@@ -695,7 +695,15 @@ class Replayer:
             return
         # An approved intent whose re-check refused the start records the block
         # instead of a start: nothing was attempted, so nothing claims it was.
-        blocked_before_start = event.type == EXECUTION_BLOCKED and INTENT_APPROVED in kinds
+        # So does an allowed one its caller asked to start (see exoarmur.reported).
+        blocked_before_start = event.type == EXECUTION_BLOCKED and (
+            INTENT_APPROVED in kinds
+            or (
+                event.payload.get("executor") == "caller"
+                and decision is not None
+                and decision.verdict == Verdict.ALLOW
+            )
+        )
         if EXECUTION_STARTED not in kinds and not blocked_before_start:
             if check:
                 self.diverge(event, "type", event.type, None, "no execution.started before it")

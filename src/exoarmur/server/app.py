@@ -16,6 +16,9 @@ from fastapi import FastAPI
 from .. import __version__
 from ..pipeline import Governor
 from . import controls, intents, record, service, tiles
+from . import evidence as evidence_export
+from . import reported as reported_actions
+from . import stream as intent_stream
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
@@ -44,6 +47,9 @@ def _application(limits: Limits) -> FastAPI:
     install_error_handlers(app)
     for module in (service, intents, controls, record, tiles):
         app.include_router(module.router)
+    app.include_router(intent_stream.router)
+    app.include_router(evidence_export.router)
+    app.include_router(reported_actions.router)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
     app.add_middleware(LastResort)
