@@ -8,10 +8,7 @@ intent, the gate's re-check before a start) are :mod:`exoarmur.reported`'s.
 
 from __future__ import annotations
 
-from typing import Any, Literal
-
 from fastapi import APIRouter, Depends
-from pydantic import BaseModel, ConfigDict, Field
 
 from .. import reported
 from ..approvals import intent_state
@@ -22,35 +19,9 @@ from .auth import CallerDep
 from .bodies import JSONBodyRoute
 from .intents import IntentIdPath, TenantPath
 from .limits import write_slot
-from .schemas import EventRecord, problems
+from .schemas import EventRecord, OutcomeReport, StartAnswer, problems
 
 router = APIRouter(prefix="/v1", tags=["intents"], route_class=JSONBodyRoute)
-
-
-class StartAnswer(BaseModel):
-    """The go-ahead: ``execution.started`` is durable; carry the action out, then report."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    outcome: Outcome
-    event: EventRecord
-
-
-class OutcomeReport(BaseModel):
-    """How a caller-executed action ended."""
-
-    model_config = ConfigDict(extra="forbid")
-
-    status: Literal["succeeded", "failed"]
-    result: Any = Field(
-        default=None, description="What it returned (any JSON), when it succeeded; recorded."
-    )
-    error: str | None = Field(
-        default=None,
-        min_length=1,
-        max_length=reported.MAX_ERROR_CHARS,
-        description="Why it failed (required when it failed).",
-    )
 
 
 _RESPONSES = problems(400, 401, 403, 404, 409, 413, 415, 422, 429, 500, 503)
