@@ -151,18 +151,24 @@ def test_a_kill_switch_engaged_after_the_decision_blocks_the_start(dep: Deployme
     _replays(dep)
 
 
-def test_a_start_cut_by_a_stopped_process_is_outcome_unknown_and_cannot_be_reported(
-    dep: Deployment,
-) -> None:
+def test_a_restart_leaves_a_caller_s_action_to_its_caller(dep: Deployment) -> None:
     decided = submit(dep, "agent-7", TICKET, 200)
     assert dep.client.post(_path(decided, "start"), headers=dep.auth("agent-7")).status_code == 200
-    (recovered,) = dep.governor.recover()
-    assert recovered.status == "outcome_unknown"
+    assert dep.governor.recover() == []  # the caller still acts: not cut by this process
     late = dep.client.post(
         _path(decided, "outcome"), json={"status": "succeeded"}, headers=dep.auth("agent-7")
     )
-    assert late.status_code == 409
-    assert "outcome_unknown" in late.json()["message"]
+    assert late.status_code == 200, late.text
+    _replays(dep)
+
+
+def test_an_in_process_start_cut_by_a_stopped_process_is_outcome_unknown(dep: Deployment) -> None:
+    decided = submit(dep, "agent-7", TICKET, 200)
+    reported.start(dep.governor, "acme", decided["intent_id"], "agent-7", executor="python-call")
+    (recovered,) = dep.governor.recover()
+    assert recovered.status == "outcome_unknown"
+    with pytest.raises(Conflict, match="outcome_unknown"):
+        reported.finish(dep.governor, "acme", decided["intent_id"], "agent-7", "succeeded")
     _replays(dep)
 
 

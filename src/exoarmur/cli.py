@@ -1491,5 +1491,14 @@ def _register_witness_commands() -> None:
 _register_witness_commands()
 
 
+def _register_report_command() -> None:
+    from .cli_report import report
+
+    app.command("report")(report)
+
+
+_register_report_command()
+
+
 def main() -> None:
     app()

@@ -94,7 +94,9 @@ def _draft(
     )
 
 
-def start(governor: Governor, tenant: str, intent_id: str, actor: str) -> Started:
+def start(
+    governor: Governor, tenant: str, intent_id: str, actor: str, *, executor: str = CALLER
+) -> Started:
     """Record ``execution.started`` for a caller-executed intent, after the gate's re-check.
 
     Raises :class:`PermissionDenied` for anyone but the submitter and
@@ -102,6 +104,10 @@ def start(governor: Governor, tenant: str, intent_id: str, actor: str) -> Starte
     not yet approved, already started, or an executor is bound to its action.
     A kill switch engaged since the decision records ``execution.blocked`` and
     answers it (``go`` is false): the caller must not act.
+
+    ``executor`` names who acts: ``caller`` (a remote caller, whose action a
+    restart of this process does not cut: recovery leaves it to be reported)
+    or the in-process runner's kind (recovery marks it ``outcome_unknown``).
     """
     for _ in range(_ATTEMPTS):
         events = governor.story(tenant, intent_id)
@@ -118,11 +124,16 @@ def start(governor: Governor, tenant: str, intent_id: str, actor: str) -> Starte
             )
         # The same re-check an executor gets right before its side effect.
         blocked, checked_at = governor._blocked_now(intent)
-        payload: dict[str, Any] = {"executor": CALLER, "intent_hash": state.intent_hash}
+        # No binding: no executor is bound; replay knows a caller's start by it.
+        payload: dict[str, Any] = {
+            "executor": executor,
+            "binding": None,
+            "intent_hash": state.intent_hash,
+        }
         if checked_at is not None:
             payload["controls"] = checked_at
         if blocked is None:
-            draft = _draft(governor, intent, EXECUTION_STARTED, payload | {"binding": None})
+            draft = _draft(governor, intent, EXECUTION_STARTED, payload)
         else:
             control, reason = blocked
             draft = _draft(
@@ -183,7 +194,7 @@ def finish(
         _reporter(intent.actor.id, actor, intent_id)
         started = _caller_start(events, intent_id)
         payload = {
-            "executor": CALLER,
+            "executor": started.payload["executor"],
             "intent_hash": started.payload["intent_hash"],
             "attempt": 1,
             "controls": started.payload.get("controls"),
@@ -213,6 +224,6 @@ def _caller_start(events: list[Event], intent_id: str) -> Event:
         if status in (OutcomeStatus.DECIDED, OutcomeStatus.APPROVED):
             why = "it has not started: report its start first"
         raise Conflict(f"intent {intent_id} has no outcome to report: {why}")
-    if started.payload.get("executor") != CALLER:
+    if "binding" not in started.payload or started.payload["binding"] is not None:
         raise Conflict(f"intent {intent_id} is carried out by ExoArmur, not by its caller")
     return started
