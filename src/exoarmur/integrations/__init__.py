@@ -1,0 +1,1 @@
+"""Ways to put ExoArmur in front of an agent framework: each adapter keeps every guarantee."""
