@@ -13,9 +13,9 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
 
+from exoarmur.approvals import Vote
 from exoarmur.home import Home, open_governor
 from exoarmur.model.event import EXECUTION_OUTCOME_UNKNOWN
-from exoarmur.approvals import Vote
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle
 

@@ -104,7 +104,8 @@ def test_a_pending_call_runs_once_when_called_again_after_approval(governor: Gov
         deploy("1.2")
     refusal = pending.value.refusal
     assert refusal.status == OutcomeStatus.PENDING_APPROVAL
-    assert refusal.intent_hash is not None and refusal.intent_hash in refusal.text
+    assert refusal.intent_hash is not None
+    assert refusal.intent_hash in refusal.text
     with pytest.raises(CallRefused):
         deploy("1.2")  # still waiting: the same intent, nothing new
     approve(governor, "acme", refusal.intent_id)
