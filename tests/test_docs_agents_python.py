@@ -133,7 +133,7 @@ def test_exoarmur_report_commands(tmp_path: Path) -> None:
         "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
     }
     done = subprocess.run(
-        ["bash", "-euo", "pipefail", "-c", snippet("Actions the caller carries out", "sh")],
+        ["/bin/bash", "-euo", "pipefail", "-c", snippet("Actions the caller carries out", "sh")],
         capture_output=True,
         text=True,
         env=env,
