@@ -225,6 +225,8 @@ def test_kill_switch_report_back_and_evidence(served: Served) -> None:
         assert finished.status == OutcomeStatus.EXECUTED
         with pytest.raises(ConflictError, match="already recorded"):
             agent.report_outcome(decided.intent_id, "failed", error="again")
+        turned_down = agent.submit(CLOSE | {"target": "tickets/99"})
+        assert alice.reject(turned_down.intent_id, "no").outcome.status == OutcomeStatus.REJECTED
         bundle = alice.evidence_export(decided.correlation_id)
     verdict = verify_bundle_text(json.dumps(bundle))
     assert verdict.passed, verdict.failures
@@ -301,3 +303,67 @@ def test_the_stream_resumes_after_the_last_event_id(served: Served, tmp_path: Pa
     resumed = httpx.get(served.url + path, headers=auth | {"Last-Event-ID": ids[0]}, timeout=10)
     assert f"id: {ids[0]}\n" not in resumed.text
     assert f"id: {ids[1]}\n" in resumed.text
+
+
+class Cutting(httpx.HTTPTransport):
+    """Cuts the first event streams (truncated, lost, 503), then forwards."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.streams: list[httpx.Request] = []
+
+    def handle_request(self, request: httpx.Request) -> httpx.Response:
+        if request.url.path.endswith("/events"):
+            self.streams.append(request)
+            if len(self.streams) == 1:
+                text = "id: 0\nevent: intent.recorded\ndata: {}\n\n"
+                return httpx.Response(200, text=text, headers={"content-type": "text/event-stream"})
+            if len(self.streams) == 2:
+                raise httpx.ReadError("cut", request=request)
+            if len(self.streams) == 3:
+                return httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "x"})
+        return super().handle_request(request)
+
+
+def test_wait_reconnects_after_a_cut_resuming_after_the_last_event(served: Served) -> None:
+    transport = Cutting()
+    with client(served, "agent-7", transport=transport, retrying=FAST) as agent:
+        denied = agent.submit(FORBIDDEN)
+        assert agent.wait(denied.intent_id, timeout=30).status == OutcomeStatus.DENIED
+    assert len(transport.streams) == 4
+    assert transport.streams[1].headers["Last-Event-ID"] == "0"
+
+
+def test_the_async_wait_reconnects_too(served: Served) -> None:
+    class AsyncCutting(httpx.AsyncHTTPTransport):
+        def __init__(self) -> None:
+            super().__init__()
+            self.streams = 0
+
+        async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
+            if request.url.path.endswith("/events"):
+                self.streams += 1
+                if self.streams == 1:
+                    raise httpx.ReadError("cut", request=request)
+                if self.streams == 2:
+                    return httpx.Response(503, headers={"Retry-After": "0"}, json={"error": "x"})
+                if self.streams == 3:
+                    return httpx.Response(
+                        200,
+                        text="id: 0\nevent: x\ndata: {}\n\n",
+                        headers={"content-type": "text/event-stream"},
+                    )
+            return await super().handle_async_request(request)
+
+    async def scenario() -> None:
+        transport = AsyncCutting()
+        async with AsyncClient(
+            served.url, served.keys["agent-7"], tenant="acme", transport=transport, retrying=FAST
+        ) as agent:
+            denied = await agent.submit(FORBIDDEN)
+            assert (await agent.wait(denied.intent_id, timeout=30)).status == OutcomeStatus.DENIED
+            with pytest.raises(NotFoundError):
+                await agent.wait("01ARZ3NDEKTSV4RRFFQ69G5FAV", timeout=5)
+        assert transport.streams == 5
+
+    asyncio.run(scenario())

@@ -8,9 +8,15 @@ from pathlib import Path
 
 import pytest
 
-from exoarmur.client import Client
+from exoarmur.client import AsyncClient, Client
 from exoarmur.errors import InputError
-from exoarmur.integrations.governed import CallRefused, Governance, governed, recordable
+from exoarmur.integrations.governed import (
+    CallRefused,
+    Governance,
+    Refusal,
+    governed,
+    recordable,
+)
 from exoarmur.model.decision import OutcomeStatus
 from exoarmur.model.event import EXECUTION_FINISHED, EXECUTION_STARTED
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
@@ -235,6 +241,7 @@ def test_through_the_client_against_a_real_service(tmp_path: Path) -> None:
         Client(served.url, admin, tenant="acme") as root,
     ):
         _through_the_client(agent, root)
+        asyncio.run(_through_the_async_client(served.url, key, root))
 
 
 def _through_the_client(agent: Client, root: Client) -> None:
@@ -265,3 +272,145 @@ def _through_the_client(agent: Client, root: Client) -> None:
     story = agent.story(pending.value.refusal.intent_id)
     assert story.outcome.status == OutcomeStatus.EXECUTED
     assert story.outcome.executor == "caller"
+    with pytest.raises(CallRefused) as again:
+        deploy("3.0")
+    root.approve(again.value.refusal.intent_id, "ok")
+    root.engage_killswitch("tenant:acme/action:svc.*", "incident")
+    with pytest.raises(CallRefused) as blocked:
+        deploy("3.0")
+    assert blocked.value.refusal.status == OutcomeStatus.BLOCKED
+    root.release_killswitch("tenant:acme/action:svc.*", "over")
+    assert calls == ["read", "2.0"]
+
+
+@pytest.mark.parametrize(
+    ("status", "says"),
+    [
+        (OutcomeStatus.BLOCKED, "blocked this call"),
+        (OutcomeStatus.REJECTED, "an approver rejected this call"),
+        (OutcomeStatus.EXPIRED, "approval window for this call closed"),
+        (OutcomeStatus.FAILED, "ran this call and it failed"),
+        (OutcomeStatus.OUTCOME_UNKNOWN, "cannot tell whether this call ran"),
+        (OutcomeStatus.APPROVED, "answered approved"),
+    ],
+)
+def test_each_refusal_tells_the_agent_what_happened(status: OutcomeStatus, says: str) -> None:
+    text = Refusal(status=status, intent_id="01X", tenant="acme", detail="why").text
+    assert says in text
+    assert "why" in text
+    ran = status not in (OutcomeStatus.FAILED, OutcomeStatus.OUTCOME_UNKNOWN)
+    assert ("It did not run." in text) == ran
+
+
+def test_an_action_exoarmur_runs_itself_is_not_run_again(governor: Governor) -> None:
+    from exoarmur.executors.builtin import EchoExecutor
+
+    governor.executors.bind("files.*", EchoExecutor())
+    calls: list[int] = []
+
+    def read(path: str) -> None:
+        calls.append(1)
+
+    wrapped = governed(
+        action="files.read",
+        safety_class="A0",
+        target="x",
+        via=governor,
+        tenant="acme",
+        actor="agent-7",
+    )(read)
+    assert wrapped("a") is not None  # the echo executor's result
+
+    async def aread(path: str) -> None:
+        calls.append(1)
+
+    awrapped = governed(
+        action="files.read",
+        safety_class="A0",
+        target="x",
+        via=governor,
+        tenant="acme",
+        actor="agent-7",
+    )(aread)
+    assert asyncio.run(awrapped("b")) is not None
+    assert calls == []
+
+
+def test_an_approved_call_blocked_by_a_later_kill_switch_never_runs(governor: Governor) -> None:
+    calls: list[str] = []
+
+    @governed(
+        action="svc.deploy",
+        safety_class="A2",
+        target="svc/api",
+        via=governor,
+        tenant="acme",
+        actor="agent-7",
+    )
+    async def deploy(version: str) -> None:
+        calls.append(version)
+
+    with pytest.raises(CallRefused) as pending:
+        asyncio.run(deploy("1"))
+    approve(governor, "acme", pending.value.refusal.intent_id)
+    governor.engage_killswitch("tenant:acme", "incident", LOCAL_ADMIN)
+    with pytest.raises(CallRefused) as blocked:
+        asyncio.run(deploy("1"))
+    assert blocked.value.refusal.status == OutcomeStatus.BLOCKED
+    assert calls == []
+
+
+def test_a_raising_coroutine_is_recorded_failed(governor: Governor) -> None:
+    @governed(
+        action="files.read",
+        safety_class="A0",
+        target="x",
+        via=governor,
+        tenant="acme",
+        actor="agent-7",
+    )
+    async def broken() -> None:
+        raise ValueError("nope")
+
+    with pytest.raises(ValueError, match="nope"):
+        asyncio.run(broken())
+    assert governor.outcome("acme", _last_intent(governor)).status == OutcomeStatus.FAILED
+
+
+def _last_intent(governor: Governor) -> str:
+    store = governor.ledger.store
+    return str(list(store.events("acme", 0, store.size("acme")))[-1].intent_id)
+
+
+def test_an_async_client_cannot_govern_a_blocking_call() -> None:
+    async def make() -> None:
+        async with AsyncClient("http://127.0.0.1:9", "k") as client:
+            governance = Governance(client, tenant="acme")
+            with pytest.raises(InputError, match="async calls only"):
+                governance.call(governance.intent("a.b", "t", "A0", {}), lambda: None)
+
+    asyncio.run(make())
+
+
+async def _through_the_async_client(url: str, key: str, root: Client) -> None:
+    calls: list[str] = []
+    async with AsyncClient(url, key, tenant="acme") as agent:
+
+        @governed(action="svc.deploy", safety_class="A2", target="svc/x", via=agent, tenant="acme")
+        async def deploy(version: str) -> str:
+            calls.append(version)
+            return version
+
+        with pytest.raises(CallRefused) as pending:
+            await deploy("9")
+        await asyncio.to_thread(root.approve, pending.value.refusal.intent_id, "ok")
+        assert await deploy("9") == "9"
+        with pytest.raises(CallRefused) as again:
+            await deploy("10")
+        await asyncio.to_thread(root.approve, again.value.refusal.intent_id, "ok")
+        await asyncio.to_thread(root.engage_killswitch, "tenant:acme/action:svc.*", "incident")
+        with pytest.raises(CallRefused) as blocked:
+            await deploy("10")
+        assert blocked.value.refusal.status == OutcomeStatus.BLOCKED
+        await asyncio.to_thread(root.release_killswitch, "tenant:acme/action:svc.*", "over")
+    assert calls == ["9"]

@@ -229,3 +229,51 @@ def test_only_the_submitter_reports_in_process(dep: Deployment) -> None:
     assert EXECUTION_FINISHED not in [
         e.type for e in dep.governor.story("acme", decided["intent_id"])
     ]
+
+
+def test_a_report_that_races_another_write_rules_again(
+    dep: Deployment, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    decided = submit(dep, "agent-7", TICKET, 200)
+    ledger = dep.governor.ledger
+    append = ledger.append
+    raced: list[int] = []
+
+    def once_conflicting(*args: Any, **kwargs: Any) -> Any:
+        if not raced:
+            raced.append(1)
+            raise Conflict("someone wrote meanwhile")
+        return append(*args, **kwargs)
+
+    monkeypatch.setattr(ledger, "append", once_conflicting)
+    assert reported.start(dep.governor, "acme", decided["intent_id"], "agent-7").go
+    raced.clear()
+    done = reported.finish(dep.governor, "acme", decided["intent_id"], "agent-7", "succeeded")
+    assert done.status == "executed"
+
+    def always_conflicting(*args: Any, **kwargs: Any) -> Any:
+        raise Conflict("busy")
+
+    other = submit(dep, "agent-7", TICKET | {"target": "tickets/8"}, 200)
+    monkeypatch.setattr(ledger, "append", always_conflicting)
+    with pytest.raises(Conflict, match="kept changing"):
+        reported.start(dep.governor, "acme", other["intent_id"], "agent-7")
+    monkeypatch.setattr(ledger, "append", append)
+    reported.start(dep.governor, "acme", other["intent_id"], "agent-7")
+    monkeypatch.setattr(ledger, "append", always_conflicting)
+    with pytest.raises(Conflict, match="kept changing"):
+        reported.finish(dep.governor, "acme", other["intent_id"], "agent-7", "succeeded")
+
+
+def test_an_execution_exoarmur_runs_cannot_be_reported_by_its_caller(dep: Deployment) -> None:
+    refused: list[str] = []
+
+    def act(intent: Any) -> str:
+        with pytest.raises(Conflict) as conflict:
+            reported.finish(dep.governor, "acme", intent.intent_id, "agent-7", "succeeded")
+        refused.append(str(conflict.value))
+        return "done"
+
+    outcome = dep.governor.run(TICKET | {"actor": {"id": "agent-7", "kind": "agent"}}, act)
+    assert outcome.status == "executed"
+    assert "carried out by ExoArmur" in refused[0]
