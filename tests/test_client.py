@@ -367,3 +367,16 @@ def test_the_async_wait_reconnects_too(served: Served) -> None:
         assert transport.streams == 5
 
     asyncio.run(scenario())
+
+
+def test_the_public_names_are_pinned() -> None:
+    import exoarmur.client as public
+
+    assert sorted(public.__all__) == [
+        "APIError", "AsyncClient", "Client", "ClientError", "ConflictError", "Forbidden",
+        "InvalidRequest", "NotFoundError", "ProtocolViolation", "Retrying", "ServerError",
+        "ServiceUnreachable", "TooBusy", "Unauthenticated", "Unavailable", "WaitTimedOut",
+    ]  # fmt: skip
+    assert all(hasattr(public, name) for name in public.__all__)
+    assert issubclass(public.ConflictError, public.APIError)
+    assert issubclass(public.APIError, public.ClientError)
