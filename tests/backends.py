@@ -64,6 +64,7 @@ import pytest
 from exoarmur.ledger.postgres import PostgresStore
 from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.ledger.store import LedgerStore
+from exoarmur.model.event import Event
 
 TESTS_DIR = Path(__file__).resolve().parent
 _S = TypeVar("_S", bound=LedgerStore)
@@ -97,6 +98,21 @@ class Backend(ABC):
     @abstractmethod
     def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
         """Overwrite a stored event's bytes, as an attacker with storage access would."""
+
+    @abstractmethod
+    def edit_column(self, event: Event, column: str, value: str) -> None:
+        """Make the store's columns or indexes say ``event``'s ``column`` is ``value``.
+
+        The event's bytes stay as they are: only what the queries select by changes.
+        """
+
+    @abstractmethod
+    def edit_key(self, tenant: str, key: str, owner: str) -> None:
+        """Point an idempotency key at another intent in the store's index."""
+
+    @abstractmethod
+    def edit_node(self, tenant: str, level: int, index: int, digest: bytes) -> None:
+        """Overwrite a stored inner Merkle node (level > 0)."""
 
     def close(self) -> None:
         for store in reversed(self._opened):
@@ -192,6 +208,28 @@ class SqliteBackend(Backend):
             conn.execute(
                 "UPDATE events SET canonical = ? WHERE tenant = ? AND seq = ?",
                 (canonical, tenant, seq),
+            )
+
+    def edit_node(self, tenant: str, level: int, index: int, digest: bytes) -> None:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            conn.execute(
+                "UPDATE nodes SET hash = ? WHERE tenant = ? AND level = ? AND idx = ?",
+                (digest, tenant, level, index),
+            )
+
+    def edit_key(self, tenant: str, key: str, owner: str) -> None:
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            conn.execute(
+                "UPDATE idempotency SET intent_id = ? WHERE tenant = ? AND key = ?",
+                (owner, tenant, key),
+            )
+
+    def edit_column(self, event: Event, column: str, value: str) -> None:
+        assert column in ("event_id", "type", "correlation_id", "intent_id")
+        with contextlib.closing(sqlite3.connect(self.path)) as conn, conn:
+            conn.execute(
+                f"UPDATE events SET {column} = ? WHERE tenant = ? AND seq = ?",
+                (value, event.tenant, event.seq),
             )
 
 
@@ -459,6 +497,35 @@ class PostgresBackend(Backend):
             seq,
         )
 
+    def edit_node(self, tenant: str, level: int, index: int, digest: bytes) -> None:
+        self.server.execute(
+            self.database,
+            "UPDATE nodes SET hash = %s WHERE tenant = %s AND level = %s AND idx = %s",
+            digest,
+            tenant,
+            level,
+            index,
+        )
+
+    def edit_key(self, tenant: str, key: str, owner: str) -> None:
+        self.server.execute(
+            self.database,
+            "UPDATE idempotency SET intent_id = %s WHERE tenant = %s AND key = %s",
+            owner,
+            tenant,
+            key,
+        )
+
+    def edit_column(self, event: Event, column: str, value: str) -> None:
+        assert column in ("event_id", "type", "correlation_id", "intent_id")
+        self.server.execute(
+            self.database,
+            f"UPDATE events SET {column} = %s WHERE tenant = %s AND seq = %s",
+            value,
+            event.tenant,
+            event.seq,
+        )
+
 
 @contextlib.contextmanager
 def postgres_database(server: LocalPostgres) -> Iterator[PostgresBackend]:
@@ -700,6 +767,45 @@ async def _rewrite_event(nc: Any, stream: str, tenant: str, seq: int, canonical:
         assert "error" not in ack, ack
 
 
+async def _rewrite_index(nc: Any, stream: str, event: Event, column: str, value: str) -> None:
+    """Point the KV index entries of one event at another id, type, correlation or intent.
+
+    Plain KV writes and delete markers, as ``nats kv put`` and ``nats kv del`` make them.
+    """
+    from exoarmur.ledger.jetstream import Layout, subject_token
+
+    bucket = Layout(stream).index
+    t, seq = subject_token(event.tenant), event.seq
+
+    async def put(key: str, data: bytes) -> None:
+        reply = await nc.request(f"$KV.{bucket}.{t}.{key}", data, timeout=10)
+        assert "error" not in json.loads(reply.data)
+
+    async def delete(key: str) -> None:
+        reply = await nc.request(
+            f"$KV.{bucket}.{t}.{key}", b"", headers={"KV-Operation": "DEL"}, timeout=10
+        )
+        assert "error" not in json.loads(reply.data)
+
+    intent = event.intent_id or ""
+    if column == "event_id":
+        await delete(f"id.{subject_token(event.event_id)}")
+        await put(f"id.{subject_token(value)}", b"%d" % seq)
+    elif column == "correlation_id":
+        await delete(f"co.{subject_token(event.correlation_id)}.{seq}")
+        await put(f"co.{subject_token(value)}.{seq}", b"")
+    elif column == "intent_id":
+        await delete(f"in.{subject_token(intent)}.{seq}")
+        await put(f"in.{subject_token(value)}.{seq}", event.type.encode())
+        await put(f"ty.{subject_token(event.type)}.{seq}", value.encode())
+    elif column == "type":
+        await put(f"in.{subject_token(intent)}.{seq}", value.encode())
+        await delete(f"ty.{subject_token(event.type)}.{seq}")
+        await put(f"ty.{subject_token(value)}.{seq}", intent.encode())
+    else:
+        raise AssertionError(column)
+
+
 class JetStreamBackend(Backend):
     name = "jetstream"
 
@@ -714,6 +820,32 @@ class JetStreamBackend(Backend):
 
     def edit_event(self, tenant: str, seq: int, canonical: bytes) -> None:
         self.server.admin(lambda nc: _rewrite_event(nc, self.stream, tenant, seq, canonical))
+
+    def edit_column(self, event: Event, column: str, value: str) -> None:
+        self.server.admin(lambda nc: _rewrite_index(nc, self.stream, event, column, value))
+
+    def edit_node(self, tenant: str, level: int, index: int, digest: bytes) -> None:
+        from exoarmur.ledger.jetstream import Layout, subject_token
+
+        bucket = Layout(self.stream).tree
+        subject = f"$KV.{bucket}.{subject_token(tenant)}.n.{level}.{index}"
+
+        async def work(nc: Any) -> None:
+            reply = await nc.request(subject, digest, timeout=10)
+            assert "error" not in json.loads(reply.data)
+
+        self.server.admin(work)
+
+    def edit_key(self, tenant: str, key: str, owner: str) -> None:
+        from exoarmur.ledger.jetstream import Layout, subject_token
+
+        subject = f"$KV.{Layout(self.stream).keys}.{subject_token(tenant)}.{subject_token(key)}"
+
+        async def work(nc: Any) -> None:
+            reply = await nc.request(subject, owner.encode(), timeout=10)
+            assert "error" not in json.loads(reply.data)
+
+        self.server.admin(work)
 
 
 @contextlib.contextmanager

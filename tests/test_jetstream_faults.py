@@ -38,8 +38,9 @@ from exoarmur.errors import ConfigError, LedgerCorrupt, StoreError, StoreUnavail
 from exoarmur.executors import EchoExecutor, ExecutorRegistry
 from exoarmur.home import Home, _run_lock, open_store
 from exoarmur.ids import RandomIds
-from exoarmur.ledger import jetstream
-from exoarmur.ledger.jetstream import JetStreamStore, Layout, RunLock, subject_token
+from exoarmur.ledger.jetstream import JetStreamStore, Layout, RunLock, chunking, subject_token
+from exoarmur.ledger.jetstream.settings import parse_url, redact
+from exoarmur.ledger.jetstream.store import Raced
 from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.store import LedgerStore
@@ -128,7 +129,7 @@ def messages_of(server: LocalNats, stream: str, tenant: str) -> int:
 
 
 def test_urls_name_servers_stream_and_options() -> None:
-    parse = jetstream._parse_url
+    parse = parse_url
     settings = parse("nats://me:s3cret@a.example:4223,b.example?stream=LEDGER&replicas=3")
     assert settings.servers == (
         "nats://me:s3cret@a.example:4223",
@@ -159,8 +160,8 @@ def test_urls_name_servers_stream_and_options() -> None:
             parse(url)
     with pytest.raises(ConfigError, match="stream is 'A' in the call and 'B' in the URL"):
         JetStreamStore("nats://h?stream=B", stream="A")
-    assert jetstream._redact("nats://me:s3cret@h:4222") == "nats://me:***@h:4222"
-    assert jetstream._redact("nats://h:4222") == "nats://h:4222"
+    assert redact("nats://me:s3cret@h:4222") == "nats://me:***@h:4222"
+    assert redact("nats://h:4222") == "nats://h:4222"
 
 
 def test_subject_tokens_keep_every_name_apart() -> None:
@@ -269,7 +270,7 @@ def test_an_append_larger_than_a_message_is_one_atomic_batch(
 
     # A group that would need more messages than one batch may hold waits for the
     # next publish; one append that alone needs more is refused.
-    monkeypatch.setattr(jetstream, "_MAX_BATCH_MESSAGES", 2)
+    monkeypatch.setattr(chunking, "MAX_BATCH_MESSAGES", 2)
     # 60 000 bytes of headers hold 1363 leaf hashes: two full messages, then one more
     two, one = (
         [draft(n) for n in range(first, first + count)]
@@ -307,10 +308,10 @@ def test_refusals_stay_with_their_append(
     assert [e.seq for e in store.events_for_intent("acme", "i" * 5000)] == [0]
     with pytest.raises(StoreError, match="cannot be recorded"):
         store.append("acme", [draft(0, payload={"x": float("nan")})])
-    monkeypatch.setattr(jetstream, "_MAX_APPEND_EVENTS", 3)
+    monkeypatch.setattr(chunking, "MAX_APPEND_EVENTS", 3)
     with pytest.raises(StoreError, match="more than the 3 one append"):
         store.append("acme", [draft(n) for n in range(4)])
-    monkeypatch.setattr(jetstream, "_MAX_APPEND_PAYLOADS", 1)
+    monkeypatch.setattr(chunking, "MAX_APPEND_PAYLOADS", 1)
     with pytest.raises(StoreError, match="bytes is more than one append"):
         store.append("acme", [draft(n, payload={"pad": "p" * 400_000}) for n in range(3)])
     assert store.size("acme") == 1
@@ -381,7 +382,7 @@ def test_losing_every_race_gives_up_in_bounded_time(
     store = db.adopt(JetStreamStore(db.spec, timeout=0.2))
 
     async def always_raced(*args: Any) -> int:
-        raise jetstream._Raced
+        raise Raced
 
     monkeypatch.setattr(store, "_publish", always_raced)
     started = time.monotonic()

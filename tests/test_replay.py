@@ -239,7 +239,8 @@ def test_replay_and_whatif_from_the_command_line(tmp_path: Path) -> None:
     by_correlation = runner.invoke(
         app, ["--home", str(home), "replay", "verify", "-t", "demo", "--audit-stream-id", "x"]
     )
-    assert by_correlation.exit_code == 0
+    assert by_correlation.exit_code == 2  # a stream that does not exist replays nothing
+    assert "no events of correlation 'x'" in by_correlation.stderr
     with sqlite3.connect(home / "ledger.db") as conn:
         conn.execute(
             "UPDATE events SET canonical = CAST(replace(CAST(canonical AS TEXT), "
@@ -304,4 +305,7 @@ def test_a_history_recorded_before_the_class_floor_and_scoped_keys_still_replays
     report = replay(store, "acme")
     assert report.verified, report.divergences[:3]
     assert report.intents == 23
+    # its bare keys and missing intent-id reservations are what the events carried then
+    ledger = Ledger(store, SigningKey.from_seed("old.exoarmur/log", bytes(32)))
+    assert ledger.verify("acme").ok, ledger.verify("acme").problems
     store.close()

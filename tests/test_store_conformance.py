@@ -30,7 +30,16 @@ from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.merkle import Frontier, leaf_hash
 from exoarmur.ledger.store import LedgerStore
 from exoarmur.model.decision import OutcomeStatus
-from exoarmur.model.event import SYSTEM_LOG, EventDraft, draft_of, intent_id_key
+from exoarmur.model.event import (
+    EXECUTION_FINISHED,
+    EXECUTION_STARTED,
+    INTENT_RECORDED,
+    SYSTEM_LOG,
+    EventDraft,
+    draft_of,
+    intent_id_key,
+    intent_key,
+)
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from samples import POLICY, intent
@@ -433,6 +442,114 @@ def test_stored_bytes_that_do_not_decode_are_corruption(
     with pytest.raises(LedgerCorrupt, match="do not decode"):
         store.event_by_id("acme", "ev-acme-1")
     assert store.event_by_id("acme", "ev-acme-0") is not None
+
+
+def test_bytes_that_do_not_decode_name_their_log_and_position(
+    store: LedgerStore, backend: Backend
+) -> None:
+    """Issue 10 #12: the error says which event, on every read path and in verify."""
+    store.append("acme", [draft(0, intent="i-1"), draft(1, intent="i-1"), draft(2)])
+    backend.edit_event("acme", 1, b"\x00garbage")
+    where = "log 'acme' seq 1: stored event bytes do not decode"
+    with pytest.raises(LedgerCorrupt, match=where):
+        list(store.events("acme"))
+    with pytest.raises(LedgerCorrupt, match=where):
+        store.events_for_intent("acme", "i-1")
+    result = Ledger(store, KEY).verify("acme")
+    assert not result.ok
+    assert where in result.problems[0]
+
+
+#: an index column, and a value that points the event elsewhere
+EDITS = {
+    "intent_id": "i-2",
+    "type": EXECUTION_STARTED,
+    "correlation_id": "corr-elsewhere",
+    "event_id": "ev-forged",
+}
+
+
+@pytest.mark.parametrize("column", sorted(EDITS))
+def test_an_index_column_edited_outside_the_bytes_is_caught(
+    store: LedgerStore, backend: Backend, column: str
+) -> None:
+    """Issue 10 #4: moving an execution.finished to another intent (or renaming its type,
+    correlation or id) in the columns the queries select by is refused when read and by verify."""
+    ledger = Ledger(store, KEY)
+    store.append(
+        "acme",
+        [
+            draft(0, intent="i-1", type=EXECUTION_STARTED),
+            draft(1, intent="i-1", type=EXECUTION_FINISHED),
+            draft(2, intent="i-2", type=EXECUTION_STARTED),
+        ],
+    )
+    ledger.checkpoint("acme")
+    assert ledger.verify("acme").status == "VERIFIED"
+    finished = next(store.events("acme", 1, 2))
+    value = EDITS[column]
+    backend.edit_column(finished, column, value)
+
+    result = ledger.verify("acme")
+    assert not result.ok
+    assert result.status == "FAILED"
+    assert "log 'acme'" in result.problems[0]
+    reads = {
+        "intent_id": lambda: store.events_for_intent("acme", value),
+        "type": lambda: store.events_for_intent("acme", "i-1"),
+        "correlation_id": lambda: store.events_for_correlation("acme", value),
+        "event_id": lambda: store.event_by_id("acme", value),
+    }
+    with pytest.raises(LedgerCorrupt, match=r"log 'acme' seq 1: the stored \w+ is"):
+        reads[column]()
+    if column == "intent_id":
+        # The story left behind looks unfinished: whoever would act on that reads it whole.
+        assert store.unfinished_executions("acme") == ["i-1"]
+        with pytest.raises(LedgerCorrupt, match="log 'acme' seq 1"):
+            ledger.complete_story("acme", "i-1")
+
+
+def test_an_inner_merkle_node_off_the_root_path_is_caught(
+    store: LedgerStore, backend: Backend
+) -> None:
+    """Proofs read every stored node; verify compares every one, not only the root's."""
+    ledger = Ledger(store, KEY)
+    store.append("acme", [draft(n) for n in range(8)])
+    ledger.checkpoint("acme")
+    assert ledger.verify("acme").ok
+    backend.edit_node("acme", 1, 1, bytes(32))  # under the root of 8, never read to rebuild it
+    assert ledger.root("acme") == rebuilt_root(store, "acme")
+    result = ledger.verify("acme")
+    assert result.problems == (
+        "log 'acme': stored Merkle node (level 1, index 1) disagrees with the events' leaf hashes",
+    )
+
+
+def recorded(n: int, intent: str, key: str) -> EventDraft:
+    """An ``intent.recorded`` as the pipeline writes it: its bytes carry its key."""
+    return replace(
+        draft(n, intent=intent, key=intent_key("agent-7", key), type=INTENT_RECORDED),
+        payload={"n": n, "intent": {"actor": {"id": "agent-7"}, "idempotency_key": key}},
+    )
+
+
+def test_an_idempotency_entry_pointed_at_another_intent_is_caught(
+    store: LedgerStore, backend: Backend
+) -> None:
+    """A key pointed at another intent never hands out that intent's outcome."""
+    store.append("acme", [recorded(0, "i-1", "job-1"), recorded(1, "i-2", "job-2")])
+    ledger = Ledger(store, KEY)
+    assert ledger.verify("acme").ok
+    job_1, job_2 = intent_key("agent-7", "job-1"), intent_key("agent-7", "job-2")
+    backend.edit_key("acme", job_1, "i-2")
+    with pytest.raises(LedgerCorrupt, match="'agent-7 job-1' is indexed for 'i-2', whose events"):
+        store.intent_for_key("acme", job_1)
+    assert store.intent_for_key("acme", job_2) == "i-2"
+    result = ledger.verify("acme")
+    assert not result.ok
+    # (JetStream names the key as its KV key token)
+    assert "is indexed for 'i-2', the events say 'i-1'" in result.problems[0]
+    assert "key 'agent-7 job-2'" not in " ".join(result.problems)
 
 
 # -- queries -------------------------------------------------------------------

@@ -598,6 +598,9 @@ def test_two_witnesses_cosign_and_refuse_a_rollback_and_a_fork(
         for suffix in ("", "-wal", "-shm"):
             (log_home / f"ledger.db{suffix}").unlink(missing_ok=True)
         shutil.copy(backup, log_home / "ledger.db")
+        # The home's own anchor would refuse it first (test_ledger_trust); here it went
+        # back too, as with a whole home restored: only the witnesses remember.
+        (log_home / "anchors.json").unlink()
         evidence = tmp_path / "rollback.json"
         rolled = checkpoint(log_home, witnesses, "--evidence", str(evidence))
         assert rolled.exit_code == 1
@@ -657,6 +660,9 @@ def test_a_witness_killed_with_sigkill_still_refuses_a_rollback(
         for suffix in ("", "-wal", "-shm"):
             (log_home / f"ledger.db{suffix}").unlink(missing_ok=True)
         shutil.copy(backup, log_home / "ledger.db")
+        # The home's own anchor would refuse it first (test_ledger_trust); here it went
+        # back too, as with a whole home restored: only the witnesses remember.
+        (log_home / "anchors.json").unlink()
         evidence = tmp_path / "evidence.json"
         refused = checkpoint(log_home, [witness], "--evidence", str(evidence))
         assert refused.exit_code == 1

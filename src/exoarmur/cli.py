@@ -17,7 +17,7 @@ import json
 import os
 import re
 import sys
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Annotated, Any, NoReturn
@@ -33,12 +33,17 @@ from .errors import (
     ExoArmurError,
     InputError,
     IntentIdTaken,
+    KeyFileError,
     NotFound,
     PermissionDenied,
 )
 from .gate import GateConfig
 from .home import HOME_ENV, STORE_ENV, Home, open_governor, open_store, resolve_home
+from .ledger.checkpoint import MAX_NOTE_BYTES
+from .ledger.keyring import key_record, rotate_key
+from .ledger.keys import SigningKey, write_signing_key
 from .ledger.log import Ledger
+from .ledger.store import LedgerStore
 from .model.decision import Outcome, OutcomeStatus
 from .model.event import POLICY_ACTIVATED, SYSTEM_LOG
 from .model.intent import MAX_INTENT_BYTES, parse_intent_json
@@ -88,6 +93,8 @@ err_console = literal_console(stderr=True)
 
 EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT, EXIT_DENIED, EXIT_PENDING, EXIT_EXEC_FAILED = range(6)
 EXIT_GRACE_EXPIRED = 6
+#: `verify` and `replay verify`: every check passed, but no signed checkpoint covers the log's end
+EXIT_UNANCHORED = 7
 
 _STATUS_EXIT = {
     OutcomeStatus.EXECUTED: EXIT_OK,
@@ -218,6 +225,47 @@ def _floor_text(gate: GateConfig) -> str:
     return ", ".join(f"{c.value} {n}" for c, n in sorted(gate.class_floor.items())) or "none"
 
 
+@key_app.command("rotate")
+def key_rotate() -> None:
+    """Replace the signing key: recorded in the system log, signed by the old key and the new.
+
+    Checkpoints the old key signed still verify (its public key is recorded);
+    the printed note, signed by both, is the one to hand to whoever holds the
+    old public key.
+    """
+    with _errors():
+        home = _home()
+        home.require()
+        old = home.signing_key()
+        new = SigningKey.generate(old.name)
+        staged = home.key_path.with_name(home.key_path.name + ".next")
+        if staged.exists():
+            raise KeyFileError(
+                f"{staged} exists: an earlier rotation was cut short. If the key the ledger "
+                f"records is that one (see `exoarmur health`), move it over {home.key_path}; "
+                "otherwise remove it, then rotate again"
+            )
+        # The new key is on disk before the ledger names it, so a crash in
+        # between leaves it next to the key file, never lost.
+        write_signing_key(staged, new)
+        with open_governor(home, recover=False, record_run=False) as governor:
+            ledger = governor.ledger
+            _, note = rotate_key(
+                ledger.store,
+                old,
+                new,
+                governor.clock,
+                governor.ids,
+                ledger.root,
+                ledger.origin,
+                home.anchors.record,
+            )
+            os.replace(staged, home.key_path)
+    err_console.print(f"rotated: the old key {old.verifier_key()}", soft_wrap=True, markup=False)
+    err_console.print(f"rotated: the new key {new.verifier_key()}", soft_wrap=True, markup=False)
+    sys.stdout.write(note)
+
+
 @key_app.command("public")
 def key_public() -> None:
     """Print the verifier key (C2SP signed-note format) that checks checkpoints."""
@@ -247,6 +295,8 @@ def health(as_json: JsonFlag = False) -> None:
             verdict = store.integrity_check()
             if verdict != "ok":
                 raise ExoArmurError(f"store integrity check: {verdict}")
+            # the key the ledger records, and no log behind its last checkpoint signed here
+            home.bind_ledger(store, home.signing_key(), key_record(store))
             tenants = store.tenants()
             unfinished = sum(len(store.unfinished_executions(t)) for t in tenants)
         finally:
@@ -514,6 +564,7 @@ def checkpoint(
             cosign = Witnessing.of(witness or [], witness_key or [], quorum, evidence)
         ledger = _home().ledger()
         try:
+            _require_log(ledger.store, tenant)
             note = ledger.checkpoint(tenant).note if cosign is None else cosign(ledger, tenant)
         finally:
             ledger.store.close()
@@ -577,13 +628,64 @@ def prove_consistency(
         console.print(f"verified: {proof.verify(old_root, new_root)}")
 
 
-@app.command()
-def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
-    """Re-derive a tenant's log from its stored bytes; check tree and checkpoint."""
-    with _errors():
-        ledger = _home().ledger()
+_VERDICT_EXIT = {"VERIFIED": EXIT_OK, "UNANCHORED": EXIT_UNANCHORED, "FAILED": EXIT_FAILURE}
+_VERDICT_STYLE = {"VERIFIED": "bold green", "UNANCHORED": "bold yellow", "FAILED": "bold red"}
+_REPLAY_VERDICT = {
+    "VERIFIED": ("VERIFIED", "bold green"),
+    "UNANCHORED": ("UNANCHORED", "bold yellow"),
+    "FAILED": ("DIVERGED", "bold red"),
+}
+
+
+def _require_log(store: LedgerStore, tenant: str) -> None:
+    """Refuse to verify a log that does not exist: a typo must never read as VERIFIED."""
+    if tenant not in store.tenants():
+        raise InputError(f"--tenant: no log for tenant {tenant!r} in this ledger")
+
+
+def _read_notes(files: Sequence[Path]) -> list[str]:
+    notes = []
+    for file in files:
         try:
-            result = ledger.verify(tenant)
+            with open(file, "rb") as handle:
+                raw = handle.read(MAX_NOTE_BYTES + 1)
+        except OSError as exc:
+            raise InputError(f"--checkpoint: cannot read {file}: {exc.strerror}") from None
+        if len(raw) > MAX_NOTE_BYTES:
+            raise InputError(f"--checkpoint: {file} is larger than a signed note may be")
+        try:
+            notes.append(raw.decode("utf-8"))
+        except UnicodeDecodeError:
+            raise InputError(f"--checkpoint: {file} is not UTF-8 text") from None
+    return notes
+
+
+@app.command()
+def verify(
+    tenant: TenantOption,
+    kept: Annotated[
+        list[Path] | None,
+        typer.Option(
+            "--checkpoint",
+            help="A signed checkpoint kept outside the home (as `exoarmur checkpoint` prints it); "
+            "the log must extend it. Repeatable.",
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Re-derive a log from its stored bytes; check its indexes, tree and checkpoints.
+
+    Exit 0 VERIFIED, 7 UNANCHORED (all checks passed, but no signed checkpoint
+    covers the log's end), 1 FAILED, 2 bad input (e.g. no such tenant).
+    """
+    with _errors():
+        notes = _read_notes(kept or [])
+        home = _home()
+        ledger = home.ledger(rollback_check=False)
+        try:
+            _require_log(ledger.store, tenant)
+            kept_notes = list(dict.fromkeys([*notes, *home.anchors.notes(tenant)]))
+            result = ledger.verify(tenant, kept=kept_notes)
         finally:
             ledger.store.close()
     if as_json:
@@ -591,20 +693,31 @@ def verify(tenant: TenantOption, as_json: JsonFlag = False) -> None:
             {
                 "tenant": tenant,
                 "ok": result.ok,
+                "status": result.status,
                 "tree_size": result.size,
                 "root_hash": result.root_hash.hex(),
                 "checkpoint_size": result.checkpoint_size,
+                "kept_checkpoint_sizes": list(result.external_sizes),
                 "problems": list(result.problems),
             }
         )
     else:
-        verdict = styled("VERIFIED", "bold green") if result.ok else styled("FAILED", "bold red")
+        verdict = styled(result.status, _VERDICT_STYLE[result.status])
         console.print(
             line(verdict, f" tenant {tenant}: {result.size} events, root {result.root_hash.hex()}")
         )
+        if result.status == "UNANCHORED":
+            covered = result.checkpoint_size
+            console.print(
+                "  no signed checkpoint covers the end of the log "
+                f"({'none at all' if covered is None else f'the latest covers {covered}'}); "
+                "run `exoarmur checkpoint` and keep its note elsewhere"
+            )
+        for size in result.external_sizes:
+            console.print(f"  the log extends the kept checkpoint of size {size}")
         for problem in result.problems:
             console.print(line("  ", styled("•", "red"), f" {problem}"))
-    raise typer.Exit(EXIT_OK if result.ok else EXIT_FAILURE)
+    raise typer.Exit(_VERDICT_EXIT[result.status])
 
 
 # -- policy activation, principals, approvals --------------------------------
@@ -1083,12 +1196,24 @@ def replay_verify(
     start: Annotated[int, typer.Option("--from", min=0, help="Check events from this seq.")] = 0,
     as_json: JsonFlag = False,
 ) -> None:
-    """Re-decide every recorded intent from the ledger alone and compare every field."""
+    """Re-decide every recorded intent from the ledger alone and compare every field.
+
+    Exit 0 VERIFIED, 7 UNANCHORED (it replays, but no signed checkpoint covers
+    the log's end), 1 FAILED (a divergence), 2 bad input (no such tenant or stream).
+    """
     from .replay import replay
 
     with _errors():
         ledger = _home().ledger()
         try:
+            _require_log(ledger.store, tenant)
+            if correlation is not None and not ledger.store.events_for_correlation(
+                tenant, correlation
+            ):
+                raise InputError(
+                    f"--audit-stream-id: no events of correlation {correlation!r} "
+                    f"in tenant {tenant!r}"
+                )
             size = ledger.size(tenant)
             with _progress(size, f"replaying {tenant}", as_json) as progress:
                 report = replay(
@@ -1104,9 +1229,7 @@ def replay_verify(
     if as_json:
         _print_json(report.to_json())
     else:
-        verdict = (
-            styled("VERIFIED", "bold green") if report.verified else styled("DIVERGED", "bold red")
-        )
+        verdict = styled(*_REPLAY_VERDICT[report.status])
         console.print(
             line(
                 verdict,
@@ -1131,7 +1254,8 @@ def replay_verify(
         typer.echo(f"DIVERGENCES={len(report.divergences)}")
         typer.echo(f"ROOT_HASH={report.root_hash}")
         typer.echo(f"CHECKPOINT_VERIFIED={str(report.checkpoint_verified).lower()}")
-    raise typer.Exit(EXIT_OK if report.verified else EXIT_FAILURE)
+        typer.echo(f"STATUS={report.status}")
+    raise typer.Exit(_VERDICT_EXIT[report.status])
 
 
 @replay_app.command("whatif")

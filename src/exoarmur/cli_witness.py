@@ -264,6 +264,8 @@ class Witnessing:
         for refusal in cosigned.refusals:
             err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
         ledger.store.save_checkpoint(tenant, size, cosigned.note)
+        if ledger.on_checkpoint is not None:  # the home keeps it beside the store too
+            ledger.on_checkpoint(tenant, head, cosigned.note)
         stored = ledger.store.latest_checkpoint(tenant)
         if stored is None or stored[1] != cosigned.note:
             err_console.print(

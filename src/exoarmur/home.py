@@ -5,6 +5,7 @@
       keys/ledger.key       the Ed25519 checkpoint signing key (mode 0600, refused otherwise)
       policy/*.cedar        the bundle ``init`` activates (the one in force is in the ledger)
       ledger.db             the SQLite ledger (WAL; mode 0600)
+      anchors.json          each log's latest signed checkpoint: a rolled-back store is refused
       run.lock              held shared by every running governor; exclusive for recovery
 
 Anything here that others may write is refused at open (see ``file_modes``).
@@ -29,6 +30,8 @@ from .executors import ExecutorRegistry
 from .file_modes import make_private_dir, refuse_writable_by_others, write_private
 from .gate import GateConfig
 from .ids import IdGenerator, RandomIds, SeededIds
+from .ledger.anchor import Anchors
+from .ledger.keyring import KeyRecord, check_signing_key, key_record, record_key
 from .ledger.keys import SigningKey, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .ledger.sqlite import SqliteStore
@@ -123,6 +126,11 @@ class Home:
     def ledger_path(self) -> Path:
         return self.path / "ledger.db"
 
+    @property
+    def anchors(self) -> Anchors:
+        """Each log's latest checkpoint signed here, kept outside the store (see ``anchor``)."""
+        return Anchors(self.path / "anchors.json")
+
     def exists(self) -> bool:
         stored = self.store_url is not None or self.ledger_path.exists()
         return self.config_path.exists() and self.key_path.exists() and stored
@@ -145,6 +153,7 @@ class Home:
         if not self.config_path.exists():
             write_private(self.config_path, DEFAULT_CONFIG)
             created.append(str(self.config_path))
+        # Opening the governor records the signing key in the system log (``keyring``).
         with open_governor(self, recover=False, record_run=False) as governor:
             for private in (self.ledger_path, self.config_path):
                 if private.exists():  # 0600 whatever the umask; the home is 0700 too
@@ -215,11 +224,39 @@ class Home:
             raise ConfigError(f"{self.config_path}: [executors] must be a table")
         return ExecutorRegistry.from_config(bindings)
 
-    def ledger(self) -> Ledger:
-        """The ledger alone (for reads, proofs, checkpoints)."""
+    def ledger(self, *, rollback_check: bool = True) -> Ledger:
+        """The ledger alone (for reads, proofs, checkpoints), with the key it records.
+
+        ``rollback_check=False`` is for ``verify``, which reports a rollback
+        (the anchors' notes are among the checkpoints it checks) instead.
+        """
         self.require()
         key = self.signing_key()
-        return Ledger(self.open_store(), key)
+        store = self.open_store()
+        try:
+            return self.bind_ledger(store, key, key_record(store), rollback_check=rollback_check)
+        except BaseException:
+            store.close()
+            raise
+
+    def bind_ledger(
+        self, store: LedgerStore, key: SigningKey, record: KeyRecord, *, rollback_check: bool = True
+    ) -> Ledger:
+        """A ledger over ``store`` once ``key`` is the key it records and nothing was rolled back.
+
+        Raises KeyFileError for a swapped key and LedgerCorrupt for a log
+        shorter than (or another tree than) its last checkpoint signed here.
+        """
+        check_signing_key(record, key, str(self.key_path))
+        ledger = Ledger(
+            store,
+            key,
+            retired=record.retired_verifiers(),
+            on_checkpoint=self.anchors.record,
+        )
+        if rollback_check:
+            self.anchors.check(ledger.size, ledger.root)
+        return ledger
 
 
 @dataclass
@@ -338,8 +375,19 @@ def open_governor(
     except ExoArmurError:
         lock.release()
         raise
+    try:
+        record = key_record(store)
+        ledger = where.bind_ledger(store, key, record)
+        if record.verifier_key is None:
+            # A ledger from before keys were recorded: the key it starts with is the one
+            # from now on. Wall clock and random id: it must not shift a seeded run's ids.
+            record_key(store, key, SystemClock(), RandomIds())
+    except BaseException:
+        store.close()
+        lock.release()
+        raise
     governor = Governor(
-        ledger=Ledger(store, key),
+        ledger=ledger,
         executors=executors,
         clock=clock,
         ids=ids,

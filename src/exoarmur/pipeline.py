@@ -1124,14 +1124,16 @@ class Governor:
         """
         recovered = []
         for tenant in self._tenants():
+            # Each acts on an event's absence: the story is read whole from the log first.
             for intent_id in self.ledger.store.intents_with(
                 tenant, INTENT_APPROVED, (EXECUTION_STARTED, EXECUTION_BLOCKED)
             ):
-                outcome = self._execute_approved(intent_state(self._events(tenant, intent_id)))
+                story = self.ledger.complete_story(tenant, intent_id)
+                outcome = self._execute_approved(intent_state(story))
                 if outcome is not None:
                     recovered.append(outcome)
             for intent_id in self.ledger.store.unfinished_executions(tenant):
-                if _reported_by_caller(self._events(tenant, intent_id)):
+                if _reported_by_caller(self.ledger.complete_story(tenant, intent_id)):
                     continue  # its caller carries it out and reports its end, not this process
                 recovered.append(self._mark_unknown(tenant, intent_id))
         return recovered

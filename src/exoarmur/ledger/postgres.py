@@ -66,6 +66,7 @@ from ..errors import (
     ConfigError,
     Conflict,
     DuplicateIntent,
+    LedgerCorrupt,
     StoreError,
     StoreUnavailable,
 )
@@ -80,7 +81,14 @@ from ..model.event import (
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
-from .store import EVENT_COLUMNS, event_from_row, paged_events
+from .store import (
+    EVENT_COLUMNS,
+    check_key_owner,
+    derive_keys,
+    event_from_row,
+    key_problems,
+    paged_events,
+)
 
 try:
     import psycopg
@@ -755,21 +763,21 @@ class PostgresStore:
                 (tenant, cursor, limit),
             )
 
-        return paged_events(fetch, start, stop)
+        return paged_events(tenant, fetch, start, stop)
 
     def event_by_id(self, tenant: str, event_id: str) -> Event | None:
         rows = self._run(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND event_id = %s",
             (tenant, event_id),
         )
-        return event_from_row(rows[0]) if rows else None
+        return event_from_row(tenant, rows[0]) if rows else None
 
     def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         rows = self._run(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND intent_id = %s ORDER BY seq",
             (tenant, intent_id),
         )
-        return [event_from_row(row) for row in rows]
+        return [event_from_row(tenant, row) for row in rows]
 
     def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
         rows = self._run(
@@ -777,14 +785,19 @@ class PostgresStore:
             "ORDER BY seq",
             (tenant, correlation_id),
         )
-        return [event_from_row(row) for row in rows]
+        return [event_from_row(tenant, row) for row in rows]
 
     def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         rows = self._run(
             "SELECT intent_id FROM idempotency WHERE tenant = %s AND key = %s",
             (tenant, idempotency_key),
         )
-        return str(rows[0][0]) if rows else None
+        if not rows:
+            return None
+        owner = str(rows[0][0])
+        story: list[Event | None] = [*self.events_for_intent(tenant, owner)]
+        story = story or [self.event_by_id(tenant, owner)]
+        return check_key_owner(tenant, idempotency_key, owner, story)
 
     def unfinished_executions(self, tenant: str) -> list[str]:
         return self.intents_with(
@@ -811,7 +824,7 @@ class PostgresStore:
             "ORDER BY seq DESC LIMIT 1",
             (tenant, event_type),
         )
-        return event_from_row(rows[0]) if rows else None
+        return event_from_row(tenant, rows[0]) if rows else None
 
     def tenants(self) -> list[str]:
         # A tenant's row exists from its first locked append; it counts once it holds events.
@@ -824,6 +837,27 @@ class PostgresStore:
             (tenant,),
         )
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def index_problems(self, tenant: str, size: int) -> list[str]:
+        # Every row's columns are checked against its bytes as the walk reads it.
+        try:
+            owners = derive_keys(self.events(tenant, 0, size))
+        except LedgerCorrupt as exc:
+            return [str(exc)]
+        problems = []
+        rows = self._run("SELECT count(*), max(seq) FROM events WHERE tenant = %s", (tenant,))
+        count, last = rows[0] if rows else (0, None)
+        if count != size or (size and last != size - 1):
+            problems.append(
+                f"log {tenant!r}: {count} event rows up to seq {last}, its tree size is {size}"
+            )
+        stored = {
+            str(key): str(owner)
+            for key, owner in self._run(
+                "SELECT key, intent_id FROM idempotency WHERE tenant = %s", (tenant,)
+            )
+        }
+        return problems + key_problems(tenant, stored, owners)
 
     def integrity_check(self) -> str:
         """``"ok"``, or the tenants whose tree size disagrees with their stored events.

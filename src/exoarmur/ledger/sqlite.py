@@ -24,7 +24,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
-from ..errors import Conflict, DuplicateIntent, StoreError, StoreUnavailable
+from ..errors import Conflict, DuplicateIntent, LedgerCorrupt, StoreError, StoreUnavailable
 from ..model.event import (
     EXECUTION_BLOCKED,
     EXECUTION_FINISHED,
@@ -36,7 +36,14 @@ from ..model.event import (
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
-from .store import EVENT_COLUMNS, event_from_row, paged_events
+from .store import (
+    EVENT_COLUMNS,
+    check_key_owner,
+    derive_keys,
+    event_from_row,
+    key_problems,
+    paged_events,
+)
 
 SCHEMA_VERSION = "1"
 
@@ -371,14 +378,14 @@ class SqliteStore:
                 (tenant, cursor, limit),
             )
 
-        return paged_events(fetch, start, stop)
+        return paged_events(tenant, fetch, start, stop)
 
     def event_by_id(self, tenant: str, event_id: str) -> Event | None:
         row = self._fetchone(
             f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = ? AND event_id = ?",
             (tenant, event_id),
         )
-        return event_from_row(row) if row else None
+        return event_from_row(tenant, row) if row else None
 
     def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
         rows = self._fetchall(
@@ -388,7 +395,7 @@ class SqliteStore:
             "WHERE tenant = ? AND intent_id = ? ORDER BY seq",
             (tenant, intent_id),
         )
-        return [event_from_row(row) for row in rows]
+        return [event_from_row(tenant, row) for row in rows]
 
     def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
         rows = self._fetchall(
@@ -396,14 +403,19 @@ class SqliteStore:
             "WHERE tenant = ? AND correlation_id = ? ORDER BY seq",
             (tenant, correlation_id),
         )
-        return [event_from_row(row) for row in rows]
+        return [event_from_row(tenant, row) for row in rows]
 
     def intent_for_key(self, tenant: str, idempotency_key: str) -> str | None:
         row = self._fetchone(
             "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?",
             (tenant, idempotency_key),
         )
-        return str(row[0]) if row else None
+        if row is None:
+            return None
+        owner = str(row[0])
+        story: list[Event | None] = [*self.events_for_intent(tenant, owner)]
+        story = story or [self.event_by_id(tenant, owner)]
+        return check_key_owner(tenant, idempotency_key, owner, story)
 
     def unfinished_executions(self, tenant: str) -> list[str]:
         return self.intents_with(
@@ -434,7 +446,7 @@ class SqliteStore:
             "(SELECT max(seq) FROM events WHERE tenant = ? AND type = ?)",
             (tenant, tenant, event_type),
         )
-        return event_from_row(row) if row else None
+        return event_from_row(tenant, row) if row else None
 
     def tenants(self) -> list[str]:
         return [str(row[0]) for row in self._fetchall("SELECT tenant FROM trees ORDER BY 1", ())]
@@ -467,6 +479,26 @@ class SqliteStore:
             row = self._fetchone(f'SELECT count(*) FROM "{name}"', ())
             counts[name] = int(str(row[0])) if row else 0
         return counts
+
+    def index_problems(self, tenant: str, size: int) -> list[str]:
+        # Every row's columns are checked against its bytes as the walk reads it.
+        try:
+            owners = derive_keys(self.events(tenant, 0, size))
+        except LedgerCorrupt as exc:
+            return [str(exc)]
+        problems = []
+        row = self._fetchone("SELECT count(*), max(seq) FROM events WHERE tenant = ?", (tenant,))
+        if row is not None and (row[0] != size or (size and row[1] != size - 1)):
+            problems.append(
+                f"log {tenant!r}: {row[0]} event rows up to seq {row[1]}, its tree size is {size}"
+            )
+        stored = {
+            str(key): str(owner)
+            for key, owner in self._fetchall(
+                "SELECT key, intent_id FROM idempotency WHERE tenant = ?", (tenant,)
+            )
+        }
+        return problems + key_problems(tenant, stored, owners)
 
     def integrity_check(self) -> str:
         """SQLite's own page-level check: ``"ok"`` or what it found."""

@@ -46,6 +46,10 @@ POSTURE_SET: Final = "posture.set"
 POSTURE_EXPIRED: Final = "posture.expired"
 CONFIG_SNAPSHOT: Final = "config.snapshot"
 
+# The checkpoint signing key (system log): which key signs, and its rotations.
+KEY_RECORDED: Final = "key.recorded"
+KEY_ROTATED: Final = "key.rotated"
+
 # Principals and access (system log).
 PRINCIPAL_ADDED: Final = "principal.added"
 PRINCIPAL_REVOKED: Final = "principal.revoked"

@@ -125,6 +125,14 @@ class ReplayReport:
         return not self.divergences and self.checkpoint_verified is not False
 
     @property
+    def status(self) -> str:
+        """VERIFIED; UNANCHORED: it replays, no verified checkpoint covers the end; or FAILED."""
+        if not self.verified:
+            return "FAILED"
+        anchored = self.checkpoint_verified is True and self.checkpoint_size == self.tree_size
+        return "VERIFIED" if anchored else "UNANCHORED"
+
+    @property
     def first(self) -> Divergence | None:
         return self.divergences[0] if self.divergences else None
 
@@ -132,6 +140,7 @@ class ReplayReport:
         return {
             "tenant": self.tenant,
             "verified": self.verified,
+            "status": self.status,
             "events": self.events,
             "intents": self.intents,
             "decisions": self.decisions,
