@@ -1656,5 +1656,14 @@ def _register_integration_commands() -> None:
 _register_integration_commands()
 
 
+def _register_report_command() -> None:
+    from .cli_report import report
+
+    app.command("report")(report)
+
+
+_register_report_command()
+
+
 def main() -> None:
     app()

@@ -1133,7 +1133,8 @@ class Governor:
                 if outcome is not None:
                     recovered.append(outcome)
             for intent_id in self.ledger.store.unfinished_executions(tenant):
-                self.ledger.complete_story(tenant, intent_id)
+                if _reported_by_caller(self.ledger.complete_story(tenant, intent_id)):
+                    continue  # its caller carries it out and reports its end, not this process
                 recovered.append(self._mark_unknown(tenant, intent_id))
         return recovered
 
@@ -1242,6 +1243,12 @@ def engine_from_activation(event: Event) -> PolicyEngine:
     if engine.policy_hash != event.payload["policy_hash"]:
         raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
     return engine
+
+
+def _reported_by_caller(events: list[Event]) -> bool:
+    """Whether the execution was started by its caller (``exoarmur.reported``), not here."""
+    started = next(e for e in events if e.type == EXECUTION_STARTED)
+    return started.payload.get("executor") == "caller"
 
 
 def _id_taken(intent_id: str, tenant: str) -> str:

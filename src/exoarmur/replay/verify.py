@@ -704,7 +704,13 @@ class Replayer:
             return
         # An approved intent whose re-check refused the start records the block
         # instead of a start: nothing was attempted, so nothing claims it was.
-        blocked_before_start = event.type == EXECUTION_BLOCKED and INTENT_APPROVED in kinds
+        # So does an allowed one its caller asked to start (exoarmur.reported:
+        # recorded with no binding, since no executor is bound to it).
+        reported = "binding" in event.payload and event.payload["binding"] is None
+        blocked_before_start = event.type == EXECUTION_BLOCKED and (
+            INTENT_APPROVED in kinds
+            or (reported and decision is not None and decision.verdict == Verdict.ALLOW)
+        )
         if EXECUTION_STARTED not in kinds and not blocked_before_start:
             if check:
                 self.diverge(event, "type", event.type, None, "no execution.started before it")

@@ -16,7 +16,10 @@ from fastapi import FastAPI
 from .. import __version__
 from ..pipeline import Governor
 from . import console, controls, intents, metrics, record, service, tiles
+from . import evidence as evidence_export
 from . import hooks as tool_hooks
+from . import reported as reported_actions
+from . import stream as intent_stream
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
@@ -46,6 +49,9 @@ def _application(limits: Limits) -> FastAPI:
     install_error_handlers(app)
     for module in (service, intents, controls, record, tiles, metrics):
         app.include_router(module.router)
+    app.include_router(intent_stream.router)
+    app.include_router(evidence_export.router)
+    app.include_router(reported_actions.router)
     app.include_router(tool_hooks.router)
     console.install(app)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,

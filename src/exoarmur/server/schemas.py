@@ -232,6 +232,31 @@ class VoteAnswer(_Body):
     outcome: Outcome
 
 
+# -- actions the caller carries out -----------------------------------------
+
+
+class StartAnswer(_Body):
+    """The go-ahead: ``execution.started`` is durable; carry the action out, then report."""
+
+    outcome: Outcome
+    event: EventRecord
+
+
+class OutcomeReport(_Request):
+    """How a caller-executed action ended."""
+
+    status: Literal["succeeded", "failed"]
+    result: Any = Field(
+        default=None, description="What it returned (any JSON), when it succeeded; recorded."
+    )
+    error: str | None = Field(
+        default=None,
+        min_length=1,
+        max_length=MAX_REASON_CHARS,
+        description="Why it failed (required when it failed).",
+    )
+
+
 # -- kill switches and posture -----------------------------------------------
 
 

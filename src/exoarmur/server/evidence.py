@@ -1,0 +1,46 @@
+"""Evidence bundles over HTTP: what ``exoarmur evidence export`` writes, for one correlation.
+
+The bundle is self-contained (events, inclusion proofs, signed checkpoints,
+the policy and configuration its decisions name, the public key), so whoever
+fetches it verifies it offline with ``exoarmur verify-bundle`` and trusts
+nothing this server says about it.
+"""
+
+from __future__ import annotations
+
+from typing import Annotated, Any
+
+from fastapi import APIRouter, Depends, Query
+
+from ..evidence import export_bundle
+from ..model.intent import TENANT_PATTERN, TOKEN_PATTERN
+from .access import Right
+from .auth import CallerDep
+from .bodies import JSONBodyRoute
+from .limits import read_slot
+from .schemas import problems
+
+router = APIRouter(prefix="/v1", tags=["ledger"], route_class=JSONBodyRoute)
+
+
+@router.get(
+    "/evidence",
+    summary="Export the evidence bundle of one correlation",
+    response_model=dict[str, Any],
+    responses={
+        200: {"description": "The bundle (see docs/evidence-bundle.md)."},
+        **problems(401, 403, 404, 422, 429, 500, 503),
+    },
+    dependencies=[Depends(read_slot)],
+)
+def evidence(
+    caller: CallerDep,
+    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, max_length=63, description="A tenant.")],
+    correlation_id: Annotated[
+        str,
+        Query(pattern=TOKEN_PATTERN, min_length=1, max_length=256, description="The correlation."),
+    ],
+) -> dict[str, Any]:
+    """Every event of the correlation with proofs, checkpoints and what its decisions name."""
+    caller.require(Right.READ_LEDGER, tenant)
+    return export_bundle(caller.governor.ledger, tenant, correlation_id)
