@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..encoding import canonical_bytes
+from ..encoding import canonical_bytes, sha256_hex
 from ..errors import InputError
 from ..model.intent import ActionIntent
 from .base import ExecutionFailed, Executor
@@ -31,6 +31,10 @@ class Guarded:
         self.kind = inner.kind
 
     def execute(self, intent: ActionIntent) -> Any:
+        return self.call(intent)[0]
+
+    def call(self, intent: ActionIntent) -> tuple[Any, str]:
+        """The result and its content hash, from the one canonical serialization it needs."""
         try:
             result = self.inner.execute(intent)
         except ExecutionFailed:
@@ -38,10 +42,10 @@ class Guarded:
         except Exception as exc:  # any executor failure is recorded, never raised
             raise ExecutionFailed(f"{type(exc).__name__}: {exc}") from exc
         try:
-            canonical_bytes(result)
+            canonical = canonical_bytes(result)
         except InputError as exc:
             raise ExecutionFailed(f"executor returned a result that is not JSON: {exc}") from exc
-        return result
+        return result, "sha256:" + sha256_hex(canonical)
 
 
 def guard(executor: Executor) -> Guarded:

@@ -12,7 +12,6 @@ from __future__ import annotations
 from typing import Any
 
 from ..approvals.book import IntentState, intent_state
-from ..encoding import content_hash
 from ..errors import Conflict
 from ..executors import ExecutionFailed, ExecutorRegistry
 from ..executors.registry import Binding
@@ -139,9 +138,10 @@ class Runner:
             )
             return self.blocked_outcome(intent, decision, executor.kind, blocked)
         result: Any = None
+        result_hash = ""
         error: str | None = None
         try:
-            result = executor.execute(intent)
+            result, result_hash = executor.call(intent)
         except ExecutionFailed as exc:
             error = str(exc)
             if exc.retryable and attempt <= binding.retries:
@@ -164,7 +164,7 @@ class Runner:
             "controls": checked_at,
         }
         if error is None:
-            payload.update(status="succeeded", result=result, result_hash=content_hash(result))
+            payload.update(status="succeeded", result=result, result_hash=result_hash)
         else:
             payload.update(status="failed", error=error[:ERROR_TEXT_LIMIT])
         self.state.append(

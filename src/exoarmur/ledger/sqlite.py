@@ -11,8 +11,18 @@ a batch runs in its own SAVEPOINT, so one append refused (a duplicate
 idempotency key) does not sink the others.
 
 Several processes may open the same file: the writer takes SQLite's write
-lock (``BEGIN IMMEDIATE``) and re-reads each tenant's tree size inside it,
-reloading its in-memory Merkle frontier if another process appended.
+lock (``BEGIN IMMEDIATE``) and asks ``PRAGMA data_version`` whether any other
+connection committed since its last batch; only then does it re-read the
+tree sizes and reload its in-memory Merkle frontiers. Otherwise the sizes and
+frontiers it keeps are exact, and an append reads nothing back.
+
+Per batch the writer runs: BEGIN, the data version, each append's
+precondition reads (an intent's last event, its idempotency keys), one
+``executemany`` each for events, nodes and keys, one tree-size upsert per
+tenant, COMMIT. An append's preconditions are all checked before it writes
+anything, so a refused append leaves nothing to roll back and needs no
+savepoint. Each draft's canonical bytes are made in the submitter's thread
+(``event_parts``); the writer only joins them around the seq and hashes.
 """
 
 from __future__ import annotations
@@ -32,7 +42,8 @@ from ..model.event import (
     EXECUTION_STARTED,
     Event,
     EventDraft,
-    event_bytes,
+    event_bytes_at,
+    event_parts,
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
@@ -120,6 +131,8 @@ class SqliteStore:
         self._local.conn = self._readers[0]
         self._readers_lock = threading.Lock()
         self._frontiers: dict[str, Frontier] = {}
+        #: the writer connection's PRAGMA data_version when it last committed
+        self._data_version: int | None = None
 
         self._closed = False
         #: transactions committed by this store: the group-commit ratio is appends / commits
@@ -166,27 +179,28 @@ class SqliteStore:
             return []
         if self._closed:
             raise StoreError("ledger store is closed")
-        return self._writer.submit(tenant, drafts, expect)
+        parts = [event_parts(draft) for draft in drafts]
+        return self._writer.submit(tenant, drafts, expect, parts)
 
     def _commit_batch(self, batch: list[PendingAppend]) -> None:
         conn = self._writer_conn
         working: dict[str, Frontier] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._catch_up(conn)
             for request in batch:
-                conn.execute("SAVEPOINT append_one")
-                before = {t: f.copy() for t, f in working.items() if t == request.tenant}
                 try:
-                    request.result = self._apply(conn, working, request)
-                    conn.execute("RELEASE append_one")
+                    self._check(conn, request)
                 except (DuplicateIntent, Conflict) as exc:
-                    conn.execute("ROLLBACK TO append_one")
-                    conn.execute("RELEASE append_one")
-                    if request.tenant in before:
-                        working[request.tenant] = before[request.tenant]
-                    else:
-                        working.pop(request.tenant, None)
-                    request.error = exc
+                    request.error = exc  # checked before anything was written
+                    continue
+                request.result = self._write(conn, working, request)
+            for tenant, frontier in working.items():
+                conn.execute(
+                    "INSERT INTO trees (tenant, size) VALUES (?, ?) "
+                    "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
+                    (tenant, frontier.size),
+                )
             conn.execute("COMMIT")
             self.commits += 1
         except BaseException as exc:
@@ -195,6 +209,7 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._frontiers.clear()
+            self._data_version = None
             failure = (
                 exc
                 if isinstance(exc, StoreError)
@@ -209,24 +224,36 @@ class SqliteStore:
             for request in batch:
                 request.done.set()
 
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Forget the kept sizes and frontiers when another connection committed.
+
+        ``data_version`` changes only for other connections' commits (another
+        process, or a checkpoint saved through a reader), never this writer's.
+        """
+        row = conn.execute("PRAGMA data_version").fetchone()
+        version = int(row[0])
+        if version != self._data_version:
+            self._frontiers.clear()
+            self._data_version = version
+
     def _frontier_in_tx(
         self, conn: sqlite3.Connection, working: dict[str, Frontier], tenant: str
     ) -> Frontier:
         if tenant in working:
             return working[tenant]
-        row = conn.execute("SELECT size FROM trees WHERE tenant = ?", (tenant,)).fetchone()
-        size = row[0] if row else 0
         cached = self._frontiers.get(tenant)
-        if cached is None or cached.size != size:
-            # First touch, or another process appended since we last looked.
+        if cached is None:
+            # First touch, or another connection committed since we last looked.
+            row = conn.execute("SELECT size FROM trees WHERE tenant = ?", (tenant,)).fetchone()
+            size = row[0] if row else 0
             cached = Frontier.load(size, lambda keys: self._read_nodes(conn, tenant, keys))
         frontier = cached.copy()
         working[tenant] = frontier
         return frontier
 
-    def _apply(
-        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: PendingAppend
-    ) -> list[Event]:
+    @staticmethod
+    def _check(conn: sqlite3.Connection, request: PendingAppend) -> None:
+        """Everything that may refuse an append, read inside the transaction, before writing."""
         tenant = request.tenant
 
         def last_seq(intent_id: str) -> int:
@@ -244,13 +271,20 @@ class SqliteStore:
             return None if row is None else str(row[0])
 
         check_preconditions(request, last_seq=last_seq, recorded_key=recorded_key)
+
+    def _write(
+        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: PendingAppend
+    ) -> list[Event]:
+        tenant = request.tenant
         frontier = self._frontier_in_tx(conn, working, tenant)
+        parts = request.parts or [event_parts(draft) for draft in request.drafts]
         recorded: list[Event] = []
         event_rows = []
         node_rows = []
-        for draft in request.drafts:
+        key_rows = []
+        for draft, draft_parts in zip(request.drafts, parts, strict=True):
             seq = frontier.size
-            canonical = event_bytes(draft, seq)
+            canonical = event_bytes_at(draft_parts, seq)
             leaf = leaf_hash(canonical)
             for (level, index), digest in frontier.append(leaf):
                 if level > 0:
@@ -268,10 +302,7 @@ class SqliteStore:
                 )
             )
             if draft.idempotency_key is not None:
-                conn.execute(
-                    "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)",
-                    (tenant, draft.idempotency_key, draft.intent_id or draft.event_id),
-                )
+                key_rows.append((tenant, draft.idempotency_key, draft.intent_id or draft.event_id))
             recorded.append(Event.at(draft, seq, canonical, leaf))
         try:
             conn.executemany(
@@ -289,11 +320,10 @@ class SqliteStore:
             conn.executemany(
                 "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows
             )
-        conn.execute(
-            "INSERT INTO trees (tenant, size) VALUES (?, ?) "
-            "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
-            (tenant, frontier.size),
-        )
+        if key_rows:
+            conn.executemany(
+                "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)", key_rows
+            )
         return recorded
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
