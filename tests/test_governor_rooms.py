@@ -16,7 +16,7 @@ from exoarmur.governor.deciding import decide, engine_in_force
 from exoarmur.model.decision import Decision, OutcomeStatus
 from exoarmur.model.event import DECISION_RECORDED, INTENT_RECORDED, SYSTEM_LOG
 from exoarmur.model.intent import ActionIntent
-from exoarmur.pipeline import Governor
+from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy.engine import engine_from_activation
 from exoarmur.replay import replay
 from samples import intent
@@ -178,3 +178,84 @@ def test_the_package_and_the_old_module_export_the_same_names() -> None:
     assert sorted(package.__all__) == sorted(pipeline.__all__)
     with pytest.raises(AttributeError, match="no attribute 'Nothing'"):
         _ = package.Nothing
+
+
+def _folds(governor: Governor) -> tuple[Controls, Controls]:
+    with governor.state.lock:
+        return governor.state.fold(SYSTEM_LOG), governor.state.fold("acme")
+
+
+def test_deciding_many_at_once_is_deciding_each_alone(governor: Governor) -> None:
+    from datetime import timedelta
+
+    from exoarmur.governor.deciding import decide_many
+
+    governor.set_posture("acme", "heightened", "drill", LOCAL_ADMIN, ttl_seconds=5)
+    system, tenant = _folds(governor)
+    engine = governor.policy_for("acme")
+    gate = governor.gate
+    now = governor.clock.now()
+    cases = [
+        (ActionIntent.from_canonical(_recorded_intent() | changes), now + timedelta(seconds=s))
+        for changes, s in [
+            (dict[str, Any](), 0),
+            ({"action": "ticket.create", "safety_class": "A1"}, 0),
+            ({"target": "db/prod"}, 60),  # after the posture's TTL: another posture
+            ({"actor": {"id": "svc", "kind": "service"}}, 60),
+        ]
+    ]
+    together = decide_many(cases, engine, system, tenant, gate, "sha256:c")
+    alone = [decide(i, engine, system, tenant, gate, at, "sha256:c") for i, at in cases]
+    assert together == alone
+    assert {d.posture for d in together} == {"heightened", "normal"}
+
+
+def test_intents_waiting_for_a_batch_are_decided_together(governor: Governor) -> None:
+    import threading
+    import time
+
+    decider = governor.intake.decider
+    outcomes: list[Any] = []
+    with governor.state.lock:  # the first leader waits here, so the others queue
+        threads = [
+            threading.Thread(
+                target=lambda n=n: outcomes.append(governor.submit(intent(params={"n": n})))
+            )
+            for n in range(6)
+        ]
+        for thread in threads:
+            thread.start()
+        deadline = time.monotonic() + 30
+        while decider.waiting < 5 and time.monotonic() < deadline:
+            time.sleep(0.01)
+        assert decider.waiting == 5
+    for thread in threads:
+        thread.join()
+    assert (decider.batches, decider.decided) == (2, 6)
+    assert {o.status for o in outcomes} == {OutcomeStatus.EXECUTED}
+    positions = {str(governor.story("acme", o.intent_id)[1].payload["controls"]) for o in outcomes}
+    assert len(positions) <= 2  # one set of positions per batch
+    assert replay(governor.ledger.store, "acme").verified
+
+
+def test_a_failure_to_decide_reaches_every_intent_of_its_batch(
+    governor: Governor, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from exoarmur.errors import PolicyError, StoreError
+
+    def no_policy(*_: object) -> Any:
+        raise PolicyError("no policy is active")
+
+    monkeypatch.setattr(governor.policies, "engine", no_policy)
+    with pytest.raises(PolicyError):
+        governor.submit(intent())
+    monkeypatch.undo()
+
+    def unreadable(log: str) -> Any:
+        raise StoreError(f"cannot read {log}")
+
+    monkeypatch.setattr(governor.state, "fold", unreadable)
+    with pytest.raises(StoreError, match="cannot read"):
+        governor.submit(intent(params={"again": True}))
+    monkeypatch.undo()
+    assert governor.submit(intent(params={"after": 1})).status == OutcomeStatus.EXECUTED

@@ -10,7 +10,9 @@ run      only when allowed and an executor is bound, strictly after
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..approvals.book import approval_request
@@ -28,7 +30,7 @@ from ..model.event import (
     intent_key,
 )
 from ..model.intent import ActionIntent, IntentRequest, derive_idempotency_key
-from .deciding import Deliberation, decide
+from .deciding import Deliberation, decide_many
 from .drafts import Drafts
 from .outcomes import VERDICT_STATUS, outcome_from_events, read_story
 from .policies import Policies
@@ -43,25 +45,123 @@ def id_taken(intent_id: str, tenant: str) -> str:
     )
 
 
+@dataclass
+class _Waiting:
+    """One submitter's intent, waiting for the batch it is decided in."""
+
+    intent: ActionIntent
+    at: datetime
+    done: threading.Event = field(default_factory=threading.Event)
+    lead: bool = False
+    result: tuple[Deliberation, dict[str, int]] | None = None
+    error: BaseException | None = None
+
+
 class Decider:
-    """The live caller of :func:`decide`: the folds as they are now, under the decide lock."""
+    """The live caller of the pure deciding functions: the folds as they are now.
+
+    Intents that arrive while a batch is being decided wait and are decided
+    together in the next one: one fold of each log and one Cedar call per
+    tenant and posture for the whole batch, under the decide lock. Each
+    decision records the positions of the folds it read, which are the same
+    for its whole batch; replay re-decides each one alone at those positions.
+    """
 
     def __init__(
-        self, state: ControlState, policies: Policies, gate: GateConfig, config_hash: str
+        self,
+        state: ControlState,
+        policies: Policies,
+        gate: GateConfig,
+        config_hash: str,
+        *,
+        max_batch: int = 256,
     ) -> None:
         self.state = state
         self.policies = policies
         self.gate = gate
         self.config_hash = config_hash
+        self.max_batch = max_batch
+        self._queue: list[_Waiting] = []
+        self._queue_lock = threading.Lock()
+        self._leading = False
+        #: batches decided and intents in them (the mean batch is intents / batches)
+        self.batches = 0
+        self.decided = 0
+
+    @property
+    def waiting(self) -> int:
+        """Intents queued for the next batch."""
+        with self._queue_lock:
+            return len(self._queue)
 
     def deliberate(self, intent: ActionIntent, at: datetime) -> tuple[Deliberation, dict[str, int]]:
         """The decision and the positions of the control state it read (replay folds those)."""
+        mine = _Waiting(intent, at)
+        with self._queue_lock:
+            self._queue.append(mine)
+            lead = not self._leading
+            self._leading = True
+        if not lead:
+            mine.done.wait()
+            lead = mine.lead
+        if lead:
+            self._lead()
+        if mine.error is not None:
+            raise mine.error
+        assert mine.result is not None
+        return mine.result
+
+    def _lead(self) -> None:
+        """Decide one batch (the leader's own intent is in it), then hand the lead on."""
+        with self._queue_lock:
+            batch, self._queue = self._queue[: self.max_batch], self._queue[self.max_batch :]
+        try:
+            self._decide(batch)
+        finally:
+            with self._queue_lock:
+                if self._queue:
+                    # The first waiter leads the next batch; it was already queued.
+                    self._queue[0].lead = True
+                    self._queue[0].done.set()
+                else:
+                    self._leading = False
+            for waiting in batch:
+                waiting.done.set()
+
+    def _decide(self, batch: list[_Waiting]) -> None:
+        by_tenant: dict[str, list[_Waiting]] = {}
+        for waiting in batch:
+            by_tenant.setdefault(waiting.intent.tenant, []).append(waiting)
         with self.state.lock:
-            system = self.state.fold(SYSTEM_LOG)
-            tenant = self.state.fold(intent.tenant)
-            engine = self.policies.engine(system, tenant)
-            decided = decide(intent, engine, system, tenant, self.gate, at, self.config_hash)
-            return decided, {"system": system.position, "tenant": tenant.position}
+            try:
+                system = self.state.fold(SYSTEM_LOG)
+            except BaseException as exc:
+                for waiting in batch:
+                    waiting.error = exc
+                return
+            for tenant_id, group in by_tenant.items():
+                try:
+                    tenant = self.state.fold(tenant_id)
+                    engine = self.policies.engine(system, tenant)
+                    cases = [(w.intent, w.at) for w in group]
+                    decided = decide_many(
+                        cases, engine, system, tenant, self.gate, self.config_hash
+                    )
+                except BaseException as exc:
+                    for waiting in group:
+                        waiting.error = exc
+                    continue
+                positions = {"system": system.position, "tenant": tenant.position}
+                lapsed: set[str] = set()
+                for waiting, deliberation in zip(group, decided, strict=True):
+                    if deliberation.lapsed in lapsed:
+                        # one posture.expired per lapsed posture, not one per intent
+                        deliberation = replace(deliberation, lapsed=None)
+                    elif deliberation.lapsed is not None:
+                        lapsed.add(deliberation.lapsed)
+                    waiting.result = (deliberation, dict(positions))
+        self.batches += 1
+        self.decided += len(batch)
 
 
 class Intake:
