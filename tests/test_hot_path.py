@@ -110,3 +110,43 @@ def test_the_guard_hashes_a_result_from_its_one_serialization() -> None:
     )
     result, digest = guard(EchoExecutor()).call(intent)
     assert digest == content_hash(result)
+
+
+def test_one_batch_checks_each_append_against_what_the_batch_staged(tmp_path: Path) -> None:
+    from exoarmur.errors import Conflict, DuplicateIntent
+    from exoarmur.ledger.batching import PendingAppend
+
+    def event(n: int, key: str | None, intent: str, tenant: str = "acme") -> EventDraft:
+        return EventDraft(
+            event_id=f"ev-{n}",
+            tenant=tenant,
+            type="test.event",
+            correlation_id="c",
+            event_time=T0,
+            process_time=T0,
+            actor={"id": "tester", "kind": "system"},
+            payload={"n": n},
+            idempotency_key=key,
+            intent_id=intent,
+        )
+
+    with SqliteStore(tmp_path / "l.db") as store:
+        store.append("acme", [event(0, "k0", "i0")])
+        batch = [
+            PendingAppend("acme", [event(1, "k1", "i1")]),
+            PendingAppend("acme", [event(2, "k1", "i2")]),  # k1 staged just before
+            PendingAppend("acme", [event(3, None, "i1")], expect=("i1", 1)),  # staged seq
+            PendingAppend("acme", [event(4, None, "i0")], expect=("i0", 3)),  # stale
+            PendingAppend("acme", [event(5, "k0", "i5")]),  # recorded before the batch
+            PendingAppend("other", [event(6, "k1", "i6", "other")]),  # keys are per tenant
+        ]
+        store._commit_batch(batch)
+        errors = [type(p.error).__name__ if p.error else None for p in batch]
+        assert errors == [None, "DuplicateIntent", None, "Conflict", "DuplicateIntent", None]
+        assert isinstance(batch[1].error, DuplicateIntent)
+        assert batch[1].error.intent_id == "i1"
+        assert isinstance(batch[3].error, Conflict)
+        assert [e.seq for p in batch if p.result for e in p.result] == [1, 2, 0]
+        assert store.size("acme") == 3
+        assert store.intent_for_key("other", "k1") == "i6"
+        assert store.commits == 2

@@ -16,13 +16,16 @@ connection committed since its last batch; only then does it re-read the
 tree sizes and reload its in-memory Merkle frontiers. Otherwise the sizes and
 frontiers it keeps are exact, and an append reads nothing back.
 
-Per batch the writer runs: BEGIN, the data version, each append's
-precondition reads (an intent's last event, its idempotency keys), one
-``executemany`` each for events, nodes and keys, one tree-size upsert per
-tenant, COMMIT. An append's preconditions are all checked before it writes
-anything, so a refused append leaves nothing to roll back and needs no
-savepoint. Each draft's canonical bytes are made in the submitter's thread
-(``event_parts``); the writer only joins them around the seq and hashes.
+Per batch the writer runs: BEGIN, the data version, one read of the
+batch's idempotency keys per tenant (and an intent's last event for an
+append that names one), one ``executemany`` each for events, nodes, keys
+and tree sizes, COMMIT: about eight statements whatever the batch's size,
+each of which hands the GIL to the submitters and back. An append's
+preconditions are checked before it is staged (against what is recorded and
+what earlier appends of the batch staged), so a refused append leaves
+nothing to roll back and needs no savepoint. Each draft's canonical bytes
+are made in the submitter's thread (``event_parts``); the writer only joins
+them around the seq and hashes.
 """
 
 from __future__ import annotations
@@ -111,6 +114,48 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class _Staged:
+    """The rows one batch writes, gathered so that each table takes one ``executemany``."""
+
+    def __init__(self, keys: dict[tuple[str, str], str]) -> None:
+        #: (tenant, key) -> intent id: recorded before this batch, or staged in it
+        self.keys = keys
+        #: (tenant, intent id) -> seq of its last event staged in this batch
+        self.last_seq: dict[tuple[str, str], int] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.nodes: list[tuple[str, int, int, bytes]] = []
+        self.new_keys: list[tuple[str, str, str]] = []
+
+    def write(self, conn: sqlite3.Connection, working: Mapping[str, Frontier]) -> None:
+        try:
+            conn.executemany(
+                "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
+                "canonical, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                self.events,
+            )
+        except sqlite3.IntegrityError:
+            tenants = ", ".join(repr(t) for t in sorted({str(row[0]) for row in self.events}))
+            raise StoreError(
+                f"an event id of this append is already recorded in tenant {tenants} "
+                "(a deterministic run replayed into a home that already holds its ids? "
+                "use a fresh --home)"
+            ) from None
+        if self.nodes:
+            conn.executemany(
+                "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", self.nodes
+            )
+        if self.new_keys:
+            conn.executemany(
+                "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)", self.new_keys
+            )
+        if working:
+            conn.executemany(
+                "INSERT INTO trees (tenant, size) VALUES (?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
+                [(tenant, frontier.size) for tenant, frontier in working.items()],
+            )
+
+
 class SqliteStore:
     """A :class:`~exoarmur.ledger.store.LedgerStore` in one SQLite file."""
 
@@ -188,19 +233,15 @@ class SqliteStore:
         try:
             conn.execute("BEGIN IMMEDIATE")
             self._catch_up(conn)
+            staged = _Staged(self._recorded_keys(conn, batch))
             for request in batch:
                 try:
-                    self._check(conn, request)
+                    self._check(conn, request, staged)
                 except (DuplicateIntent, Conflict) as exc:
-                    request.error = exc  # checked before anything was written
+                    request.error = exc  # checked before anything was staged
                     continue
-                request.result = self._write(conn, working, request)
-            for tenant, frontier in working.items():
-                conn.execute(
-                    "INSERT INTO trees (tenant, size) VALUES (?, ?) "
-                    "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
-                    (tenant, frontier.size),
-                )
+                request.result = self._stage(conn, working, request, staged)
+            staged.write(conn, working)
             conn.execute("COMMIT")
             self.commits += 1
         except BaseException as exc:
@@ -223,6 +264,29 @@ class SqliteStore:
         finally:
             for request in batch:
                 request.done.set()
+
+    @staticmethod
+    def _recorded_keys(
+        conn: sqlite3.Connection, batch: list[PendingAppend]
+    ) -> dict[tuple[str, str], str]:
+        """The batch's idempotency keys already recorded: one read per tenant (and 500 keys)."""
+        wanted: dict[str, set[str]] = {}
+        for request in batch:
+            for draft in request.drafts:
+                if draft.idempotency_key is not None:
+                    wanted.setdefault(request.tenant, set()).add(draft.idempotency_key)
+        found: dict[tuple[str, str], str] = {}
+        for tenant, keys in wanted.items():
+            ordered = sorted(keys)
+            for lo in range(0, len(ordered), 500):
+                chunk = ordered[lo : lo + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, intent_id in conn.execute(
+                    f"SELECT key, intent_id FROM idempotency WHERE tenant = ? AND key IN ({marks})",
+                    (tenant, *chunk),
+                ):
+                    found[(tenant, str(key))] = str(intent_id)
+        return found
 
     def _catch_up(self, conn: sqlite3.Connection) -> None:
         """Forget the kept sizes and frontiers when another connection committed.
@@ -252,11 +316,18 @@ class SqliteStore:
         return frontier
 
     @staticmethod
-    def _check(conn: sqlite3.Connection, request: PendingAppend) -> None:
-        """Everything that may refuse an append, read inside the transaction, before writing."""
+    def _check(conn: sqlite3.Connection, request: PendingAppend, staged: _Staged) -> None:
+        """Everything that may refuse an append, before it is staged.
+
+        Reads what this transaction holds: the keys and intents' last events
+        recorded before, and those staged by earlier appends of the batch.
+        """
         tenant = request.tenant
 
         def last_seq(intent_id: str) -> int:
+            staged_seq = staged.last_seq.get((tenant, intent_id))
+            if staged_seq is not None:
+                return staged_seq
             row = conn.execute(
                 "SELECT max(seq) FROM events INDEXED BY events_by_intent_seq "
                 "WHERE tenant = ? AND intent_id = ?",
@@ -265,31 +336,29 @@ class SqliteStore:
             return -1 if row is None or row[0] is None else int(row[0])
 
         def recorded_key(key: str) -> str | None:
-            row = conn.execute(
-                "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchone()
-            return None if row is None else str(row[0])
+            return staged.keys.get((tenant, key))
 
         check_preconditions(request, last_seq=last_seq, recorded_key=recorded_key)
 
-    def _write(
-        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: PendingAppend
+    def _stage(
+        self,
+        conn: sqlite3.Connection,
+        working: dict[str, Frontier],
+        request: PendingAppend,
+        staged: _Staged,
     ) -> list[Event]:
         tenant = request.tenant
         frontier = self._frontier_in_tx(conn, working, tenant)
         parts = request.parts or [event_parts(draft) for draft in request.drafts]
         recorded: list[Event] = []
-        event_rows = []
-        node_rows = []
-        key_rows = []
         for draft, draft_parts in zip(request.drafts, parts, strict=True):
             seq = frontier.size
             canonical = event_bytes_at(draft_parts, seq)
             leaf = leaf_hash(canonical)
             for (level, index), digest in frontier.append(leaf):
                 if level > 0:
-                    node_rows.append((tenant, level, index, digest))
-            event_rows.append(
+                    staged.nodes.append((tenant, level, index, digest))
+            staged.events.append(
                 (
                     tenant,
                     seq,
@@ -302,28 +371,12 @@ class SqliteStore:
                 )
             )
             if draft.idempotency_key is not None:
-                key_rows.append((tenant, draft.idempotency_key, draft.intent_id or draft.event_id))
+                owner = draft.intent_id or draft.event_id
+                staged.new_keys.append((tenant, draft.idempotency_key, owner))
+                staged.keys[(tenant, draft.idempotency_key)] = owner
+            if draft.intent_id is not None:
+                staged.last_seq[(tenant, draft.intent_id)] = seq
             recorded.append(Event.at(draft, seq, canonical, leaf))
-        try:
-            conn.executemany(
-                "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
-                "canonical, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                event_rows,
-            )
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"an event id of this append is already recorded in tenant {tenant!r} "
-                "(a deterministic run replayed into a home that already holds its ids? "
-                "use a fresh --home)"
-            ) from None
-        if node_rows:
-            conn.executemany(
-                "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows
-            )
-        if key_rows:
-            conn.executemany(
-                "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)", key_rows
-            )
         return recorded
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
