@@ -79,7 +79,14 @@ QUICK_SIZES = {
 DEFAULT_BUDGET_S = 180.0
 CORRELATION = "incident-42"
 PIPELINE_PATHS = ("allow", "deny")
-PIPELINE_CONCURRENCY = (1, 8)
+PIPELINE_CONCURRENCY = (1, 8, 32, 64)
+#: the rows measured: allow at every concurrency (group commit and batched
+#: deciding show there), deny at the first two
+PIPELINE_PLAN = tuple(
+    (path, c)
+    for path in PIPELINE_PATHS
+    for c in (PIPELINE_CONCURRENCY if path == "allow" else PIPELINE_CONCURRENCY[:2])
+)
 
 
 @dataclass(frozen=True)
@@ -179,7 +186,7 @@ def measure_pipeline(
     args: argparse.Namespace, workdir: Path, progress: Progress
 ) -> tuple[list[bench_pipeline.Scenario], dict[str, Any]]:
     n = args.sizes["pipeline_n"]
-    plan = [(bench_pipeline.PATHS[p], c) for p in PIPELINE_PATHS for c in PIPELINE_CONCURRENCY]
+    plan = [(bench_pipeline.PATHS[p], c) for p, c in PIPELINE_PLAN]
     (workdir / "pipeline").mkdir()
     scenarios = bench_pipeline.measure(workdir / "pipeline", plan, n, args.repeat, progress)
     report = bench_pipeline.new_report(args.command, n, args.repeat, PIPELINE_CONCURRENCY, workdir)
@@ -375,7 +382,17 @@ def targets(
         note = "ledger on tmpfs: no fsync cost; not the target's durable path"
         add("allow C=1 (tmpfs) ÷ exoarmur-core allow", tmpfs[0]["ops"], core_ops, 5.0, note)
         add("allow C=1 (tmpfs) ÷ AGT policy + audit allow", tmpfs[0]["ops"], agt_ops, 1.0, note)
+    one, many = _row(scenarios, "allow", 1), _row(scenarios, "allow", 32)
+    add(
+        "allow C=32 ÷ allow C=1 (group commit scaling)",
+        many.ops if many else None,
+        one.ops if one else None,
+        4.0,
+        "",
+    )
     for s in scenarios:
+        # at C > 1 the floor is the batched floor: Cedar batches and executemany
+        # in as many transactions as the pipeline committed
         add(f"{s.path} C={s.concurrency} ÷ its floor", s.ops, s.floor_ops, 0.5, "")
     replay = results.get("replay")
     if replay:

@@ -490,10 +490,10 @@ def _failing_recheck(*_: object) -> None:
 def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exoarmur import pipeline
+    from exoarmur.governor import running
 
     pending = world.submit(action="app.deploy", target="svc/api")
-    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    monkeypatch.setattr(running, "gate_recheck", _failing_recheck)
     result = world.governor.vote(
         "acme", pending.intent_id, world.who("ops-acme"), Vote.APPROVE, "ok"
     )
@@ -501,7 +501,7 @@ def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
     story = world.governor.story("acme", pending.intent_id)
     assert [e.type for e in story][-2:] == ["intent.approved", "execution.blocked"]
     blocked = story[-1].payload
-    assert blocked["control"] == pipeline.INTERNAL_ERROR
+    assert blocked["control"] == running.INTERNAL_ERROR
     assert "RuntimeError" in blocked["reason"]
     assert world.effects.ran == []
     monkeypatch.undo()
@@ -513,9 +513,9 @@ def test_an_error_in_the_recheck_of_an_approved_intent_is_a_block_never_a_start(
 def test_an_error_in_the_recheck_after_an_allow_is_recorded_as_a_block(
     world: World, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from exoarmur import pipeline
+    from exoarmur.governor import running
 
-    monkeypatch.setattr(pipeline, "gate_recheck", _failing_recheck)
+    monkeypatch.setattr(running, "gate_recheck", _failing_recheck)
     outcome = world.submit(safety_class="A1")
     assert outcome.status == OutcomeStatus.BLOCKED
     assert world.effects.ran == []

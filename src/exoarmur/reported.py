@@ -123,7 +123,7 @@ def start(
                 "so ExoArmur carries it out"
             )
         # The same re-check an executor gets right before its side effect.
-        blocked, checked_at = governor._blocked_now(intent)
+        blocked, checked_at = governor.runner.blocked_now(intent)
         # No binding: no executor is bound; replay knows a caller's start by it.
         payload: dict[str, Any] = {
             "executor": executor,

@@ -14,12 +14,14 @@ from __future__ import annotations
 
 import re
 from collections.abc import Mapping
+from dataclasses import dataclass
 from importlib.metadata import entry_points
 from typing import Any
 
 from ..errors import ConfigError, ExecutorError
 from ..model.intent import ACTION_PATTERN
 from .base import Executor, ExecutorFactory
+from .guard import Guarded, guard
 from .redaction import redact_settings
 
 #: The entry-point group executor plugins register under.
@@ -60,6 +62,15 @@ def discover() -> dict[str, ExecutorFactory]:
         factories[point.name] = factory
         origins[point.name] = point.value
     return factories
+
+
+@dataclass(frozen=True)
+class Binding:
+    """What carries out an action: the pattern that matched, the guarded executor, its retries."""
+
+    pattern: str
+    executor: Guarded
+    retries: int = 0
 
 
 class ExecutorRegistry:
@@ -115,6 +126,14 @@ class ExecutorRegistry:
         # winner never depends on the order of binding.
         best = min(matches, key=lambda pattern: (-len(pattern), pattern))
         return best, self._globs[best][1]
+
+    def binding_for(self, action: str) -> Binding | None:
+        """The binding for ``action`` with its executor inside the guard, or None when unbound."""
+        found = self.executor_for(action)
+        if found is None:
+            return None
+        pattern, executor = found
+        return Binding(pattern, guard(executor), self.retries_for(pattern))
 
     @classmethod
     def from_config(

@@ -24,6 +24,8 @@ class PendingAppend:
     tenant: str
     drafts: Sequence[EventDraft]
     expect: tuple[str, int] | None = None
+    #: each draft's canonical bytes around its seq (``event_parts``), made by the submitter
+    parts: Sequence[tuple[bytes, bytes]] | None = None
     done: threading.Event = field(default_factory=threading.Event)
     result: list[Event] | None = None
     error: BaseException | None = None
@@ -45,10 +47,14 @@ class GroupCommit:
         self._thread.start()
 
     def submit(
-        self, tenant: str, drafts: Sequence[EventDraft], expect: tuple[str, int] | None
+        self,
+        tenant: str,
+        drafts: Sequence[EventDraft],
+        expect: tuple[str, int] | None,
+        parts: Sequence[tuple[bytes, bytes]] | None = None,
     ) -> list[Event]:
         """Queue an append and wait until it is durable (or raise why it is not)."""
-        request = PendingAppend(tenant, drafts, expect)
+        request = PendingAppend(tenant, drafts, expect, parts)
         self._queue.put(request)
         request.done.wait()
         if request.error is not None:

@@ -11,8 +11,21 @@ a batch runs in its own SAVEPOINT, so one append refused (a duplicate
 idempotency key) does not sink the others.
 
 Several processes may open the same file: the writer takes SQLite's write
-lock (``BEGIN IMMEDIATE``) and re-reads each tenant's tree size inside it,
-reloading its in-memory Merkle frontier if another process appended.
+lock (``BEGIN IMMEDIATE``) and asks ``PRAGMA data_version`` whether any other
+connection committed since its last batch; only then does it re-read the
+tree sizes and reload its in-memory Merkle frontiers. Otherwise the sizes and
+frontiers it keeps are exact, and an append reads nothing back.
+
+Per batch the writer runs: BEGIN, the data version, one read of the
+batch's idempotency keys per tenant (and an intent's last event for an
+append that names one), one ``executemany`` each for events, nodes, keys
+and tree sizes, COMMIT: about eight statements whatever the batch's size,
+each of which hands the GIL to the submitters and back. An append's
+preconditions are checked before it is staged (against what is recorded and
+what earlier appends of the batch staged), so a refused append leaves
+nothing to roll back and needs no savepoint. Each draft's canonical bytes
+are made in the submitter's thread (``event_parts``); the writer only joins
+them around the seq and hashes.
 """
 
 from __future__ import annotations
@@ -32,7 +45,8 @@ from ..model.event import (
     EXECUTION_STARTED,
     Event,
     EventDraft,
-    event_bytes,
+    event_bytes_at,
+    event_parts,
 )
 from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
@@ -107,6 +121,48 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
+class _Staged:
+    """The rows one batch writes, gathered so that each table takes one ``executemany``."""
+
+    def __init__(self, keys: dict[tuple[str, str], str]) -> None:
+        #: (tenant, key) -> intent id: recorded before this batch, or staged in it
+        self.keys = keys
+        #: (tenant, intent id) -> seq of its last event staged in this batch
+        self.last_seq: dict[tuple[str, str], int] = {}
+        self.events: list[tuple[Any, ...]] = []
+        self.nodes: list[tuple[str, int, int, bytes]] = []
+        self.new_keys: list[tuple[str, str, str]] = []
+
+    def write(self, conn: sqlite3.Connection, working: Mapping[str, Frontier]) -> None:
+        try:
+            conn.executemany(
+                "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
+                "canonical, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                self.events,
+            )
+        except sqlite3.IntegrityError:
+            tenants = ", ".join(repr(t) for t in sorted({str(row[0]) for row in self.events}))
+            raise StoreError(
+                f"an event id of this append is already recorded in tenant {tenants} "
+                "(a deterministic run replayed into a home that already holds its ids? "
+                "use a fresh --home)"
+            ) from None
+        if self.nodes:
+            conn.executemany(
+                "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", self.nodes
+            )
+        if self.new_keys:
+            conn.executemany(
+                "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)", self.new_keys
+            )
+        if working:
+            conn.executemany(
+                "INSERT INTO trees (tenant, size) VALUES (?, ?) "
+                "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
+                [(tenant, frontier.size) for tenant, frontier in working.items()],
+            )
+
+
 class SqliteStore:
     """A :class:`~exoarmur.ledger.store.LedgerStore` in one SQLite file."""
 
@@ -127,6 +183,8 @@ class SqliteStore:
         self._local.conn = self._readers[0]
         self._readers_lock = threading.Lock()
         self._frontiers: dict[str, Frontier] = {}
+        #: the writer connection's PRAGMA data_version when it last committed
+        self._data_version: int | None = None
 
         self._closed = False
         #: transactions committed by this store: the group-commit ratio is appends / commits
@@ -173,27 +231,24 @@ class SqliteStore:
             return []
         if self._closed:
             raise StoreError("ledger store is closed")
-        return self._writer.submit(tenant, drafts, expect)
+        parts = [event_parts(draft) for draft in drafts]
+        return self._writer.submit(tenant, drafts, expect, parts)
 
     def _commit_batch(self, batch: list[PendingAppend]) -> None:
         conn = self._writer_conn
         working: dict[str, Frontier] = {}
         try:
             conn.execute("BEGIN IMMEDIATE")
+            self._catch_up(conn)
+            staged = _Staged(self._recorded_keys(conn, batch))
             for request in batch:
-                conn.execute("SAVEPOINT append_one")
-                before = {t: f.copy() for t, f in working.items() if t == request.tenant}
                 try:
-                    request.result = self._apply(conn, working, request)
-                    conn.execute("RELEASE append_one")
+                    self._check(conn, request, staged)
                 except (DuplicateIntent, Conflict) as exc:
-                    conn.execute("ROLLBACK TO append_one")
-                    conn.execute("RELEASE append_one")
-                    if request.tenant in before:
-                        working[request.tenant] = before[request.tenant]
-                    else:
-                        working.pop(request.tenant, None)
-                    request.error = exc
+                    request.error = exc  # checked before anything was staged
+                    continue
+                request.result = self._stage(conn, working, request, staged)
+            staged.write(conn, working)
             conn.execute("COMMIT")
             self.commits += 1
         except BaseException as exc:
@@ -202,6 +257,7 @@ class SqliteStore:
             with contextlib.suppress(sqlite3.Error):
                 conn.execute("ROLLBACK")
             self._frontiers.clear()
+            self._data_version = None
             failure = (
                 exc
                 if isinstance(exc, StoreError)
@@ -216,27 +272,69 @@ class SqliteStore:
             for request in batch:
                 request.done.set()
 
+    @staticmethod
+    def _recorded_keys(
+        conn: sqlite3.Connection, batch: list[PendingAppend]
+    ) -> dict[tuple[str, str], str]:
+        """The batch's idempotency keys already recorded: one read per tenant (and 500 keys)."""
+        wanted: dict[str, set[str]] = {}
+        for request in batch:
+            for draft in request.drafts:
+                if draft.idempotency_key is not None:
+                    wanted.setdefault(request.tenant, set()).add(draft.idempotency_key)
+        found: dict[tuple[str, str], str] = {}
+        for tenant, keys in wanted.items():
+            ordered = sorted(keys)
+            for lo in range(0, len(ordered), 500):
+                chunk = ordered[lo : lo + 500]
+                marks = ",".join("?" * len(chunk))
+                for key, intent_id in conn.execute(
+                    f"SELECT key, intent_id FROM idempotency WHERE tenant = ? AND key IN ({marks})",
+                    (tenant, *chunk),
+                ):
+                    found[(tenant, str(key))] = str(intent_id)
+        return found
+
+    def _catch_up(self, conn: sqlite3.Connection) -> None:
+        """Forget the kept sizes and frontiers when another connection committed.
+
+        ``data_version`` changes only for other connections' commits (another
+        process, or a checkpoint saved through a reader), never this writer's.
+        """
+        row = conn.execute("PRAGMA data_version").fetchone()
+        version = int(row[0])
+        if version != self._data_version:
+            self._frontiers.clear()
+            self._data_version = version
+
     def _frontier_in_tx(
         self, conn: sqlite3.Connection, working: dict[str, Frontier], tenant: str
     ) -> Frontier:
         if tenant in working:
             return working[tenant]
-        row = conn.execute("SELECT size FROM trees WHERE tenant = ?", (tenant,)).fetchone()
-        size = row[0] if row else 0
         cached = self._frontiers.get(tenant)
-        if cached is None or cached.size != size:
-            # First touch, or another process appended since we last looked.
+        if cached is None:
+            # First touch, or another connection committed since we last looked.
+            row = conn.execute("SELECT size FROM trees WHERE tenant = ?", (tenant,)).fetchone()
+            size = row[0] if row else 0
             cached = Frontier.load(size, lambda keys: self._read_nodes(conn, tenant, keys))
         frontier = cached.copy()
         working[tenant] = frontier
         return frontier
 
-    def _apply(
-        self, conn: sqlite3.Connection, working: dict[str, Frontier], request: PendingAppend
-    ) -> list[Event]:
+    @staticmethod
+    def _check(conn: sqlite3.Connection, request: PendingAppend, staged: _Staged) -> None:
+        """Everything that may refuse an append, before it is staged.
+
+        Reads what this transaction holds: the keys and intents' last events
+        recorded before, and those staged by earlier appends of the batch.
+        """
         tenant = request.tenant
 
         def last_seq(intent_id: str) -> int:
+            staged_seq = staged.last_seq.get((tenant, intent_id))
+            if staged_seq is not None:
+                return staged_seq
             row = conn.execute(
                 "SELECT max(seq) FROM events INDEXED BY events_by_intent_seq "
                 "WHERE tenant = ? AND intent_id = ?",
@@ -245,24 +343,29 @@ class SqliteStore:
             return -1 if row is None or row[0] is None else int(row[0])
 
         def recorded_key(key: str) -> str | None:
-            row = conn.execute(
-                "SELECT intent_id FROM idempotency WHERE tenant = ? AND key = ?", (tenant, key)
-            ).fetchone()
-            return None if row is None else str(row[0])
+            return staged.keys.get((tenant, key))
 
         check_preconditions(request, last_seq=last_seq, recorded_key=recorded_key)
+
+    def _stage(
+        self,
+        conn: sqlite3.Connection,
+        working: dict[str, Frontier],
+        request: PendingAppend,
+        staged: _Staged,
+    ) -> list[Event]:
+        tenant = request.tenant
         frontier = self._frontier_in_tx(conn, working, tenant)
+        parts = request.parts or [event_parts(draft) for draft in request.drafts]
         recorded: list[Event] = []
-        event_rows = []
-        node_rows = []
-        for draft in request.drafts:
+        for draft, draft_parts in zip(request.drafts, parts, strict=True):
             seq = frontier.size
-            canonical = event_bytes(draft, seq)
+            canonical = event_bytes_at(draft_parts, seq)
             leaf = leaf_hash(canonical)
             for (level, index), digest in frontier.append(leaf):
                 if level > 0:
-                    node_rows.append((tenant, level, index, digest))
-            event_rows.append(
+                    staged.nodes.append((tenant, level, index, digest))
+            staged.events.append(
                 (
                     tenant,
                     seq,
@@ -275,32 +378,12 @@ class SqliteStore:
                 )
             )
             if draft.idempotency_key is not None:
-                conn.execute(
-                    "INSERT INTO idempotency (tenant, key, intent_id) VALUES (?, ?, ?)",
-                    (tenant, draft.idempotency_key, draft.intent_id or draft.event_id),
-                )
+                owner = draft.intent_id or draft.event_id
+                staged.new_keys.append((tenant, draft.idempotency_key, owner))
+                staged.keys[(tenant, draft.idempotency_key)] = owner
+            if draft.intent_id is not None:
+                staged.last_seq[(tenant, draft.intent_id)] = seq
             recorded.append(Event.at(draft, seq, canonical, leaf))
-        try:
-            conn.executemany(
-                "INSERT INTO events (tenant, seq, event_id, type, correlation_id, intent_id, "
-                "canonical, leaf_hash) VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                event_rows,
-            )
-        except sqlite3.IntegrityError:
-            raise StoreError(
-                f"an event id of this append is already recorded in tenant {tenant!r} "
-                "(a deterministic run replayed into a home that already holds its ids? "
-                "use a fresh --home)"
-            ) from None
-        if node_rows:
-            conn.executemany(
-                "INSERT INTO nodes (tenant, level, idx, hash) VALUES (?, ?, ?, ?)", node_rows
-            )
-        conn.execute(
-            "INSERT INTO trees (tenant, size) VALUES (?, ?) "
-            "ON CONFLICT (tenant) DO UPDATE SET size = excluded.size",
-            (tenant, frontier.size),
-        )
         return recorded
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:

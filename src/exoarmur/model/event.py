@@ -223,6 +223,30 @@ def event_record(draft: EventDraft, seq: int) -> dict[str, Any]:
     return record
 
 
+#: the top-level keys of an event record that sort after ``seq`` (RFC 8785 order)
+_AFTER_SEQ = ("tenant", "type")
+
+
+def event_parts(draft: EventDraft) -> tuple[bytes, bytes]:
+    """The canonical bytes of ``draft``'s record before and after its ``seq``.
+
+    The record is an object whose keys RFC 8785 sorts, and ``seq`` is the
+    only field the position decides, so the bytes at any position are these
+    two parts around it (:func:`event_bytes_at`). A store computes them once,
+    in the submitter's thread, and its single writer only joins them.
+    """
+    record = event_record(draft, 0)
+    del record["seq"]
+    tail = {key: record.pop(key) for key in _AFTER_SEQ}
+    return canonical_bytes(record)[:-1], canonical_bytes(tail)[1:]
+
+
+def event_bytes_at(parts: tuple[bytes, bytes], seq: int) -> bytes:
+    """The canonical bytes of a record from its :func:`event_parts` at position ``seq``."""
+    head, tail = parts
+    return b'%b,"seq":%d,%b' % (head, seq, tail)
+
+
 def event_bytes(draft: EventDraft, seq: int) -> bytes:
     """The canonical bytes of ``draft`` recorded at position ``seq``: its Merkle leaf."""
-    return canonical_bytes(event_record(draft, seq))
+    return event_bytes_at(event_parts(draft), seq)

@@ -33,8 +33,8 @@ from ..approvals.book import (
 from ..encoding import content_hash
 from ..errors import ExoArmurError
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
-from ..gate import check as gate_check
 from ..gate.controls import Controls
+from ..governor.deciding import decide, engine_in_force
 from ..ledger.checkpoint import open_checkpoint
 from ..ledger.keys import Verifier
 from ..ledger.merkle import Frontier, consistency_proof, leaf_hash, verify_consistency
@@ -296,12 +296,9 @@ class Replayer:
     # -- inputs rebuilt from the ledger ----------------------------------------
 
     def engine(self, system: Controls, tenant: Controls) -> PolicyEngine | None:
-        log, activation = (
-            (self.tenant, tenant.policy) if tenant.policy else (SYSTEM_LOG, system.policy)
-        )
-        if activation is None:
-            return None
-        policy_hash, event_id = activation
+        return engine_in_force(system, tenant, self._load_engine)
+
+    def _load_engine(self, log: str, policy_hash: str, event_id: str) -> PolicyEngine | None:
         engine = self.engines.get(policy_hash)
         if engine is None:
             event = self.store.event_by_id(log, event_id)
@@ -572,15 +569,13 @@ class Replayer:
         config = self.gate_config(event, positions["system"], recorded.config_hash)
         if config is None:
             return
-        posture = tenant.posture_at(at).posture
+        decided = decide(intent, engine, system, tenant, config, at, recorded.config_hash)
+        posture = decided.posture
         if check and event.payload.get("posture") != posture:
             self.diverge(
                 event, "posture", event.payload.get("posture"), posture, "the posture differs"
             )
-        replayed = engine.decide(intent, posture).model_copy(
-            update={"config_hash": recorded.config_hash}
-        )
-        replayed = gate_check(intent, replayed, system=system, tenant=tenant, config=config, now=at)
+        replayed = decided.decision
         if self.candidate is not None:
             if replayed.verdict != recorded.verdict or replayed.reasons != recorded.reasons:
                 self.changes.append((intent, recorded, replayed))

@@ -293,9 +293,8 @@ class GovernedTools:
     def _run_approved(self, outcome: Outcome) -> Outcome:
         state = intent_state(self.governor.story(outcome.tenant, outcome.intent_id))
         # The governor's own at-most-once start of an approved intent (a precondition
-        # on the intent's last event), as recovery uses it; the Governor has no public
-        # name for "start it here, with the executor bound in this process" yet.
-        ran = self.governor._execute_approved(state)
+        # on the intent's last event), as recovery uses it, with the executor bound here.
+        ran = self.governor.runner.start_approved(state)
         return ran if ran is not None else self.governor.outcome(outcome.tenant, outcome.intent_id)
 
     async def _hold(self, ctx: ServerRequestContext[Any], outcome: Outcome) -> Outcome:

@@ -1,0 +1,95 @@
+"""Deciding: policy, then the gate, on control state at recorded positions.
+
+:func:`decide` and :func:`engine_in_force` are pure: they take the folds,
+the engine and the time as arguments and return a value. The governor calls
+them on the folds it holds under its decide lock; replay calls the very same
+functions on folds rebuilt at the positions a decision recorded, so live and
+replay cannot drift apart. This module must never read a clock, a store or
+the environment; the live caller (``intake.Decider``) hands it all of them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from datetime import datetime
+
+from ..gate import Controls, GateConfig
+from ..gate import check as gate_check
+from ..model.decision import Decision
+from ..model.event import SYSTEM_LOG
+from ..model.intent import ActionIntent
+from ..policy import PolicyEngine
+
+#: ``load(log, policy_hash, activation_event_id)``: the engine an activation holds
+EngineLoader = Callable[[str, str, str], PolicyEngine | None]
+
+
+@dataclass(frozen=True)
+class Deliberation:
+    """A decision and what it was made on besides the folds' positions."""
+
+    decision: Decision
+    #: the posture policy saw (an evidence bundle re-decides from it)
+    posture: str
+    #: the posture event whose TTL ran out by ``at``, to be recorded as expired
+    lapsed: str | None
+
+
+def engine_in_force(system: Controls, tenant: Controls, load: EngineLoader) -> PolicyEngine | None:
+    """The tenant's own activation, else the global one; None when neither exists."""
+    log, activation = (tenant.log, tenant.policy) if tenant.policy else (SYSTEM_LOG, system.policy)
+    if activation is None:
+        return None
+    policy_hash, event_id = activation
+    return load(log, policy_hash, event_id)
+
+
+def decide(
+    intent: ActionIntent,
+    engine: PolicyEngine,
+    system: Controls,
+    tenant: Controls,
+    gate: GateConfig,
+    at: datetime,
+    config_hash: str | None,
+) -> Deliberation:
+    """Policy on the posture in force at ``at``, then the gate (which only tightens).
+
+    ``at`` is the intent's recorded process time: the gate's only notion of now.
+    """
+    state = tenant.posture_at(at)
+    lapsed = tenant.posture.event_id if state is not tenant.posture else None
+    decision = engine.decide(intent, state.posture).model_copy(update={"config_hash": config_hash})
+    decision = gate_check(intent, decision, system=system, tenant=tenant, config=gate, now=at)
+    return Deliberation(decision, state.posture, lapsed)
+
+
+def decide_many(
+    cases: Sequence[tuple[ActionIntent, datetime]],
+    engine: PolicyEngine,
+    system: Controls,
+    tenant: Controls,
+    gate: GateConfig,
+    config_hash: str | None,
+) -> list[Deliberation]:
+    """:func:`decide` for each ``(intent, at)`` on the same folds, in one Cedar call per posture.
+
+    Gives exactly what :func:`decide` gives for each case alone (Cedar's batch
+    decides each request on its own); only the cost is shared.
+    """
+    states = [tenant.posture_at(at) for _, at in cases]
+    by_posture: dict[str, list[int]] = {}
+    for number, state in enumerate(states):
+        by_posture.setdefault(state.posture, []).append(number)
+    decisions: dict[int, Decision] = {}
+    for posture, numbers in by_posture.items():
+        batch = engine.decide_batch([cases[n][0] for n in numbers], posture)
+        decisions.update(zip(numbers, batch, strict=True))
+    found = []
+    for number, ((intent, at), state) in enumerate(zip(cases, states, strict=True)):
+        lapsed = tenant.posture.event_id if state is not tenant.posture else None
+        decision = decisions[number].model_copy(update={"config_hash": config_hash})
+        decision = gate_check(intent, decision, system=system, tenant=tenant, config=gate, now=at)
+        found.append(Deliberation(decision, state.posture, lapsed))
+    return found

@@ -1,0 +1,56 @@
+"""The control state the governor acts on, and the one way it appends.
+
+Control state (kill switches, posture, policy in force, vote counts) is a
+fold over each log up to a position; this room keeps those folds caught up
+with the ledger and holds the decide lock under which every judgement reads
+them, so a decision and the positions it records are one consistent view.
+It never decides anything and reaches the store only through the ledger.
+"""
+
+from __future__ import annotations
+
+import threading
+
+from ..gate import Controls, GateConfig
+from ..ledger.log import Ledger
+from ..model.event import Event, EventDraft
+
+
+class ControlState:
+    """Folds of every log's control events, and the append that keeps them current."""
+
+    def __init__(self, ledger: Ledger, gate: GateConfig) -> None:
+        self.ledger = ledger
+        self.gate = gate
+        #: held by every judgement together with the folds it reads
+        self.lock = threading.RLock()
+        self._folds: dict[str, Controls] = {}
+
+    def fold(self, log: str) -> Controls:
+        """The control state of ``log``, caught up with the ledger. Hold :attr:`lock`."""
+        controls = self._folds.get(log)
+        if controls is None:
+            controls = self._folds[log] = Controls(
+                log, self.gate.horizon_seconds, self.gate.retention()
+            )
+        size = self.ledger.size(log)
+        if controls.position < size:
+            for event in self.ledger.store.events(log, controls.position, size):
+                controls.apply(event)
+        return controls
+
+    def append(
+        self, log: str, drafts: list[EventDraft], expect: tuple[str, int] | None = None
+    ) -> list[Event]:
+        """Append, and fold our own events at once when nobody wrote in between."""
+        events = self.ledger.append(log, drafts, expect=expect)
+        with self.lock:
+            controls = self._folds.get(log)
+            if controls is not None and events and controls.position == events[0].seq:
+                for event in events:
+                    controls.apply(event)
+        return events
+
+    def append_one(self, log: str, draft: EventDraft) -> Event:
+        (event,) = self.append(log, [draft])
+        return event
