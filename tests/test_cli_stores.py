@@ -97,7 +97,7 @@ def test_db_upgrade_needs_a_postgresql_url(tmp_path: Path) -> None:
 
 
 def test_passwords_are_not_printed(tmp_path: Path) -> None:
-    from exoarmur.cli import _redact_url
+    from exoarmur.cli._common import redact_url as _redact_url
 
     assert _redact_url("postgresql://me:s3cret@db:5432/x") == "postgresql://me:***@db:5432/x"
     assert _redact_url("sqlite:///x.db") == "sqlite:///x.db"

@@ -1,9 +1,7 @@
 """``exoarmur witness`` and ``exoarmur tiles``, and cosigning for ``exoarmur checkpoint``.
 
-``exoarmur.cli`` mounts :data:`witness_app` and :data:`tiles_app`. Like
-``policy.commands``, this module imports ``exoarmur.cli`` only inside
-commands, when cli is already loaded, so that cli can import it without a
-cycle. Exit codes are the ones ``exoarmur.cli`` documents (0, 1, 2).
+``exoarmur.cli`` mounts :data:`witness_app` and :data:`tiles_app`. Exit
+codes are the ones ``exoarmur.cli`` documents (0, 1, 2).
 """
 
 from __future__ import annotations
@@ -21,20 +19,21 @@ from typing import TYPE_CHECKING, Annotated
 import httpx
 import typer
 
-from .errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
-from .ledger.checkpoint import Checkpoint, sign_checkpoint
-from .ledger.keys import SigningKey, Verifier, load_signing_key, write_signing_key
-from .ledger.log import Ledger
-from .witness.client import collect_cosignatures
-from .witness.cosignature import (
+from ..errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
+from ..ledger.checkpoint import Checkpoint, sign_checkpoint
+from ..ledger.keys import SigningKey, Verifier, load_signing_key, write_signing_key
+from ..ledger.log import Ledger
+from ..witness.client import collect_cosignatures
+from ..witness.cosignature import (
     CosignatureVerifier,
     Cosigner,
     open_cosigned,
     verify_cosignatures,
 )
+from ._common import console, current_home, err_console, errors
 
 if TYPE_CHECKING:
-    from .evidence.verify import BundleVerdict
+    from ..evidence.verify import BundleVerdict
 
 witness_app = typer.Typer(
     help="Witnesses (c2sp.org/tlog-witness): cosign logs' checkpoints, refuse rollbacks and forks.",
@@ -51,13 +50,13 @@ WITNESS_TIMEOUT = 10.0
 
 @witness_app.command("keygen")
 def witness_keygen(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Where to write the new key (mode 0600).")],
     name: Annotated[str, typer.Option("--name", help="The witness's name, e.g. example.com/w1.")],
 ) -> None:
     """Create a witness key and print its verifier key (what logs and readers trust)."""
-    from .cli import _errors
 
-    with _errors():
+    with errors():
         key = SigningKey.generate(name)
         write_signing_key(file, key)
     typer.echo(Cosigner(key).verifier().verifier_key())
@@ -65,18 +64,19 @@ def witness_keygen(
 
 @witness_app.command("public")
 def witness_public(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The witness key file.")],
 ) -> None:
     """Print the verifier key of a witness key file."""
-    from .cli import _errors
 
-    with _errors():
+    with errors():
         key = load_signing_key(file)
     typer.echo(Cosigner(key).verifier().verifier_key())
 
 
 @witness_app.command("verify")
 def witness_verify(
+    ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="A cosigned checkpoint note.")],
     log_key: Annotated[str, typer.Option("--log-key", help="The log's verifier key.")],
     witness_key: Annotated[
@@ -87,9 +87,8 @@ def witness_verify(
     ] = None,
 ) -> None:
     """Check a cosigned checkpoint offline: the log's signature and K witness cosignatures."""
-    from .cli import _errors, console
 
-    with _errors():
+    with errors():
         try:
             note = file.read_text(encoding="utf-8")
         except (OSError, UnicodeDecodeError) as exc:
@@ -150,6 +149,7 @@ def _stop(signum: int, frame: FrameType | None) -> None:
 
 @witness_app.command("serve")
 def witness_serve(
+    ctx: typer.Context,
     key: Annotated[Path, typer.Option("--key", help="The witness key file (mode 0600).")],
     log: Annotated[
         list[str],
@@ -163,11 +163,10 @@ def witness_serve(
     ] = Path("witness.db"),
 ) -> None:
     """Run a witness until SIGINT or SIGTERM. Prints its key and address once listening."""
-    from .cli import _errors
-    from .witness.service import Witness, WitnessServer
-    from .witness.state import WitnessState
+    from ..witness.service import Witness, WitnessServer
+    from ..witness.state import WitnessState
 
-    with _errors():
+    with errors():
         logs = parse_logs(log)
         host, port = parse_listen(listen)
         cosigner = Cosigner(load_signing_key(key))
@@ -233,7 +232,6 @@ class Witnessing:
         size is stored yet (stored checkpoints are never replaced); it is
         what ``evidence export`` then puts in bundles.
         """
-        from .cli import err_console
 
         size = ledger.size(tenant)
         head = Checkpoint(ledger.origin(tenant), size, ledger.root(tenant, size))
@@ -331,6 +329,7 @@ def _write_evidence(path: Path | None, tenant: str, note: str, refusals: Sequenc
 
 @tiles_app.command("export")
 def tiles_export(
+    ctx: typer.Context,
     directory: Annotated[Path, typer.Argument(help="Where to write the tiles.")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="Tenant whose log to use.")],
     checkpoint: Annotated[
@@ -342,17 +341,16 @@ def tiles_export(
     ] = None,
 ) -> None:
     """Write a tenant's checkpoint, hash tiles and entry bundles under DIR, for static hosting."""
-    from .cli import _errors, _home, console
-    from .ledger.tiles import export_tiles
+    from ..ledger.tiles import export_tiles
 
-    with _errors():
+    with errors():
         note = None
         if checkpoint is not None:
             try:
                 note = checkpoint.read_text(encoding="utf-8")
             except (OSError, UnicodeDecodeError) as exc:
                 raise InputError(f"--checkpoint: cannot read {checkpoint}: {exc}") from None
-        ledger = _home().ledger()
+        ledger = current_home(ctx).ledger()
         try:
             try:
                 exported = export_tiles(ledger, tenant, directory, note)
