@@ -42,6 +42,9 @@ app = typer.Typer(
     help="Govern what agents and automations may do, and prove it later.",
     no_args_is_help=True,
     pretty_exceptions_enable=False,
+    # Click's plain help: it wraps option names instead of cutting them in a
+    # narrow terminal, and shows flags without a type.
+    rich_markup_mode=None,
 )
 
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 import copy
 import json
 import os
+import re
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
@@ -23,7 +24,9 @@ from ..errors import (
     AuthenticationError,
     ExoArmurError,
     InputError,
+    IntentError,
     IntentIdTaken,
+    JSONTextError,
     PermissionDenied,
 )
 from ..home import HOME_ENV, STORE_ENV, Home, resolve_home
@@ -125,22 +128,52 @@ KeyFileOption = Annotated[
 ReasonOption = Annotated[str, typer.Option("--reason", "-r", help="Why (required, recorded).")]
 
 
-def fail(message: str, code: int) -> NoReturn:
-    err_console.print(line(styled("error:", "bold red"), " ", message), soft_wrap=True)
+#: the ``code`` of a JSON error, by exit code
+ERROR_CODES = {
+    EXIT_FAILURE: "failed",
+    EXIT_BAD_INPUT: "bad_input",
+    EXIT_DENIED: "denied",
+}
+# "field: rule", where the field is one token (an option, a dotted path, a file name)
+_FIELD_MESSAGE = re.compile(r"^([^\s:]+): (.+)$", re.DOTALL)
+
+
+def error_json(message: str, code: int, field: str | None = None) -> dict[str, Any]:
+    """``{"error": {"code", "message", "field"}}``: what ``--json`` prints on stderr."""
+    if field is None:
+        match = _FIELD_MESSAGE.match(message)
+        field = match.group(1) if match else None
+    return {"error": {"code": ERROR_CODES.get(code, "failed"), "message": message, "field": field}}
+
+
+def fail(message: str, code: int, as_json: bool = False, field: str | None = None) -> NoReturn:
+    """Report one error on stderr (a line, or JSON with ``--json``) and exit with ``code``."""
+    if as_json:
+        sys.stderr.write(json.dumps(error_json(message, code, field), sort_keys=True) + "\n")
+    else:
+        err_console.print(line(styled("error:", "bold red"), " ", message), soft_wrap=True)
     raise typer.Exit(code)
 
 
+def _field_of(exc: ExoArmurError) -> str | None:
+    if isinstance(exc, IntentError) and exc.problems:
+        return exc.problems[0][0]
+    if isinstance(exc, JSONTextError):
+        return exc.field
+    return None
+
+
 @contextmanager
-def errors() -> Iterator[None]:
-    """Turn ExoArmur's errors into one line on stderr and the right exit code."""
+def errors(as_json: bool = False) -> Iterator[None]:
+    """Turn ExoArmur's errors into one line on stderr (JSON with ``--json``) and the exit code."""
     try:
         yield
     except (InputError, IntentIdTaken) as exc:
-        fail(str(exc), EXIT_BAD_INPUT)
+        fail(str(exc), EXIT_BAD_INPUT, as_json, _field_of(exc))
     except (AuthenticationError, PermissionDenied) as exc:
-        fail(str(exc), EXIT_DENIED)
+        fail(str(exc), EXIT_DENIED, as_json)
     except ExoArmurError as exc:
-        fail(str(exc), EXIT_FAILURE)
+        fail(str(exc), EXIT_FAILURE, as_json)
 
 
 @dataclass

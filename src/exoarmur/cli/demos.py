@@ -41,7 +41,7 @@ def demo_quickstart(
 
     if deterministic and seed is None:
         seed = 0
-    with errors():
+    with errors(as_json):
         home = current_home(ctx)
         if not home.exists():
             home.init()

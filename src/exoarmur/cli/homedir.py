@@ -6,6 +6,7 @@ import json
 import os
 import sys
 from collections.abc import Callable
+from typing import Annotated
 
 import typer
 from rich.table import Table
@@ -33,20 +34,62 @@ from ._common import (
 )
 
 
-def init(ctx: typer.Context) -> None:
+def init(
+    ctx: typer.Context,
+    origin: Annotated[
+        str | None,
+        typer.Option(
+            "--origin",
+            help="The logs' origin line (checkpoints name <origin>/<tenant>); "
+            "default exoarmur.local/<random>. Set once, when the key is made.",
+            show_default=False,
+        ),
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
     """Create the data directory, the signing key and a default policy."""
-    with errors():
+    made: list[str] = []
+    with errors(as_json):
         home = current_home(ctx)
-        created = home.init()
-        for path in created:
-            console.print(line(styled("created", "green"), f" {path}"))
-        if not created:
-            console.print(f"{home.path} is already initialised; nothing changed")
-        console.print(f"public key: {home.signing_key().verifier_key()}")
-        console.print(
-            f"class floor (approvals whatever policy says): {_floor_text(home.gate())}",
-            markup=False,
+        try:
+            home.init(origin, made)
+        except OSError as exc:
+            raise ExoArmurError(
+                _stopped(f"cannot initialise {home.path}: {exc.strerror} ({exc.filename})", made)
+            ) from None
+        except ExoArmurError as exc:
+            if made:
+                exc.args = (_stopped(str(exc), made),)
+            raise
+        key = home.signing_key()
+        floor = _floor_text(home.gate())
+    if as_json:
+        print_json(
+            {
+                "home": str(home.path),
+                "created": made,
+                "origin": key.name,
+                "public_key": key.verifier_key(),
+                "class_floor": floor,
+            }
         )
+        return
+    for path in made:
+        console.print(line(styled("created", "green"), f" {path}"))
+    if not made:
+        console.print(f"{home.path} is already initialised; nothing changed")
+    console.print(f"public key: {key.verifier_key()}")
+    console.print(f"class floor (approvals whatever policy says): {floor}", markup=False)
+
+
+def _stopped(message: str, made: list[str]) -> str:
+    """An init that failed part-way says exactly what it had made (all of it kept)."""
+    if not made:
+        return message
+    return (
+        f"{message}. init stopped after making: {', '.join(made)}; these are kept, and "
+        "`exoarmur init` again (once fixed) makes only what is still missing"
+    )
 
 
 def _floor_text(gate: GateConfig) -> str:
@@ -57,14 +100,14 @@ key_app = typer.Typer(help="The checkpoint signing key.", no_args_is_help=True)
 
 
 @key_app.command("rotate")
-def key_rotate(ctx: typer.Context) -> None:
+def key_rotate(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Replace the signing key: recorded in the system log, signed by the old key and the new.
 
     Checkpoints the old key signed still verify (its public key is recorded);
     the printed note, signed by both, is the one to hand to whoever holds the
     old public key.
     """
-    with errors():
+    with errors(as_json):
         home = current_home(ctx)
         home.require()
         old = home.signing_key()
@@ -92,18 +135,31 @@ def key_rotate(ctx: typer.Context) -> None:
                 home.anchors.record,
             )
             os.replace(staged, home.key_path)
+    if as_json:
+        print_json(
+            {
+                "old_public_key": old.verifier_key(),
+                "new_public_key": new.verifier_key(),
+                "note": note,
+            }
+        )
+        return
     err_console.print(f"rotated: the old key {old.verifier_key()}", soft_wrap=True, markup=False)
     err_console.print(f"rotated: the new key {new.verifier_key()}", soft_wrap=True, markup=False)
     sys.stdout.write(note)
 
 
 @key_app.command("public")
-def key_public(ctx: typer.Context) -> None:
+def key_public(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Print the verifier key (C2SP signed-note format) that checks checkpoints."""
-    with errors():
+    with errors(as_json):
         home = current_home(ctx)
         home.require()
-        typer.echo(home.signing_key().verifier_key())
+        key = home.signing_key()
+    if as_json:
+        print_json({"origin": key.name, "public_key": key.verifier_key()})
+    else:
+        typer.echo(key.verifier_key())
 
 
 def health(ctx: typer.Context, as_json: JsonFlag = False) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import itertools
+import json
 import os
 import sys
+from collections.abc import Iterator, Sequence
 from pathlib import Path
 from typing import Annotated, Any
 
@@ -17,6 +20,8 @@ from ..errors import (
     NotFound,
 )
 from ..home import open_governor
+from ..ledger.log import Ledger
+from ..model.event import Event
 from ..model.intent import MAX_INTENT_BYTES, parse_intent_json
 from ..terminal import json_text, line, styled
 from ._common import (
@@ -31,6 +36,7 @@ from ._common import (
     api_key_of,
     console,
     current_home,
+    err_console,
     errors,
     outcome_json,
     print_json,
@@ -45,7 +51,7 @@ def submit(
     as_json: JsonFlag = False,
 ) -> None:
     """Govern one intent. Exit 0 allowed, 3 denied, 4 pending, 5 execution failed, 2 bad input."""
-    with errors():
+    with errors(as_json):
         if file == "-":
             raw = sys.stdin.buffer.read(MAX_INTENT_BYTES + 1)
         else:
@@ -64,6 +70,10 @@ def submit(
     raise typer.Exit(STATUS_EXIT[outcome.status])
 
 
+#: events read from the store at a time while listing
+_LOG_CHUNK = 500
+
+
 def log(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
@@ -71,10 +81,23 @@ def log(
         str | None, typer.Option("--correlation", "-c", help="Only this correlation id.")
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events.")] = 1000,
+    cursor: Annotated[
+        str | None,
+        typer.Option(
+            "--cursor",
+            help="Start where an earlier page stopped (its `next`, or what stderr named).",
+            show_default=False,
+        ),
+    ] = None,
+    everything: Annotated[
+        bool,
+        typer.Option("--all", help="Every event, no limit (with --json: one JSON object a line)."),
+    ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """List ledger events."""
-    with errors():
+    """List ledger events, a page at a time (stderr says when more follow)."""
+    with errors(as_json):
+        start = _parse_cursor(cursor)
         if os.environ.get(API_KEY_ENV, "").strip():
             # With credentials, read as that principal: only its tenants, refusals recorded.
             with open_governor(current_home(ctx)) as governor:
@@ -89,34 +112,78 @@ def log(
             tenants = (
                 scoped if scoped is not None else ([tenant] if tenant else ledger.store.tenants())
             )
-            events = []
-            for name in tenants:
-                if correlation:
-                    events.extend(ledger.store.events_for_correlation(name, correlation))
-                else:
-                    events.extend(ledger.store.events(name, 0, ledger.size(name)))
-                if len(events) >= limit:
-                    break
-            events = events[:limit]
+            if start is not None and start[0] not in tenants:
+                raise InputError(f"--cursor: no log for tenant {start[0]!r} among those listed")
+            walk = _walk(ledger, tenants, correlation, start)
+            if everything and as_json:
+                for event in walk:
+                    sys.stdout.write(json.dumps(_event_json(event), sort_keys=True) + "\n")
+                return
+            events = list(walk) if everything else list(itertools.islice(walk, limit + 1))
         finally:
             ledger.store.close()
+    following = events[limit] if not everything and len(events) > limit else None
+    events = events if everything else events[:limit]
+    next_cursor = f"{following.tenant}:{following.seq}" if following is not None else None
     if as_json:
-        print_json([event.to_json() | {"leaf_hash": event.leaf_hash.hex()} for event in events])
-        return
-    table = Table(title=f"{len(events)} event(s)")
-    for column in ("tenant", "seq", "type", "event_time", "actor", "intent", "summary"):
-        table.add_column(column, overflow="fold")
-    for event in events:
-        table.add_row(
-            event.tenant,
-            str(event.seq),
-            event.type,
-            event.event_time.strftime("%Y-%m-%d %H:%M:%S.%f"),
-            event.actor.get("id", ""),
-            event.intent_id or "",
-            _summary(event.type, event.payload),
+        print_json({"events": [_event_json(event) for event in events], "next": next_cursor})
+    else:
+        table = Table(title=f"{len(events)} event(s)")
+        for column in ("tenant", "seq", "type", "event_time", "actor", "intent", "summary"):
+            table.add_column(column, overflow="fold")
+        for event in events:
+            table.add_row(
+                event.tenant,
+                str(event.seq),
+                event.type,
+                event.event_time.strftime("%Y-%m-%d %H:%M:%S.%f"),
+                event.actor.get("id", ""),
+                event.intent_id or "",
+                _summary(event.type, event.payload),
+            )
+        console.print(table)
+    if next_cursor is not None:
+        # Never cut silently: a reader of the table or a script learns there is more.
+        err_console.print(
+            f"showing the first {limit} event(s); more follow: --cursor {next_cursor} "
+            "for the next page, or --all",
+            markup=False,
+            soft_wrap=True,
         )
-    console.print(table)
+
+
+def _event_json(event: Event) -> dict[str, Any]:
+    return event.to_json() | {"leaf_hash": event.leaf_hash.hex()}
+
+
+def _parse_cursor(cursor: str | None) -> tuple[str, int] | None:
+    """``TENANT:SEQ``, the first event a page starts with."""
+    if cursor is None:
+        return None
+    tenant, _, seq = cursor.rpartition(":")
+    if not tenant or not seq.isdigit() or not seq.isascii():
+        raise InputError(f"--cursor: {cursor!r} is not a cursor (TENANT:SEQ, as `next` gives)")
+    return tenant, int(seq)
+
+
+def _walk(
+    ledger: Ledger, tenants: Sequence[str], correlation: str | None, start: tuple[str, int] | None
+) -> Iterator[Event]:
+    """Events of ``tenants`` in order (tenant, then seq), from ``start`` on."""
+    for name in tenants:
+        first = 0
+        if start is not None:
+            if name != start[0]:
+                continue
+            first, start = start[1], None
+        if correlation:
+            for event in ledger.store.events_for_correlation(name, correlation):
+                if event.seq >= first:
+                    yield event
+            continue
+        size = ledger.size(name)
+        for offset in range(first, size, _LOG_CHUNK):
+            yield from ledger.store.events(name, offset, min(offset + _LOG_CHUNK, size))
 
 
 def _summary(event_type: str, payload: dict[str, Any]) -> str | Text:
@@ -163,7 +230,7 @@ def pending(
     as_json: JsonFlag = False,
 ) -> None:
     """Intents waiting for approval (overdue ones are recorded as expired first)."""
-    with errors(), open_governor(current_home(ctx)) as governor:
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
         reader = acting_principal(governor, None)
         tenants = [tenant] if tenant else readable_tenants(governor, reader)
         for name in tenants:
@@ -224,7 +291,7 @@ def _vote(
     key_file: Path | None,
     as_json: bool,
 ) -> None:
-    with errors():
+    with errors(as_json):
         api_key = api_key_of(key_file)
         with open_governor(current_home(ctx)) as governor:
             principal = governor.authenticate(api_key)
@@ -297,7 +364,7 @@ def show(
     as_json: JsonFlag = False,
 ) -> None:
     """The whole story of one intent: decision, reasons, obligations, approvals, execution."""
-    with errors(), open_governor(current_home(ctx)) as governor:
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
         reader = acting_principal(governor, None)
         if tenant is not None:
             governor.authorize_read(reader, tenant, f"intent {intent_id}")

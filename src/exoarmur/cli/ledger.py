@@ -13,7 +13,7 @@ from ..errors import (
     InputError,
 )
 from ..home import open_store
-from ..ledger.checkpoint import MAX_NOTE_BYTES
+from ..ledger.checkpoint import MAX_NOTE_BYTES, parse_checkpoint_body, split_note
 from ..ledger.log import Ledger
 from ..terminal import line, styled
 from ._common import (
@@ -41,9 +41,10 @@ def checkpoint(
     ] = None,
     quorum: Annotated[int | None, typer.Option("--quorum", help="Cosignatures needed.")] = None,
     evidence: Annotated[Path | None, typer.Option("--evidence", help="Refusals, JSON.")] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Sign and print a fresh checkpoint (the C2SP signed note), cosigned with --witness."""
-    with errors():
+    with errors(as_json):
         cosign = None
         if witness or witness_key or quorum is not None or evidence is not None:
             from .witness import Witnessing
@@ -55,6 +56,18 @@ def checkpoint(
             note = ledger.checkpoint(tenant).note if cosign is None else cosign(ledger, tenant)
         finally:
             ledger.store.close()
+    if as_json:
+        head = parse_checkpoint_body(split_note(note)[0])
+        print_json(
+            {
+                "tenant": tenant,
+                "origin": head.origin,
+                "size": head.size,
+                "root_hash": head.root_hash.hex(),
+                "note": note,
+            }
+        )
+        return
     sys.stdout.write(note)
 
 
@@ -71,7 +84,7 @@ def prove_inclusion(
     as_json: JsonFlag = False,
 ) -> None:
     """Prove an event is in the log, against the latest checkpoint."""
-    with errors():
+    with errors(as_json):
         ledger = current_home(ctx).ledger()
         try:
             event = ledger.event(tenant, event_id)
@@ -102,7 +115,7 @@ def prove_consistency(
     as_json: JsonFlag = False,
 ) -> None:
     """Prove the log of size --to extends the log of size --from."""
-    with errors():
+    with errors(as_json):
         if old_size > new_size:
             raise InputError(f"--from ({old_size}) must not exceed --to ({new_size})")
         ledger = current_home(ctx).ledger()
@@ -157,7 +170,7 @@ def verify(
     Exit 0 VERIFIED, 7 UNANCHORED (all checks passed, but no signed checkpoint
     covers the log's end), 1 FAILED, 2 bad input (e.g. no such tenant).
     """
-    with errors():
+    with errors(as_json):
         notes = _read_notes(kept or [])
         home = current_home(ctx)
         ledger = home.ledger(rollback_check=False)
@@ -206,15 +219,18 @@ ledger_app = typer.Typer(help="Move ledgers between stores.", no_args_is_help=Tr
 
 
 @db_app.command("upgrade")
-def db_upgrade(ctx: typer.Context) -> None:
+def db_upgrade(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """Create or migrate the PostgreSQL schema named by --store (or EXOARMUR_STORE)."""
-    with errors():
+    with errors(as_json):
         url = current_home(ctx).store_url
         if not url or url.split("://", 1)[0] not in ("postgresql", "postgres"):
             raise InputError("--store: give the postgresql://… URL of the database to upgrade")
         from ..ledger.postgres import upgrade
 
         applied = upgrade(url)
+    if as_json:
+        print_json({"applied": list(applied)})
+        return
     if applied:
         for name in applied:
             console.print(line(styled("applied", "green"), f" {name}"))
@@ -235,7 +251,7 @@ def ledger_copy(
     """Copy logs with their bytes, proofs and checkpoints; verify them on the destination."""
     from ..ledger.transfer import copy_log
 
-    with errors():
+    with errors(as_json):
         home = current_home(ctx)
         key = home.signing_key()
         src = open_store(source, home.ledger_path)

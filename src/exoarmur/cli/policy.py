@@ -84,7 +84,7 @@ def _verdict(verdict: Verdict) -> Text:
 @policy_app.command("check")
 def run_check(ctx: typer.Context, directory: BundleArgument, as_json: JsonFlag = False) -> None:
     """Report what is wrong with a bundle as file:line:column: message. Exit 0 clean, 2 not."""
-    with errors():
+    with errors(as_json):
         problems = check_bundle(directory)
         bundle = None if problems else PolicyBundle.from_dir(directory)
     if as_json:
@@ -189,7 +189,7 @@ def run_tests(
     as_json: JsonFlag = False,
 ) -> None:
     """Run policy test cases against a bundle. Exit 0 all pass, 1 a case failed, 2 bad input."""
-    with errors():
+    with errors(as_json):
         engine = PolicyEngine(PolicyBundle.from_dir(directory))
         files = cases or _case_files(directory)
         loaded = [case for file in files for case in load_cases(file)]
@@ -301,7 +301,7 @@ def run_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Say why an intent gets its verdict: the Cedar request and the policies that decided."""
-    with errors():
+    with errors(as_json):
         request = parse_intent_json(_read_intent(file))
         if not posture:
             raise InputError("--posture: must not be empty")
@@ -327,14 +327,25 @@ def activate_policy(
     tenant: Annotated[
         str | None, typer.Option("--tenant", "-t", help="Only for this tenant (else global).")
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Record a policy bundle (full text, schema, hash) in the ledger as the one in force."""
-    with errors():
+    with errors(as_json):
         if tenant is not None and not re.match(TENANT_PATTERN, tenant):
             raise InputError(f"tenant: {tenant!r} does not match {TENANT_PATTERN}")
         bundle = PolicyBundle.from_dir(directory)
         with open_governor(current_home(ctx)) as governor:
             event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
+    if as_json:
+        print_json(
+            {
+                "policy_hash": event.payload["policy_hash"],
+                "tenant": tenant,
+                "files": len(bundle.files),
+                "event_id": event.event_id,
+            }
+        )
+        return
     scope = f"tenant {tenant}" if tenant else "every tenant without its own"
     console.print(
         line(

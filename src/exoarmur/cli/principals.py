@@ -35,7 +35,7 @@ def principal_add(
     as_json: JsonFlag = False,
 ) -> None:
     """Create a principal and print its API key once (it is stored hashed)."""
-    with errors(), open_governor(current_home(ctx)) as governor:
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
         principal, api_key = governor.add_principal(name, role, tenant or [])
     if as_json:
         print_json(
@@ -63,7 +63,7 @@ def principal_add(
 @principal_app.command("list")
 def principal_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
     """List principals (never their keys)."""
-    with errors(), open_governor(current_home(ctx)) as governor:
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
         everyone = governor.principals().all()
     if as_json:
         print_json(
@@ -90,9 +90,14 @@ def principal_list(ctx: typer.Context, as_json: JsonFlag = False) -> None:
 
 @principal_app.command("revoke")
 def principal_revoke(
-    ctx: typer.Context, name: Annotated[str, typer.Argument(help="The principal to revoke.")]
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The principal to revoke.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Revoke a principal: its key stops working at once."""
-    with errors(), open_governor(current_home(ctx)) as governor:
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
         governor.revoke_principal(name)
+    if as_json:
+        print_json({"revoked": name})
+        return
     console.print(line(styled("revoked", "red"), f" {name}"))

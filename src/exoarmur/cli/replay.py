@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import json
+import sys
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 from rich.table import Table
@@ -22,6 +23,7 @@ from ._common import (
     TenantOption,
     console,
     current_home,
+    err_console,
     errors,
     print_json,
     progress_bar,
@@ -59,7 +61,7 @@ def replay_verify(
     """
     from ..replay import replay
 
-    with errors():
+    with errors(as_json):
         ledger = current_home(ctx).ledger()
         try:
             require_log(ledger.store, tenant)
@@ -129,7 +131,7 @@ def replay_whatif(
     from ..policy import PolicyEngine
     from ..replay import whatif
 
-    with errors():
+    with errors(as_json):
         moment = parse_time(since) if since else None
         candidate = PolicyEngine(PolicyBundle.from_dir(policy))
         ledger = current_home(ctx).ledger()
@@ -181,24 +183,48 @@ def evidence_export(
     ctx: typer.Context,
     tenant: TenantOption,
     correlation: Annotated[str, typer.Option("--correlation", "-c", help="The correlation id.")],
-    out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle.")],
+    out: Annotated[
+        Path, typer.Option("--out", "-o", help="Where to write the bundle (- for stdout).")
+    ],
+    as_json: JsonFlag = False,
 ) -> None:
     """Write one self-contained JSON bundle for a correlation."""
     from ..evidence import export_bundle
 
-    with errors():
+    to_stdout = str(out) == "-"
+    with errors(as_json):
         ledger = current_home(ctx).ledger()
         try:
             bundle = export_bundle(ledger, tenant, correlation)
         finally:
             ledger.store.close()
-        try:
-            out.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n", encoding="utf-8")
-        except OSError as exc:
-            raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
-    console.print(
-        f"wrote {out}: {len(bundle['events'])} event(s), {len(bundle['context'])} context "
-        f"event(s), bundle {bundle['bundle_hash']}"
+        text = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
+        if not to_stdout:
+            try:
+                out.write_text(text, encoding="utf-8")
+            except OSError as exc:
+                raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
+    summary = {
+        "out": str(out),
+        "events": len(bundle["events"]),
+        "context_events": len(bundle["context"]),
+        "bundle_hash": bundle["bundle_hash"],
+    }
+    if to_stdout:
+        # stdout is the bundle itself; what was written goes beside it
+        sys.stdout.write(text)
+        if not as_json:
+            err_console.print(_export_line("stdout", summary), markup=False)
+    elif as_json:
+        print_json(summary)
+    else:
+        console.print(_export_line(str(out), summary), markup=False)
+
+
+def _export_line(where: str, summary: dict[str, Any]) -> str:
+    return (
+        f"wrote {where}: {summary['events']} event(s), {summary['context_events']} context "
+        f"event(s), bundle {summary['bundle_hash']}"
     )
 
 
@@ -220,7 +246,7 @@ def verify_bundle_command(
     """Verify an evidence bundle offline. Prints VERIFY_VERDICT=PASS|FAIL."""
     from ..evidence import verify_bundle_text
 
-    with errors():
+    with errors(as_json):
         try:
             text = file.read_bytes()
             if public_key is not None and public_key.startswith("@"):
