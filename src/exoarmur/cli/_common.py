@@ -208,6 +208,7 @@ def _choose_store(ctx: typer.Context, _param: Any, value: str | None) -> None:
         ctx.ensure_object(CliContext).store = value
 
 
+_JSON_ASKED = "exoarmur.json"
 _PLACEMENT = {"--home": _choose_home, "--store": _choose_store}
 
 
@@ -252,6 +253,25 @@ class ShellGroup(TyperGroup):
         options = _placement_options(self.params)
         for command in self.commands.values():
             _add_placement_options(command, options)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        ctx.meta[_JSON_ASKED] = "--json" in args
+        return list(super().parse_args(ctx, args))
+
+    def invoke(self, ctx: Any) -> Any:
+        """With ``--json``, a usage error (unknown option, bad value) is JSON on stderr too."""
+        try:
+            return super().invoke(ctx)
+        except Exception as exc:
+            # click's usage errors carry these; typer re-exports none of their classes
+            exit_code = getattr(exc, "exit_code", None)
+            if not (ctx.meta.get(_JSON_ASKED) and hasattr(exc, "format_message")):
+                raise
+            param = getattr(exc, "param", None)
+            field = (getattr(param, "opts", None) or [None])[0] if param is not None else None
+            field = field or getattr(exc, "option_name", None)
+            code = exit_code if isinstance(exit_code, int) else EXIT_BAD_INPUT
+            fail(exc.format_message(), code, as_json=True, field=field)
 
 
 def print_json(value: Any) -> None:
