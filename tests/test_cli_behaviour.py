@@ -165,6 +165,20 @@ def test_evidence_export_json_and_to_stdout(home: Path, tmp_path: Path) -> None:
     assert "wrote stdout" in to_stdout.stderr
 
 
+def test_witness_keys_and_tiles_have_json(home: Path, tmp_path: Path) -> None:
+    key_file = tmp_path / "w1.key"
+    made = ok_json("witness", "keygen", "--name", "witness.example/w1", str(key_file), "--json")
+    assert made["name"] == "witness.example/w1"
+    assert made == ok_json("witness", "public", str(key_file), "--json")
+    assert submit(home).exit_code == 0
+    tiles = ok_json(
+        "tiles", "export", "--home", str(home), "-t", "acme", str(tmp_path / "site"), "--json"
+    )
+    assert tiles["tenant"] == "acme"
+    assert tiles["size"] > 0
+    assert (tmp_path / "site" / "checkpoint").exists()
+
+
 # -- posture takes --tenant -----------------------------------------------------------
 
 

@@ -39,6 +39,7 @@ def test_the_demo_and_replay_run_on_postgresql(tmp_path: Path, database: str) ->
     assert upgraded.exit_code == 0, upgraded.output
     assert "applied" in upgraded.stdout
     assert "up to date" in cli(home, database, "db", "upgrade").stdout
+    assert json.loads(cli(home, database, "db", "upgrade", "--json").stdout) == {"applied": []}
     demo = cli(home, database, "demo", "quickstart", "--deterministic")
     assert demo.exit_code == 0, demo.output
     markers = dict(MARKER.findall(demo.stdout))

@@ -30,7 +30,7 @@ from ..witness.cosignature import (
     open_cosigned,
     verify_cosignatures,
 )
-from ._common import console, current_home, err_console, errors
+from ._common import JsonFlag, console, current_home, err_console, errors, print_json
 
 if TYPE_CHECKING:
     from ..evidence.verify import BundleVerdict
@@ -53,25 +53,33 @@ def witness_keygen(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="Where to write the new key (mode 0600).")],
     name: Annotated[str, typer.Option("--name", help="The witness's name, e.g. example.com/w1.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Create a witness key and print its verifier key (what logs and readers trust)."""
-
-    with errors():
+    with errors(as_json):
         key = SigningKey.generate(name)
         write_signing_key(file, key)
-    typer.echo(Cosigner(key).verifier().verifier_key())
+    _print_verifier(key, as_json)
 
 
 @witness_app.command("public")
 def witness_public(
     ctx: typer.Context,
     file: Annotated[Path, typer.Argument(help="The witness key file.")],
+    as_json: JsonFlag = False,
 ) -> None:
     """Print the verifier key of a witness key file."""
-
-    with errors():
+    with errors(as_json):
         key = load_signing_key(file)
-    typer.echo(Cosigner(key).verifier().verifier_key())
+    _print_verifier(key, as_json)
+
+
+def _print_verifier(key: SigningKey, as_json: bool) -> None:
+    verifier_key = Cosigner(key).verifier().verifier_key()
+    if as_json:
+        print_json({"name": key.name, "verifier_key": verifier_key})
+    else:
+        typer.echo(verifier_key)
 
 
 @witness_app.command("verify")
@@ -87,7 +95,6 @@ def witness_verify(
     ] = None,
 ) -> None:
     """Check a cosigned checkpoint offline: the log's signature and K witness cosignatures."""
-
     with errors():
         try:
             note = file.read_text(encoding="utf-8")
@@ -339,11 +346,12 @@ def tiles_export(
             help="Publish this signed (or cosigned) checkpoint note instead of a fresh one.",
         ),
     ] = None,
+    as_json: JsonFlag = False,
 ) -> None:
     """Write a tenant's checkpoint, hash tiles and entry bundles under DIR, for static hosting."""
     from ..ledger.tiles import export_tiles
 
-    with errors():
+    with errors(as_json):
         note = None
         if checkpoint is not None:
             try:
@@ -359,6 +367,18 @@ def tiles_export(
         finally:
             ledger.store.close()
     head: Checkpoint = exported.checkpoint
+    if as_json:
+        print_json(
+            {
+                "tenant": tenant,
+                "size": head.size,
+                "root_hash": head.root_hash.hex(),
+                "written": exported.written,
+                "unchanged": exported.unchanged,
+                "skipped": [str(path) for path in exported.skipped],
+            }
+        )
+        return
     console.print(
         f"tenant {tenant}: checkpoint of {head.size} entries, root {head.root_hash.hex()}; "
         f"{exported.written} file(s) written, {exported.unchanged} unchanged",
