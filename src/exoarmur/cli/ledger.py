@@ -47,7 +47,7 @@ def checkpoint(
     with errors(as_json):
         cosign = None
         if witness or witness_key or quorum is not None or evidence is not None:
-            from .witness import Witnessing
+            from ._cosigning import Witnessing
 
             cosign = Witnessing.of(witness or [], witness_key or [], quorum, evidence)
         ledger = current_home(ctx).ledger()

@@ -255,7 +255,7 @@ def verify_bundle_command(
             raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
         verdict = verify_bundle_text(text, public_key)
         if witness_key or witness_quorum is not None:
-            from .witness import require_witnesses
+            from ._cosigning import require_witnesses
 
             require_witnesses(verdict, text, witness_key or [], witness_quorum)
     if as_json:
