@@ -76,6 +76,10 @@ def test_json_errors_go_to_stderr_and_stdout_stays_empty(home: Path) -> None:
     assert error["code"] == "bad_input"
     assert error["field"] == "actor"
     assert "actor" in error["message"]
+    twice = run(
+        "submit", "-", "--home", str(home), "--json", stdin='{"tenant": "a", "tenant": "b"}'
+    )
+    assert json.loads(twice.stderr)["error"]["field"] == "tenant"
     # a usage error (unknown option) too
     usage = run("log", "--home", str(home), "--bogus", "--json")
     assert usage.exit_code == 2
