@@ -17,7 +17,9 @@ suite; a server in the foreground; a cluster of named hosts). A block after
     <!-- doc-runner: postgres -->
 
 runs against a PostgreSQL server this test starts: the page's example URL
-postgresql://exoarmur:secret@db.internal:5432/exoarmur is replaced by it.
+postgresql://exoarmur:secret@db.internal:5432/exoarmur is replaced by it;
+after `<!-- doc-runner: nats -->`, nats://nats.internal:4222 by a NATS
+server's.
 Background servers a page starts are stopped with its session.
 """
 
@@ -40,9 +42,13 @@ pytest_plugins = ["backends"]
 ROOT = Path(__file__).resolve().parents[1]
 PAGES = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
 SHELLS = {"sh", "bash", "console"}
-EXAMPLE_POSTGRES = "postgresql://exoarmur:secret@db.internal:5432/exoarmur"
+#: per server mark: the example URL a page writes, replaced by the live server's
+EXAMPLE_URLS = {
+    "postgres": "postgresql://exoarmur:secret@db.internal:5432/exoarmur",
+    "nats": "nats://nats.internal:4222",
+}
 _FENCE = re.compile(r"^```(\S*)\s*$")
-_MARK = re.compile(r"^<!--\s*doc-runner:\s*(skip|postgres)\b\s*(.*?)\s*-->\s*$")
+_MARK = re.compile(r"^<!--\s*doc-runner:\s*(skip|postgres|nats)\b\s*(.*?)\s*-->\s*$")
 #: seconds one page may take (CI has two cores)
 PAGE_TIMEOUT = 240
 
@@ -114,26 +120,29 @@ def test_the_readme_quickstart_and_tests_are_left_to_ci() -> None:
             assert block.mark == "skip", f"README.md:{block.line}"
 
 
-@pytest.fixture
-def postgres_url(request: pytest.FixtureRequest) -> str:
-    server = request.getfixturevalue("postgres_server")
-    return str(server.dsn(server.create_database()))
+def _server_url(mark: str, request: pytest.FixtureRequest) -> str:
+    if mark == "postgres":
+        server = request.getfixturevalue("postgres_server")
+        return str(server.dsn(server.create_database()))
+    return str(request.getfixturevalue("nats_server").url())
 
 
 def _page_id(page: Path) -> str:
     return str(page.relative_to(ROOT))
 
 
-def run_page(page: Path, where: Path, postgres: str | None = None) -> tuple[int, str]:
+def run_page(page: Path, where: Path, servers: dict[str, str] | None = None) -> tuple[int, str]:
     """Run ``page``'s blocks in one bash session in a fresh directory: exit code, output."""
+    servers = servers or {}
     runs = [block for block in blocks(page) if block.runs]
     parts = ["set -euo pipefail"]
     for block in runs:
         script = block.script()
-        if block.mark == "postgres":
-            assert postgres is not None, f"{page.name}:{block.line} needs PostgreSQL"
-            assert EXAMPLE_POSTGRES in script, f"{page.name}:{block.line}: no example URL"
-            script = script.replace(EXAMPLE_POSTGRES, postgres)
+        if block.mark in EXAMPLE_URLS:
+            example = EXAMPLE_URLS[block.mark]
+            assert block.mark in servers, f"{page.name}:{block.line} needs {block.mark}"
+            assert example in script, f"{page.name}:{block.line}: no {example}"
+            script = script.replace(example, servers[block.mark])
         parts.append(f"echo '== {page.name}:{block.line}' >&2\n{script}")
     work = where / "work"
     shutil.copytree(ROOT / "examples", work / "examples")
@@ -181,8 +190,7 @@ def test_a_failing_command_fails_its_page_and_skips_are_not_run(tmp_path: Path) 
 def test_the_page_runs_as_written(
     page: Path, tmp_path: Path, request: pytest.FixtureRequest
 ) -> None:
-    url = None
-    if any(block.mark == "postgres" and block.runs for block in blocks(page)):
-        url = request.getfixturevalue("postgres_url")
-    code, output = run_page(page, tmp_path, url)
+    marks = {block.mark for block in blocks(page) if block.runs and block.mark in EXAMPLE_URLS}
+    servers = {mark: _server_url(mark, request) for mark in sorted(marks) if mark is not None}
+    code, output = run_page(page, tmp_path, servers)
     assert code == 0, f"{page.name} failed:\n{output[-6000:]}"
