@@ -342,3 +342,6 @@ def test_shell_completion_is_installable() -> None:
     result = run("--help")
     assert "--install-completion" in result.stdout
     assert "--show-completion" in result.stdout
+    script = run("--show-completion", "bash")
+    assert script.exit_code == 0
+    assert "_exoarmur_completion" in script.stdout
