@@ -146,7 +146,7 @@ def test_a_corrupt_database_is_refused_clearly(home: Path) -> None:
 def test_log_checkpoint_and_proofs_agree(home: Path) -> None:
     for n in range(5):
         submit(home, intent(target=f"t{n}"))
-    events = json.loads(cli(home, "log", "--tenant", "acme", "--json").stdout)
+    events = json.loads(cli(home, "log", "--tenant", "acme", "--json").stdout)["events"]
     assert [e["seq"] for e in events] == list(range(10))
     table = cli(home, "log")
     assert "intent.recorded" in table.stdout
@@ -199,7 +199,7 @@ def test_log_checkpoint_and_proofs_agree(home: Path) -> None:
 
     corr = json.loads(
         cli(home, "log", "--correlation", events[0]["correlation_id"], "--json").stdout
-    )
+    )["events"]
     assert len(corr) == 2
 
     verified = cli(home, "verify", "--tenant", "acme", "--json")
@@ -357,7 +357,7 @@ def test_a_deterministic_run_records_its_seed_once(tmp_path: Path) -> None:
     home = tmp_path / "det"
     for _ in range(2):
         assert cli(home, "demo", "quickstart", "--seed", "41").exit_code == 0
-    system = json.loads(cli(home, "log", "--tenant", "_system", "--json").stdout)
+    system = json.loads(cli(home, "log", "--tenant", "_system", "--json").stdout)["events"]
     runs = [e for e in system if e["type"] == "run.started"]
     assert len(runs) == 1
     assert runs[0]["type"] == "run.started"

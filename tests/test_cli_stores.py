@@ -39,6 +39,7 @@ def test_the_demo_and_replay_run_on_postgresql(tmp_path: Path, database: str) ->
     assert upgraded.exit_code == 0, upgraded.output
     assert "applied" in upgraded.stdout
     assert "up to date" in cli(home, database, "db", "upgrade").stdout
+    assert json.loads(cli(home, database, "db", "upgrade", "--json").stdout) == {"applied": []}
     demo = cli(home, database, "demo", "quickstart", "--deterministic")
     assert demo.exit_code == 0, demo.output
     markers = dict(MARKER.findall(demo.stdout))
@@ -97,7 +98,7 @@ def test_db_upgrade_needs_a_postgresql_url(tmp_path: Path) -> None:
 
 
 def test_passwords_are_not_printed(tmp_path: Path) -> None:
-    from exoarmur.cli import _redact_url
+    from exoarmur.cli._common import redact_url as _redact_url
 
     assert _redact_url("postgresql://me:s3cret@db:5432/x") == "postgresql://me:***@db:5432/x"
     assert _redact_url("sqlite:///x.db") == "sqlite:///x.db"

@@ -175,7 +175,7 @@ def test_export_and_verify_from_the_command_line(tmp_path: Path) -> None:
     assert runner.invoke(app, ["--home", str(home), "demo", "quickstart"]).exit_code == 0
     events = json.loads(
         runner.invoke(app, ["--home", str(home), "log", "-t", "demo", "--json"]).stdout
-    )
+    )["events"]
     out = tmp_path / "bundle.json"
     exported = runner.invoke(
         app,

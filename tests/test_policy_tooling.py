@@ -22,12 +22,11 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from typer.testing import CliRunner
 
-from exoarmur import cli
+from exoarmur.cli.policy import policy_app
 from exoarmur.errors import InputError, PolicyError
 from exoarmur.model.decision import Verdict
 from exoarmur.model.intent import parse_intent
 from exoarmur.policy import PolicyBundle, PolicyEngine
-from exoarmur.policy.commands import policy_app
 from exoarmur.policy.lexer import MAX_OPERATORS
 from exoarmur.policy.tooling import (
     CASE_INTENT_ID,
@@ -944,7 +943,6 @@ def test_explain_uses_the_bundle_in_force_by_default(
     write_bundle(
         home / "policy", default_cedar='@id("not-active") forbid (principal, action, resource);'
     )
-    monkeypatch.delitem(cli._state, "home", raising=False)
     monkeypatch.setenv("EXOARMUR_HOME", str(home))
     result = policy("explain", "-", "--json", stdin=json.dumps(sample_intent(safety_class="A3")))
     assert result.exit_code == 0, result.output

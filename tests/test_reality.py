@@ -351,7 +351,7 @@ def _app() -> typer.Typer:
     @app.callback()
     def _main() -> None: ...
 
-    app.command("reality")(reality)  # exactly how cli.py registers it
+    app.command("reality")(reality)  # exactly how the cli package registers it
     return app
 
 

@@ -1050,7 +1050,7 @@ def test_verify_bundle_witness_options_are_checked(
 
 
 def test_witness_requirements_on_a_broken_bundle_add_their_own_failure(tmp_path: Path) -> None:
-    from exoarmur.cli_witness import require_witnesses
+    from exoarmur.cli._cosigning import require_witnesses
     from exoarmur.evidence.verify import BundleVerdict
 
     wkey = Cosigner(WITNESS_KEY).verifier().verifier_key()

@@ -25,14 +25,14 @@ from pathlib import Path
 from typing import Any
 
 from .clock import Clock, StepClock, SystemClock
-from .errors import ConfigError, ExoArmurError, KeyFileError
+from .errors import ConfigError, ExoArmurError, InputError, KeyFileError
 from .executors import ExecutorRegistry
 from .file_modes import make_private_dir, refuse_writable_by_others, write_private
 from .gate import GateConfig
 from .ids import IdGenerator, RandomIds, SeededIds
 from .ledger.anchor import Anchors
 from .ledger.keyring import KeyRecord, check_signing_key, key_record, record_key
-from .ledger.keys import SigningKey, load_signing_key, write_signing_key
+from .ledger.keys import SigningKey, is_valid_key_name, load_signing_key, write_signing_key
 from .ledger.log import Ledger
 from .ledger.sqlite import SqliteStore
 from .ledger.store import LedgerStore
@@ -138,13 +138,33 @@ class Home:
     def open_store(self) -> LedgerStore:
         return open_store(self.store_url, self.ledger_path)
 
-    def init(self) -> list[str]:
-        """Create what is missing; never overwrite. Returns what was created."""
-        created = []
-        if not make_private_dir(self.path):
+    def init(self, origin: str | None = None, created: list[str] | None = None) -> list[str]:
+        """Create what is missing; never overwrite. Returns what was created.
+
+        ``origin`` names the signing key, so the logs' checkpoint origin lines
+        (``<origin>/<tenant>``); default ``exoarmur.local/<random>``. Each thing
+        made is appended to ``created`` as it is made, so a caller learns what
+        an init that fails part-way left behind.
+        """
+        created = [] if created is None else created
+        if origin is not None and not is_valid_key_name(origin):
+            raise InputError(
+                f"--origin: {origin!r} is not a valid origin: it must be non-empty UTF-8 "
+                "without spaces, plus signs or control characters"
+            )
+        if origin is not None and self.key_path.exists():
+            existing = self.signing_key().name
+            if existing != origin:
+                raise InputError(
+                    f"--origin: this home's logs already have the origin {existing!r}; "
+                    "the origin is set once, when the signing key is made"
+                )
+        if make_private_dir(self.path):
+            created.append(str(self.path))
+        else:
             refuse_writable_by_others(self.path, "home")
         if not self.key_path.exists():
-            key = SigningKey.generate(f"exoarmur.local/{secrets.token_hex(4)}")
+            key = SigningKey.generate(origin or f"exoarmur.local/{secrets.token_hex(4)}")
             write_signing_key(self.key_path, key)
             created.append(str(self.key_path))
         if make_private_dir(self.policy_dir):

@@ -2,9 +2,8 @@
 
 The habits of ``cedar validate`` and ``opa test``. ``exoarmur.cli`` mounts
 :data:`policy_app` as ``exoarmur policy``. This module only reads arguments
-and prints: the work is done in :mod:`.tooling`. It imports ``exoarmur.cli``
-only inside commands, when cli is already loaded, so that cli can import this
-module without a cycle.
+and prints: the work is done in :mod:`exoarmur.policy.tooling`; ``activate``
+records a bundle through the governor.
 
 Exit codes are the ones ``exoarmur.cli`` documents: 0 success, 1 a failed
 check (for ``test``: a case failed), 2 bad input (for ``check``: the bundle
@@ -14,9 +13,9 @@ has problems).
 from __future__ import annotations
 
 import json
+import re
 import sys
-from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any
@@ -27,14 +26,13 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import InputError
+from ..home import open_governor
 from ..model.decision import Verdict
-from ..model.intent import MAX_INTENT_BYTES, parse_intent_json
-from ..terminal import console as literal_console
-from ..terminal import line, styled, visible
-from .bundle import PolicyBundle
-from .engine import PolicyEngine
-from .obligations import obligations_of
-from .tooling import (
+from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent_json
+from ..policy.bundle import PolicyBundle
+from ..policy.engine import PolicyEngine
+from ..policy.obligations import obligations_of
+from ..policy.tooling import (
     CASE_SUFFIXES,
     CaseResult,
     Explanation,
@@ -46,16 +44,23 @@ from .tooling import (
     policy_sources,
     run_cases,
 )
+from ..terminal import line, styled, visible
+from ._common import (
+    EXIT_BAD_INPUT,
+    EXIT_FAILURE,
+    EXIT_OK,
+    JsonFlag,
+    console,
+    current_home,
+    errors,
+    print_json,
+)
 
 policy_app = typer.Typer(
     help="Check, test and explain Cedar policy bundles (like `cedar validate` and `opa test`).",
     no_args_is_help=True,
 )
 
-# Policy text, case names and intents are shown literally, never as markup.
-console = literal_console()
-
-EXIT_OK, EXIT_FAILURE, EXIT_BAD_INPUT = 0, 1, 2
 
 _VERDICT_STYLE = {
     Verdict.ALLOW: "bold green",
@@ -67,20 +72,6 @@ BundleArgument = Annotated[
     Path,
     typer.Argument(help="Policy bundle: a directory of .cedar files.", show_default=False),
 ]
-JsonFlag = Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")]
-
-
-@contextmanager
-def _errors() -> Iterator[None]:
-    """The CLI's error handling: one line on stderr and the documented exit code."""
-    from ..cli import _errors as cli_errors
-
-    with cli_errors():
-        yield
-
-
-def _print_json(value: Any) -> None:
-    sys.stdout.write(json.dumps(value, indent=2, sort_keys=True) + "\n")
 
 
 def _verdict(verdict: Verdict) -> Text:
@@ -91,9 +82,9 @@ def _verdict(verdict: Verdict) -> Text:
 
 
 @policy_app.command("check")
-def run_check(directory: BundleArgument, as_json: JsonFlag = False) -> None:
+def run_check(ctx: typer.Context, directory: BundleArgument, as_json: JsonFlag = False) -> None:
     """Report what is wrong with a bundle as file:line:column: message. Exit 0 clean, 2 not."""
-    with _errors():
+    with errors(as_json):
         problems = check_bundle(directory)
         bundle = None if problems else PolicyBundle.from_dir(directory)
     if as_json:
@@ -103,7 +94,7 @@ def run_check(directory: BundleArgument, as_json: JsonFlag = False) -> None:
         }
         if bundle is not None:
             body["bundle_hash"] = bundle.hash
-        _print_json(body)
+        print_json(body)
     elif bundle is None:
         for problem in problems:
             console.print(str(problem), soft_wrap=True)
@@ -184,6 +175,7 @@ def _print_results(results: Sequence[CaseResult], bundle_hash: str) -> None:
 
 @policy_app.command("test")
 def run_tests(
+    ctx: typer.Context,
     directory: BundleArgument,
     cases: Annotated[
         list[Path] | None,
@@ -197,14 +189,14 @@ def run_tests(
     as_json: JsonFlag = False,
 ) -> None:
     """Run policy test cases against a bundle. Exit 0 all pass, 1 a case failed, 2 bad input."""
-    with _errors():
+    with errors(as_json):
         engine = PolicyEngine(PolicyBundle.from_dir(directory))
         files = cases or _case_files(directory)
         loaded = [case for file in files for case in load_cases(file)]
         results = run_cases(engine, loaded)
     failed = sum(1 for r in results if not r.passed)
     if as_json:
-        _print_json(
+        print_json(
             {
                 "bundle_hash": engine.policy_hash,
                 "passed": len(results) - failed,
@@ -230,10 +222,8 @@ def _read_intent(file: str) -> bytes:
         raise InputError(f"cannot read intent file {file}: {exc.strerror}") from None
 
 
-def _home_policy_dir() -> Path:
-    from ..cli import _home
-
-    return _home().policy_dir
+def _home_policy_dir(ctx: typer.Context) -> Path:
+    return current_home(ctx).policy_dir
 
 
 def _obligations(policy: PolicySource) -> str:
@@ -289,17 +279,15 @@ def _print_explanation(explanation: Explanation, bundle_hash: str) -> None:
             console.print(_policy_panel(policy, "hint: "))
 
 
-def _engine_in_force(tenant: str) -> PolicyEngine:
+def _engine_in_force(ctx: typer.Context, tenant: str) -> PolicyEngine:
     """The bundle the ledger says is in force for ``tenant`` (what a submit would use)."""
-    from ..cli import _home
-    from ..home import open_governor
-
-    with open_governor(_home(), recover=False, record_run=False) as governor:
+    with open_governor(current_home(ctx), recover=False, record_run=False) as governor:
         return governor.policy_for(tenant)
 
 
 @policy_app.command("explain")
 def run_explain(
+    ctx: typer.Context,
     file: Annotated[str, typer.Argument(help="Intent JSON file, or - for standard input.")],
     policy: Annotated[
         Path | None,
@@ -313,20 +301,56 @@ def run_explain(
     as_json: JsonFlag = False,
 ) -> None:
     """Say why an intent gets its verdict: the Cedar request and the policies that decided."""
-    with _errors():
+    with errors(as_json):
         request = parse_intent_json(_read_intent(file))
         if not posture:
             raise InputError("--posture: must not be empty")
         engine = (
             PolicyEngine(PolicyBundle.from_dir(policy))
             if policy is not None
-            else _engine_in_force(request.tenant)
+            else _engine_in_force(ctx, request.tenant)
         )
         # Explaining "what if this came in now": the edge reads the clock when
         # the intent gives no time, the decision itself never does.
         intent = complete_intent(request, datetime.now(UTC))
         explanation = explain(engine, intent, posture)
     if as_json:
-        _print_json(explanation.to_json() | {"bundle_hash": engine.policy_hash})
+        print_json(explanation.to_json() | {"bundle_hash": engine.policy_hash})
     else:
         _print_explanation(explanation, engine.policy_hash)
+
+
+@policy_app.command("activate")
+def activate_policy(
+    ctx: typer.Context,
+    directory: Annotated[Path, typer.Argument(help="Directory of .cedar files.")],
+    tenant: Annotated[
+        str | None, typer.Option("--tenant", "-t", help="Only for this tenant (else global).")
+    ] = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Record a policy bundle (full text, schema, hash) in the ledger as the one in force."""
+    with errors(as_json):
+        if tenant is not None and not re.match(TENANT_PATTERN, tenant):
+            raise InputError(f"tenant: {tenant!r} does not match {TENANT_PATTERN}")
+        bundle = PolicyBundle.from_dir(directory)
+        with open_governor(current_home(ctx)) as governor:
+            event = governor.activate_policy(bundle, tenant=tenant, actor="local-admin")
+    if as_json:
+        print_json(
+            {
+                "policy_hash": event.payload["policy_hash"],
+                "tenant": tenant,
+                "files": len(bundle.files),
+                "event_id": event.event_id,
+            }
+        )
+        return
+    scope = f"tenant {tenant}" if tenant else "every tenant without its own"
+    console.print(
+        line(
+            styled("activated", "green"),
+            f" bundle {event.payload['policy_hash']} for {scope} "
+            f"({len(bundle.files)} file(s)); event {event.event_id}",
+        )
+    )

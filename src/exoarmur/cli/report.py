@@ -4,8 +4,7 @@ The local twin of ``POST …/start`` and ``POST …/outcome`` (see
 :mod:`exoarmur.reported` for the rules). The reporter is the principal of
 ``--key-file`` (or ``$EXOARMUR_API_KEY``); without a key, whoever holds the
 data directory names the actor with ``--actor``, as ``exoarmur submit``
-takes it from the intent file. Like ``cli_witness``, this module imports
-``exoarmur.cli`` only inside the command, so that cli can mount it.
+takes it from the intent file.
 """
 
 from __future__ import annotations
@@ -15,15 +14,26 @@ from typing import Annotated, Any, Literal
 
 import typer
 
-from .errors import InputError
-from .model.intent import MAX_INTENT_BYTES
+from ..errors import InputError
+from ..model.intent import MAX_INTENT_BYTES
+from ._common import (
+    API_KEY_ENV,
+    STATUS_EXIT,
+    acting_principal,
+    console,
+    current_home,
+    errors,
+    outcome_json,
+    print_json,
+    print_outcome,
+)
 
 #: a result file may be as large as an intent document
 MAX_RESULT_BYTES = MAX_INTENT_BYTES
 
 
 def _result(result_file: Path | None) -> Any:
-    from .jsontext import loads
+    from ..jsontext import loads
 
     if result_file is None:
         return None
@@ -41,6 +51,7 @@ def _result(result_file: Path | None) -> Any:
 
 
 def report(
+    ctx: typer.Context,
     intent_id: Annotated[str, typer.Argument(help="The intent's id.")],
     tenant: Annotated[str, typer.Option("--tenant", "-t", help="The intent's tenant.")],
     start: Annotated[
@@ -69,21 +80,10 @@ def report(
 
     Exit 0 recorded; 3 blocked by the gate (do not act); 2 bad input; 1 refused (says why).
     """
-    from . import reported
-    from .cli import (
-        _STATUS_EXIT,
-        API_KEY_ENV,
-        _acting_principal,
-        _errors,
-        _home,
-        _outcome_json,
-        _print_json,
-        _print_outcome,
-        console,
-    )
-    from .home import open_governor
+    from .. import reported
+    from ..home import open_governor
 
-    with _errors():
+    with errors():
         if start == (status is not None):
             raise InputError("--start or --status: give exactly one")
         if status is not None and status not in ("succeeded", "failed"):
@@ -92,10 +92,10 @@ def report(
             "succeeded" if status == "succeeded" else "failed" if status == "failed" else None
         )
         result = _result(result_file)
-        with open_governor(_home()) as governor:
+        with open_governor(current_home(ctx)) as governor:
             keyed = key_file is not None or bool(_env(API_KEY_ENV))
             if keyed:
-                reporter = _acting_principal(governor, key_file).name
+                reporter = acting_principal(governor, key_file).name
                 if actor is not None and actor != reporter:
                     raise InputError("--actor: a key names the reporter; leave --actor out")
             elif actor is None:
@@ -111,15 +111,15 @@ def report(
                     governor, tenant, intent_id, reporter, ending, result=result, error=error
                 )
     if as_json:
-        _print_json(_outcome_json(outcome))
+        print_json(outcome_json(outcome))
     elif started is not None and started.event is not None:
         console.print(
             f"started: execution.started {started.event.event_id} is recorded; "
             f"act now, then `exoarmur report {intent_id} -t {tenant} --status …`"
         )
     else:
-        _print_outcome(outcome)
-    raise typer.Exit(_STATUS_EXIT[outcome.status] if started and started.event is None else 0)
+        print_outcome(outcome)
+    raise typer.Exit(STATUS_EXIT[outcome.status] if started and started.event is None else 0)
 
 
 def _env(name: str) -> str:

@@ -1,7 +1,6 @@
 """``exoarmur mcp proxy`` and ``exoarmur hook claude-code``: agents' own tool calls, governed.
 
-``exoarmur.cli`` mounts :func:`register`; like ``cli_witness``, this module
-imports ``exoarmur.cli`` only inside commands, when cli is already loaded.
+``exoarmur.cli`` mounts :func:`register`.
 """
 
 from __future__ import annotations
@@ -14,8 +13,9 @@ from typing import Annotated
 
 import typer
 
-from .errors import ConfigError, ExoArmurError, InputError, PermissionDenied
-from .model.intent import TENANT_PATTERN
+from ..errors import ConfigError, ExoArmurError, InputError, PermissionDenied
+from ..model.intent import TENANT_PATTERN
+from ._common import api_key_of, current_home, errors
 
 mcp_app = typer.Typer(help="Govern an MCP server's tool calls (a proxy in front of it).")
 hook_app = typer.Typer(help="Answer coding agents' tool hooks (Claude Code PreToolUse).")
@@ -46,6 +46,7 @@ def register(app: typer.Typer) -> None:
     "proxy", context_settings={"allow_extra_args": True, "ignore_unknown_options": True}
 )
 def mcp_proxy(
+    ctx: typer.Context,
     tenant: TenantOption,
     command: Annotated[
         list[str] | None, typer.Argument(help="The upstream MCP server to run: -- CMD ARGS…")
@@ -74,16 +75,15 @@ def mcp_proxy(
     ] = None,
 ) -> None:
     """Speak MCP to the client, run the real server upstream, govern every tools/call."""
-    from .cli import _api_key, _errors, _home
-    from .home import open_governor
+    from ..home import open_governor
 
-    with _errors():
+    with errors():
         try:
             import anyio
 
-            from .integrations.mcp.mapping import load_settings
-            from .integrations.mcp.proxy import may_submit
-            from .integrations.mcp.transport import Upstream, serve_http, serve_stdio
+            from ..integrations.mcp.mapping import load_settings
+            from ..integrations.mcp.proxy import may_submit
+            from ..integrations.mcp.transport import Upstream, serve_http, serve_stdio
         except ImportError as exc:  # pragma: no cover - the extra is part of dev
             raise ConfigError(
                 f"the MCP proxy needs the mcp extra: pip install 'exoarmur[mcp]' ({exc})"
@@ -92,7 +92,7 @@ def mcp_proxy(
         if bool(command) == bool(upstream_url):
             raise InputError("upstream: give either -- CMD ARGS… or --upstream-url, not both")
         address = _address(listen) if listen is not None else None
-        home = _home()
+        home = current_home(ctx)
         settings = load_settings(tenant, home.config(), map_file, server=server, hold_seconds=hold)
         upstream = Upstream(command=tuple(command or ()), url=upstream_url)
         if address is not None and key_file is not None:
@@ -100,7 +100,7 @@ def mcp_proxy(
                 "--key-file: with --listen every client authenticates with its own key "
                 "(Authorization: Bearer <api key>), and that key's principal is the actor"
             )
-        api_key = _api_key(key_file) if address is None else ""
+        api_key = api_key_of(key_file) if address is None else ""
         with open_governor(home) as governor:
             # Every call hops between the event loop and a governor thread; at the
             # default 5 ms switch interval each hop can wait that long for the GIL.
@@ -122,22 +122,23 @@ def mcp_proxy(
 
 
 @hook_app.command("claude-code")
-def hook_claude_code(tenant: TenantOption, key_file: AgentKeyFile = None) -> None:
+def hook_claude_code(
+    ctx: typer.Context, tenant: TenantOption, key_file: AgentKeyFile = None
+) -> None:
     """Read a PreToolUse hook's JSON on stdin; print allow / deny / ask in the hook's format.
 
     Any error exits 2, which Claude Code takes as: block the tool, show stderr.
     """
-    from .cli import _api_key, _home
-    from .home import open_governor
-    from .integrations.claude_code import decide_hook, tool_classes
-    from .jsontext import loads
+    from ..home import open_governor
+    from ..integrations.claude_code import decide_hook, tool_classes
+    from ..jsontext import loads
 
     try:
         _check_tenant(tenant)
         document = loads(sys.stdin.buffer.read())
-        home = _home()
+        home = current_home(ctx)
         classes = tool_classes(home.config())
-        api_key = _api_key(key_file)
+        api_key = api_key_of(key_file)
         with open_governor(home) as governor:
             principal = governor.authenticate(api_key)
             answer = decide_hook(governor, principal, tenant, document, classes)
