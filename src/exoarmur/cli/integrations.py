@@ -49,7 +49,7 @@ def mcp_proxy(
     ctx: typer.Context,
     tenant: TenantOption,
     command: Annotated[
-        list[str] | None, typer.Argument(help="The upstream MCP server to run: -- CMD ARGS…")
+        list[str] | None, typer.Argument(help="The upstream MCP server to run: -- CMD ARGS...")
     ] = None,
     key_file: ProxyKeyFile = None,
     upstream_url: Annotated[
