@@ -23,12 +23,12 @@ from typing import Any, TypeVar
 
 from backends import _free_port, _nats_server_binary
 
-__all__ = ["NatsCluster"]
+__all__ = ["NatsCluster", "Node"]
 
 _R = TypeVar("_R")
 
 
-class _Node:
+class Node:
     def __init__(self, root: Path, name: str, cluster: str, routes: list[int]) -> None:
         self.name = name
         self.root = root / name
@@ -59,18 +59,24 @@ class _Node:
 class NatsCluster:
     """Three JetStream nodes routed to each other; streams of ``replicas=3`` live on all three."""
 
-    def __init__(self, size: int = 3) -> None:
+    def __init__(
+        self,
+        names: tuple[str, ...] = ("n1", "n2", "n3"),
+        command: Callable[[Node, list[Node]], list[str]] | None = None,
+    ) -> None:
+        """``command(node, nodes)``: the node's arguments (default: its configuration file)."""
         self.root = Path(tempfile.mkdtemp(prefix="exoarmur-cluster-"))
-        route_ports = [_free_port() for _ in range(size)]
+        route_ports = [_free_port() for _ in names]
         self.nodes = [
-            _Node(
+            Node(
                 self.root,
-                f"n{i + 1}",
+                name,
                 "exoarmur-test",
                 [route_ports[i], *(p for j, p in enumerate(route_ports) if j != i)],
             )
-            for i in range(size)
+            for i, name in enumerate(names)
         ]
+        self._command = command
         self._binary = _nats_server_binary()
         atexit.register(self._last_resort)
 
@@ -86,7 +92,7 @@ class NatsCluster:
         """A store URL naming one node alone, reading through Direct Get (any replica answers)."""
         return f"nats://127.0.0.1:{self.node(name).port}?stream={stream}&replicas=3&reads=direct"
 
-    def node(self, name: str) -> _Node:
+    def node(self, name: str) -> Node:
         return next(node for node in self.nodes if node.name == name)
 
     # -- processes ---------------------------------------------------------------
@@ -96,7 +102,14 @@ class NatsCluster:
         assert not node.running(), f"{name} is already running"
         with node.log.open("ab") as log:
             node.process = subprocess.Popen(
-                [self._binary, "-c", str(node.config)],
+                [
+                    self._binary,
+                    *(
+                        ["-c", str(node.config)]
+                        if self._command is None
+                        else self._command(node, self.nodes)
+                    ),
+                ],
                 stdout=log,
                 stderr=subprocess.STDOUT,
                 start_new_session=True,
