@@ -1,4 +1,4 @@
-"""The many-writers benchmark runs on a tiny size and says what it measured (no timings asserted)."""
+"""The many-writers benchmark runs on a tiny size and reports what it measured (no timings)."""
 
 from __future__ import annotations
 
