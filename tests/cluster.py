@@ -210,13 +210,13 @@ class NatsCluster:
         cluster: dict[str, Any] = info["cluster"]
         return cluster
 
-    def leader(self, stream: str, timeout: float = 60.0) -> str:
-        """The name of the node that leads ``stream`` (waiting for an election if need be)."""
+    def leader(self, stream: str, timeout: float = 60.0, other_than: str | None = None) -> str:
+        """The node that leads ``stream``, once elected (and not ``other_than``)."""
         deadline = time.monotonic() + timeout
         while True:
             try:
                 leader = self.stream_cluster(stream).get("leader")
-                if leader:
+                if leader and leader != other_than:
                     return str(leader)
             except Exception:  # an election in progress: ask again
                 if time.monotonic() > deadline:
