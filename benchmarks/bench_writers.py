@@ -124,6 +124,8 @@ def run_row(backend: str, writers: int, n: int) -> dict[str, Any]:
     return {
         "backend": backend,
         "writers": writers,
+        # other work on the machine during the row: on a shared machine it moves every figure
+        "load_1m": os.getloadavg()[0],
         "actions": n * writers,
         "events": events,
         "actions_per_s": n * writers / wall,
@@ -178,14 +180,15 @@ def write_readme(rows: list[dict[str, Any]], verdicts: dict[str, str], args: Any
         "(one node) shared by all writers; SQLite one home per process, for reference. "
         "Efficiency 1.00 = linear.",
         "",
-        "| backend | writers | aggregate actions/s | slowest writer/s | speedup | efficiency |",
-        "| --- | ---: | ---: | ---: | ---: | ---: |",
+        "| backend | writers | aggregate actions/s | slowest writer/s | speedup | efficiency "
+        "| load (1 min) |",
+        "| --- | ---: | ---: | ---: | ---: | ---: | ---: |",
     ]
     for row in rows:
         lines.append(
             f"| {row['backend']} | {row['writers']} | {row['actions_per_s']:.0f} | "
             f"{row['slowest_writer_per_s']:.0f} | {row['speedup']:.2f} | "
-            f"{row['efficiency']:.2f} |"
+            f"{row['efficiency']:.2f} | {row['load_1m']:.1f} |"
         )
     lines += ["", *(f"- {backend}: {verdict}" for backend, verdict in verdicts.items()), END]
     text = readme.read_text()
@@ -225,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
         print(json.dumps({"rows": rows, "scaling": verdicts, "unavailable": missing}, indent=2))
         return 0
     table = Table(title=f"aggregate governed actions, distinct tenants ({args.n} per writer)")
-    for column in ("backend", "writers", "aggregate/s", "slowest writer/s", "speedup", "eff."):
+    columns = ("backend", "writers", "aggregate/s", "slowest writer/s", "speedup", "eff.", "load")
+    for column in columns:
         table.add_column(column, justify="right")
     for row in rows:
         table.add_row(
@@ -235,6 +239,7 @@ def main(argv: list[str] | None = None) -> int:
             f"{row['slowest_writer_per_s']:.0f}",
             f"{row['speedup']:.2f}",
             f"{row['efficiency']:.2f}",
+            f"{row['load_1m']:.1f}",
         )
     Console().print(table)
     for backend, verdict in verdicts.items():
