@@ -1349,7 +1349,10 @@ def evidence_export(
 
 @app.command("verify-bundle")
 def verify_bundle_command(
-    file: Annotated[Path, typer.Argument(help="The evidence bundle.")],
+    file: Annotated[Path | None, typer.Argument(help="The evidence bundle.")] = None,
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="The evidence bundle (as in ExoArmur-Core).")
+    ] = None,
     public_key: Annotated[
         str | None,
         typer.Option("--public-key", help="The verifier key you trust (text, or @FILE)."),
@@ -1366,8 +1369,10 @@ def verify_bundle_command(
     from .evidence import verify_bundle_text
 
     with _errors():
+        if (file is None) == (bundle is None):
+            raise InputError("give the bundle once: as FILE or as --bundle FILE")
         try:
-            text = file.read_bytes()
+            text = (file or bundle or Path()).read_bytes()
             if public_key is not None and public_key.startswith("@"):
                 public_key = Path(public_key[1:]).read_text(encoding="utf-8").strip()
         except OSError as exc:
@@ -1378,7 +1383,7 @@ def verify_bundle_command(
 
             require_witnesses(verdict, text, witness_key or [], witness_quorum)
     if as_json:
-        _print_json(verdict.to_json())
+        _print_json(verdict.to_json() | {"verify_verdict": "PASS" if verdict.passed else "FAIL"})
     else:
         for failure in verdict.failures:
             console.print(line(styled("FAIL", "bold red"), f" {failure}"))
@@ -1617,10 +1622,12 @@ def _scenario() -> tuple[dict[str, Any], ...]:
 
 def _register_reality() -> None:
     from .bench import benchmark
+    from .cli_core import demo_golden
     from .reality import reality
 
     app.command("reality")(reality)
     app.command("benchmark")(benchmark)
+    demo_app.command("golden")(demo_golden)
 
 
 _register_reality()
