@@ -25,7 +25,7 @@ def demo_golden(
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="Machine-readable JSON output.")] = False,
 ) -> None:
-    """The canonical story: a denied action, its audit trail, a proof bundle written and verified."""
+    """The canonical story: an action denied, its audit trail, a proof bundle written, verified."""
     from .cli import _errors, _home
     from .demo_golden import print_golden, run_golden
 

@@ -89,7 +89,7 @@ class CanonicalEvent:
     parent_event_id: str | None = None
 
     def computed_hash(self) -> str:
-        """SHA-256 (hex) of the payload's canonical JSON (raises InputError if JSON can't carry it)."""
+        """SHA-256 (hex) of the payload's canonical JSON; InputError if JSON cannot carry it."""
         return sha256_hex(canonical_bytes(self.payload))
 
     def to_json(self) -> dict[str, Any]:
