@@ -68,7 +68,7 @@ def test_the_demo_script_runs_from_the_source_tree(tmp_path: Path) -> None:
     for marker in MARKERS:
         assert marker in done.stdout.splitlines()
     assert (tmp_path / ".exoarmur" / "bundles" / f"{STREAM}.json").is_file()
-    code, out = golden(tmp_path / "elsewhere")
+    _, out = golden(tmp_path / "elsewhere")
     assert replay_hash(done.stdout) == replay_hash(out)
 
 

@@ -94,7 +94,8 @@ def test_a_recorded_stream_replays_with_its_decisions(golden: Ledger) -> None:
     assert report.result is ReplayResult.SUCCESS, report.failures
     assert report.tenant == "acme"
     assert report.decisions == (decided.payload["decision"],)
-    assert report.ledger is not None and report.ledger.status == "VERIFIED"
+    assert report.ledger is not None
+    assert report.ledger.status == "VERIFIED"
     assert report.events == len(golden.store.events_for_correlation("acme", decided.correlation_id))
     same = ReplayEngine(golden.store, tenant="acme").replay_correlation(decided.correlation_id)
     assert same.replay_hash == report.replay_hash
