@@ -292,8 +292,16 @@ def test_determinism_load_prints_the_core_block(tmp_path: Path) -> None:
 
     result = runner.invoke(
         app,
-        ["benchmark", "--determinism-load", "--runs", "3", "--concurrency", "40"]
-        + ["--dir", str(tmp_path)],
+        [
+            "benchmark",
+            "--determinism-load",
+            "--runs",
+            "3",
+            "--concurrency",
+            "40",
+            "--dir",
+            str(tmp_path),
+        ],
         catch_exceptions=False,
     )
     assert result.exit_code == 0, result.output
