@@ -1327,14 +1327,20 @@ def evidence_export(
     tenant: TenantOption,
     correlation: Annotated[str, typer.Option("--correlation", "-c", help="The correlation id.")],
     out: Annotated[Path, typer.Option("--out", "-o", help="Where to write the bundle.")],
+    artifact: Annotated[
+        list[str] | None,
+        typer.Option("--artifact", help="Attach a governance artifact: TYPE or TYPE:required."),
+    ] = None,
 ) -> None:
     """Write one self-contained JSON bundle for a correlation."""
+    from .cli_core import artifact_requests
     from .evidence import export_bundle
 
     with _errors():
+        wanted = artifact_requests(artifact or [])
         ledger = _home().ledger()
         try:
-            bundle = export_bundle(ledger, tenant, correlation)
+            bundle = export_bundle(ledger, tenant, correlation, wanted)
         finally:
             ledger.store.close()
         try:
@@ -1377,7 +1383,9 @@ def verify_bundle_command(
                 public_key = Path(public_key[1:]).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        verdict = verify_bundle_text(text, public_key)
+        from .cli_core import artifact_enforcement, print_artifacts
+
+        verdict = verify_bundle_text(text, public_key, enforce_artifacts=artifact_enforcement())
         if witness_key or witness_quorum is not None:
             from .cli_witness import require_witnesses
 
@@ -1390,6 +1398,7 @@ def verify_bundle_command(
         for note in verdict.notes:
             console.print(line(styled("note", "yellow"), f" {note}"))
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
+        print_artifacts(verdict)
         for intent in verdict.intents:
             # untrusted text from the bundle: echoed literally, never as markup
             typer.echo(

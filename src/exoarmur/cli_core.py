@@ -9,9 +9,12 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
+
+if TYPE_CHECKING:
+    from .evidence.verify import BundleVerdict
 
 
 def demo_golden(
@@ -42,3 +45,46 @@ def demo_golden(
     else:
         print_golden(run)
     raise typer.Exit(0 if run.passed else 1)
+
+
+def artifact_requests(values: list[str]) -> list[tuple[str, bool]]:
+    """``--artifact TYPE`` (optional) or ``TYPE:required``, as (type, required_for_verdict)."""
+    from .errors import InputError
+
+    wanted = []
+    for value in values:
+        kind, _, mode = value.partition(":")
+        if mode not in ("", "required", "optional"):
+            raise InputError(f"--artifact {value}: write TYPE, TYPE:required or TYPE:optional")
+        wanted.append((kind, mode == "required"))
+    return wanted
+
+
+def artifact_enforcement() -> bool:
+    """On when the flag says so, else when the home (if there is one) configures it."""
+    import os
+
+    from .cli import _home
+    from .evidence.artifacts import enforcement_enabled
+
+    home = _home()
+    config = home.config() if home.config_path.exists() else {}
+    return enforcement_enabled(os.environ, config)
+
+
+def print_artifacts(verdict: BundleVerdict) -> None:
+    """One line per governance artifact; its text comes from the bundle, so echoed literally."""
+    report = verdict.artifacts
+    if not report.present:
+        return
+    typer.echo(f"governance artifacts ({'enforced' if report.enforced else 'reported only'}):")
+    for check in report.artifacts:
+        hashed = {None: "not checked", True: "match", False: "MISMATCH"}[check.hash_match]
+        typer.echo(
+            f"  {check.artifact_type} v{check.schema_version}"
+            f" ({'required' if check.required else 'optional'}):"
+            f" present={str(check.present).lower()}, hash {hashed},"
+            f" provider {'available' if check.provider else 'MISSING'},"
+            f" semantic {check.semantic}"
+            + (f" — {'; '.join(check.reasons)}" if check.reasons else "")
+        )
