@@ -318,12 +318,10 @@ class PolicySnapshot:
                 return f"policies[{index}]: the policy text does not hash to its policy_hash"
             hashes.add(engine.policy_hash)
         named = _named_policies(bundle)
+        if not named:  # an empty snapshot of no decision would vouch for nothing
+            return "the bundle holds no decision to compare with"
         if hashes != named:
-            return (
-                f"snapshots of {sorted(hashes)}, but the decisions name {sorted(named)}"
-                if named
-                else "the bundle holds no decision to compare with"
-            )
+            return f"snapshots of {sorted(hashes)}, but the decisions name {sorted(named)}"
         return None
 
 
