@@ -376,3 +376,54 @@ def test_a_snapshot_of_other_policies_is_invalid(home: Path, tmp_path: Path) -> 
     assert PolicySnapshot().check({"policies": []}, bundle) == (
         f"snapshots of [], but the decisions name {[named['policies'][0]['policy_hash']]}"
     )
+
+
+def test_the_home_setting_is_recorded_in_the_config_snapshot(tmp_path: Path) -> None:
+    from exoarmur.home import open_governor
+    from exoarmur.model.event import CONFIG_SNAPSHOT, SYSTEM_LOG
+
+    where = tmp_path / "home"
+    run_golden(where)
+    with open_governor(where) as governor:
+        before = governor.ledger.store.latest_of_type(SYSTEM_LOG, CONFIG_SNAPSHOT)
+    assert before is not None
+    assert "evidence" not in before.payload["config"]  # unset: today's config hash stays
+    config = (where / "config.toml").read_text()
+    (where / "config.toml").write_text(
+        config + "\n[evidence]\ngovernance_artifact_enforcement = true\n"
+    )
+    with open_governor(where) as governor:
+        after = governor.ledger.store.latest_of_type(SYSTEM_LOG, CONFIG_SNAPSHOT)
+    assert after is not None
+    assert after.payload["config"]["evidence"] == {"governance_artifact_enforcement": True}
+
+
+@pytest.mark.parametrize(
+    ("section", "words"),
+    [
+        ("governance_artifact_enforcement = 'yes'", "must be true or false"),
+        ("enforce = true", "has no setting 'enforce'"),
+    ],
+)
+def test_a_bad_home_setting_is_refused(tmp_path: Path, section: str, words: str) -> None:
+    from exoarmur.errors import ConfigError
+    from exoarmur.home import open_governor
+
+    where = tmp_path / "home"
+    run_golden(where)
+    config = (where / "config.toml").read_text()
+    (where / "config.toml").write_text(config + f"\n[evidence]\n{section}\n")
+    with pytest.raises(ConfigError, match=words):
+        open_governor(where)
+
+
+def test_evidence_must_be_a_table(tmp_path: Path) -> None:
+    from exoarmur.errors import ConfigError
+    from exoarmur.home import Home
+
+    where = tmp_path / "home"
+    run_golden(where)
+    config = (where / "config.toml").read_text()
+    (where / "config.toml").write_text("evidence = 1\n" + config)
+    with pytest.raises(ConfigError, match=r"\[evidence\] must be a table"):
+        Home(where).evidence()

@@ -68,8 +68,8 @@ def artifact_enforcement() -> bool:
     from .evidence.artifacts import enforcement_enabled
 
     home = _home()
-    config = home.config() if home.config_path.exists() else {}
-    return enforcement_enabled(os.environ, config)
+    settings = home.evidence() if home.config_path.exists() else {}
+    return enforcement_enabled(os.environ, {"evidence": settings})
 
 
 def print_artifacts(verdict: BundleVerdict) -> None:

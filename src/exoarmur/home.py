@@ -25,7 +25,7 @@ from pathlib import Path
 from typing import Any
 
 from .clock import Clock, StepClock, SystemClock
-from .errors import ConfigError, ExoArmurError, KeyFileError
+from .errors import ConfigError, ExoArmurError, InputError, KeyFileError
 from .executors import ExecutorRegistry
 from .file_modes import make_private_dir, refuse_writable_by_others, write_private
 from .gate import GateConfig
@@ -218,6 +218,22 @@ class Home:
             )
         return window
 
+    def evidence(self) -> dict[str, Any]:
+        """The ``[evidence]`` settings that are set (checked; empty when none is)."""
+        from .evidence.artifacts import enforcement_enabled
+
+        section = self.config().get("evidence", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{self.config_path}: [evidence] must be a table")
+        unknown = sorted(set(section) - {"governance_artifact_enforcement"})
+        if unknown:
+            raise ConfigError(f"{self.config_path}: [evidence] has no setting {unknown[0]!r}")
+        try:
+            enforced = enforcement_enabled({}, {"evidence": section})
+        except InputError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+        return {"governance_artifact_enforcement": True} if enforced else {}
+
     def executors(self) -> ExecutorRegistry:
         bindings = self.config().get("executors", {})
         if not isinstance(bindings, dict):
@@ -367,6 +383,7 @@ def open_governor(
     executors = where.executors()
     window = where.approval_window()
     gate = where.gate()
+    evidence = where.evidence()
     key = where.signing_key()
     lock = _run_lock(where)
     alone = lock.acquire()
@@ -394,6 +411,7 @@ def open_governor(
         approval_window=window,
         gate=gate,
         randomness=randomness,
+        evidence=evidence,
     )
     governor.add_close_hook(lock.release)
     if alone:
