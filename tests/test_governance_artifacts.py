@@ -427,3 +427,58 @@ def test_evidence_must_be_a_table(tmp_path: Path) -> None:
     (where / "config.toml").write_text("evidence = 1\n" + config)
     with pytest.raises(ConfigError, match=r"\[evidence\] must be a table"):
         Home(where).evidence()
+
+
+@pytest.mark.usefixtures("plugins")
+def test_providers_that_misbehave_are_judged_not_trusted(tmp_path: Path) -> None:
+    site = tmp_path / "site"
+    (site / "odd_artifacts.py").write_text(
+        "class Hollow:\n"
+        "    schema_version = '1'\n\n"
+        "class Raising:\n"
+        "    schema_version = '1'\n\n"
+        "    def build(self, bundle):\n"
+        "        return {}\n\n"
+        "    def check(self, content, bundle):\n"
+        "        raise KeyError('policies')\n"
+    )
+    dist = site / "odd_artifacts-1.0.dist-info"
+    dist.mkdir()
+    (dist / "METADATA").write_text("Metadata-Version: 2.1\nName: odd-artifacts\nVersion: 1.0\n")
+    (dist / "entry_points.txt").write_text(
+        "[exoarmur.governance_artifacts]\n"
+        "hollow = odd_artifacts:Hollow\n"
+        "raising = odd_artifacts:Raising\n"
+        "always-invalid = odd_artifacts:Raising\n"
+    )
+    try:
+        assert load_provider("hollow") == "provider odd_artifacts:Hollow has no build() and check()"
+        twice = load_provider("always-invalid")
+        assert isinstance(twice, str)
+        assert twice.startswith("registered twice: ")
+        block = {
+            "manifest": [
+                {
+                    "artifact_type": kind,
+                    "schema_version": "1",
+                    "canonical_hash": content_hash({}),
+                    "required_for_verdict": True,
+                }
+                for kind in ("raising", "huge")
+            ],
+            "artifacts": {"raising": {}, "huge": {"n": 2**60}},
+        }
+        failures: list[str] = []
+        report = artifacts_module.check_artifacts(
+            {"governance_artifacts": block, "events": ["junk"]},
+            True,
+            lambda where, what: failures.append(f"{where}: {what}"),
+        )
+        raising, huge = report.artifacts
+        assert raising.semantic == "invalid"
+        assert "the provider could not read it: KeyError" in raising.reasons[0]
+        assert huge.hash_match is False
+        assert "content is not canonical JSON" in huge.reasons[0]
+        assert len(failures) == 2
+    finally:
+        sys.modules.pop("odd_artifacts", None)

@@ -12,6 +12,7 @@ import exoarmur
 from exoarmur import CanonicalEvent, ReplayEngine
 from exoarmur.errors import InputError
 from exoarmur.ledger.log import Ledger
+from exoarmur.pipeline import Governor
 from exoarmur.replay.engine import ReplayResult
 from test_replay import GOLDEN, KEY, MANIFEST, load
 
@@ -148,3 +149,39 @@ def test_the_package_exports_the_replay_api() -> None:
     from exoarmur.replay.event_envelope import CanonicalEvent as FromCorePath
 
     assert FromCorePath is CanonicalEvent
+
+
+def _shared_stream(governor: Governor) -> None:
+    for tenant in ("a", "b"):
+        governor.submit(
+            {
+                "tenant": tenant,
+                "actor": {"id": "agent-1", "kind": "agent"},
+                "action": "fs.read",
+                "target": "notes.txt",
+                "safety_class": "A0",
+                "idempotency_key": f"k-{tenant}",
+                "correlation_id": "shared",
+            }
+        )
+
+
+def test_a_stream_in_two_tenants_needs_one_named(governor: Governor) -> None:
+    _shared_stream(governor)
+    with pytest.raises(InputError, match="name one"):
+        ReplayEngine(governor.ledger).replay_correlation("shared")
+    report = ReplayEngine(governor.ledger, tenant="a").replay_correlation("shared")
+    assert report.result is ReplayResult.SUCCESS, report.failures
+    assert report.tenant == "a"
+    assert len(report.decisions) == 1
+    if report.ledger is not None and report.ledger.status == "UNANCHORED":
+        assert "UNANCHORED" in report.notes[0]
+
+
+def test_a_checkpoint_that_does_not_verify_fails(governor: Governor) -> None:
+    _shared_stream(governor)
+    store = governor.ledger.store
+    store.save_checkpoint("a", store.size("a"), "not a signed note\n")
+    report = ReplayEngine(governor.ledger, tenant="a").replay_correlation("shared")
+    assert report.result is ReplayResult.FAILURE
+    assert report.failures[-1].field == "checkpoint"
