@@ -33,7 +33,7 @@ def demo_golden(
     from .demo_golden import print_golden, run_golden
 
     with _errors():
-        run = run_golden(_home().path, out)
+        run = run_golden(_home(), out)
     if as_json:
         document = {
             "markers": run.markers(),

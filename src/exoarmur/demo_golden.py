@@ -63,9 +63,9 @@ class GoldenRun:
         }
 
 
-def run_golden(home_path: Path, bundle_path: Path | None = None) -> GoldenRun:
-    """Tell the story in ``home_path`` (made if missing) and write its proof bundle."""
-    home = Home(home_path)
+def run_golden(where: Home | Path, bundle_path: Path | None = None) -> GoldenRun:
+    """Tell the story in a home (made if missing) and write its proof bundle."""
+    home = where if isinstance(where, Home) else Home(where)
     if not home.exists():
         home.init()
     with open_governor(home, seed=SEED) as governor:
@@ -75,7 +75,7 @@ def run_golden(home_path: Path, bundle_path: Path | None = None) -> GoldenRun:
         bundle = export_bundle(ledger, TENANT, STREAM)
         verifier_key = ledger.key.verifier_key()
         replay = replay_ledger(ledger.store, STREAM, tenant=TENANT, verifier=ledger.verifier)
-    target = bundle_path or home_path / "bundles" / f"{STREAM}.json"
+    target = bundle_path or home.path / "bundles" / f"{STREAM}.json"
     target.parent.mkdir(parents=True, exist_ok=True)
     target.write_text(json.dumps(bundle, indent=2, sort_keys=True) + "\n", encoding="utf-8")
     verdict = verify_bundle(json.loads(target.read_text(encoding="utf-8")), verifier_key)
