@@ -482,3 +482,20 @@ def test_providers_that_misbehave_are_judged_not_trusted(tmp_path: Path) -> None
         assert len(failures) == 2
     finally:
         sys.modules.pop("odd_artifacts", None)
+
+
+def test_the_flag_decides_without_reading_the_home(
+    home: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bundle = exported(home, tmp_path, "policy-snapshot:required")
+    bundle["governance_artifacts"]["artifacts"] = {}
+    (tmp_path / "forged.json").write_text(json.dumps(resealed(bundle)))
+    broken = tmp_path / "broken-home"
+    broken.mkdir()
+    (broken / "config.toml").write_text("[evidence]\nenforce = true\n")
+    base = ["--home", str(broken), "verify-bundle", str(tmp_path / "forged.json")]
+    refused = runner.invoke(app, base)
+    assert refused.exit_code == 2
+    assert "[evidence] has no setting 'enforce'" in refused.stderr
+    monkeypatch.setenv(ENFORCEMENT_FLAG, "false")
+    assert runner.invoke(app, base).exit_code == 0

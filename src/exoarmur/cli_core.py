@@ -65,8 +65,10 @@ def artifact_enforcement() -> bool:
     import os
 
     from .cli import _home
-    from .evidence.artifacts import enforcement_enabled
+    from .evidence.artifacts import ENFORCEMENT_FLAG, enforcement_enabled
 
+    if os.environ.get(ENFORCEMENT_FLAG, "").strip():
+        return enforcement_enabled(os.environ, {})  # the flag decides; no home is read
     home = _home()
     settings = home.evidence() if home.config_path.exists() else {}
     return enforcement_enabled(os.environ, {"evidence": settings})
