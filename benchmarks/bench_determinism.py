@@ -1,12 +1,16 @@
 """Determinism under load: the same scenario, C concurrent submitters, N fresh homes, one root.
 
 Each run makes a fresh benchmark home and, before any submitter starts,
-opens one deterministic governor per submitter on it
-(``open_governor(home, seed=SEED + k)``) and creates the two operators
+opens one deterministic governor per submitter on it, all over one shared
+ledger: submitter 0's is ``open_governor(home, seed=SEED)``, submitter k's
+has the clock and ids of seed ``SEED + k``. It creates the two operators
 (sequentially: the system log is written in the same order every run). Then
-C threads start together; submitter k governs its scenario in its own tenant
-``t<k>`` through its own governor: executed, decided and denied intents, and
-an intent that two operators approve (so it runs). Every outcome is checked.
+C asyncio tasks start together; submitter k governs its scenario in its own
+tenant ``t<k>`` through its own governor, one intent at a time on a pool of
+at most ``MAX_THREADS`` threads: executed, decided and denied intents, and
+intents that two operators approve (so they run). Every outcome is checked.
+C logical submitters on a bounded pool is what lets C=500 hold on a
+two-core machine (500 threads and 500 SQLite connections would not).
 
 Why one governor per submitter, and a tenant each: positions in a log are
 decided by the order of appends, and a deterministic governor's clock and id
@@ -14,8 +18,8 @@ generator hand out times and ids in the order they are asked. Were the C
 submitters to share one governor (or one tenant), the thread interleaving
 would decide which submitter got which time, id and position, and the bytes
 would change from run to run. With a governor and a tenant each, every
-tenant log is written by exactly one thread from exactly one seeded clock
-and id generator, in program order, while the C submitters still contend for
+tenant log is written by exactly one task (one intent at a time) from exactly
+one seeded clock and id generator, in program order, while the C submitters still contend for
 the same SQLite file, writer lock and fsyncs concurrently.
 
 A run's root is SHA-256 over the sorted ``tenant size root`` lines of the C
@@ -27,9 +31,10 @@ PASS means every run gave the same root.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
-import threading
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -39,70 +44,106 @@ from exoarmur.pipeline import Governor
 from history import OPERATORS, block, make_home
 
 SEED = 20260101
+#: pool threads at most, whatever the concurrency (each holds a SQLite reader connection)
+MAX_THREADS = 16
 EXPECTED = ("executed", "decided", "denied")
 
 
-def _scenario(governor: Governor, tenant: str, intents: int, approvers: list[Any]) -> int:
-    """Govern ``intents`` intents in ``tenant``; every fourth one goes through two approvals."""
-    done = 0
-    number = 0
-    while done < intents:
-        for expected, intent in zip(EXPECTED, block(number), strict=True):
-            if done >= intents:
-                break
-            if done % 4 == 3:
-                outcome = governor.submit(
-                    intent
-                    | {
-                        "tenant": tenant,
-                        "action": "bench.deploy",
-                        "safety_class": "A2",
-                        "target": "services/api",
-                    }
-                )
-                for approver in approvers:
-                    result = governor.vote(tenant, outcome.intent_id, approver, Vote.APPROVE, "ok")
-                if result.outcome.status != OutcomeStatus.EXECUTED:
-                    raise RuntimeError(f"{tenant}: approved intent ended {result.outcome.status}")
-            else:
-                outcome = governor.submit(intent | {"tenant": tenant})
-                if outcome.status.value != expected:
-                    raise RuntimeError(f"{tenant}: {expected} intent ended {outcome.status.value}")
-            done += 1
-        number += 1
-    return done
+def _scenario(
+    governor: Governor, tenant: str, intents: int, approvers: list[Any], offset: int = 0
+) -> Iterator[int]:
+    """Govern ``intents`` intents in ``tenant``, yielding after each.
+
+    The intents are a stream of executed, decided and denied ones, every
+    fourth of them approved by two operators instead; submitter k starts
+    ``offset`` intents into it, so that C submitters with one intent each
+    still cover every path. A generator, so that a pool thread runs one
+    intent of one submitter at a time and the C submitters stay logically
+    concurrent on a few threads.
+    """
+    for done, position in enumerate(range(offset, offset + intents), start=1):
+        intent = block(position // 3)[position % 3] | {"tenant": tenant}
+        if position % 4 == 3:
+            outcome = governor.submit(
+                intent | {"action": "bench.deploy", "safety_class": "A2", "target": "services/api"}
+            )
+            for approver in approvers:
+                result = governor.vote(tenant, outcome.intent_id, approver, Vote.APPROVE, "ok")
+            if result.outcome.status != OutcomeStatus.EXECUTED:
+                raise RuntimeError(f"{tenant}: approved intent ended {result.outcome.status}")
+        else:
+            expected = EXPECTED[position % 3]
+            outcome = governor.submit(intent)
+            if outcome.status.value != expected:
+                raise RuntimeError(f"{tenant}: {expected} intent ended {outcome.status.value}")
+        yield done
 
 
-def one_run(workdir: Path, run: int, concurrency: int, intents: int) -> dict[str, Any]:
-    from exoarmur.home import open_governor
+def intents_per_submitter(size: int, concurrency: int) -> int:
+    """``size`` intents each up to 4 submitters; beyond, the same work per run, one at least.
 
-    home = make_home(workdir / f"determinism-{run}")
-    tenants = [f"t{k}" for k in range(concurrency)]
-    governors = [open_governor(home.path, seed=SEED + k) for k in range(concurrency)]
-    try:
-        approvers = [governors[0].add_principal(name, "operator", tenants)[0] for name in OPERATORS]
-        errors: list[str] = []
-        start = threading.Barrier(concurrency)
+    A run of C=500 submitters with 40 intents each would take the better part
+    of an hour on two cores; spreading 4 x size over them keeps a run short.
+    """
+    return max(1, min(size, size * 4 // concurrency))
 
-        def submitter(k: int) -> None:
-            start.wait()
+
+def pool_size(concurrency: int) -> int:
+    """Threads doing the submitters' work: enough to keep the writer busy, never C of them."""
+    return max(1, min(concurrency, MAX_THREADS))
+
+
+async def _submitters(
+    governors: list[Governor], tenants: list[str], intents: int, approvers: list[Any]
+) -> list[str]:
+    """C submitter tasks in flight together, each one intent at a time on a bounded pool."""
+    loop = asyncio.get_running_loop()
+    errors: list[str] = []
+    with ThreadPoolExecutor(max_workers=pool_size(len(governors))) as pool:
+
+        async def submitter(k: int) -> None:
+            steps = _scenario(governors[k], tenants[k], intents, approvers, offset=k % 12)
             try:
-                _scenario(governors[k], tenants[k], intents, approvers)
+                while await loop.run_in_executor(pool, next, steps, None) is not None:
+                    pass
             except Exception as exc:  # reported below: a broken run has no root
                 errors.append(f"submitter {k}: {type(exc).__name__}: {exc}")
 
-        threads = [threading.Thread(target=submitter, args=(k,)) for k in range(concurrency)]
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
+        await asyncio.gather(*(submitter(k) for k in range(len(governors))))
+    return errors
+
+
+def one_run(workdir: Path, run: int, concurrency: int, intents: int) -> dict[str, Any]:
+    from exoarmur.home import deterministic_parts, open_governor
+
+    home = make_home(workdir / f"determinism-{run}")
+    tenants = [f"t{k}" for k in range(concurrency)]
+    first = open_governor(home.path, seed=SEED)
+    # One ledger (one store, one writer lock) shared by C governors, each with its own
+    # seeded clock and ids: C file handles would not hold at C=500 on a small machine.
+    governors = [first]
+    for k in range(1, concurrency):
+        clock, ids = deterministic_parts(SEED + k)
+        governors.append(
+            Governor(
+                ledger=first.ledger,
+                executors=first.executors,
+                clock=clock,
+                ids=ids,
+                approval_window=first.approval_window,
+                gate=first.gate,
+                randomness=ids.random_bytes,
+            )
+        )
+    try:
+        approvers = [first.add_principal(name, "operator", tenants)[0] for name in OPERATORS]
+        errors = asyncio.run(_submitters(governors, tenants, intents, approvers))
         if errors:
             raise SystemExit(f"determinism run {run}: {errors[0]}")
-        ledger = governors[0].ledger
+        ledger = first.ledger
         lines = [f"{t} {ledger.size(t)} {ledger.root(t).hex()}" for t in sorted(tenants)]
     finally:
-        for governor in governors:
-            governor.close()
+        first.close()  # closes the shared store once
     return {
         "run": run,
         "root": hashlib.sha256("\n".join(lines).encode()).hexdigest(),
@@ -117,6 +158,7 @@ def determinism_load(
     intents: int,
     progress: Callable[[int], None],
 ) -> dict[str, Any]:
+    intents = intents_per_submitter(intents, concurrency)
     results = []
     for run in range(runs):
         results.append(one_run(workdir, run, concurrency, intents))

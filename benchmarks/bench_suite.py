@@ -726,7 +726,6 @@ def _strip_latencies(value: Any) -> Any:
 
 
 def run_determinism(args: argparse.Namespace, out: Console, err: Console) -> int:
-    intents = args.sizes["determinism_intents"]
     with (
         tempfile.TemporaryDirectory(prefix="exoarmur-determinism-", dir=args.dir) as tmp,
         bench_pipeline.new_progress(err) as progress,
@@ -736,9 +735,10 @@ def run_determinism(args: argparse.Namespace, out: Console, err: Console) -> int
             Path(tmp),
             args.runs,
             args.concurrency,
-            intents,
+            args.sizes["determinism_intents"],
             lambda done: progress.update(task, completed=done),
         )
+    intents = result["intents_per_submitter"]
     result["date"] = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
     result["command"] = args.command
     status = f"STATUS: {result['status']}"
@@ -763,6 +763,11 @@ def run_determinism(args: argparse.Namespace, out: Console, err: Console) -> int
         for run, root in enumerate(result["roots"]):
             out.print(f"run {run}: root {root}")
         print(f"DISTINCT_ROOTS={result['distinct_roots']}")
+        # ExoArmur-Core's block, line for line: an execution is a run, a hash a run's root
+        print("DETERMINISM")
+        print(f"Concurrency: {result['concurrency']}")
+        print(f"Executions: {result['runs']}")
+        print(f"Unique Hashes: {result['distinct_roots']}")
         print(status)
     return 0 if result["status"] == "PASS" else 1
 

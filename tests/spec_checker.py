@@ -14,6 +14,7 @@ from __future__ import annotations
 import base64
 import hashlib
 import json
+import re
 from datetime import UTC, datetime, timedelta
 from fnmatch import fnmatchcase
 from typing import Any
@@ -32,6 +33,10 @@ TOP = {
     "context",
     "bundle_hash",
 }
+OPTIONAL_TOP = {"governance_artifacts"}
+ARTIFACT_ENTRY = {"artifact_type", "schema_version", "canonical_hash", "required_for_verdict"}
+ARTIFACT_TYPE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
+CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 CLASSES = ["A0", "A1", "A2", "A3"]
 STORY = {
     "intent.recorded",
@@ -242,6 +247,32 @@ def covers(scope: str, intent: dict[str, Any]) -> bool:
     return "action" not in parts or fnmatchcase(intent["action"], parts["action"])
 
 
+def artifacts_well_formed(block: Any) -> bool:
+    """The governance artifacts block's shape (its artifacts never change this verdict)."""
+    if not isinstance(block, dict) or set(block) != {"manifest", "artifacts"}:
+        return False
+    manifest, artifacts = block["manifest"], block["artifacts"]
+    if not isinstance(manifest, list) or not manifest or not isinstance(artifacts, dict):
+        return False
+    types = []
+    for entry in manifest:
+        if not isinstance(entry, dict) or set(entry) != ARTIFACT_ENTRY:
+            return False
+        kind, version = entry["artifact_type"], entry["schema_version"]
+        if not isinstance(kind, str) or not ARTIFACT_TYPE.match(kind):
+            return False
+        if not isinstance(version, str) or not version:
+            return False
+        if not isinstance(entry["canonical_hash"], str):
+            return False
+        if not CONTENT_HASH.match(entry["canonical_hash"]):
+            return False
+        if type(entry["required_for_verdict"]) is not bool:
+            return False
+        types.append(kind)
+    return len(set(types)) == len(types) and set(artifacts) <= set(types)
+
+
 def check(bundle: Any, vkey: str) -> list[str]:
     problems: list[str] = []
     try:
@@ -253,8 +284,12 @@ def check(bundle: Any, vkey: str) -> list[str]:
 
 def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
     bad = problems.append
-    if not isinstance(bundle, dict) or set(bundle) != TOP:
+    if not isinstance(bundle, dict) or not TOP <= set(bundle) <= TOP | OPTIONAL_TOP:
         return bad("fields")
+    if "governance_artifacts" in bundle and not artifacts_well_formed(
+        bundle["governance_artifacts"]
+    ):
+        bad("governance_artifacts")
     if bundle["format"] != "exoarmur.evidence-bundle/v1" or bundle["public_key"] != vkey:
         return bad("format or key")
     if chash({k: v for k, v in bundle.items() if k != "bundle_hash"}) != bundle["bundle_hash"]:

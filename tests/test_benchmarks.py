@@ -284,3 +284,48 @@ def test_a_peer_that_fails_is_reported_unavailable(tmp_path: Path) -> None:
     assert found["fine.py"]["status"] == "ok"
     assert found["fine.py"]["environment"] == "reused"
     assert found["fine.py"]["rows"]["allow"]["ops"] == 1.0
+
+
+@pytest.mark.slow
+def test_determinism_load_prints_the_core_block(tmp_path: Path) -> None:
+    """`exoarmur benchmark --determinism-load --runs N --concurrency C`, as Core's README has it."""
+    from exoarmur.cli import app
+
+    result = runner.invoke(
+        app,
+        [
+            "benchmark",
+            "--determinism-load",
+            "--runs",
+            "3",
+            "--concurrency",
+            "40",
+            "--dir",
+            str(tmp_path),
+        ],
+        catch_exceptions=False,
+    )
+    assert result.exit_code == 0, result.output
+    lines = result.stdout.strip().splitlines()
+    assert lines[-5:] == [
+        "DETERMINISM",
+        "Concurrency: 40",
+        "Executions: 3",
+        "Unique Hashes: 1",
+        "STATUS: PASS",
+    ]
+    assert "DISTINCT_ROOTS=1" in lines
+    assert "3 runs × 40 concurrent submitters × 4 intents each, fresh home per run" in lines
+
+
+def test_the_determinism_load_stays_bounded_at_any_concurrency() -> None:
+    sys.path.insert(0, str(Path(find_suite()).parent))
+    try:
+        from bench_determinism import MAX_THREADS, intents_per_submitter, pool_size
+    finally:
+        sys.path.pop(0)
+    assert pool_size(500) == MAX_THREADS <= 16
+    assert pool_size(2) == 2
+    assert intents_per_submitter(40, 4) == 40
+    assert intents_per_submitter(40, 40) == 4
+    assert intents_per_submitter(40, 500) == 1

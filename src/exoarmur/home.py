@@ -238,6 +238,22 @@ class Home:
             )
         return window
 
+    def evidence(self) -> dict[str, Any]:
+        """The ``[evidence]`` settings that are set (checked; empty when none is)."""
+        from .evidence.artifacts import enforcement_enabled
+
+        section = self.config().get("evidence", {})
+        if not isinstance(section, dict):
+            raise ConfigError(f"{self.config_path}: [evidence] must be a table")
+        unknown = sorted(set(section) - {"governance_artifact_enforcement"})
+        if unknown:
+            raise ConfigError(f"{self.config_path}: [evidence] has no setting {unknown[0]!r}")
+        try:
+            enforced = enforcement_enabled({}, {"evidence": section})
+        except InputError as exc:
+            raise ConfigError(f"{self.config_path}: {exc}") from None
+        return {"governance_artifact_enforcement": True} if enforced else {}
+
     def executors(self) -> ExecutorRegistry:
         bindings = self.config().get("executors", {})
         if not isinstance(bindings, dict):
@@ -387,6 +403,7 @@ def open_governor(
     executors = where.executors()
     window = where.approval_window()
     gate = where.gate()
+    evidence = where.evidence()
     key = where.signing_key()
     lock = _run_lock(where)
     alone = lock.acquire()
@@ -414,6 +431,7 @@ def open_governor(
         approval_window=window,
         gate=gate,
         randomness=randomness,
+        evidence=evidence,
     )
     governor.add_close_hook(lock.release)
     if alone:

@@ -187,15 +187,21 @@ def evidence_export(
         Path, typer.Option("--out", "-o", help="Where to write the bundle (- for stdout).")
     ],
     as_json: JsonFlag = False,
+    artifact: Annotated[
+        list[str] | None,
+        typer.Option("--artifact", help="Attach a governance artifact: TYPE or TYPE:required."),
+    ] = None,
 ) -> None:
     """Write one self-contained JSON bundle for a correlation."""
     from ..evidence import export_bundle
+    from .core import artifact_requests
 
     to_stdout = str(out) == "-"
     with errors(as_json):
+        wanted = artifact_requests(artifact or [])
         ledger = current_home(ctx).ledger()
         try:
-            bundle = export_bundle(ledger, tenant, correlation)
+            bundle = export_bundle(ledger, tenant, correlation, wanted)
         finally:
             ledger.store.close()
         text = json.dumps(bundle, indent=2, sort_keys=True) + "\n"
@@ -230,7 +236,10 @@ def _export_line(where: str, summary: dict[str, Any]) -> str:
 
 def verify_bundle_command(
     ctx: typer.Context,
-    file: Annotated[Path, typer.Argument(help="The evidence bundle.")],
+    file: Annotated[Path | None, typer.Argument(help="The evidence bundle.")] = None,
+    bundle: Annotated[
+        Path | None, typer.Option("--bundle", help="The evidence bundle (as in ExoArmur-Core).")
+    ] = None,
     public_key: Annotated[
         str | None,
         typer.Option("--public-key", help="The verifier key you trust (text, or @FILE)."),
@@ -247,25 +256,31 @@ def verify_bundle_command(
     from ..evidence import verify_bundle_text
 
     with errors(as_json):
+        if (file is None) == (bundle is None):
+            raise InputError("give the bundle once: as FILE or as --bundle FILE")
         try:
-            text = file.read_bytes()
+            text = (file or bundle or Path()).read_bytes()
             if public_key is not None and public_key.startswith("@"):
                 public_key = Path(public_key[1:]).read_text(encoding="utf-8").strip()
         except OSError as exc:
             raise InputError(f"cannot read {exc.filename}: {exc.strerror}") from None
-        verdict = verify_bundle_text(text, public_key)
+        from .core import artifact_enforcement, print_artifacts
+
+        enforce = artifact_enforcement(current_home(ctx))
+        verdict = verify_bundle_text(text, public_key, enforce_artifacts=enforce)
         if witness_key or witness_quorum is not None:
             from ._cosigning import require_witnesses
 
             require_witnesses(verdict, text, witness_key or [], witness_quorum)
     if as_json:
-        print_json(verdict.to_json())
+        print_json(verdict.to_json() | {"verify_verdict": "PASS" if verdict.passed else "FAIL"})
     else:
         for failure in verdict.failures:
             console.print(line(styled("FAIL", "bold red"), f" {failure}"))
         for note in verdict.notes:
             console.print(line(styled("note", "yellow"), f" {note}"))
         console.print(f"{verdict.events} event(s) and {verdict.decisions} decision(s) checked")
+        print_artifacts(verdict)
         for intent in verdict.intents:
             # untrusted text from the bundle: echoed literally, never as markup
             typer.echo(

@@ -69,8 +69,17 @@ def _context(ledger: Ledger, tenant: str, decisions: list[Event]) -> tuple[list[
     return events, {e.tenant for e in events}
 
 
-def export_bundle(ledger: Ledger, tenant: str, correlation: str) -> dict[str, Any]:
-    """The evidence bundle of one correlation (raises NotFound when it has no events)."""
+def export_bundle(
+    ledger: Ledger,
+    tenant: str,
+    correlation: str,
+    artifacts: list[tuple[str, bool]] | None = None,
+) -> dict[str, Any]:
+    """The evidence bundle of one correlation (raises NotFound when it has no events).
+
+    ``artifacts``: (type, required_for_verdict) of governance artifacts to
+    attach, each built by its installed provider (see :mod:`.artifacts`).
+    """
     events = ledger.store.events_for_correlation(tenant, correlation)
     if not events:
         raise NotFound(f"no events with correlation {correlation!r} in tenant {tenant!r}")
@@ -88,5 +97,9 @@ def export_bundle(ledger: Ledger, tenant: str, correlation: str) -> dict[str, An
             _entry(ledger, e.tenant, e, checkpoints[e.tenant].checkpoint.size) for e in context
         ],
     }
+    if artifacts:
+        from .artifacts import attach
+
+        attach(bundle, artifacts)
     bundle["bundle_hash"] = content_hash(bundle)
     return bundle

@@ -14,7 +14,10 @@ Checks, each failure reported with where it is:
    policy's verdict, reasons and obligations must match, and where the safety
    gate tightened the verdict, it may only have tightened it;
 5. votes bind to the intent's hash, a quorum of distinct approvers precedes
-   an approval, and nothing started without an allow or an approval.
+   an approval, and nothing started without an allow or an approval;
+6. an optional ``governance_artifacts`` block is well-formed; each artifact
+   is reported (present, hash, provider, semantic verdict) and fails the
+   bundle only when enforcement is on and it is required (``artifacts``).
 
 Pure: no store, no clock, no network.
 """
@@ -33,6 +36,7 @@ from ..ledger.keys import Verifier
 from ..ledger.merkle import leaf_hash, verify_inclusion
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG
 from ..policy import PolicyBundle, PolicyEngine
+from .artifacts import BLOCK, ArtifactsReport, check_artifacts
 from .bundle import BUNDLE_FORMAT
 from .story import Context, check_story, explain
 
@@ -46,6 +50,8 @@ _TOP_LEVEL = {
     "context",
     "bundle_hash",
 }
+#: fields a bundle may carry besides those
+_OPTIONAL = {BLOCK}
 
 
 @dataclass
@@ -59,6 +65,7 @@ class BundleVerdict:
     key_trusted: bool = False
     #: each intent's state at export: {"intent_id", "state", "open"}
     intents: list[dict[str, Any]] = field(default_factory=list)
+    artifacts: ArtifactsReport = field(default_factory=lambda: ArtifactsReport(enforced=False))
 
     @property
     def passed(self) -> bool:
@@ -82,10 +89,13 @@ class BundleVerdict:
             "intents": self.intents,
             "failures": self.failures,
             "notes": self.notes,
+            BLOCK: self.artifacts.to_json(),
         }
 
 
-def verify_bundle_text(text: str | bytes, trusted_key: str | None = None) -> BundleVerdict:
+def verify_bundle_text(
+    text: str | bytes, trusted_key: str | None = None, *, enforce_artifacts: bool = False
+) -> BundleVerdict:
     """Verify a bundle as read from its file."""
     verdict = BundleVerdict()
     try:
@@ -93,19 +103,27 @@ def verify_bundle_text(text: str | bytes, trusted_key: str | None = None) -> Bun
     except JSONTextError as exc:
         verdict.fail("bundle", f"not JSON ExoArmur accepts: {exc}")
         return verdict
-    return verify_bundle(bundle, trusted_key, verdict)
+    return verify_bundle(bundle, trusted_key, verdict, enforce_artifacts=enforce_artifacts)
 
 
 def verify_bundle(
-    bundle: Any, trusted_key: str | None = None, verdict: BundleVerdict | None = None
+    bundle: Any,
+    trusted_key: str | None = None,
+    verdict: BundleVerdict | None = None,
+    *,
+    enforce_artifacts: bool = False,
 ) -> BundleVerdict:
     verdict = verdict or BundleVerdict()
-    if not isinstance(bundle, dict) or set(bundle) != _TOP_LEVEL:
+    verdict.artifacts.enforced = enforce_artifacts
+    if not isinstance(bundle, dict) or not _TOP_LEVEL <= set(bundle) <= _TOP_LEVEL | _OPTIONAL:
         found = set(bundle) if isinstance(bundle, dict) else set()
         verdict.fail(
             "bundle",
             f"must be an object with exactly the fields {sorted(_TOP_LEVEL)}"
-            + "".join(f"; unexpected field {name!r}" for name in sorted(found - _TOP_LEVEL))
+            + (f" (and optionally {sorted(_OPTIONAL)})")
+            + "".join(
+                f"; unexpected field {name!r}" for name in sorted(found - _TOP_LEVEL - _OPTIONAL)
+            )
             + "".join(f"; missing field {name!r}" for name in sorted(_TOP_LEVEL - found)),
         )
         return verdict
@@ -138,6 +156,7 @@ def verify_bundle(
     _structure(events, context, bundle, verdict)
     if not verdict.failures:
         _redecide(tenant, events, context, verdict)
+    verdict.artifacts = check_artifacts(bundle, enforce_artifacts, verdict.fail)
     return verdict
 
 

@@ -71,8 +71,11 @@ class Governor:
         approval_window: int = DEFAULT_APPROVAL_WINDOW,
         gate: GateConfig | None = None,
         randomness: Callable[[int], bytes] | None = None,
+        evidence: dict[str, Any] | None = None,
     ) -> None:
         self.ledger = ledger
+        #: the home's [evidence] settings; recorded in the config snapshot when any is set
+        self.evidence = dict(evidence or {})
         self.approval_window = approval_window
         self.gate = gate or GateConfig()
         self.randomness = randomness or os.urandom
@@ -144,7 +147,7 @@ class Governor:
             "approvals": {"window_seconds": self.approval_window},
             "gate": self.gate.to_canonical(),
             "executors": self.executors.describe(),
-        }
+        } | ({"evidence": self.evidence} if self.evidence else {})
 
     def _record_config(self) -> None:
         latest = self.ledger.store.latest_of_type(SYSTEM_LOG, CONFIG_SNAPSHOT)

@@ -267,6 +267,8 @@ class Replayer:
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
         #: (intent, recorded decision, candidate decision) for what-if
         self.changes: list[tuple[ActionIntent, Decision, Decision]] = []
+        #: (decision event, re-derived decision) of every decision checked
+        self.rederived: list[tuple[Event, Decision]] = []
 
     # -- reporting ---------------------------------------------------------
 
@@ -581,6 +583,7 @@ class Replayer:
                 self.changes.append((intent, recorded, replayed))
             return
         if check:
+            self.rederived.append((event, replayed))
             self.compare(
                 event,
                 "decision",
