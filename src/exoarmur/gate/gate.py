@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..containment.model import PLAN_ACTION, is_containment, parse_spec
+from ..containment.plans import parse_plan
+from ..errors import ContainmentError
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent, SafetyClass
 from .config import GateConfig
@@ -103,6 +106,25 @@ def _recheck(intent: ActionIntent, system: Controls, tenant: Controls) -> tuple[
     return None
 
 
+def _ttl_over_bound(intent: ActionIntent, decision: Decision) -> tuple[str, str] | None:
+    """A containment action (or plan step) asking for more TTL than policy's @ttl_max."""
+    if not (is_containment(intent.action) or intent.action == PLAN_ACTION):
+        return None
+    bound = decision.obligations.get("ttl_max")
+    limit = int(bound) if bound is not None else None
+    try:
+        if intent.action == PLAN_ACTION:
+            parse_plan(intent.params.get("plan"), intent.tenant, limit)
+        else:
+            effector = intent.action.removeprefix("containment.")
+            raw = intent.params.get("containment")
+            parse_spec(effector, raw, intent.tenant, "params.containment", limit)
+    except ContainmentError as exc:
+        control = f"ttl_max:{limit}" if limit is not None and "bound" in str(exc) else "containment"
+        return control, str(exc)
+    return None
+
+
 def check(
     intent: ActionIntent,
     decision: Decision,
@@ -148,6 +170,9 @@ def _check(
             )
     if decision.verdict == Verdict.DENY:
         return decision
+    over = _ttl_over_bound(intent, decision)
+    if over is not None:
+        return _deny(decision, *over)
 
     controls: list[str] = []
     reasons: list[str] = []
