@@ -1491,5 +1491,14 @@ def _register_witness_commands() -> None:
 _register_witness_commands()
 
 
+def _register_containment_commands() -> None:
+    from .cli_containment import register
+
+    register(app, demo_app)
+
+
+_register_containment_commands()
+
+
 def main() -> None:
     app()
