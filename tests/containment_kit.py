@@ -30,7 +30,13 @@ when { context.action like "containment.*" };
 def registry(fail_on: dict[str, list[str]] | None = None) -> ExecutorRegistry:
     executors = ExecutorRegistry()
     fails = fail_on or {}
-    for factory in (revoke_sessions, isolate_endpoint, freeze_identity, rate_limit, disable_workload):
+    for factory in (
+        revoke_sessions,
+        isolate_endpoint,
+        freeze_identity,
+        rate_limit,
+        disable_workload,
+    ):
         name = factory.__name__
         executors.bind(f"containment.{name}", factory({"fail_on": fails.get(name, [])}))
     executors.bind("containment.plan", PlanRunner())
@@ -49,7 +55,9 @@ def governor(ledger: Ledger, fail_on: dict[str, list[str]] | None = None) -> Gov
 
 def action(effector: str, scope: str, ttl: int = 600, **overrides: Any) -> dict[str, Any]:
     kind, _, ident = scope.partition(":")
-    klass = "A2" if effector in ("isolate_endpoint", "freeze_identity", "disable_workload") else "A1"
+    klass = (
+        "A2" if effector in ("isolate_endpoint", "freeze_identity", "disable_workload") else "A1"
+    )
     base: dict[str, Any] = {
         "tenant": "acme",
         "actor": {"id": "soc-bot", "kind": "agent"},

@@ -13,7 +13,6 @@ from typing import Annotated, Any
 
 import typer
 
-
 from .containment.plans import door_net, parse_plan
 from .containment.room import plan_intent
 from .encoding import parse_time
@@ -46,7 +45,9 @@ def tick(
             try:
                 at = parse_time(until)
             except ValueError as exc:
-                raise ContainmentError(f"--until: not an ISO 8601 time with offset: {exc}") from None
+                raise ContainmentError(
+                    f"--until: not an ISO 8601 time with offset: {exc}"
+                ) from None
         with open_governor(_home()) as governor:
             events = governor.containment.tick(at)
     done = [{"type": e.type, "tenant": e.tenant, **e.payload} for e in events]
@@ -94,7 +95,7 @@ def submit(
     as_json: Json = False,
 ) -> None:
     """Govern a plan as a whole: policy sees every step, approvals bind to its hash."""
-    from .cli import EXIT_BAD_INPUT, _errors, _fail, _home, _outcome_json, _print_json, _STATUS_EXIT
+    from .cli import _STATUS_EXIT, EXIT_BAD_INPUT, _errors, _fail, _home, _outcome_json, _print_json
     from .home import open_governor
 
     with _errors():
@@ -115,7 +116,9 @@ def submit(
     else:
         typer.echo(f"plan {outcome.intent_id} {plan.plan_hash}")
         typer.echo(f"steps: {' -> '.join(plan.sequence)}")
-        typer.echo(f"status: {outcome.status.value}" + (f" ({outcome.error})" if outcome.error else ""))
+        typer.echo(
+            f"status: {outcome.status.value}" + (f" ({outcome.error})" if outcome.error else "")
+        )
     raise typer.Exit(_STATUS_EXIT[outcome.status])
 
 
@@ -253,6 +256,3 @@ def register(app: typer.Typer, demo_app: typer.Typer) -> None:
     demo_app.command("primitives")(demo_primitives)
     demo_app.command("dominance_plan")(demo_dominance_plan)
     demo_app.command("posture_lockdown")(demo_posture_lockdown)
-
-
-

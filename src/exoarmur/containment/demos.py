@@ -130,7 +130,9 @@ def dominance_plan(governor: Governor, approve: bool) -> dict[str, str]:
 def posture_lockdown(governor: Governor, ttl: int = 900) -> dict[str, str]:
     """Lock a tenant down for ``ttl`` seconds: a reversible A1 action now needs approval."""
     (operator,) = operators(governor, 1)
-    event = governor.set_posture(DEMO_TENANT, "lockdown", "demo: suspicious identity", operator, ttl)
+    event = governor.set_posture(
+        DEMO_TENANT, "lockdown", "demo: suspicious identity", operator, ttl
+    )
     outcome = governor.submit(
         {
             "tenant": DEMO_TENANT,

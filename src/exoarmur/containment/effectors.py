@@ -91,4 +91,3 @@ class PlanRunner:
     def from_config(cls, config: Mapping[str, Any]) -> PlanRunner:
         check_fields(config, allowed=())
         return cls()
-

@@ -104,8 +104,8 @@ def is_containment(action: str) -> bool:
 
 def parse_scope(value: Any, tenant: str, where: str) -> Scope:
     if isinstance(value, str):
-        kind, _, ident = value.partition(":")
-        value = {"kind": kind, "id": ident}
+        head, _, tail = value.partition(":")
+        value = {"kind": head, "id": tail}
     if not isinstance(value, Mapping):
         raise ContainmentError(f"{where}.scope: must be an object with kind and id")
     extra = set(value) - {"kind", "id", "tenant"}
@@ -116,7 +116,8 @@ def parse_scope(value: Any, tenant: str, where: str) -> Scope:
             f"{where}.scope: names tenant {value['tenant']!r}; a control may only "
             f"constrain its own tenant {tenant!r}"
         )
-    kind, ident = value.get("kind"), value.get("id")
+    kind: Any = value.get("kind")
+    ident: Any = value.get("id")
     if kind not in SCOPE_KINDS:
         raise ContainmentError(f"{where}.scope.kind: must be one of {', '.join(SCOPE_KINDS)}")
     if not isinstance(ident, str) or not _SCOPE_ID.match(ident):
@@ -141,7 +142,8 @@ def parse_spec(
     known = EFFECTORS.get(effector)
     if known is None:
         raise ContainmentError(
-            f"{where}.effector: unknown effector {effector!r} (known: {', '.join(sorted(EFFECTORS))})"
+            f"{where}.effector: unknown effector {effector!r} "
+            f"(known: {', '.join(sorted(EFFECTORS))})"
         )
     if not isinstance(raw, Mapping):
         raise ContainmentError(f"{where}: must be an object with scope and ttl_seconds")
@@ -161,7 +163,7 @@ def parse_spec(
 
 
 def containment_spec(intent: ActionIntent) -> ContainmentSpec:
-    """The containment fields of a ``containment.<effector>`` intent; ContainmentError if malformed."""
+    """The containment fields of a ``containment.<effector>`` intent (ContainmentError if bad)."""
     effector = intent.action[len(ACTION_PREFIX) :] if is_containment(intent.action) else ""
     spec = parse_spec(effector, intent.params.get(PARAMS_KEY), intent.tenant, "params.containment")
     floor = EFFECTORS[effector].safety_class

@@ -38,9 +38,7 @@ class Plan:
         return {
             "format": PLAN_FORMAT,
             "name": self.name,
-            "steps": [
-                {"effector": s.effector, **s.to_params()["containment"]} for s in self.steps
-            ],
+            "steps": [{"effector": s.effector, **s.to_params()["containment"]} for s in self.steps],
         }
 
     @property
@@ -93,9 +91,7 @@ def parse_plan(raw: Any, tenant: str, ttl_bound: int | None = None) -> Plan:
     return Plan(name, tuple(parsed))
 
 
-def door_net(
-    tenant: str, targets: Sequence[str], ttls: Mapping[str, int] | None = None
-) -> Plan:
+def door_net(tenant: str, targets: Sequence[str], ttls: Mapping[str, int] | None = None) -> Plan:
     """Revoke sessions → isolate endpoint → rate limit → disable workload.
 
     ``targets`` are ``kind:id`` scopes: an identity (required), an endpoint

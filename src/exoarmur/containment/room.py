@@ -21,7 +21,7 @@ from ..governor.outcomes import outcome_from_events, read_story
 from ..governor.running import Runner
 from ..governor.state import ControlState
 from ..model.decision import Outcome
-from ..model.event import EXECUTION_FINISHED, EXECUTION_STARTED, SYSTEM_LOG, Event, EventDraft
+from ..model.event import EXECUTION_FINISHED, EXECUTION_STARTED, SYSTEM_LOG, Event
 from ..model.intent import ActionIntent
 from .effectors import Effector, PlanRunner
 from .fold import (
@@ -82,7 +82,11 @@ class Containment:
         return [t for t in self.state.ledger.store.tenants() if t != SYSTEM_LOG]
 
     def _record(
-        self, tenant: str, kind: str, payload: dict[str, Any], correlation: str | None = None,
+        self,
+        tenant: str,
+        kind: str,
+        payload: dict[str, Any],
+        correlation: str | None = None,
         at: datetime | None = None,
     ) -> Event:
         draft = self.drafts.for_log(tenant, kind, payload, ENGINE, at=at)
@@ -116,7 +120,9 @@ class Containment:
             due = format_time(control.expires_at)
             events.append(self._record(tenant, CONTAINMENT_EXPIRED, what | {"due": due}, at=at))
         # the inverse of a simulated effector is the record itself
-        events.append(self._record(tenant, CONTAINMENT_REVERTED, what | {"cause": "expired"}, at=at))
+        events.append(
+            self._record(tenant, CONTAINMENT_REVERTED, what | {"cause": "expired"}, at=at)
+        )
         return events
 
     # -- plans -----------------------------------------------------------------------
@@ -287,4 +293,3 @@ def plan_intent(
         "safety_class": plan.safety_class.value,
         "idempotency_key": idempotency_key or f"plan-{plan.plan_hash[7:39]}",
     }
-
