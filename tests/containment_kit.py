@@ -43,13 +43,15 @@ def registry(fail_on: dict[str, list[str]] | None = None) -> ExecutorRegistry:
     return executors
 
 
-def governor(ledger: Ledger, fail_on: dict[str, list[str]] | None = None) -> Governor:
+def governor(
+    ledger: Ledger, fail_on: dict[str, list[str]] | None = None, seed: int = 7
+) -> Governor:
     return Governor(
         ledger=ledger,
         policy=PolicyEngine(PolicyBundle.from_text(CONTAINMENT_POLICY)),
         executors=registry(fail_on),
         clock=StepClock(),
-        ids=SeededIds(7),
+        ids=SeededIds(seed),
     )
 
 

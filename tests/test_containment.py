@@ -1,0 +1,248 @@
+"""Containment: actions with scope and TTL, effectors, the TTL engine, plans, recovery, demos."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from containment_kit import action, governor
+
+from exoarmur.approvals.book import Vote
+from exoarmur.containment.effectors import Effector
+from exoarmur.containment.fold import CONTAINMENT_EXPIRED, CONTAINMENT_REVERTED
+from exoarmur.containment.plans import door_net, parse_plan
+from exoarmur.containment.room import plan_intent
+from exoarmur.errors import ContainmentError
+from exoarmur.ledger.keys import SigningKey
+from exoarmur.ledger.log import Ledger
+from exoarmur.ledger.sqlite import SqliteStore
+from exoarmur.model.decision import OutcomeStatus
+from exoarmur.pipeline import Governor
+from exoarmur.replay import replay
+
+TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
+
+
+_KEY = SigningKey.generate("t/log")
+
+
+def _open(path: Path, fail_on: dict[str, list[str]] | None = None, seed: int = 7) -> Governor:
+    return governor(Ledger(SqliteStore(path / "l.db"), _KEY), fail_on, seed)
+
+
+def _approve(g: Governor, intent_id: str, count: int = 1) -> None:
+    for n in range(count):
+        principal, _ = g.add_principal(f"op-{n}", "operator", ["acme"])
+        g.vote("acme", intent_id, principal, Vote.APPROVE, "ok")
+
+
+def _verified(g: Governor) -> bool:
+    g.ledger.checkpoint("acme")
+    return replay(g.ledger.store, "acme", verifier=g.ledger.verifier).verified
+
+
+def test_applying_twice_says_unchanged_and_a_longer_ttl_extends(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    first = g.submit(action("revoke_sessions", "identity:alice", ttl=600))
+    assert first.result["containment"]["change"] == "applied"
+    g.clock.advance(timedelta(seconds=-1))  # type: ignore[attr-defined]
+    same = g.submit(action("revoke_sessions", "identity:alice", ttl=1, idempotency_key="b"))
+    assert same.result["containment"]["change"] == "unchanged"
+    longer = g.submit(action("revoke_sessions", "identity:alice", ttl=3600, idempotency_key="c"))
+    assert longer.result["containment"]["change"] == "extended"
+    (control,) = g.containment.status("acme")
+    assert control.intent_id == first.intent_id
+    assert _verified(g)
+
+
+def test_a_ttl_above_policy_ttl_max_is_denied_naming_the_bound(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    outcome = g.submit(action("revoke_sessions", "identity:alice", ttl=7201))
+    assert outcome.status == OutcomeStatus.DENIED
+    assert outcome.decision.gate is not None
+    assert outcome.decision.gate["controls"] == ["ttl_max:7200"]
+    assert "7200" in outcome.decision.gate["reason"]
+    assert g.containment.status("acme") == []
+
+
+def test_expiry_happens_once_and_a_cut_expiry_is_reverted_once(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    g.submit(action("revoke_sessions", "identity:alice", ttl=60))
+    g.submit(action("rate_limit", "identity:alice", ttl=60, idempotency_key="r"))
+    later = g.clock.now() + timedelta(seconds=61)
+    # a process cut between containment.expired and its revert: only the expiry is recorded
+    (control, _) = g.containment.view("acme").due(later)
+    g.containment._record("acme", CONTAINMENT_EXPIRED, {"control": control.key}, at=later)
+    events = g.containment.tick(later)
+    kinds = [(e.type, e.payload["control"]) for e in events]
+    assert kinds.count((CONTAINMENT_EXPIRED, control.key)) == 0
+    assert kinds.count((CONTAINMENT_REVERTED, control.key)) == 1
+    assert len(events) == 3
+    assert g.containment.tick(later + timedelta(hours=1)) == []
+    assert g.containment.status("acme") == []
+    assert _verified(g)
+
+
+def test_an_expiry_due_while_down_records_due_and_done(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    g.submit(action("revoke_sessions", "identity:alice", ttl=60))
+    g.close()
+    g = _open(tmp_path, seed=8)
+    done = g.clock.now() + timedelta(days=1)
+    expired = g.containment.tick(done)[0]
+    assert expired.type == CONTAINMENT_EXPIRED
+    assert expired.payload["due"] < expired.process_time.isoformat()
+
+
+def test_door_net_runs_in_order_after_approval(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    plan = door_net("acme", TARGETS)
+    outcome = g.submit(plan_intent(plan, "acme", "soc"))
+    assert outcome.status == OutcomeStatus.PENDING_APPROVAL
+    _approve(g, outcome.intent_id)
+    assert g.outcome("acme", outcome.intent_id).status == OutcomeStatus.EXECUTED
+    assert [c.step for c in g.containment.status("acme")] == [1, 2, 3, 4]
+    assert _verified(g)
+
+
+def test_a_failing_step_compensates_the_completed_ones_in_reverse(tmp_path: Path) -> None:
+    g = _open(tmp_path, {"rate_limit": ["identity:alice"]})
+    outcome = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, outcome.intent_id)
+    final = g.outcome("acme", outcome.intent_id)
+    assert final.status == OutcomeStatus.FAILED
+    events = g.containment.plan_events("acme", outcome.intent_id)
+    reverted = [e.payload["step"] for e in events if e.type == CONTAINMENT_REVERTED]
+    assert reverted == [2, 1]
+    assert events[-1].type == "plan.compensated"
+    assert g.containment.status("acme") == []
+    assert _verified(g)
+
+
+class _Killed(BaseException):
+    """Stands for SIGKILL inside an effector: nothing after it runs."""
+
+
+@pytest.mark.parametrize("kill_at", [1, 2, 3, 4])
+def test_a_plan_killed_inside_a_step_is_compensated_once_on_recovery(
+    tmp_path: Path, kill_at: int
+) -> None:
+    g = _open(tmp_path)
+    plan = door_net("acme", TARGETS)
+    victim = g.executors.binding_for(f"containment.{plan.steps[kill_at - 1].effector}")
+    assert victim is not None
+    effector = victim.executor.inner
+    assert isinstance(effector, Effector)
+
+    def die(*_: object) -> None:
+        raise _Killed
+
+    effector.apply = die  # type: ignore[method-assign]
+    outcome = g.submit(plan_intent(plan, "acme", "soc"))
+    with pytest.raises(_Killed):
+        _approve(g, outcome.intent_id)
+    g.close()
+    g = _open(tmp_path, seed=8)
+    g.clock.advance(timedelta(seconds=5))  # type: ignore[attr-defined]
+    g.recover()
+    g.recover()  # a second start finds nothing left to do
+    events = g.containment.plan_events("acme", outcome.intent_id)
+    reverts = [e.payload["step"] for e in events if e.type == CONTAINMENT_REVERTED]
+    assert reverts == list(range(kill_at - 1, 0, -1))
+    assert [e.type for e in events].count("plan.compensated") == 1
+    assert g.outcome("acme", outcome.intent_id).status == OutcomeStatus.FAILED
+    assert g.containment.status("acme") == []
+
+
+@pytest.mark.parametrize(
+    ("plan", "message"),
+    [
+        ({"steps": []}, "at least one step"),
+        (
+            {"steps": [{"effector": "nuke", "scope": "identity:a", "ttl_seconds": 1}]},
+            r"steps\[1\].effector: unknown effector",
+        ),
+        (
+            {"steps": [{"effector": "rate_limit", "scope": "identity:a", "ttl_seconds": 0}]},
+            r"steps\[1\].ttl_seconds: must be positive",
+        ),
+        (
+            {"steps": [{"effector": "rate_limit", "scope": "identity:a", "ttl_seconds": -5}]},
+            "must be positive",
+        ),
+        (
+            {
+                "steps": [
+                    {"effector": "rate_limit", "scope": "identity:a", "ttl_seconds": 5},
+                    {"effector": "rate_limit", "scope": "identity:a", "ttl_seconds": 9},
+                ]
+            },
+            r"steps\[2\]: duplicate step",
+        ),
+        (
+            {
+                "steps": [
+                    {
+                        "effector": "rate_limit",
+                        "scope": {"kind": "identity", "id": "a", "tenant": "globex"},
+                        "ttl_seconds": 5,
+                    }
+                ]
+            },
+            "names tenant 'globex'",
+        ),
+    ],
+)
+def test_bad_plans_name_the_step_and_the_rule(plan: dict[str, object], message: str) -> None:
+    with pytest.raises(ContainmentError, match=message):
+        parse_plan(plan, "acme")
+
+
+def test_plan_hash_is_content_only() -> None:
+    assert door_net("acme", TARGETS).plan_hash == door_net("acme", TARGETS).plan_hash
+    assert door_net("acme", TARGETS).plan_hash != door_net("acme", TARGETS[:1]).plan_hash
+
+
+def test_demos_print_stable_markers_in_two_fresh_homes(tmp_path: Path) -> None:
+    from typer.testing import CliRunner
+
+    from exoarmur.cli import app
+
+    runner = CliRunner()
+    seen = []
+    for home in ("a", "b"):
+        result = runner.invoke(
+            app,
+            [
+                "--home",
+                str(tmp_path / home),
+                "demo",
+                "dominance_plan",
+                "--deterministic",
+                "--fail-at",
+                "3",
+            ],
+        )
+        assert result.exit_code == 0, result.output
+        seen.append(result.output)
+    assert seen[0] == seen[1]
+    assert "COMPENSATION_APPLIED=true" in seen[0]
+    assert "ACTIONS_EXECUTED=2" in seen[0]
+    assert "REPLAY_VERIFIED=true" in seen[0]
+    denied = runner.invoke(
+        app, ["--home", str(tmp_path / "c"), "demo", "primitives", "--deny", "--deterministic"]
+    )
+    assert "ACTIONS_EXECUTED=0" in denied.output and "REPLAY_VERIFIED=true" in denied.output
+    lockdown = runner.invoke(
+        app, ["--home", str(tmp_path / "d"), "demo", "posture_lockdown", "--deterministic"]
+    )
+    assert "POSTURE=lockdown" in lockdown.output and "REPLAY_VERIFIED=true" in lockdown.output
+    status = runner.invoke(
+        app, ["--home", str(tmp_path / "a"), "containment", "status", "-t", "acme", "--json"]
+    )
+    assert status.exit_code == 0 and status.output.strip() == "[]"
+    listed = runner.invoke(app, ["--home", str(tmp_path / "a"), "plan", "list", "-t", "acme"])
+    assert "door-net" not in listed.output and "sha256:" in listed.output
+    ticked = runner.invoke(app, ["--home", str(tmp_path / "a"), "tick"])
+    assert "0 event(s) recorded" in ticked.output
