@@ -122,21 +122,6 @@ def submit(
     raise typer.Exit(_STATUS_EXIT[outcome.status])
 
 
-def plan_summary(governor: Any, tenant: str, plan_id: str) -> dict[str, Any]:
-    outcome = governor.outcome(tenant, plan_id)
-    events = governor.containment.plan_events(tenant, plan_id)
-    story = governor.story(tenant, plan_id)
-    params = story[0].payload["intent"]["params"] if story else {}
-    return {
-        "plan_id": plan_id,
-        "plan_hash": params.get("plan_hash"),
-        "sequence": [s["effector"] for s in params.get("plan", {}).get("steps", [])],
-        "status": outcome.status.value,
-        "error": outcome.error,
-        "events": [{"type": e.type, "seq": e.seq, **e.payload} for e in events],
-    }
-
-
 @plan_app.command("show")
 def show(plan_id: str, tenant: Tenant = "default", as_json: Json = False) -> None:
     """One plan: its hash, steps, status and every plan event."""
@@ -145,9 +130,9 @@ def show(plan_id: str, tenant: Tenant = "default", as_json: Json = False) -> Non
     from .home import open_governor
 
     with _errors(), open_governor(_home()) as governor:
-        if not governor.story(tenant, plan_id):
+        summary = governor.containment.plan_summary(tenant, plan_id)
+        if summary is None:
             raise NotFound(f"no plan {plan_id} in {tenant}")
-        summary = plan_summary(governor, tenant, plan_id)
     if as_json:
         _print_json(summary)
         return
@@ -161,16 +146,10 @@ def list_plans(tenant: Tenant = "default", as_json: Json = False) -> None:
     """Every plan of a tenant, oldest first."""
     from .cli import _errors, _home, _print_json
     from .home import open_governor
-    from .model.event import INTENT_RECORDED
 
     with _errors(), open_governor(_home()) as governor:
-        store = governor.ledger.store
-        ids = [
-            e.intent_id
-            for e in store.events(tenant, 0, store.size(tenant))
-            if e.type == INTENT_RECORDED and e.payload["intent"]["action"] == "containment.plan"
-        ]
-        plans = [plan_summary(governor, tenant, i) for i in ids if i is not None]
+        room = governor.containment
+        plans = [room.plan_summary(tenant, i) or {} for i in room.plan_ids(tenant)]
     if as_json:
         _print_json([{k: v for k, v in p.items() if k != "events"} for p in plans])
         return

@@ -21,7 +21,13 @@ from ..governor.outcomes import outcome_from_events, read_story
 from ..governor.running import Runner
 from ..governor.state import ControlState
 from ..model.decision import Outcome
-from ..model.event import EXECUTION_FINISHED, EXECUTION_STARTED, SYSTEM_LOG, Event
+from ..model.event import (
+    EXECUTION_FINISHED,
+    EXECUTION_STARTED,
+    INTENT_RECORDED,
+    SYSTEM_LOG,
+    Event,
+)
 from ..model.intent import ActionIntent
 from .effectors import Effector, PlanRunner
 from .fold import (
@@ -187,6 +193,36 @@ class Containment:
             for e in self.state.ledger.store.events(tenant, 0, size)
             if e.intent_id is None and e.payload.get("plan_id") == plan_id
         ]
+
+    def plan_ids(self, tenant: str) -> list[str]:
+        """Every plan of a tenant (its plan intent's id), oldest first."""
+        store = self.state.ledger.store
+        return [
+            e.intent_id
+            for e in store.events(tenant, 0, store.size(tenant))
+            if e.type == INTENT_RECORDED
+            and e.intent_id is not None
+            and e.payload["intent"]["action"] == PLAN_ACTION
+        ]
+
+    def plan_summary(self, tenant: str, plan_id: str) -> dict[str, Any] | None:
+        """A plan's hash, steps, status and every plan event; None if there is no such plan."""
+        story = read_story(self.state.ledger, tenant, plan_id)
+        if not story or story[0].payload["intent"]["action"] != PLAN_ACTION:
+            return None
+        outcome = outcome_from_events(story)
+        params = story[0].payload["intent"]["params"]
+        return {
+            "plan_id": plan_id,
+            "plan_hash": params.get("plan_hash"),
+            "sequence": [s["effector"] for s in params["plan"]["steps"]],
+            "status": outcome.status.value,
+            "error": outcome.error,
+            "events": [
+                {"type": e.type, "seq": e.seq, **e.payload}
+                for e in self.plan_events(tenant, plan_id)
+            ],
+        }
 
     def compensate(
         self, tenant: str, plan_id: str, correlation: str, failed_step: int | None

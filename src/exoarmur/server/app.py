@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..pipeline import Governor
-from . import controls, intents, record, service, tiles
+from . import controls, intents, plans, record, service, tiles
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
 from .limits import BodyLimit, InFlight, Limits
@@ -42,7 +42,7 @@ def _application(limits: Limits) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (service, intents, controls, record, tiles):
+    for module in (service, intents, controls, record, tiles, plans):
         app.include_router(module.router)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing.
     app.add_middleware(BodyLimit, limit=limits.max_body_bytes)
