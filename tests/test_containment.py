@@ -6,8 +6,8 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
-from containment_kit import action, governor
 
+from containment_kit import action, governor
 from exoarmur.approvals.book import Vote
 from exoarmur.containment.effectors import Effector
 from exoarmur.containment.fold import CONTAINMENT_EXPIRED, CONTAINMENT_REVERTED

@@ -6,6 +6,7 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+
 from containment_kit import CONTAINMENT_POLICY
 from test_server_support import Deployment, deploy
 

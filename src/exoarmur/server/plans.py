@@ -74,9 +74,7 @@ def submit_plan(tenant: TenantPath, body: PlanRequest, caller: CallerDep) -> Pla
     if (body.plan is None) == (body.preset is None):
         raise ContainmentError("plan: give either plan or preset")
     plan = (
-        door_net(tenant, body.targets)
-        if body.preset is not None
-        else parse_plan(body.plan, tenant)
+        door_net(tenant, body.targets) if body.preset is not None else parse_plan(body.plan, tenant)
     )
     governor = caller.governor
     outcome = governor.submit(plan_intent(plan, tenant, caller.principal.name))
