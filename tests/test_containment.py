@@ -246,3 +246,25 @@ def test_demos_print_stable_markers_in_two_fresh_homes(tmp_path: Path) -> None:
     assert "door-net" not in listed.output and "sha256:" in listed.output
     ticked = runner.invoke(app, ["--home", str(tmp_path / "a"), "tick"])
     assert "0 event(s) recorded" in ticked.output
+
+
+def test_the_serving_loop_expires_what_fell_due_and_survives_a_failed_tick(
+    tmp_path: Path,
+) -> None:
+    import time
+
+    from exoarmur.clock import FixedClock
+    from exoarmur.server.expiry import ExpiryLoop
+
+    g = _open(tmp_path)
+    g.submit(action("revoke_sessions", "identity:alice", ttl=60))
+    g.clock = FixedClock(g.clock.now() + timedelta(hours=1))
+    loop = ExpiryLoop(g, every=0.01)
+    loop.start()
+    deadline = time.monotonic() + 30
+    while g.containment.status("acme") and time.monotonic() < deadline:
+        time.sleep(0.01)
+    loop.stop()
+    assert g.containment.status("acme") == []
+    g.close()
+    assert loop.tick() == 0  # a closed ledger: logged, not raised

@@ -34,6 +34,7 @@ from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
 from .app import create_app
+from .expiry import ExpiryLoop
 from .audit import RefusalAudit
 from .limits import Limits
 from .settings import DEFAULT_GRACE_SECONDS, RefusalBudget, ServiceSettings, check_grace
@@ -121,6 +122,7 @@ class Service:
             timeout_graceful_shutdown=max(1, math.ceil(self.grace_seconds)),
         )
         self.server = _Server(config, self._stopping)
+        self.expiry = ExpiryLoop(governor)
 
     @property
     def started(self) -> bool:
@@ -141,6 +143,7 @@ class Service:
         Raises :class:`GraceExpired` (the governor left open) when governed
         work still runs after the grace.
         """
+        self.expiry.start()
         try:
             self.server.run()
         finally:
@@ -159,6 +162,7 @@ class Service:
 
     def _close(self) -> None:
         self._stopping()
+        self.expiry.stop()
         assert self._stop_deadline is not None
         remaining = max(0.0, self._stop_deadline - time.monotonic())
         if not self.governor.drain(remaining):
