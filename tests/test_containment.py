@@ -233,17 +233,21 @@ def test_demos_print_stable_markers_in_two_fresh_homes(tmp_path: Path) -> None:
     denied = runner.invoke(
         app, ["--home", str(tmp_path / "c"), "demo", "primitives", "--deny", "--deterministic"]
     )
-    assert "ACTIONS_EXECUTED=0" in denied.output and "REPLAY_VERIFIED=true" in denied.output
+    assert "ACTIONS_EXECUTED=0" in denied.output
+    assert "REPLAY_VERIFIED=true" in denied.output
     lockdown = runner.invoke(
         app, ["--home", str(tmp_path / "d"), "demo", "posture_lockdown", "--deterministic"]
     )
-    assert "POSTURE=lockdown" in lockdown.output and "REPLAY_VERIFIED=true" in lockdown.output
+    assert "POSTURE=lockdown" in lockdown.output
+    assert "REPLAY_VERIFIED=true" in lockdown.output
     status = runner.invoke(
         app, ["--home", str(tmp_path / "a"), "containment", "status", "-t", "acme", "--json"]
     )
-    assert status.exit_code == 0 and status.output.strip() == "[]"
+    assert status.exit_code == 0
+    assert status.output.strip() == "[]"
     listed = runner.invoke(app, ["--home", str(tmp_path / "a"), "plan", "list", "-t", "acme"])
-    assert "door-net" not in listed.output and "sha256:" in listed.output
+    assert "door-net" not in listed.output
+    assert "sha256:" in listed.output
     ticked = runner.invoke(app, ["--home", str(tmp_path / "a"), "tick"])
     assert "0 event(s) recorded" in ticked.output
 

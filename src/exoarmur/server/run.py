@@ -34,8 +34,8 @@ from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..pipeline import Governor
 from .app import create_app
-from .expiry import ExpiryLoop
 from .audit import RefusalAudit
+from .expiry import ExpiryLoop
 from .limits import Limits
 from .settings import DEFAULT_GRACE_SECONDS, RefusalBudget, ServiceSettings, check_grace
 
