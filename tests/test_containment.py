@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 from datetime import timedelta
 from pathlib import Path
 
@@ -9,15 +10,18 @@ import pytest
 
 from containment_kit import action, governor
 from exoarmur.approvals.book import Vote
+from exoarmur.containment.audit import ContainmentAudit
 from exoarmur.containment.effectors import Effector
 from exoarmur.containment.fold import CONTAINMENT_EXPIRED, CONTAINMENT_REVERTED
 from exoarmur.containment.plans import door_net, parse_plan
 from exoarmur.containment.room import plan_intent
+from exoarmur.encoding import format_time
 from exoarmur.errors import ContainmentError
 from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.decision import OutcomeStatus
+from exoarmur.model.event import Event
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
 
@@ -73,7 +77,8 @@ def test_expiry_happens_once_and_a_cut_expiry_is_reverted_once(tmp_path: Path) -
     later = g.clock.now() + timedelta(seconds=61)
     # a process cut between containment.expired and its revert: only the expiry is recorded
     (control, _) = g.containment.view("acme").due(later)
-    g.containment._record("acme", CONTAINMENT_EXPIRED, {"control": control.key}, at=later)
+    cut = {"control": control.key, "due": format_time(control.expires_at)}
+    g.containment._record("acme", CONTAINMENT_EXPIRED, cut, at=later)
     events = g.containment.tick(later)
     kinds = [(e.type, e.payload["control"]) for e in events]
     assert kinds.count((CONTAINMENT_EXPIRED, control.key)) == 0
@@ -272,3 +277,48 @@ def test_the_serving_loop_expires_what_fell_due_and_survives_a_failed_tick(
     assert g.containment.status("acme") == []
     g.close()
     assert loop.tick() == 0  # a closed ledger: logged, not raised
+
+
+def test_replay_catches_an_early_expiry(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    g.submit(action("revoke_sessions", "identity:alice", ttl=600))
+    (control,) = g.containment.status("acme")
+    early = {"control": control.key, "due": format_time(g.clock.now())}
+    g.containment._record("acme", CONTAINMENT_EXPIRED, early)
+    g.ledger.checkpoint("acme")
+    report = replay(g.ledger.store, "acme", verifier=g.ledger.verifier)
+    assert not report.verified
+    assert report.divergences[0].reason == "expired early"
+
+
+def _doctored(events: list[Event], seq: int, **payload: object) -> list[Event]:
+    return [
+        dataclasses.replace(e, payload=e.payload | payload) if e.seq == seq else e for e in events
+    ]
+
+
+def test_the_audit_rederives_plan_hash_order_and_compensation(tmp_path: Path) -> None:
+    g = _open(tmp_path, {"disable_workload": ["workload:api"]})
+    outcome = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, outcome.intent_id)
+    store = g.ledger.store
+    events = list(store.events("acme", 0, store.size("acme")))
+
+    def findings(stream: list[Event]) -> list[str]:
+        audit = ContainmentAudit("acme")
+        return [f[3] for e in stream for f in audit.check(e)]
+
+    assert findings(events) == []
+    started = next(e for e in events if e.type == "plan.started")
+    assert "the plan's hash or step order differs" in findings(
+        _doctored(events, started.seq, plan_hash="sha256:" + "0" * 64)
+    )
+    step = next(e for e in events if e.type == "plan.step.started")
+    assert "steps ran out of order" in findings(_doctored(events, step.seq, step=2))
+    compensated = next(e for e in events if e.type == "plan.compensated")
+    assert "compensation is not the reverse" in findings(
+        _doctored(events, compensated.seq, reverted=[1, 2, 3])
+    )
+    first, second = (e for e in events if e.type == CONTAINMENT_REVERTED and e.payload["step"] > 1)
+    swapped = _doctored(_doctored(events, first.seq, **second.payload), second.seq, **first.payload)
+    assert "compensation out of reverse order" in findings(swapped)
