@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from datetime import timedelta
 from pathlib import Path
 
@@ -322,3 +323,25 @@ def test_the_audit_rederives_plan_hash_order_and_compensation(tmp_path: Path) ->
     first, second = (e for e in events if e.type == CONTAINMENT_REVERTED and e.payload["step"] > 1)
     swapped = _doctored(_doctored(events, first.seq, **second.payload), second.seq, **first.payload)
     assert "compensation out of reverse order" in findings(swapped)
+
+
+def test_an_evidence_bundle_of_a_plan_verifies_and_catches_an_early_expiry(
+    tmp_path: Path,
+) -> None:
+    from exoarmur.evidence import export_bundle, verify_bundle_text
+
+    g = _open(tmp_path, {"disable_workload": ["workload:api"]})
+    outcome = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, outcome.intent_id)
+    g.submit(action("rate_limit", "identity:zed", ttl=600, correlation_id="zed"))
+    g.ledger.checkpoint("acme")
+    bundle = export_bundle(g.ledger, "acme", outcome.correlation_id)
+    types = {json.loads(e["event"])["type"] for e in bundle["events"]}
+    assert {"plan.started", "plan.compensated", CONTAINMENT_REVERTED} <= types
+    assert verify_bundle_text(json.dumps(bundle)).failures == []
+    (control,) = g.containment.status("acme")
+    early = {"control": control.key, "due": format_time(control.expires_at)}
+    g.containment._record("acme", CONTAINMENT_EXPIRED, early, "zed")
+    g.ledger.checkpoint("acme")
+    doctored = verify_bundle_text(json.dumps(export_bundle(g.ledger, "acme", "zed")))
+    assert any("expired early" in f for f in doctored.failures)

@@ -47,6 +47,8 @@ class Control:
     step: int | None = None
     #: ``containment.expired`` is recorded; the revert is owed
     expiring: bool = False
+    #: the correlation of what applied it: its expiry joins the same audit stream
+    correlation: str | None = None
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -102,10 +104,14 @@ class ControlsInForce:
             if payload.get("executor") in EFFECTORS and payload.get("status") == "succeeded":
                 result = payload.get("result")
                 if isinstance(result, dict) and isinstance(result.get("containment"), dict):
-                    self._applied(result["containment"], event.intent_id or "", None, None)
+                    self._applied(result["containment"], event.intent_id or "", None, None, event)
         elif kind == PLAN_STEP_FINISHED and payload.get("status") == "succeeded":
             self._applied(
-                payload["containment"], payload["intent_id"], payload["plan_id"], payload["step"]
+                payload["containment"],
+                payload["intent_id"],
+                payload["plan_id"],
+                payload["step"],
+                event,
             )
         elif kind == CONTAINMENT_EXPIRED:
             current = self.controls.get(payload["control"])
@@ -120,7 +126,12 @@ class ControlsInForce:
                 self.controls.pop(payload["control"], None)
 
     def _applied(
-        self, change: dict[str, Any], intent_id: str, plan_id: str | None, step: int | None
+        self,
+        change: dict[str, Any],
+        intent_id: str,
+        plan_id: str | None,
+        step: int | None,
+        event: Event,
     ) -> None:
         if change["change"] == "unchanged":
             return
@@ -139,6 +150,7 @@ class ControlsInForce:
             intent_id,
             plan_id,
             step,
+            correlation=event.correlation_id,
         )
 
     def due(self, now: datetime) -> list[Control]:

@@ -124,10 +124,15 @@ class Containment:
         events = []
         if not control.expiring:
             due = format_time(control.expires_at)
-            events.append(self._record(tenant, CONTAINMENT_EXPIRED, what | {"due": due}, at=at))
+            expired = what | {"due": due}
+            events.append(
+                self._record(tenant, CONTAINMENT_EXPIRED, expired, control.correlation, at)
+            )
         # the inverse of a simulated effector is the record itself
         events.append(
-            self._record(tenant, CONTAINMENT_REVERTED, what | {"cause": "expired"}, at=at)
+            self._record(
+                tenant, CONTAINMENT_REVERTED, what | {"cause": "expired"}, control.correlation, at
+            )
         )
         return events
 

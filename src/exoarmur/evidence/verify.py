@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsontext
+from ..containment.audit import ContainmentAudit
 from ..encoding import canonical_bytes, content_hash
 from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
@@ -41,6 +42,7 @@ from ..model.event import (
     INTENT_RECORDED,
     POLICY_ACTIVATED,
     SYSTEM_LOG,
+    Event,
 )
 from ..model.intent import ActionIntent
 from ..policy import PolicyBundle, PolicyEngine
@@ -272,6 +274,7 @@ def _redecide(
             verdict.fail(where, "configuration does not hash to the config hash it claims")
         else:
             configs.add(payload["config_hash"])
+    _recheck_containment(events, verdict)
     intents: dict[str, ActionIntent] = {}
     hashes: dict[str, str] = {}
     approvers: dict[str, set[str]] = {}
@@ -312,6 +315,19 @@ def _redecide(
                     verdict.fail(where, "execution started without an allow or an approval")
         except (KeyError, TypeError, ValueError, ExoArmurError) as exc:
             verdict.fail(where, f"cannot be checked: {exc}")
+
+
+def _recheck_containment(events: list[tuple[str, dict[str, Any]]], verdict: BundleVerdict) -> None:
+    """Plans in the slice: hash, step order, compensation in reverse; expiries not early."""
+    audit = ContainmentAudit("bundle", whole_log=False)
+    for where, event in events:
+        try:
+            record = Event.from_canonical(canonical_bytes(event), b"")
+        except (KeyError, TypeError, ValueError, ExoArmurError) as exc:
+            verdict.fail(where, f"cannot be checked: {exc}")
+            continue
+        for where_in, _, _, reason in audit.check(record):
+            verdict.fail(where, f"{where_in}: {reason}")
 
 
 def _check_decision(
