@@ -259,3 +259,20 @@ def test_a_failure_to_decide_reaches_every_intent_of_its_batch(
         governor.submit(intent(params={"again": True}))
     monkeypatch.undo()
     assert governor.submit(intent(params={"after": 1})).status == OutcomeStatus.EXECUTED
+
+
+def test_a_read_of_another_tenant_is_refused_and_recorded(governor: Governor) -> None:
+    from exoarmur.errors import PermissionDenied
+
+    reader, _ = governor.add_principal("reader-beta", "auditor", ["beta"])
+    governor.authorize_read(reader, "beta", "intents")  # its own tenant: nothing recorded
+    before = governor.ledger.size(SYSTEM_LOG)
+    with pytest.raises(PermissionDenied, match="does not act for tenant acme"):
+        governor.authorize_read(reader, "acme", "intents")
+    (refused,) = governor.ledger.store.events(SYSTEM_LOG, before)
+    assert refused.type == "access.refused"
+    assert refused.payload == {
+        "principal": "reader-beta",
+        "tenant": "acme",
+        "attempted": "read intents",
+    }
