@@ -16,7 +16,7 @@ import typer
 from .containment.plans import door_net, parse_plan
 from .containment.room import plan_intent
 from .encoding import parse_time
-from .errors import ContainmentError
+from .errors import ContainmentError, InputError
 from .jsontext import loads
 
 containment_app = typer.Typer(help="Containment controls in force.", no_args_is_help=True)
@@ -44,7 +44,7 @@ def tick(
         if until is not None:
             try:
                 at = parse_time(until)
-            except ValueError as exc:
+            except (ValueError, InputError) as exc:
                 raise ContainmentError(
                     f"--until: not an ISO 8601 time with offset: {exc}"
                 ) from None

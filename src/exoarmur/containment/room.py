@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..encoding import content_hash, format_time
+from ..errors import NotFound
 from ..executors import ExecutionFailed, ExecutorRegistry
 from ..governor.drafts import Drafts, operator
 from ..governor.outcomes import outcome_from_events, read_story
@@ -212,7 +213,10 @@ class Containment:
 
     def plan_summary(self, tenant: str, plan_id: str) -> dict[str, Any] | None:
         """A plan's hash, steps, status and every plan event; None if there is no such plan."""
-        story = read_story(self.state.ledger, tenant, plan_id)
+        try:
+            story = read_story(self.state.ledger, tenant, plan_id)
+        except NotFound:
+            return None
         if not story or story[0].payload["intent"]["action"] != PLAN_ACTION:
             return None
         outcome = outcome_from_events(story)
