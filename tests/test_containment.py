@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import dataclasses
 import json
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -27,6 +27,7 @@ from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
 
 TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
+T_ZERO = datetime(2026, 1, 1, tzinfo=UTC)
 
 
 _KEY = SigningKey.generate("t/log")
@@ -345,3 +346,70 @@ def test_an_evidence_bundle_of_a_plan_verifies_and_catches_an_early_expiry(
     g.ledger.checkpoint("acme")
     doctored = verify_bundle_text(json.dumps(export_bundle(g.ledger, "acme", "zed")))
     assert any("expired early" in f for f in doctored.failures)
+
+
+def test_the_audit_names_each_kind_of_doctored_record(tmp_path: Path) -> None:
+    g = _open(tmp_path)
+    g.submit(action("revoke_sessions", "identity:alice", ttl=60))
+    outcome = g.submit(plan_intent(door_net("acme", TARGETS[:1]), "acme", "soc"))
+    assert outcome.status == OutcomeStatus.EXECUTED
+    g.containment.tick(g.clock.now() + timedelta(days=1))
+    events = _events(g)
+
+    def findings(stream: list[Event]) -> list[str]:
+        audit = ContainmentAudit("acme")
+        return [f[3] for e in stream for f in audit.check(e)]
+
+    def first(kind: str) -> Event:
+        return next(e for e in events if e.type == kind)
+
+    assert findings(events) == []
+    applied = next(e for e in events if e.type == "execution.finished")
+    claimed = applied.payload["result"]["containment"] | {"change": "extended"}
+    assert "the control's change differs" in findings(
+        _doctored(events, applied.seq, result={"containment": claimed})
+    )
+    assert any(
+        "cannot re-derive" in f
+        for f in findings(_doctored(events, applied.seq, result={"containment": 1}))
+    )
+    assert "no plan intent was recorded" in findings(
+        _doctored(events, first("plan.started").seq, plan_id="nope")
+    )
+    assert "finished a step not started" in findings(
+        _doctored(events, first("plan.step.finished").seq, step=7)
+    )
+    assert "expired a control not in force" in findings(
+        _doctored(events, first(CONTAINMENT_EXPIRED).seq, control="x/identity:y")
+    )
+    assert "reverted a control not in force" in findings(
+        _doctored(events, first(CONTAINMENT_REVERTED).seq, control="x/identity:y")
+    )
+    no_expiry = [e for e in events if e.type != CONTAINMENT_EXPIRED]
+    assert "reverted by expiry before its expiry was recorded" in findings(no_expiry)
+    no_steps = [e for e in events if e.type != "plan.step.finished"]
+    assert "completed with steps not done" in findings(no_steps)
+
+
+def _events(g: Governor) -> list[Event]:
+    store = g.ledger.store
+    return list(store.events("acme", 0, store.size("acme")))
+
+
+def test_an_unattached_or_misbound_effector_fails_closed() -> None:
+    from exoarmur.containment.effectors import PlanRunner, rate_limit
+    from exoarmur.errors import ConfigError
+    from exoarmur.executors import ExecutionFailed
+    from exoarmur.model.intent import parse_intent
+
+    intent = parse_intent(action("rate_limit", "identity:a"))
+    with pytest.raises(ExecutionFailed, match="not attached"):
+        rate_limit({}).execute(intent)
+    with pytest.raises(ExecutionFailed, match="not attached"):
+        PlanRunner().execute(intent)
+    with pytest.raises(ConfigError, match="fail_on"):
+        rate_limit({"fail_on": "identity:a"})
+    misbound = Effector("revoke_sessions")
+    misbound.attach((lambda _: ContainmentAudit("acme").fold, lambda: T_ZERO))
+    with pytest.raises(ExecutionFailed, match="does not apply"):
+        misbound.execute(intent)

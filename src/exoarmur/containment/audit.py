@@ -63,9 +63,9 @@ class ContainmentAudit:
         """How ``event`` differs from what the records before it imply; then fold it."""
         try:
             found = self._check(event)
-        except (KeyError, TypeError, ValueError, IndexError) as exc:
+            self.fold.apply(event)
+        except (KeyError, TypeError, ValueError, IndexError, AttributeError) as exc:
             found = [("payload", None, None, f"cannot re-derive containment: {exc!r}")]
-        self.fold.apply(event)
         return found
 
     def _change(self, change: dict[str, Any], event: Event) -> list[Finding]:
