@@ -247,6 +247,16 @@ def test_demos_print_stable_markers_in_two_fresh_homes(tmp_path: Path) -> None:
     )
     assert "POSTURE=lockdown" in lockdown.output
     assert "REPLAY_VERIFIED=true" in lockdown.output
+    rejected = runner.invoke(
+        app, ["--home", str(tmp_path / "e"), "demo", "dominance_plan", "--deny", "--deterministic"]
+    )
+    assert "ACTIONS_EXECUTED=0" in rejected.output
+    assert "COMPENSATION_APPLIED=false" in rejected.output
+    approved = runner.invoke(
+        app, ["--home", str(tmp_path / "f"), "demo", "primitives", "--approve"]
+    )
+    assert "ACTIONS_EXECUTED=3" in approved.output
+    assert "CONTROLS_IN_FORCE_AFTER_EXPIRY=0" in approved.output
     status = runner.invoke(
         app, ["--home", str(tmp_path / "a"), "containment", "status", "-t", "acme", "--json"]
     )
