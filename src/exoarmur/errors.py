@@ -6,6 +6,7 @@ must react differently: fix the request, or retry / page someone.
     ExoArmurError
     ├── InputError              bad input; nothing was written (CLI exit 2, HTTP 4xx)
     │   ├── IntentError         an intent failed validation (names the field and the rule)
+    │   ├── ContainmentError    a containment action or plan is malformed (names the step and rule)
     │   ├── JSONTextError       a document is not JSON ExoArmur accepts (repeated key, NaN…)
     │   ├── PolicyError         a policy bundle does not parse or validate
     │   └── ConfigError         the configuration file is wrong
@@ -51,6 +52,10 @@ class IntentError(InputError):
     def __init__(self, problems: list[tuple[str, str]]) -> None:
         self.problems = problems
         super().__init__("; ".join(f"{field}: {rule}" for field, rule in problems))
+
+
+class ContainmentError(InputError):
+    """A containment action or plan is malformed: names the step or field and the rule."""
 
 
 class JSONTextError(InputError):

@@ -62,6 +62,13 @@ DEFAULT_CONFIG = """\
 # Patterns are exact action names or globs; the most specific one wins.
 [executors]
 "demo.*" = { type = "echo" }
+# Simulated containment effectors (state is a fold over the ledger) and plans.
+"containment.revoke_sessions" = { type = "revoke_sessions" }
+"containment.isolate_endpoint" = { type = "isolate_endpoint" }
+"containment.freeze_identity" = { type = "freeze_identity" }
+"containment.rate_limit" = { type = "rate_limit" }
+"containment.disable_workload" = { type = "disable_workload" }
+"containment.plan" = { type = "containment_plan" }
 # "http.notify" = { type = "http", url = "http://127.0.0.1:8080/hook" }
 
 [approvals]

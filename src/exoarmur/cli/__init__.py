@@ -25,6 +25,7 @@ import typer
 
 from .. import __version__
 from . import (
+    containment,
     controls,
     core,
     demos,
@@ -103,6 +104,7 @@ def _register(root: typer.Typer) -> None:
     root.add_typer(witness_commands.witness_app, name="witness")
     root.add_typer(witness_commands.tiles_app, name="tiles")
     integrations.register(root)
+    containment.register(root, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
     _register_reality(root)

@@ -29,12 +29,13 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsontext
+from ..containment.audit import ContainmentAudit
 from ..encoding import canonical_bytes, content_hash
 from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..ledger.merkle import leaf_hash, verify_inclusion
-from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG
+from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
 from ..policy import PolicyBundle, PolicyEngine
 from .artifacts import BLOCK, ArtifactsReport, check_artifacts
 from .bundle import BUNDLE_FORMAT
@@ -341,6 +342,7 @@ def _redecide(
     verdict: BundleVerdict,
 ) -> None:
     loaded, places = _load_context(context, verdict)
+    _recheck_containment(events, verdict)
     told = check_story(tenant, events, loaded, verdict.fail)
     verdict.decisions = told.decisions
     verdict.notes.extend(told.notes)
@@ -357,3 +359,16 @@ def _redecide(
             f"{len(still_open)} intent(s) open at export: their story may go on after the "
             "checkpoint (export again later, or compare with a checkpoint kept by others)"
         )
+
+
+def _recheck_containment(events: list[tuple[str, dict[str, Any]]], verdict: BundleVerdict) -> None:
+    """Plans in the slice: hash, step order, compensation in reverse; expiries not early."""
+    audit = ContainmentAudit("bundle", whole_log=False)
+    for where, event in events:
+        try:
+            record = Event.from_canonical(canonical_bytes(event), b"")
+        except (KeyError, TypeError, ValueError, ExoArmurError) as exc:
+            verdict.fail(where, f"cannot be checked: {exc}")
+            continue
+        for where_in, _, _, reason in audit.check(record):
+            verdict.fail(where, f"{where_in}: {reason}")

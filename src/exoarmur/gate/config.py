@@ -43,6 +43,53 @@ class RateLimit:
         return f"{self.count}/{self.seconds}s"
 
 
+#: postures that may tighten the gate further, each including the ones before it
+TIGHTENING_POSTURES = ("heightened", "lockdown")
+
+
+@dataclass(frozen=True)
+class Tightening:
+    """What one posture adds to the gate: only ever stricter, never looser.
+
+    Its rate limits are checked besides the base ones; its TTL bound is taken
+    with policy's ``@ttl_max`` (the smaller wins); its protected principals
+    join the base ones. Lockdown applies heightened's tightening too.
+    """
+
+    rate_limits: dict[str, RateLimit] = field(default_factory=dict)
+    ttl_max_seconds: int | None = None
+    protected_principals: tuple[str, ...] = ()
+
+    def to_canonical(self) -> dict[str, Any]:
+        return {
+            "rate_limits": {k: v.text for k, v in sorted(self.rate_limits.items())},
+            "ttl_max_seconds": self.ttl_max_seconds,
+            "protected_principals": sorted(self.protected_principals),
+        }
+
+    @classmethod
+    def from_table(cls, table: object, where: str) -> Tightening:
+        if not isinstance(table, dict):
+            raise ConfigError(f"[{where}] must be a table")
+        unknown = set(table) - {"rate_limits", "ttl_max_seconds", "protected_principals"}
+        if unknown:
+            raise ConfigError(f"[{where}]: unknown key {sorted(unknown)[0]!r}")
+        rates = table.get("rate_limits", {})
+        if not isinstance(rates, dict):
+            raise ConfigError(f"[{where}.rate_limits] must be a table")
+        limits = {}
+        for key, value in rates.items():
+            if key not in RATE_KEYS[:3]:
+                raise ConfigError(f"[{where}.rate_limits]: unknown limit {key!r}")
+            limits[key] = RateLimit.parse(f"{where}.rate_limits.{key}", value)
+        ttl = table.get("ttl_max_seconds")
+        return cls(
+            limits,
+            None if ttl is None else _positive(ttl, f"{where}.ttl_max_seconds"),
+            _strings(table.get("protected_principals", []), f"{where}.protected_principals"),
+        )
+
+
 @dataclass(frozen=True)
 class GateConfig:
     rate_limits: dict[str, RateLimit] = field(default_factory=dict)
@@ -56,6 +103,15 @@ class GateConfig:
     protected_quorum: int = 2
     #: approvals a class needs whatever policy says (policy and posture may raise it)
     class_floor: dict[SafetyClass, int] = field(default_factory=lambda: dict(DEFAULT_CLASS_FLOOR))
+    #: posture name -> what it tightens (``[gate.posture.heightened]``, ``.lockdown``)
+    tightened: dict[str, Tightening] = field(default_factory=dict)
+
+    def tightenings(self, posture: str) -> list[Tightening]:
+        """What ``posture`` tightens: its own and every milder posture's (none when normal)."""
+        if posture not in TIGHTENING_POSTURES:
+            return []
+        upto = TIGHTENING_POSTURES[: TIGHTENING_POSTURES.index(posture) + 1]
+        return [self.tightened[p] for p in upto if p in self.tightened]
 
     def lowered_floor(self) -> list[str]:
         """The classes whose configured floor is below the default, as operators read them."""
@@ -116,6 +172,11 @@ class GateConfig:
                 ),
                 protected_quorum=_positive(protected.get("quorum", 2), "gate.protected.quorum"),
                 class_floor=floor,
+                tightened={
+                    name: Tightening.from_table(posture[name], f"gate.posture.{name}")
+                    for name in TIGHTENING_POSTURES
+                    if name in posture
+                },
             )
         except ValueError as exc:
             raise ConfigError(f"[gate.posture]: {exc}") from None
@@ -129,23 +190,33 @@ class GateConfig:
         """
         kinds = {"tenant": "tenant", "actor": "actor", "action": "action"}
         kinds["approvals_per_operator"] = "approver"
-        return {
-            kinds[name]: limit.count + _RETENTION_SLACK for name, limit in self.rate_limits.items()
-        }
+        kept: dict[str, int] = {}
+        for name, limit in self._all_limits():
+            kept[kinds[name]] = max(kept.get(kinds[name], 0), limit.count + _RETENTION_SLACK)
+        return kept
+
+    def _all_limits(self) -> list[tuple[str, RateLimit]]:
+        found = list(self.rate_limits.items())
+        for tightening in self.tightened.values():
+            found.extend(tightening.rate_limits.items())
+        return found
 
     @property
     def horizon_seconds(self) -> int:
         """The longest window any rate limit counts over (0 when there are none)."""
-        return max((limit.seconds for limit in self.rate_limits.values()), default=0)
+        return max((limit.seconds for _, limit in self._all_limits()), default=0)
 
     def to_canonical(self) -> dict[str, Any]:
+        posture: dict[str, Any] = {
+            "lockdown_approval_above": self.lockdown_approval_above.value,
+            "heightened_classes": [c.value for c in self.heightened_classes],
+            "heightened_extra_approvals": self.heightened_extra_approvals,
+        }
+        # only when configured, so that configurations without it keep their hash
+        posture.update({k: v.to_canonical() for k, v in sorted(self.tightened.items())})
         return {
             "rate_limits": {k: v.text for k, v in sorted(self.rate_limits.items())},
-            "posture": {
-                "lockdown_approval_above": self.lockdown_approval_above.value,
-                "heightened_classes": [c.value for c in self.heightened_classes],
-                "heightened_extra_approvals": self.heightened_extra_approvals,
-            },
+            "posture": posture,
             "protected": {
                 "targets": sorted(self.protected_targets),
                 "principals": sorted(self.protected_principals),

@@ -27,6 +27,9 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from ..containment.model import PLAN_ACTION, is_containment, parse_spec
+from ..containment.plans import parse_plan
+from ..errors import ContainmentError
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent, SafetyClass
 from .config import GateConfig
@@ -103,6 +106,32 @@ def _recheck(intent: ActionIntent, system: Controls, tenant: Controls) -> tuple[
     return None
 
 
+def _ttl_over_bound(
+    intent: ActionIntent, decision: Decision, posture_bound: int | None
+) -> tuple[str, str] | None:
+    """A containment action (or plan step) asking for more TTL than the bound in force.
+
+    The bound is policy's ``@ttl_max`` and the posture's ``ttl_max_seconds``,
+    whichever is smaller.
+    """
+    if not (is_containment(intent.action) or intent.action == PLAN_ACTION):
+        return None
+    bound = decision.obligations.get("ttl_max")
+    bounds = [b for b in (int(bound) if bound else None, posture_bound) if b is not None]
+    limit = min(bounds) if bounds else None
+    try:
+        if intent.action == PLAN_ACTION:
+            parse_plan(intent.params.get("plan"), intent.tenant, limit)
+        else:
+            effector = intent.action.removeprefix("containment.")
+            raw = intent.params.get("containment")
+            parse_spec(effector, raw, intent.tenant, "params.containment", limit)
+    except ContainmentError as exc:
+        control = f"ttl_max:{limit}" if limit is not None and "bound" in str(exc) else "containment"
+        return control, str(exc)
+    return None
+
+
 def check(
     intent: ActionIntent,
     decision: Decision,
@@ -131,23 +160,32 @@ def _check(
     blocked = _recheck(intent, system, tenant)
     if blocked is not None:
         return _deny(decision, *blocked)
+    posture = tenant.posture_at(now).posture
+    tightenings = config.tightenings(posture)
+    limits = [("", config.rate_limits)] + [(f":{posture}", t.rate_limits) for t in tightenings]
     for key, scope_key in (
         ("tenant", ("tenant", "")),
         ("actor", ("actor", intent.actor.id)),
         ("action", ("action", intent.action)),
     ):
-        limit = config.rate_limits.get(key)
-        if limit is None:
-            continue
-        seen = tenant.count(scope_key, now, limit.seconds, limit.count)
-        if seen >= limit.count:
-            return _deny(
-                decision,
-                f"rate_limit:{key}",
-                f"{seen} intents in the last {limit.seconds}s reached the {key} limit {limit.text}",
-            )
+        for suffix, table in limits:
+            limit = table.get(key)
+            if limit is None:
+                continue
+            seen = tenant.count(scope_key, now, limit.seconds, limit.count)
+            if seen >= limit.count:
+                return _deny(
+                    decision,
+                    f"rate_limit:{key}{suffix}",
+                    f"{seen} intents in the last {limit.seconds}s reached the {key} limit "
+                    f"{limit.text}" + (f" in force under {posture}" if suffix else ""),
+                )
     if decision.verdict == Verdict.DENY:
         return decision
+    posture_ttl = [t.ttl_max_seconds for t in tightenings if t.ttl_max_seconds is not None]
+    over = _ttl_over_bound(intent, decision, min(posture_ttl, default=None))
+    if over is not None:
+        return _deny(decision, *over)
 
     controls: list[str] = []
     reasons: list[str] = []
@@ -159,12 +197,13 @@ def _check(
             f"{intent.safety_class.value} actions need {floor} approval(s) whatever policy says"
         )
         quorum = floor
-    if intent.target in config.protected_targets or intent.actor.id in config.protected_principals:
+    principals = set(config.protected_principals)
+    principals.update(p for t in tightenings for p in t.protected_principals)
+    if intent.target in config.protected_targets or intent.actor.id in principals:
         which = "target" if intent.target in config.protected_targets else "principal"
         controls.append(f"protected:{which}")
         reasons.append(f"protected {which} needs a quorum of {config.protected_quorum}")
         quorum = max(quorum, config.protected_quorum)
-    posture = tenant.posture_at(now).posture
     klass = _ORDER.index(intent.safety_class)
     if posture == "lockdown" and klass > _ORDER.index(config.lockdown_approval_above):
         controls.append("posture:lockdown")

@@ -15,6 +15,7 @@ from typing import Any
 
 from ..approvals.book import IntentState, Vote
 from ..clock import Clock
+from ..containment.room import Containment
 from ..encoding import content_hash
 from ..executors import CallableExecutor, ExecutorRegistry
 from ..executors.guard import guard
@@ -85,6 +86,7 @@ class Governor:
         self.runner = Runner(
             self.state, self.drafts, executors if executors is not None else ExecutorRegistry()
         )
+        self.containment = Containment(self.state, self.drafts, self.runner)
         self.config = self.effective_config()
         self.config_hash = content_hash(self.config)
         self.policies = Policies(self.state, self.drafts)
@@ -137,6 +139,7 @@ class Governor:
     @executors.setter
     def executors(self, executors: ExecutorRegistry) -> None:
         self.runner.executors = executors
+        self.containment.attach(executors)
 
     # -- configuration ----------------------------------------------------------
 
@@ -309,7 +312,7 @@ class Governor:
         See :mod:`exoarmur.governor.recovery`. Only safe when no other process
         is executing on this ledger; the data directory's run lock ensures that.
         """
-        return self.recovery.recover()
+        return self.containment.recover() + self.recovery.recover()
 
     @property
     def in_flight(self) -> int:

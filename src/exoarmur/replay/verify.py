@@ -30,6 +30,7 @@ from ..approvals.book import (
     is_due,
     rule_on,
 )
+from ..containment.audit import ContainmentAudit
 from ..encoding import content_hash
 from ..errors import ExoArmurError
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
@@ -262,6 +263,7 @@ class Replayer:
             self.system.retention,
         )
         self.engines: dict[str, PolicyEngine] = {}
+        self.containment = ContainmentAudit(tenant)
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
         self.divergences: list[Divergence] = []
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
@@ -349,6 +351,9 @@ class Replayer:
                     self.on_intent_event(event)
                 except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
                     self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
+            for where, recorded, replayed, reason in self.containment.check(event):
+                if event.seq >= self.start:
+                    self.diverge(event, where, recorded, replayed, reason)
             self.fold.offer(event)
             if progress is not None:
                 progress(1)

@@ -39,6 +39,7 @@ from ..pipeline import Governor
 from . import tracing
 from .app import create_app
 from .audit import RefusalAudit
+from .expiry import ExpiryLoop
 from .limits import Limits
 from .settings import DEFAULT_GRACE_SECONDS, RefusalBudget, ServiceSettings, check_grace
 
@@ -179,6 +180,7 @@ class Service:
             timeout_graceful_shutdown=max(1, math.ceil(self.grace_seconds)),
         )
         self.server = _Server(config, self._stopping)
+        self.expiry = ExpiryLoop(governor)
 
     @property
     def started(self) -> bool:
@@ -200,6 +202,7 @@ class Service:
         Raises :class:`GraceExpired` (the governor left open) when governed
         work still runs after the grace.
         """
+        self.expiry.start()
         try:
             self.server.run(sockets=sockets)
         finally:
@@ -218,6 +221,7 @@ class Service:
 
     def _close(self) -> None:
         self._stopping()
+        self.expiry.stop()
         assert self._stop_deadline is not None
         remaining = max(0.0, self._stop_deadline - time.monotonic())
         if not self.governor.drain(remaining):

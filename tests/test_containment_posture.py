@@ -1,0 +1,137 @@
+"""Posture that tightens: stricter limits, shorter TTLs, more protected principals; never looser."""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+from exoarmur.errors import ConfigError
+from exoarmur.gate import GateConfig, check
+from exoarmur.gate.config import Tightening
+from exoarmur.model.decision import Decision, Verdict
+from exoarmur.model.event import INTENT_RECORDED, POSTURE_SET, SYSTEM_LOG
+from exoarmur.model.intent import ActionIntent, SafetyClass
+from test_gate_properties import STRICTNESS, T0, _intent, _Log, configs, decisions, rates
+
+ALLOW = Decision(verdict=Verdict.ALLOW, policy_hash="sha256:" + "0" * 64)
+TABLE = {
+    "posture": {
+        "heightened": {"ttl_max_seconds": 1800, "protected_principals": ["agent-2"]},
+        "lockdown": {"ttl_max_seconds": 300, "rate_limits": {"actor": "2/60s"}},
+    }
+}
+
+
+def _containment(ttl: int, actor: str = "agent-1") -> ActionIntent:
+    base = _intent("acme", "containment.rate_limit", SafetyClass.A1, "identity:x", actor)
+    params = {"containment": {"scope": {"kind": "identity", "id": "x"}, "ttl_seconds": ttl}}
+    return base.model_copy(update={"params": params})
+
+
+def _gate(
+    intent: ActionIntent,
+    posture: str,
+    config: GateConfig,
+    decision: Decision = ALLOW,
+    earlier: int = 0,
+) -> Decision:
+    system, own = _Log(SYSTEM_LOG), _Log("acme")
+    own.add(POSTURE_SET, {"posture": posture, "until": None, "reason": "r"}, T0)
+    now = T0 + timedelta(seconds=30)
+    for n in range(earlier):
+        done = _intent("acme", "fs.read", SafetyClass.A0, f"e/{n}", intent.actor.id)
+        own.add(INTENT_RECORDED, {"intent": done.to_canonical()}, now - timedelta(seconds=5))
+    return check(
+        intent, decision, system=system.controls, tenant=own.controls, config=config, now=now
+    )
+
+
+def test_tightenings_come_from_configuration_and_are_recorded_in_the_snapshot() -> None:
+    config = GateConfig.from_table(TABLE)
+    canonical = config.to_canonical()["posture"]
+    assert canonical["lockdown"]["ttl_max_seconds"] == 300
+    assert canonical["heightened"]["protected_principals"] == ["agent-2"]
+    assert GateConfig.from_recorded(config.to_canonical()) == config
+    assert "heightened" not in GateConfig().to_canonical()["posture"]  # old hashes stay
+    assert config.retention()["actor"] >= 2
+    assert config.horizon_seconds == 60
+
+
+@pytest.mark.parametrize(
+    ("table", "message"),
+    [
+        ({"posture": {"lockdown": {"ttl_max_seconds": 0}}}, "ttl_max_seconds"),
+        ({"posture": {"lockdown": {"loosen": True}}}, "unknown key 'loosen'"),
+        ({"posture": {"lockdown": {"rate_limits": {"approvals_per_operator": "1/1s"}}}}, "unknown"),
+        ({"posture": {"heightened": []}}, "must be a table"),
+    ],
+)
+def test_bad_tightenings_are_refused_naming_the_key(table: dict[str, object], message: str) -> None:
+    with pytest.raises(ConfigError, match=message):
+        GateConfig.from_table(table)
+
+
+def test_each_posture_tightens_what_it_configures() -> None:
+    config = GateConfig.from_table(TABLE)
+    assert _gate(_containment(3600), "normal", config).verdict == Verdict.ALLOW
+    heightened = _gate(_containment(3600), "heightened", config)
+    assert heightened.gate is not None
+    assert heightened.gate["controls"] == ["ttl_max:1800"]
+    lockdown = _gate(_containment(600), "lockdown", config)  # heightened's bound applies too
+    assert lockdown.gate is not None
+    assert lockdown.gate["controls"] == ["ttl_max:300"]
+    protected = _gate(_containment(60, actor="agent-2"), "heightened", config)
+    assert protected.verdict == Verdict.REQUIRE_APPROVAL
+    limited = _gate(_containment(60), "lockdown", config, earlier=2)
+    assert limited.gate is not None
+    assert limited.gate["controls"] == ["rate_limit:actor:lockdown"]
+    assert _gate(_containment(60), "normal", config, earlier=2).gate is None
+
+
+tightenings = st.builds(
+    Tightening,
+    rate_limits=st.dictionaries(st.sampled_from(["tenant", "actor", "action"]), rates),
+    ttl_max_seconds=st.one_of(st.none(), st.integers(1, 7200)),
+    protected_principals=st.lists(st.sampled_from(["agent-1", "agent-2"]), unique=True).map(tuple),
+)
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    base=configs,
+    heightened=tightenings,
+    lockdown=tightenings,
+    decision=decisions,
+    ttl=st.integers(1, 9000),
+    actor=st.sampled_from(["agent-1", "agent-2", "agent-3"]),
+    earlier=st.integers(0, 5),
+)
+def test_posture_never_loosens_and_never_approves(
+    base: GateConfig,
+    heightened: Tightening,
+    lockdown: Tightening,
+    decision: Decision,
+    ttl: int,
+    actor: str,
+    earlier: int,
+) -> None:
+    config = GateConfig(
+        **{k: getattr(base, k) for k in base.__dataclass_fields__ if k != "tightened"},
+        tightened={"heightened": heightened, "lockdown": lockdown},
+    )
+    intent = _containment(ttl, actor)
+    ladder = [
+        _gate(intent, p, config, decision, earlier) for p in ("normal", "heightened", "lockdown")
+    ]
+    # Against normal, not heightened against lockdown: the gate's lockdown rule does not
+    # include heightened's extra approvals (a configuration can make lockdown ask fewer).
+    normal = ladder[0]
+    for stricter in ladder[1:]:
+        assert STRICTNESS[stricter.verdict] >= STRICTNESS[normal.verdict]
+        if stricter.verdict == normal.verdict == Verdict.REQUIRE_APPROVAL:
+            assert int(stricter.obligations["approval"]) >= int(normal.obligations["approval"])
+    for gated in ladder:
+        assert STRICTNESS[gated.verdict] >= STRICTNESS[decision.verdict]
