@@ -141,5 +141,11 @@ def test_exoarmur_report_commands(tmp_path: Path) -> None:
         timeout=120,
     )
     assert done.returncode == 0, done.stdout + done.stderr
+    # the page makes its own intent (ticket.read on tickets/7) and reports it
     with governor_at(home) as governor:
-        assert governor.outcome("acme", outcome.intent_id).status == "executed"
+        assert governor.outcome("acme", outcome.intent_id).status == "decided"
+        finished = [
+            e for e in governor.ledger.store.events("acme") if e.type == "execution.finished"
+        ]
+        assert [e.payload["status"] for e in finished] == ["succeeded"]
+        assert governor.outcome("acme", str(finished[0].intent_id)).status == "executed"

@@ -24,11 +24,13 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import pytest
 
 from children import whole_lines
 from cluster import NatsCluster
+from exoarmur.errors import StoreUnavailable
 from exoarmur.home import Home, open_governor
 from exoarmur.ledger.jetstream import JetStreamStore
 from exoarmur.ledger.log import Ledger
@@ -213,12 +215,10 @@ def gap_after(running: list[Writer], fault_at: float) -> tuple[float, float]:
     return after, before
 
 
-def check_ledger(
-    cluster: NatsCluster, stream: str, homes: list[Path], running: list[Writer]
-) -> str:
-    """Nothing acknowledged lost or doubled; one root through every node; replay verifies."""
-    key = Home(homes[0]).signing_key()
-    roots: dict[str, dict[str, str]] = {}
+def _stored_state(
+    cluster: NatsCluster, stream: str, homes: list[Path], running: list[Writer], key: Any
+) -> dict[str, str]:
+    """What the writers acknowledged is stored once each; the roots per tenant."""
     with open_governor(Home(homes[0], cluster.url(stream)), recover=False) as governor:
         store = governor.ledger.store
         for writer in running:
@@ -238,12 +238,34 @@ def check_ledger(
                 assert governor.outcome(writer.tenant, intent_id).status.value == status, name
         ledger = Ledger(store, key)
         expected = {w.tenant: ledger.root(w.tenant).hex() for w in running}
+    return expected
+
+
+def check_ledger(
+    cluster: NatsCluster, stream: str, homes: list[Path], running: list[Writer]
+) -> str:
+    """Nothing acknowledged lost or doubled; one root through every node; replay verifies."""
+    key = Home(homes[0]).signing_key()
+    roots: dict[str, dict[str, str]] = {}
+    # A cluster that just took a node back can answer "temporarily unavailable" for a
+    # while on a loaded machine: the reads are asked again until it serves them.
+    for attempt in range(120):
+        try:
+            expected = _stored_state(cluster, stream, homes, running, key)
+            break
+        except StoreUnavailable:
+            if attempt == 119:
+                raise
+            time.sleep(1)
 
     def same_everywhere() -> bool:
         for node in cluster.nodes:
-            with JetStreamStore(cluster.node_url(node.name, stream)) as alone:
-                ledger = Ledger(alone, key)
-                roots[node.name] = {w.tenant: ledger.root(w.tenant).hex() for w in running}
+            try:
+                with JetStreamStore(cluster.node_url(node.name, stream)) as alone:
+                    ledger = Ledger(alone, key)
+                    roots[node.name] = {w.tenant: ledger.root(w.tenant).hex() for w in running}
+            except StoreUnavailable:
+                return False  # that node is still catching up: ask again
         return all(found == expected for found in roots.values())
 
     wait_until(same_everywhere, "every node to serve the same Merkle roots")  # a node catching up
