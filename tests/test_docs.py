@@ -3,9 +3,9 @@
 The rule: each ```sh, ```bash or ```console block of README.md and docs/*.md
 runs, in the order of its page, in one bash session per page (`set -euo
 pipefail`, so a failing command fails the page), in a fresh temporary
-directory holding a copy of the repository's `examples/` and `docs/`, with no
-EXOARMUR_* variable set, as a reader following the page would. A
-```console block runs its `$ ` lines.
+directory holding a copy of the repository's `examples/`, `docs/` and
+`benchmarks/`, with no EXOARMUR_* variable set, as a reader following the
+page would. A ```console block runs its `$ ` lines.
 
 A block is left out only when the line before it says why:
 
@@ -146,8 +146,10 @@ def run_page(page: Path, where: Path, servers: dict[str, str] | None = None) -> 
         parts.append(f"echo '== {page.name}:{block.line}' >&2\n{script}")
     work = where / "work"
     shutil.copytree(ROOT / "examples", work / "examples")
-    # pages name files of the repository by their path from its root (a dashboard, a spec)
+    # pages name files of the repository by their path from its root (a dashboard, a spec,
+    # a benchmark run with small counts)
     shutil.copytree(ROOT / "docs", work / "docs")
+    shutil.copytree(ROOT / "benchmarks", work / "benchmarks")
     env = {k: v for k, v in os.environ.items() if not k.startswith("EXOARMUR_")}
     env["PATH"] = f"{Path(sys.executable).parent}{os.pathsep}{env.get('PATH', '')}"
     env["HOME"] = str(where)
