@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -339,3 +340,21 @@ def test_a_revoked_principal_cannot_be_rotated_and_its_grace_ends_with_it(dep: D
         _error(dep.client.get("/v1/whoami", headers=headers), 401)
     _error(_post(dep, "root", "/v1/principals/alice/rotate", {}), 404)
     assert POLICY  # the deployment's policy is the shared one
+
+
+def test_a_rotation_signs_the_old_key_s_console_sessions_out(dep: Deployment) -> None:
+    form = dep.client.get("/console/signin")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', form.text)
+    assert csrf is not None
+    signed_in = dep.client.post(
+        "/console/signin",
+        data={"csrf": csrf.group(1), "api_key": dep.keys["alice"]},
+        follow_redirects=False,
+    )
+    assert signed_in.headers["location"] == "/console/inbox"
+    assert dep.client.get("/console/inbox").status_code == 200
+    body = {"grace_seconds": 3600}
+    rotated = dep.client.post("/v1/principals/alice/rotate", json=body, headers=dep.auth("root"))
+    assert rotated.status_code == 200
+    answer = dep.client.get("/console/inbox", follow_redirects=False)
+    assert answer.headers["location"] == "/console/signin"
