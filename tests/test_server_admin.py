@@ -358,3 +358,14 @@ def test_a_rotation_signs_the_old_key_s_console_sessions_out(dep: Deployment) ->
     assert rotated.status_code == 200
     answer = dep.client.get("/console/inbox", follow_redirects=False)
     assert answer.headers["location"] == "/console/signin"
+
+
+def test_a_bundle_over_the_policy_limit_is_refused_naming_its_files() -> None:
+    # Over HTTP the body limit (1 MiB) refuses it first; a larger configured limit meets this one.
+    from exoarmur.errors import InputError
+    from exoarmur.policy.bundle import MAX_POLICY_BYTES
+    from exoarmur.server.policy import BundleBody
+
+    big = BundleBody.model_validate({"files": {"a.cedar": "x" * (MAX_POLICY_BYTES + 1)}})
+    with pytest.raises(InputError, match=r"^bundle\.files: exceed"):
+        big.bundle()
