@@ -105,11 +105,24 @@ def test_the_book_judges_a_replaced_key_by_the_clock_it_is_given(tmp_path: Path)
             governor.rotate_principal_key("nobody")
     book = PrincipalBook.from_events(events)
     for key in (first, second, third):
-        assert book.authenticate(key, t0 + timedelta(seconds=99)).name == "bob"
+        assert book.authenticate(key, lambda: t0 + timedelta(seconds=99)).name == "bob"
     with pytest.raises(AuthenticationError):
-        book.authenticate(first, t0 + timedelta(seconds=100))
-    assert book.authenticate(second, t0 + timedelta(seconds=999)).name == "bob"
+        book.authenticate(first, lambda: t0 + timedelta(seconds=100))
+    assert book.authenticate(second, lambda: t0 + timedelta(seconds=999)).name == "bob"
     for key in (first, second):
         with pytest.raises(AuthenticationError):
-            book.authenticate(key, t0 + timedelta(seconds=1000))
-    assert book.authenticate(third, t0 + timedelta(days=3650)).name == "bob"
+            book.authenticate(key, lambda: t0 + timedelta(seconds=1000))
+    assert book.authenticate(third, lambda: t0 + timedelta(days=3650)).name == "bob"
+
+
+def test_a_current_key_is_judged_without_reading_the_clock(tmp_path: Path) -> None:
+    """A stepping clock must advance as before rotations existed: golden histories stay put."""
+    Home(tmp_path / "h").init()
+    with open_governor(tmp_path / "h", clock=FixedClock(datetime(2030, 1, 1, tzinfo=UTC))) as g:
+        _, key = g.add_principal("bob", "operator", ["acme"])
+        book = g.principals()
+
+    def no_clock() -> datetime:
+        raise AssertionError("the clock was read")
+
+    assert book.authenticate(key, no_clock).name == "bob"

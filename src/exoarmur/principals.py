@@ -155,12 +155,13 @@ class PrincipalBook:
         """When a replaced key stops authenticating (None: it is the current key)."""
         return self._stops.get(key_id)
 
-    def authenticate(self, api_key: str, now: datetime) -> Principal:
-        """The principal a key belongs to at ``now``; AuthenticationError otherwise.
+    def authenticate(self, api_key: str, now: Callable[[], datetime]) -> Principal:
+        """The principal a key belongs to at ``now()``; AuthenticationError otherwise.
 
         The same message for every failure, so a caller cannot probe which
         key ids exist. A replaced key works until the time recorded with its
-        rotation, not at it.
+        rotation, not at it. ``now`` is read only for a replaced key, so a
+        stepping clock advances exactly as it did before rotations existed.
         """
         failure = AuthenticationError("invalid or revoked API key")
         match = _KEY_PATTERN.match(api_key.strip())
@@ -173,6 +174,6 @@ class PrincipalBook:
         if not matches or name is None or name in self._revoked:
             raise failure
         stops = self._stops.get(key_id)
-        if stops is not None and now >= stops:
+        if stops is not None and now() >= stops:
             raise failure
         return self._by_name[name]

@@ -67,7 +67,7 @@ class Principals:
 
     def authenticate(self, api_key: str) -> Principal:
         """The key's principal, judged at the injected clock's now (a replaced key may stop)."""
-        return self.current().authenticate(api_key, self.drafts.now())
+        return self.current().authenticate(api_key, self.drafts.now)
 
     def _record(self, event_type: str, payload: dict[str, Any], actor: str) -> Event:
         draft = self.drafts.for_log(
