@@ -2,7 +2,9 @@
 
 A principal is a name, one role and the tenants it acts for. It is created
 by a ``principal.added`` event in the system log, holding the key's id and
-the SHA-256 of its 256-bit secret (never the secret); ``principal.revoked``
+the SHA-256 of its 256-bit secret (never the secret); ``principal.key_rotated``
+gives it a new key the same way and records when the previous one stops
+(judged against the caller's clock when a key is presented); ``principal.revoked``
 ends it. So who was allowed to approve, and when, is itself part of the
 signed record, and the book of principals is a fold over those events.
 
@@ -20,15 +22,19 @@ import os
 import re
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Final
 
+from .encoding import parse_time
 from .errors import AuthenticationError, InputError
-from .model.event import PRINCIPAL_ADDED, PRINCIPAL_REVOKED, Event
+from .model.event import PRINCIPAL_ADDED, PRINCIPAL_KEY_ROTATED, PRINCIPAL_REVOKED, Event
 
 ROLES: Final = ("agent", "operator", "auditor", "admin")
 #: roles that may approve or reject intents (in their tenants)
 APPROVER_ROLES: Final = ("operator", "admin")
 ALL_TENANTS: Final = "*"
+#: the event types the principal book folds
+PRINCIPAL_EVENTS: Final = (PRINCIPAL_ADDED, PRINCIPAL_KEY_ROTATED, PRINCIPAL_REVOKED)
 
 NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@-]{0,127}$")
 _KEY_PATTERN = re.compile(r"^exo_([0-9a-f]{16})_([A-Za-z0-9_-]{43})$")
@@ -95,6 +101,8 @@ class PrincipalBook:
         self._hashes: dict[str, str] = {}
         self._key_names: dict[str, str] = {}
         self._revoked: set[str] = set()
+        #: replaced keys and the moment each stops authenticating
+        self._stops: dict[str, datetime] = {}
 
     @classmethod
     def from_events(cls, events: Iterable[Event]) -> PrincipalBook:
@@ -115,6 +123,14 @@ class PrincipalBook:
             self._by_name[principal.name] = principal
             self._hashes[principal.key_id] = payload["key_hash"]
             self._key_names[principal.key_id] = principal.name
+        elif event.type == PRINCIPAL_KEY_ROTATED:
+            old = self._by_name[payload["name"]]
+            stops = parse_time(payload["old_key_stops_at"])
+            # A key replaced twice keeps the earlier of its two stopping times.
+            self._stops[old.key_id] = min(stops, self._stops.get(old.key_id, stops))
+            self._by_name[old.name] = Principal(old.name, old.role, old.tenants, payload["key_id"])
+            self._hashes[payload["key_id"]] = payload["key_hash"]
+            self._key_names[payload["key_id"]] = old.name
         elif event.type == PRINCIPAL_REVOKED:
             self._revoked.add(payload["name"])
 
@@ -135,11 +151,17 @@ class PrincipalBook:
         """Every principal ever added, with whether it is still active."""
         return [(p, p.name not in self._revoked) for p in self._by_name.values()]
 
-    def authenticate(self, api_key: str) -> Principal:
-        """The principal a key belongs to; AuthenticationError otherwise.
+    def key_stops_at(self, key_id: str) -> datetime | None:
+        """When a replaced key stops authenticating (None: it is the current key)."""
+        return self._stops.get(key_id)
+
+    def authenticate(self, api_key: str, now: Callable[[], datetime]) -> Principal:
+        """The principal a key belongs to at ``now()``; AuthenticationError otherwise.
 
         The same message for every failure, so a caller cannot probe which
-        key ids exist.
+        key ids exist. A replaced key works until the time recorded with its
+        rotation, not at it. ``now`` is read only for a replaced key, so a
+        stepping clock advances exactly as it did before rotations existed.
         """
         failure = AuthenticationError("invalid or revoked API key")
         match = _KEY_PATTERN.match(api_key.strip())
@@ -150,5 +172,8 @@ class PrincipalBook:
         matches = hmac.compare_digest(_hash(secret), expected)
         name = self._key_names.get(key_id)
         if not matches or name is None or name in self._revoked:
+            raise failure
+        stops = self._stops.get(key_id)
+        if stops is not None and now() >= stops:
             raise failure
         return self._by_name[name]

@@ -101,3 +101,45 @@ def principal_revoke(
         print_json({"revoked": name})
         return
     console.print(line(styled("revoked", "red"), f" {name}"))
+
+
+@principal_app.command("rotate")
+def principal_rotate(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The principal whose API key to replace.")],
+    grace: Annotated[
+        int,
+        typer.Option(
+            "--grace",
+            help="Seconds the old key keeps working (0: it stops now).",
+            min=0,
+        ),
+    ] = 0,
+    as_json: JsonFlag = False,
+) -> None:
+    """Issue a new API key (printed once); the old key stops at a recorded time."""
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
+        event, api_key = governor.rotate_principal_key(name, grace_seconds=grace)
+    payload = event.payload
+    if as_json:
+        print_json(
+            {
+                "name": name,
+                "key_id": payload["key_id"],
+                "old_key_id": payload["old_key_id"],
+                "old_key_stops_at": payload["old_key_stops_at"],
+                "api_key": api_key,
+            }
+        )
+        return
+    # Only the key goes to stdout, so `exoarmur principal rotate … > alice.key` works.
+    err_console.print(
+        line(
+            styled("rotated", "green"),
+            " ",
+            styled(name, "bold"),
+            f": old key {payload['old_key_id']} stops at {payload['old_key_stops_at']}; "
+            "new API key (shown once; store it now):",
+        )
+    )
+    typer.echo(api_key)

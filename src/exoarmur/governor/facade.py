@@ -245,6 +245,12 @@ class Governor:
     def revoke_principal(self, name: str, *, actor: str = "local-admin") -> None:
         self.principal_book.revoke(name, actor)
 
+    def rotate_principal_key(
+        self, name: str, *, grace_seconds: int = 0, actor: str = "local-admin"
+    ) -> tuple[Event, str]:
+        """A new API key for ``name`` (shown once); the old one stops after ``grace_seconds``."""
+        return self.principal_book.rotate(name, grace_seconds, actor)
+
     def authorize_read(self, principal: Principal, tenant: str, what: str) -> None:
         """Refuse (and record) a read of ``tenant`` by a principal not acting for it."""
         self.access.authorize_read(principal, tenant, what)

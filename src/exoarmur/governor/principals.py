@@ -8,19 +8,31 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
-from typing import Any
+from datetime import timedelta
+from typing import Any, Final
 
+from ..encoding import format_time
 from ..errors import DuplicateIntent, InputError, NotFound
 from ..model.event import (
     PRINCIPAL_ADDED,
+    PRINCIPAL_KEY_ROTATED,
     PRINCIPAL_REVOKED,
     SYSTEM_LOG,
     Event,
     idempotency_key_of,
 )
-from ..principals import Principal, PrincipalBook, new_key, validate_principal
+from ..principals import (
+    PRINCIPAL_EVENTS,
+    Principal,
+    PrincipalBook,
+    new_key,
+    validate_principal,
+)
 from .drafts import Drafts, operator
 from .state import ControlState
+
+#: the longest a replaced key may keep working: long enough to roll a fleet, not forever
+MAX_ROTATION_GRACE_SECONDS: Final = 30 * 24 * 3600
 
 
 class Principals:
@@ -45,7 +57,7 @@ class Principals:
                 events = (
                     e
                     for e in ledger.store.events(SYSTEM_LOG, 0, size)
-                    if e.type in (PRINCIPAL_ADDED, PRINCIPAL_REVOKED)
+                    if e.type in PRINCIPAL_EVENTS
                 )
                 self._book = (size, PrincipalBook.from_events(events))
             return self._book
@@ -54,7 +66,8 @@ class Principals:
         return self.book()[1]
 
     def authenticate(self, api_key: str) -> Principal:
-        return self.current().authenticate(api_key)
+        """The key's principal, judged at the injected clock's now (a replaced key may stop)."""
+        return self.current().authenticate(api_key, self.drafts.now)
 
     def _record(self, event_type: str, payload: dict[str, Any], actor: str) -> Event:
         draft = self.drafts.for_log(
@@ -93,3 +106,28 @@ class Principals:
         if self.current().get(name) is None:
             raise NotFound(f"no active principal named {name!r}")
         self._record(PRINCIPAL_REVOKED, {"name": name}, actor)
+
+    def rotate(self, name: str, grace_seconds: int, actor: str) -> tuple[Event, str]:
+        """Give ``name`` a new key; the current one stops ``grace_seconds`` from now.
+
+        Returns the recorded event (new key id and hash, the old key's stopping
+        time; never a secret) and the new API key, shown once.
+        """
+        if isinstance(grace_seconds, bool) or not 0 <= grace_seconds <= MAX_ROTATION_GRACE_SECONDS:
+            raise InputError(
+                f"grace: must be whole seconds from 0 to {MAX_ROTATION_GRACE_SECONDS}, "
+                f"not {grace_seconds!r}"
+            )
+        principal = self.current().get(name)
+        if principal is None:
+            raise NotFound(f"no active principal named {name!r}")
+        key = new_key(self.randomness)
+        stops = self.drafts.now() + timedelta(seconds=grace_seconds)
+        payload = {
+            "name": name,
+            "key_id": key.key_id,
+            "key_hash": key.key_hash,
+            "old_key_id": principal.key_id,
+            "old_key_stops_at": format_time(stops),
+        }
+        return self._record(PRINCIPAL_KEY_ROTATED, payload, actor), key.api_key

@@ -53,6 +53,8 @@ KEY_ROTATED: Final = "key.rotated"
 # Principals and access (system log).
 PRINCIPAL_ADDED: Final = "principal.added"
 PRINCIPAL_REVOKED: Final = "principal.revoked"
+#: a principal's new API key; its previous key stops at the time recorded with it
+PRINCIPAL_KEY_ROTATED: Final = "principal.key_rotated"
 ACCESS_REFUSED: Final = "access.refused"
 #: refusals of one window counted, not recorded one by one (bounded audit of strangers)
 ACCESS_REFUSED_COUNTED: Final = "access.refused.counted"
@@ -182,6 +184,8 @@ def idempotency_key_of(
         return f"principal {payload['name']}"
     if event_type == PRINCIPAL_REVOKED:
         return f"revoke {payload['name']}"
+    if event_type == PRINCIPAL_KEY_ROTATED:
+        return f"rotate {payload['name']} {payload['key_id']}"
     if event_type == RUN_STARTED:
         return "run:" + content_hash(payload)
     if event_type == SERVICE_CONFIGURED:

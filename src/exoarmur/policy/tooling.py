@@ -737,21 +737,28 @@ def _expectation(where: str, value: Any) -> Expectation:
 
 def load_cases(path: Path) -> list[PolicyCase]:
     """The cases of one YAML or JSON case file. Raises :class:`InputError` naming the field."""
-    document = _document(path)
+    return cases_of(_document(path), str(path), path.name)
+
+
+def cases_of(document: Any, label: str, source: str) -> list[PolicyCase]:
+    """The cases of one parsed case document (``label`` starts each error, ``source`` names it).
+
+    Raises :class:`InputError` naming the field.
+    """
     if not isinstance(document, dict):
-        raise InputError(f"{path}: must be a mapping with a `cases` list")
-    _unknown(f"{path}: ", document, ("defaults", "cases"))
+        raise InputError(f"{label}: must be a mapping with a `cases` list")
+    _unknown(f"{label}: ", document, ("defaults", "cases"))
     defaults = document.get("defaults") or {}
     if not isinstance(defaults, dict):
-        raise InputError(f"{path}: defaults: must be a mapping of intent fields")
+        raise InputError(f"{label}: defaults: must be a mapping of intent fields")
     entries = document.get("cases")
     if not isinstance(entries, list) or not entries:
         # An empty case list would pass while proving nothing.
-        raise InputError(f"{path}: cases: must be a non-empty list")
+        raise InputError(f"{label}: cases: must be a non-empty list")
     cases: list[PolicyCase] = []
     seen: set[str] = set()
     for index, entry in enumerate(entries):
-        where = f"{path}: cases[{index}]"
+        where = f"{label}: cases[{index}]"
         if not isinstance(entry, dict):
             raise InputError(f"{where}: must be a mapping")
         name = entry.get("name")
@@ -779,7 +786,7 @@ def load_cases(path: Path) -> list[PolicyCase]:
                 intent=complete_intent(request, CASE_TIME),
                 expect=_expectation(where, entry.get("expect")),
                 posture=posture,
-                source=f"{path.name}: cases[{index}]",
+                source=f"{source}: cases[{index}]",
             )
         )
     return cases

@@ -58,8 +58,6 @@ from ..model.event import (
     INTENT_EXPIRED,
     INTENT_RECORDED,
     INTENT_REJECTED,
-    PRINCIPAL_ADDED,
-    PRINCIPAL_REVOKED,
     SYSTEM_LOG,
     Event,
     intent_key,
@@ -67,7 +65,7 @@ from ..model.event import (
 from ..model.intent import ActionIntent
 from ..policy import PolicyEngine
 from ..policy.engine import engine_from_activation
-from ..principals import PrincipalBook
+from ..principals import PRINCIPAL_EVENTS, PrincipalBook
 from .folds import LogFold
 
 _DEFAULT_WINDOW = 3600
@@ -222,7 +220,7 @@ class SystemHistory:
         book = self._books.get(position)
         if book is None:
             book = PrincipalBook.from_events(
-                e for e in self.events[:position] if e.type in (PRINCIPAL_ADDED, PRINCIPAL_REVOKED)
+                e for e in self.events[:position] if e.type in PRINCIPAL_EVENTS
             )
             self._books = {position: book}  # votes come in order: one is enough
         return book

@@ -31,6 +31,10 @@ class Right(StrEnum):
     CONTROL = "switch kill switches and set posture"
     READ_CONTROLS = "read kill switches and posture"
     READ_LEDGER = "read and export the ledger"
+    #: for a tenant: operators and admins; for every tenant without its own: admins
+    ACTIVATE_POLICY = "activate a policy bundle"
+    EXPLAIN_POLICY = "explain and test policy"
+    MANAGE_PRINCIPALS = "add, revoke and rotate principals"
 
 
 RIGHTS: Final[Mapping[str, frozenset[Right]]] = {
@@ -43,10 +47,18 @@ RIGHTS: Final[Mapping[str, frozenset[Right]]] = {
             Right.CONTROL,
             Right.READ_CONTROLS,
             Right.READ_LEDGER,
+            Right.ACTIVATE_POLICY,
+            Right.EXPLAIN_POLICY,
         }
     ),
     "auditor": frozenset(
-        {Right.READ_INTENTS, Right.READ_APPROVALS, Right.READ_CONTROLS, Right.READ_LEDGER}
+        {
+            Right.READ_INTENTS,
+            Right.READ_APPROVALS,
+            Right.READ_CONTROLS,
+            Right.READ_LEDGER,
+            Right.EXPLAIN_POLICY,
+        }
     ),
     "admin": frozenset(Right),
 }

@@ -18,6 +18,8 @@ from ..pipeline import Governor
 from . import console, controls, intents, metrics, plans, record, service, tiles
 from . import evidence as evidence_export
 from . import hooks as tool_hooks
+from . import policy as policy_tools
+from . import principals as principal_admin
 from . import reported as reported_actions
 from . import stream as intent_stream
 from .audit import RefusalAudit
@@ -53,6 +55,8 @@ def _application(limits: Limits) -> FastAPI:
     app.include_router(evidence_export.router)
     app.include_router(reported_actions.router)
     app.include_router(tool_hooks.router)
+    app.include_router(policy_tools.router)
+    app.include_router(principal_admin.router)
     console.install(app)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,
     # and every answer (even LastResort's) carries its request id.
