@@ -157,6 +157,7 @@ def test_snapshots_recorded_before_lockdown_added_heightened_replay_as_made() ->
     a2 = _intent("acme", "db.drop", SafetyClass.A2, "db/x", "agent-1")
     assert _gate(a2, "lockdown", legacy).obligations["approval"] == "1"
     assert _gate(a2, "lockdown", GateConfig()).obligations["approval"] == "2"
+    assert not GateConfig.from_recorded(None).lockdown_adds_heightened
     recorded["posture"]["lockdown_adds_heightened"] = False  # never a way to loosen
     with pytest.raises(ConfigError, match="lockdown_adds_heightened must be true"):
         GateConfig.from_recorded(recorded)
