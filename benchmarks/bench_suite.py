@@ -5,6 +5,8 @@ Measurements (``--only`` picks some, by name):
     pipeline   governed actions, allow and deny paths, C=1 and C=8, durable SQLite,
                each row followed by its floor (bench_pipeline.py)
     approvals  submit, two operators approve, the action runs (bench_approvals.py)
+    containment  a Door Net plan (4 steps, two operators approve) beside its four single
+               containment actions, same run, same home (bench_containment.py)
     replay     replay verification of a 100,000-event log beside its floor (bench_replay.py)
     evidence   evidence bundle of a 10,000-event correlation: export, then verify offline
     memory     peak RSS governing 100,000 actions, and replaying 1,000,000 events,
@@ -44,6 +46,7 @@ from rich.table import Table
 
 import bench_pipeline
 from bench_approvals import approvals_run
+from bench_containment import SINGLES, containment_run, make_containment_home
 from bench_determinism import determinism_load
 from bench_replay import evidence_run, replay_floor, replay_run
 from history import build_history, make_home
@@ -54,11 +57,12 @@ SUITE_START = "<!-- suite:start -->"
 SUITE_END = "<!-- suite:end -->"
 DETERMINISM_START = "<!-- determinism:start -->"
 DETERMINISM_END = "<!-- determinism:end -->"
-MEASUREMENTS = ("pipeline", "approvals", "replay", "evidence", "memory", "peers")
+MEASUREMENTS = ("pipeline", "approvals", "containment", "replay", "evidence", "memory", "peers")
 
 DEFAULT_SIZES = {
     "pipeline_n": 3000,
     "approvals_n": 300,
+    "containment_n": 300,
     "replay_events": 100_000,
     "evidence_events": 10_000,
     "memory_actions": 100_000,
@@ -69,6 +73,7 @@ DEFAULT_SIZES = {
 QUICK_SIZES = {
     "pipeline_n": 48,
     "approvals_n": 6,
+    "containment_n": 6,
     "replay_events": 400,
     "evidence_events": 200,
     "memory_actions": 90,
@@ -223,6 +228,15 @@ def measure_approvals(
     task = progress.add_task("approvals", total=n)
     home = make_home(workdir / "approvals")
     return approvals_run(home.path, n, lambda done: progress.update(task, completed=done))
+
+
+def measure_containment(
+    args: argparse.Namespace, workdir: Path, progress: Progress
+) -> dict[str, Any]:
+    n = args.sizes["containment_n"]
+    task = progress.add_task("containment", total=n * (1 + len(SINGLES)))
+    home = make_containment_home(workdir / "containment")
+    return containment_run(home.path, n, _ticker(progress, task))
 
 
 def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) -> dict[str, Any]:
@@ -489,6 +503,27 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
         header = ["governed path", "ledger", "actions/s", "p50 ms", "p99 ms", "p99.9 ms"]
         out.append(("Governed actions", [*header, "compared with", "ratio"], rows))
 
+    containment = results.get("containment")
+    if containment:
+        plan = containment["door_net"]
+        flows = [(f"Door Net plan ({plan['steps']} steps)", plan)]
+        flows += [(f"single {name}", row) for name, row in containment["singles"].items()]
+        containment_rows = [
+            [
+                what,
+                str(row["votes"]),
+                _f(row["events_per_flow"], 1),
+                _f(row["per_s"], 1),
+                _ms(row["p50_ms"]),
+                _ms(row["p99_ms"]),
+                _ms(row["p999_ms"]),
+            ]
+            for what, row in flows
+        ]
+        header = ["containment flow (submit + votes + run)", "votes", "events"]
+        header += ["flows/s", "p50 ms", "p99 ms", "p99.9 ms"]
+        out.append(("Containment (SQLite, fsync)", header, containment_rows))
+
     verify_rows = []
     replay = results.get("replay")
     if replay:
@@ -630,6 +665,13 @@ def key_values(report: dict[str, Any], scenarios: Sequence[bench_pipeline.Scenar
     if "approvals" in results:
         lines.append(f"APPROVALS_FLOWS_PER_S={results['approvals']['flows_per_s']:.2f}")
         lines.append(f"APPROVALS_P99_MS={results['approvals']['p99_ms']:.3f}")
+    if "containment" in results:
+        c = results["containment"]
+        rows = [("DOOR_NET", c["door_net"])] + [(k.upper(), v) for k, v in c["singles"].items()]
+        for name, row in rows:
+            lines.append(f"CONTAINMENT_{name}_PER_S={row['per_s']:.2f}")
+            lines.append(f"CONTAINMENT_{name}_P50_MS={row['p50_ms']:.3f}")
+            lines.append(f"CONTAINMENT_{name}_P99_MS={row['p99_ms']:.3f}")
     if "replay" in results:
         r = results["replay"]
         lines += [
@@ -788,6 +830,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         args.memory_dir = _memory_dir(args.memory_dir, workdir)
         steps: dict[str, Callable[[argparse.Namespace, Path, Progress], Any]] = {
             "approvals": measure_approvals,
+            "containment": measure_containment,
             "replay": measure_replay,
             "evidence": measure_evidence,
             "memory": measure_memory,
@@ -825,6 +868,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     }
     if "approvals" in results:
         latencies["ExoArmur approval flow"] = results["approvals"]["latencies_s"]
+    if "containment" in results:
+        latencies["ExoArmur Door Net plan"] = results["containment"]["door_net"]["latencies_s"]
     for key, peer in results.get("peers", {}).items():
         if peer["status"] == "ok":
             for row in ("allow", "deny"):

@@ -222,7 +222,9 @@ def gated(
     if posture == "lockdown" and klass > CLASSES.index(rules.get("lockdown_approval_above", "A0")):
         controls.append("posture:lockdown")
         quorum = max(quorum, 1)
-    if posture == "heightened" and intent["safety_class"] in rules.get(
+    # lockdown includes heightened, except in snapshots recorded before that rule
+    ladder = ["heightened"] + (["lockdown"] if rules.get("lockdown_adds_heightened") else [])
+    if posture in ladder and intent["safety_class"] in rules.get(
         "heightened_classes", ["A2", "A3"]
     ):
         controls.append("posture:heightened")

@@ -119,7 +119,15 @@ def _positive_numbers(where: str, values: dict[str, Any], keys: tuple[str, ...])
 @pytest.mark.slow
 def test_the_suite_reports_every_measurement(suite: dict[str, Any]) -> None:
     results = suite["results"]
-    assert set(results) == {"pipeline", "approvals", "replay", "evidence", "memory", "peers"}
+    assert set(results) == {
+        "pipeline",
+        "approvals",
+        "containment",
+        "replay",
+        "evidence",
+        "memory",
+        "peers",
+    }
     assert suite["quick"] is True
     assert suite["command"].startswith("exoarmur benchmark")
     for field in MACHINE:
@@ -132,6 +140,51 @@ def test_the_suite_reports_every_measurement(suite: dict[str, Any]) -> None:
     approvals = results["approvals"]
     _positive_numbers("approvals", approvals, ("flows_per_s", "p50_ms", "p99_ms", "p999_ms"))
     assert approvals["events_in_log"] == 8 * (approvals["n"] + 3)  # 8 events a flow, 3 warm-ups
+
+
+FLOWS = ("per_s", "p50_ms", "p99_ms", "p999_ms", "events_per_flow")
+
+
+@pytest.mark.slow
+def test_door_net_is_measured_beside_four_single_actions(suite: dict[str, Any]) -> None:
+    containment = suite["results"]["containment"]
+    plan = containment["door_net"]
+    _positive_numbers("door net", plan, FLOWS)
+    assert plan["steps"] == 4
+    assert plan["votes"] == 2  # two operators approve in the loop
+    singles = containment["singles"]
+    assert list(singles) == [
+        "revoke_sessions",
+        "isolate_endpoint",
+        "rate_limit",
+        "disable_workload",
+    ]
+    for name, row in singles.items():
+        _positive_numbers(name, row, FLOWS)
+        assert row["n"] == plan["n"] == suite["sizes"]["containment_n"]
+        assert row["votes"] == (2 if name in ("isolate_endpoint", "disable_workload") else 0)
+        assert row["p50_ms"] <= row["p99_ms"] <= row["p999_ms"]
+    # the plan runs its four steps, each recorded: more events than any single action
+    assert plan["events_per_flow"] > max(row["events_per_flow"] for row in singles.values())
+
+
+def test_the_containment_rows_are_rendered(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_suite import key_values, sections
+    finally:
+        sys.path.pop(0)
+    row = {"per_s": 12.5, "p50_ms": 70.0, "p99_ms": 90.0, "p999_ms": 95.0, "votes": 2}
+    containment = {
+        "door_net": row | {"steps": 4, "events_per_flow": 18.0},
+        "singles": {"rate_limit": row | {"votes": 0, "events_per_flow": 4.0}},
+    }
+    report = {"results": {"containment": containment}}
+    [(title, _, rows)] = sections(report)
+    assert title.startswith("Containment")
+    assert rows[0][:4] == ["Door Net plan (4 steps)", "2", "18.0", "12.5"]
+    assert rows[1][0] == "single rate_limit"
+    assert "CONTAINMENT_DOOR_NET_PER_S=12.50" in key_values({"date": "d", **report}, [])
 
 
 @pytest.mark.slow

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from itertools import pairwise
 
 import pytest
 from hypothesis import given, settings
@@ -126,12 +127,37 @@ def test_posture_never_loosens_and_never_approves(
     ladder = [
         _gate(intent, p, config, decision, earlier) for p in ("normal", "heightened", "lockdown")
     ]
-    # Against normal, not heightened against lockdown: the gate's lockdown rule does not
-    # include heightened's extra approvals (a configuration can make lockdown ask fewer).
-    normal = ladder[0]
-    for stricter in ladder[1:]:
-        assert STRICTNESS[stricter.verdict] >= STRICTNESS[normal.verdict]
-        if stricter.verdict == normal.verdict == Verdict.REQUIRE_APPROVAL:
-            assert int(stricter.obligations["approval"]) >= int(normal.obligations["approval"])
+    # Each step of normal <= heightened <= lockdown, not only each against normal.
+    for milder, stricter in pairwise(ladder):
+        assert STRICTNESS[stricter.verdict] >= STRICTNESS[milder.verdict]
+        if stricter.verdict == milder.verdict == Verdict.REQUIRE_APPROVAL:
+            assert int(stricter.obligations["approval"]) >= int(milder.obligations["approval"])
     for gated in ladder:
         assert STRICTNESS[gated.verdict] >= STRICTNESS[decision.verdict]
+
+
+@pytest.mark.parametrize("klass", [SafetyClass.A2, SafetyClass.A3])
+def test_lockdown_asks_at_least_the_approvals_heightened_asks(klass: SafetyClass) -> None:
+    base = _intent("acme", "db.drop", klass, "db/x", "agent-1")
+    config = GateConfig.from_table({"posture": {"heightened_extra_approvals": 3}})
+    quorum = {
+        p: int(_gate(base, p, config).obligations["approval"]) for p in ("heightened", "lockdown")
+    }
+    assert quorum["lockdown"] >= quorum["heightened"] == config.class_floor[klass] + 3
+
+
+def test_snapshots_recorded_before_lockdown_added_heightened_replay_as_made() -> None:
+    recorded = GateConfig().to_canonical()
+    assert recorded["posture"]["lockdown_adds_heightened"] is True
+    assert GateConfig.from_recorded(recorded) == GateConfig()
+    del recorded["posture"]["lockdown_adds_heightened"]
+    legacy = GateConfig.from_recorded(recorded)
+    assert not legacy.lockdown_adds_heightened
+    assert legacy.to_canonical() == recorded  # its hash stays the recorded one
+    a2 = _intent("acme", "db.drop", SafetyClass.A2, "db/x", "agent-1")
+    assert _gate(a2, "lockdown", legacy).obligations["approval"] == "1"
+    assert _gate(a2, "lockdown", GateConfig()).obligations["approval"] == "2"
+    assert not GateConfig.from_recorded(None).lockdown_adds_heightened
+    recorded["posture"]["lockdown_adds_heightened"] = False  # never a way to loosen
+    with pytest.raises(ConfigError, match="lockdown_adds_heightened must be true"):
+        GateConfig.from_recorded(recorded)

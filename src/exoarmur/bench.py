@@ -116,7 +116,9 @@ def benchmark(
         str | None,
         typer.Option(
             "--only",
-            help="Measurements to run: pipeline,approvals,replay,evidence,memory,peers.",
+            help=(
+                "Measurements to run: pipeline,approvals,containment,replay,evidence,memory,peers."
+            ),
         ),
     ] = None,
     as_json: Annotated[bool, typer.Option("--json", help="One JSON document on stdout.")] = False,

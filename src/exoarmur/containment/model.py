@@ -164,11 +164,18 @@ def parse_spec(
 
 def containment_spec(intent: ActionIntent) -> ContainmentSpec:
     """The containment fields of a ``containment.<effector>`` intent (ContainmentError if bad)."""
-    effector = intent.action[len(ACTION_PREFIX) :] if is_containment(intent.action) else ""
-    spec = parse_spec(effector, intent.params.get(PARAMS_KEY), intent.tenant, "params.containment")
+    return requested_spec(intent.action, intent.params, intent.tenant, intent.safety_class)
+
+
+def requested_spec(
+    action: str, params: Mapping[str, Any], tenant: str, safety_class: SafetyClass
+) -> ContainmentSpec:
+    """:func:`containment_spec` of an intent not yet made (what intake refuses before recording)."""
+    effector = action[len(ACTION_PREFIX) :] if is_containment(action) else ""
+    spec = parse_spec(effector, params.get(PARAMS_KEY), tenant, "params.containment")
     floor = EFFECTORS[effector].safety_class
-    if list(SafetyClass).index(intent.safety_class) < list(SafetyClass).index(floor):
+    if list(SafetyClass).index(safety_class) < list(SafetyClass).index(floor):
         raise ContainmentError(
-            f"safety_class: {effector} is at least {floor.value}, not {intent.safety_class.value}"
+            f"safety_class: {effector} is at least {floor.value}, not {safety_class.value}"
         )
     return spec

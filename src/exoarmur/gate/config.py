@@ -8,7 +8,7 @@ decision names, so replay knows exactly which limits were in force.
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from ..errors import ConfigError
@@ -19,6 +19,7 @@ RATE_KEYS = ("tenant", "actor", "action", "approvals_per_operator")
 #: approvals each class needs whatever policy says, unless configured otherwise
 DEFAULT_CLASS_FLOOR: dict[SafetyClass, int] = {SafetyClass.A2: 1, SafetyClass.A3: 2}
 _RETENTION_SLACK = 64
+_LOCKDOWN_ADDS = "lockdown_adds_heightened"
 
 
 @dataclass(frozen=True)
@@ -105,6 +106,10 @@ class GateConfig:
     class_floor: dict[SafetyClass, int] = field(default_factory=lambda: dict(DEFAULT_CLASS_FLOOR))
     #: posture name -> what it tightens (``[gate.posture.heightened]``, ``.lockdown``)
     tightened: dict[str, Tightening] = field(default_factory=dict)
+    #: lockdown adds heightened's extra approvals too, so it never asks fewer than
+    #: heightened; only snapshots recorded before that rule read False (replay must
+    #: re-derive their decisions as made), and no configuration can turn it off
+    lockdown_adds_heightened: bool = True
 
     def tightenings(self, posture: str) -> list[Tightening]:
         """What ``posture`` tightens: its own and every milder posture's (none when normal)."""
@@ -127,11 +132,20 @@ class GateConfig:
 
         Snapshots recorded before the class floor existed have no
         ``class_floor`` table: those decisions were made with no floor, and
-        replay must re-derive them as they were made.
+        replay must re-derive them as they were made. Likewise snapshots
+        recorded before lockdown added heightened's extra approvals.
         """
-        if isinstance(table, dict) and "class_floor" not in table:
+        if not isinstance(table, dict):
+            return replace(cls.from_table(table), lockdown_adds_heightened=False)
+        if "class_floor" not in table:
             table = table | {"class_floor": {c.value: 0 for c in SafetyClass}}
-        return cls.from_table(table)
+        posture = table.get("posture")
+        if not isinstance(posture, dict) or _LOCKDOWN_ADDS not in posture:
+            return replace(cls.from_table(table), lockdown_adds_heightened=False)
+        if posture[_LOCKDOWN_ADDS] is not True:
+            raise ConfigError(f"[gate.posture]: {_LOCKDOWN_ADDS} must be true")
+        rest = {k: v for k, v in posture.items() if k != _LOCKDOWN_ADDS}
+        return cls.from_table(table | {"posture": rest})
 
     @classmethod
     def from_table(cls, table: object) -> GateConfig:
@@ -212,6 +226,8 @@ class GateConfig:
             "heightened_classes": [c.value for c in self.heightened_classes],
             "heightened_extra_approvals": self.heightened_extra_approvals,
         }
+        if self.lockdown_adds_heightened:
+            posture[_LOCKDOWN_ADDS] = True
         # only when configured, so that configurations without it keep their hash
         posture.update({k: v.to_canonical() for k, v in sorted(self.tightened.items())})
         return {

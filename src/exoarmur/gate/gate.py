@@ -15,7 +15,8 @@ Checks, in order (the first blocking one decides; tightenings accumulate):
                                      recorded; policy and posture only raise it)
 6. protected target or principal   → require approval, quorum ≥ configured
 7. posture lockdown                → classes above the configured one need approval
-8. posture heightened              → listed classes need extra approvals
+8. posture heightened or lockdown  → listed classes need extra approvals (lockdown
+                                     includes heightened, so it never asks fewer)
 
 The gate never raises: anything unexpected inside it (a value it cannot
 compare, an obligation it cannot read) is a deny naming ``gate:error``, so a
@@ -209,7 +210,8 @@ def _check(
         controls.append("posture:lockdown")
         reasons.append(f"lockdown: {intent.safety_class.value} actions need approval")
         quorum = max(quorum, 1)
-    if posture == "heightened" and intent.safety_class in config.heightened_classes:
+    ladder = ("heightened", "lockdown") if config.lockdown_adds_heightened else ("heightened",)
+    if posture in ladder and intent.safety_class in config.heightened_classes:
         controls.append("posture:heightened")
         reasons.append(
             f"heightened: {intent.safety_class.value} actions need "

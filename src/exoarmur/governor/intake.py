@@ -16,6 +16,8 @@ from dataclasses import dataclass, field, replace
 from datetime import datetime
 
 from ..approvals.book import approval_request
+from ..containment.model import PLAN_ACTION, is_containment, requested_spec
+from ..containment.plans import parse_plan
 from ..errors import DuplicateIntent, IntentIdTaken
 from ..executors.registry import Binding
 from ..gate import GateConfig
@@ -164,6 +166,19 @@ class Decider:
         self.decided += len(batch)
 
 
+def refuse_malformed_containment(request: IntentRequest) -> None:
+    """Malformed containment input is refused before anything is recorded.
+
+    The gate re-parses it too, but only after the intent is recorded; a
+    malformed one is bad input (ContainmentError naming the field and the
+    rule), not a decision. The TTL bound in force is the gate's to apply.
+    """
+    if request.action == PLAN_ACTION:
+        parse_plan(request.params.get("plan"), request.tenant)
+    elif is_containment(request.action):
+        requested_spec(request.action, request.params, request.tenant, request.safety_class)
+
+
 class Intake:
     """Takes one intent request from arrival to its outcome."""
 
@@ -186,6 +201,7 @@ class Intake:
         self.posture_lapsed = posture_lapsed
 
     def govern(self, request: IntentRequest, override: Binding | None) -> Outcome:
+        refuse_malformed_containment(request)
         store = self.state.ledger.store
         now = self.drafts.now()
         event_time = request.event_time or now
