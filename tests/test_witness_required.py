@@ -96,10 +96,6 @@ def witness_urls(tmp_path: Path, home: Path) -> Iterator[list[str]]:
         log.close()
 
 
-def cli(home: Path, *args: str) -> object:
-    return runner.invoke(app, ["--home", str(home), *args])
-
-
 def cosign(home: Path, urls: list[str]) -> None:
     args = ["checkpoint", "--tenant", "acme"]
     for url, key in zip(urls, (K1, K2), strict=True):
