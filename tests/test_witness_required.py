@@ -11,6 +11,7 @@ from __future__ import annotations
 import hashlib
 import json
 import os
+import sqlite3
 import threading
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -241,3 +242,25 @@ def test_an_altered_cosignature_is_named_as_such(home: Path, witness_urls: list[
     problem = Requirement.of([W1.verifier()], None).problem(altered)
     assert problem is not None
     assert "bad cosignature by witness witness.test/w1" in problem
+
+
+def test_prove_consistency_ends_at_the_root_the_witnesses_saw(
+    home: Path, witness_urls: list[str]
+) -> None:
+    grow(home, 4)
+    cosign(home, witness_urls)
+    # The store changed under the cosigned checkpoint: the right half of the tree of 4.
+    with sqlite3.connect(home / "ledger.db") as db:
+        db.execute(
+            "UPDATE nodes SET hash = ? WHERE tenant = 'acme' AND level = 1 AND idx = 1",
+            (bytes(32),),
+        )
+    db.close()
+    args = ["prove", "consistency", "--tenant", "acme", "--from", "2", "--to", "4"]
+    result = runner.invoke(app, ["--home", str(home), *args, *BOTH])
+    assert result.exit_code == 1, result.output
+    assert "verified: False" in result.output
+    # Without witnesses a proof that does not verify exits 1 too (it said False and exited 0).
+    plain = runner.invoke(app, ["--home", str(home), *args])
+    assert plain.exit_code == 1, plain.output
+    assert "verified: False" in plain.output
