@@ -220,6 +220,13 @@ def test_serve_outlives_witnesses_that_are_down_and_says_so(tmp_path: Path) -> N
         try:
             until(lambda: "(3 failure(s) so far)" in serve_log.read_text())
             assert _ready(url)
+            metrics = httpx.get(f"{url}/metrics", timeout=10).text
+            failed = next(
+                line
+                for line in metrics.splitlines()
+                if line.startswith('exoarmur_witness_cosignings_total{result="failed"}')
+            )
+            assert float(failed.split()[-1]) >= 3
             assert serve.poll() is None
         finally:
             assert stop(serve) == 0

@@ -185,6 +185,7 @@ class Service:
         self.expiry = ExpiryLoop(governor)
         #: cosigns every log on the ``[witness]`` schedule, when one is configured
         self.witnessing = None if witness is None else WitnessLoop(governor.ledger, witness)
+        self.app.state.witnessing = self.witnessing  # /metrics counts what it did
 
     @property
     def started(self) -> bool:
