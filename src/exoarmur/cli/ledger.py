@@ -92,9 +92,7 @@ WitnessQuorumOption = Annotated[
 
 def _cosigned_head(ledger: Ledger, tenant: str, required: Requirement) -> SignedCheckpoint:
     """The latest stored checkpoint, once it carries the witness quorum ``required``."""
-    from ._cosigning import require_on_stored
-
-    problem = require_on_stored(ledger, tenant, required)
+    problem = _problem(ledger, tenant, required)
     if problem is not None:
         raise QuorumNotReached(
             f"{problem}; run `exoarmur checkpoint --witness URL --witness-key KEY` first"
