@@ -1013,7 +1013,7 @@ def test_a_bundle_with_a_quorum_of_cosignatures_verifies_offline(
     failures = json.loads(short.stdout)["failures"]
     assert failures == [
         f"checkpoints.{log}: 2 of the 3 witness cosignatures needed "
-        "(valid: witness.test/w1, witness.test/w2)"
+        "(valid: witness.test/w1, witness.test/w2; missing: witness.test/w9)"
         for log in ("_system", "acme")
     ]
     uncosigned = runner.invoke(app, ["verify-bundle", str(stale), *quorum])

@@ -13,14 +13,10 @@ from typing import TYPE_CHECKING
 
 import httpx
 
-from ..errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
-from ..ledger.checkpoint import Checkpoint, sign_checkpoint
+from ..errors import InputError, KeyFileError, QuorumNotReached
 from ..ledger.log import Ledger
-from ..witness.client import collect_cosignatures
-from ..witness.cosignature import (
-    CosignatureVerifier,
-    verify_cosignatures,
-)
+from ..witness.cosignature import CosignatureVerifier
+from ..witness.publish import Requirement, cosign_and_store, sign_head
 from ._common import err_console
 
 if TYPE_CHECKING:
@@ -81,23 +77,14 @@ class Witnessing:
         what ``evidence export`` then puts in bundles.
         """
 
-        size = ledger.size(tenant)
-        head = Checkpoint(ledger.origin(tenant), size, ledger.root(tenant, size))
-        note = sign_checkpoint(head, ledger.key)
-
-        def consistency(old: int, new: int) -> Sequence[bytes]:
-            return ledger.consistency(tenant, old, new).hashes
-
-        def root_at(size: int) -> bytes:
-            return ledger.root(tenant, size)
-
+        head, note = sign_head(ledger, tenant)
         try:
             with httpx.Client(timeout=WITNESS_TIMEOUT) as client:
-                cosigned = collect_cosignatures(
+                published = cosign_and_store(
+                    ledger,
+                    tenant,
+                    head,
                     note,
-                    ledger.verifier,
-                    consistency=consistency,
-                    root_at=root_at,
                     witnesses=self.witnesses,
                     keys=self.keys,
                     quorum=self.quorum,
@@ -106,20 +93,16 @@ class Witnessing:
         except QuorumNotReached as exc:
             _write_evidence(self.evidence, tenant, note, exc.refusals)
             raise
-        _write_evidence(self.evidence, tenant, note, cosigned.refusals)
-        for refusal in cosigned.refusals:
+        _write_evidence(self.evidence, tenant, note, published.refusals)
+        for refusal in published.refusals:
             err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
-        ledger.store.save_checkpoint(tenant, size, cosigned.note)
-        if ledger.on_checkpoint is not None:  # the home keeps it beside the store too
-            ledger.on_checkpoint(tenant, head, cosigned.note)
-        stored = ledger.store.latest_checkpoint(tenant)
-        if stored is None or stored[1] != cosigned.note:
+        if not published.stored:
             err_console.print(
-                f"warning: a checkpoint of size {size} was already stored; "
+                f"warning: a checkpoint of size {head.size} was already stored; "
                 "the cosigned one is printed, not stored",
                 markup=False,
             )
-        return cosigned.note
+        return published.note
 
 
 def require_witnesses(
@@ -131,14 +114,7 @@ def require_witnesses(
     activations in the system log) are proven against theirs, and a rolled-back
     system log would hide a policy change as well as a tenant's log would.
     """
-    keys = parse_witness_keys(witness_keys)
-    if not keys:
-        raise InputError("--witness-key: name the key of each witness you trust")
-    needed = len(keys) if quorum is None else quorum
-    if not 1 <= needed <= len(keys):
-        raise InputError(
-            f"--witness-quorum: {needed} is not from 1 to the {len(keys)} key(s) given"
-        )
+    required = Requirement.of(parse_witness_keys(witness_keys), quorum)
     try:
         bundle = json.loads(text)
     except ValueError:
@@ -148,17 +124,28 @@ def require_witnesses(
         verdict.fail("checkpoints", "no checkpoint to require witness cosignatures on")
         return
     for log, note in sorted(notes.items()):
-        try:
-            found = verify_cosignatures(str(note), keys)
-        except CheckpointError as exc:
-            verdict.fail(f"checkpoints.{log}", str(exc))
-            continue
-        if len(found) < needed:
-            names = ", ".join(c.witness for c in found) or "none"
-            verdict.fail(
-                f"checkpoints.{log}",
-                f"{len(found)} of the {needed} witness cosignatures needed (valid: {names})",
-            )
+        problem = required.problem(str(note))
+        if problem is not None:
+            verdict.fail(f"checkpoints.{log}", problem)
+
+
+def require_on_stored(ledger: Ledger, tenant: str, required: Requirement | None) -> str | None:
+    """What is wrong with the latest stored checkpoint of ``tenant``'s log, if ``required``."""
+    if required is None:
+        return None
+    stored = ledger.store.latest_checkpoint(tenant)
+    problem = required.problem(None if stored is None else stored[1])
+    if problem is None:
+        return None
+    where = "" if stored is None else f" (size {stored[0]})"
+    return f"witnesses: the latest stored checkpoint{where}: {problem}"
+
+
+def requirement(witness_keys: Sequence[str] | None, quorum: int | None) -> Requirement | None:
+    """``--witness-key``/``--witness-quorum`` checked; None when neither is given."""
+    if not witness_keys and quorum is None:
+        return None
+    return Requirement.of(parse_witness_keys(witness_keys or []), quorum)
 
 
 def _write_evidence(path: Path | None, tenant: str, note: str, refusals: Sequence[object]) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Sequence
+from dataclasses import replace
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
 from ..errors import (
     InputError,
+    QuorumNotReached,
 )
 from ..home import open_store
 from ..ledger.checkpoint import MAX_NOTE_BYTES, parse_checkpoint_body, split_note
-from ..ledger.log import Ledger
+from ..ledger.log import Ledger, SignedCheckpoint
 from ..terminal import line, styled
 from ._common import (
     EXIT_FAILURE,
@@ -30,6 +32,9 @@ from ._common import (
     progress_bar,
     require_log,
 )
+
+if TYPE_CHECKING:  # httpx and the witness client load only when a witness option is given
+    from ..witness.publish import Requirement
 
 
 def checkpoint(
@@ -71,6 +76,46 @@ def checkpoint(
     sys.stdout.write(note)
 
 
+WitnessKeyOption = Annotated[
+    list[str] | None,
+    typer.Option(
+        "--witness-key",
+        help="A trusted witness's key: the checkpoint relied on must carry its cosignature "
+        "(repeatable).",
+    ),
+]
+WitnessQuorumOption = Annotated[
+    int | None,
+    typer.Option("--witness-quorum", help="Witness cosignatures needed (default: all keys)."),
+]
+
+
+def _cosigned_head(ledger: Ledger, tenant: str, required: Requirement) -> SignedCheckpoint:
+    """The latest stored checkpoint, once it carries the witness quorum ``required``."""
+    problem = _problem(ledger, tenant, required)
+    if problem is not None:
+        raise QuorumNotReached(
+            f"{problem}; run `exoarmur checkpoint --witness URL --witness-key KEY` first"
+        )
+    signed = ledger.latest_checkpoint(tenant)
+    assert signed is not None  # the requirement refuses a log without one
+    return signed
+
+
+def _requirement(witness_key: list[str] | None, quorum: int | None) -> Requirement | None:
+    if not witness_key and quorum is None:
+        return None
+    from ._cosigning import requirement
+
+    return requirement(witness_key, quorum)
+
+
+def _problem(ledger: Ledger, tenant: str, required: Requirement) -> str | None:
+    from ._cosigning import require_on_stored
+
+    return require_on_stored(ledger, tenant, required)
+
+
 prove_app = typer.Typer(
     help="Merkle proofs against the latest signed checkpoint.", no_args_is_help=True
 )
@@ -81,14 +126,29 @@ def prove_inclusion(
     ctx: typer.Context,
     tenant: TenantOption,
     event_id: Annotated[str, typer.Option("--event-id", help="The event to prove.")],
+    witness_key: WitnessKeyOption = None,
+    witness_quorum: WitnessQuorumOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Prove an event is in the log, against the latest checkpoint."""
+    """Prove an event is in the log, against the latest checkpoint.
+
+    With --witness-key: against the latest stored checkpoint, which must carry
+    --witness-quorum of those witnesses' cosignatures and cover the event.
+    """
     with errors(as_json):
+        required = _requirement(witness_key, witness_quorum)
         ledger = current_home(ctx).ledger()
         try:
             event = ledger.event(tenant, event_id)
-            signed = ledger.current_checkpoint(tenant)
+            if required is None:
+                signed = ledger.current_checkpoint(tenant)
+            else:
+                signed = _cosigned_head(ledger, tenant, required)
+                if event.seq >= signed.checkpoint.size:
+                    raise QuorumNotReached(
+                        f"event {event_id} is leaf {event.seq}, after the latest cosigned "
+                        f"checkpoint (size {signed.checkpoint.size}); have a newer one cosigned"
+                    )
             proof = ledger.inclusion(tenant, event.seq, signed.checkpoint.size)
             verified = proof.verify(signed.checkpoint.root_hash)
         finally:
@@ -112,19 +172,35 @@ def prove_consistency(
     tenant: TenantOption,
     old_size: Annotated[int, typer.Option("--from", min=0, help="Older tree size.")],
     new_size: Annotated[int, typer.Option("--to", min=0, help="Newer tree size.")],
+    witness_key: WitnessKeyOption = None,
+    witness_quorum: WitnessQuorumOption = None,
     as_json: JsonFlag = False,
 ) -> None:
-    """Prove the log of size --to extends the log of size --from."""
+    """Prove the log of size --to extends the log of size --from.
+
+    With --witness-key: --to must be the size of the latest stored checkpoint,
+    which must carry --witness-quorum of those witnesses' cosignatures.
+    """
     with errors(as_json):
         if old_size > new_size:
             raise InputError(f"--from ({old_size}) must not exceed --to ({new_size})")
+        required = _requirement(witness_key, witness_quorum)
         ledger = current_home(ctx).ledger()
         try:
             proof = ledger.consistency(tenant, old_size, new_size)
             old_root = ledger.root(tenant, old_size)
             new_root = ledger.root(tenant, new_size)
+            if required is not None:
+                head = _cosigned_head(ledger, tenant, required).checkpoint
+                if head.size != new_size:
+                    raise QuorumNotReached(
+                        f"--to: {new_size} is not the size of the latest cosigned checkpoint "
+                        f"({head.size}); prove up to that one"
+                    )
+                new_root = head.root_hash  # what the witnesses saw, not what the store says now
         finally:
             ledger.store.close()
+    verified = proof.verify(old_root, new_root)
     body = proof.to_json() | {"old_root": old_root.hex(), "new_root": new_root.hex()}
     if as_json:
         print_json(body)
@@ -132,7 +208,9 @@ def prove_consistency(
         console.print(f"consistency {old_size} → {new_size}")
         for index, digest in enumerate(proof.hashes):
             console.print(f"  [{index}] {digest.hex()}")
-        console.print(f"verified: {proof.verify(old_root, new_root)}")
+        console.print(f"verified: {verified}")
+    if not verified:
+        raise typer.Exit(EXIT_FAILURE)
 
 
 def _read_notes(files: Sequence[Path]) -> list[str]:
@@ -163,21 +241,29 @@ def verify(
             "the log must extend it. Repeatable.",
         ),
     ] = None,
+    witness_key: WitnessKeyOption = None,
+    witness_quorum: WitnessQuorumOption = None,
     as_json: JsonFlag = False,
 ) -> None:
     """Re-derive a log from its stored bytes; check its indexes, tree and checkpoints.
 
+    With --witness-key, the latest stored checkpoint must also carry
+    --witness-quorum of those witnesses' cosignatures (default: all).
     Exit 0 VERIFIED, 7 UNANCHORED (all checks passed, but no signed checkpoint
     covers the log's end), 1 FAILED, 2 bad input (e.g. no such tenant).
     """
     with errors(as_json):
         notes = _read_notes(kept or [])
+        required = _requirement(witness_key, witness_quorum)
         home = current_home(ctx)
         ledger = home.ledger(rollback_check=False)
         try:
             require_log(ledger.store, tenant)
             kept_notes = list(dict.fromkeys([*notes, *home.anchors.notes(tenant)]))
             result = ledger.verify(tenant, kept=kept_notes)
+            problem = None if required is None else _problem(ledger, tenant, required)
+            if problem is not None:
+                result = replace(result, problems=(*result.problems, problem))
         finally:
             ledger.store.close()
     if as_json:

@@ -2,7 +2,8 @@
 
 Counted as they happen (by the endpoints and the error handlers): decisions
 by tenant and verdict, latency per governed call, answers by status (the
-429s among them), store failures, expiries recorded. Read at scrape time
+429s among them), store failures, expiries recorded, logs cosigned on the
+``[witness]`` schedule and attempts that failed. Read at scrape time
 from the ledger and the bounds: pending approvals per tenant, kill switches
 engaged, requests in flight. A scrape only reads; it never records expiries.
 
@@ -25,7 +26,7 @@ from fastapi import APIRouter, Depends, Request
 from fastapi.responses import Response
 from fastapi.security import HTTPAuthorizationCredentials
 from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
-from prometheus_client.core import GaugeMetricFamily, Metric
+from prometheus_client.core import CounterMetricFamily, GaugeMetricFamily, Metric
 from prometheus_client.registry import Collector
 
 from ..errors import ExoArmurError, StoreError
@@ -35,6 +36,7 @@ from ..pipeline import Governor
 from .access import Caller
 from .auth import authenticated, bearer
 from .limits import InFlight
+from .witnessing import WitnessLoop
 
 logger = logging.getLogger("exoarmur.server")
 
@@ -71,6 +73,16 @@ class _Ledger(Collector):
                 bounds.add_metric([kind], slots.bound)
         yield in_flight
         yield bounds
+        witnessing: WitnessLoop | None = getattr(self.state, "witnessing", None)
+        if witnessing is not None:
+            cosignings = CounterMetricFamily(
+                "exoarmur_witness_cosignings",
+                "Logs brought to the witnesses on the [witness] schedule, by result.",
+                labels=["result"],
+            )
+            cosignings.add_metric(["stored"], witnessing.cosigned)
+            cosignings.add_metric(["failed"], witnessing.failed)
+            yield cosignings
         try:
             pending, switches = self._ledger_state()
         except ExoArmurError as exc:

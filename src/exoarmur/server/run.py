@@ -42,6 +42,7 @@ from .audit import RefusalAudit
 from .expiry import ExpiryLoop
 from .limits import Limits
 from .settings import DEFAULT_GRACE_SECONDS, RefusalBudget, ServiceSettings, check_grace
+from .witnessing import WitnessLoop, WitnessSchedule
 
 logger = logging.getLogger("exoarmur.server")
 
@@ -155,6 +156,7 @@ class Service:
         refusals: RefusalBudget | None = None,
         tls_cert: Path | None = None,
         tls_key: Path | None = None,
+        witness: WitnessSchedule | None = None,
     ) -> None:
         self.governor = governor
         self.grace_seconds = check_grace(grace_seconds, "grace_seconds")
@@ -181,6 +183,9 @@ class Service:
         )
         self.server = _Server(config, self._stopping)
         self.expiry = ExpiryLoop(governor)
+        #: cosigns every log on the ``[witness]`` schedule, when one is configured
+        self.witnessing = None if witness is None else WitnessLoop(governor.ledger, witness)
+        self.app.state.witnessing = self.witnessing  # /metrics counts what it did
 
     @property
     def started(self) -> bool:
@@ -203,6 +208,8 @@ class Service:
         work still runs after the grace.
         """
         self.expiry.start()
+        if self.witnessing is not None:
+            self.witnessing.start()
         try:
             self.server.run(sockets=sockets)
         finally:
@@ -222,6 +229,8 @@ class Service:
     def _close(self) -> None:
         self._stopping()
         self.expiry.stop()
+        if self.witnessing is not None:
+            self.witnessing.stop()
         assert self._stop_deadline is not None
         remaining = max(0.0, self._stop_deadline - time.monotonic())
         if not self.governor.drain(remaining):
@@ -290,6 +299,7 @@ def serve(
             refusals=settings.refusals,
             tls_cert=tls_cert,
             tls_key=tls_key,
+            witness=settings.witness,
         )
         service.app.state.hook_classes = tool_classes(where.config())
         governor.record_service(settings.to_canonical())

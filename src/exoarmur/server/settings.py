@@ -6,6 +6,7 @@
     window_seconds = 300
     per_source = 10               # recorded one by one per (source, key id) and window
     max_bytes_per_hour = 65536    # bytes those may add per clock hour
+    [witness]                     # cosign every log on a schedule (exoarmur.server.witnessing)
 
 Recorded as ``service.configured`` in the system log when a service starts
 (once per distinct settings), so what was kept and what was only counted can
@@ -20,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from .witnessing import WitnessSchedule
 
 #: seconds running executions get to finish once a stop is asked, unless configured
 DEFAULT_GRACE_SECONDS = 30.0
@@ -85,6 +87,8 @@ class ServiceSettings:
 
     grace_seconds: float = DEFAULT_GRACE_SECONDS
     refusals: RefusalBudget = field(default_factory=RefusalBudget)
+    #: the ``[witness]`` table: None when logs are not cosigned on a schedule
+    witness: WitnessSchedule | None = None
 
     def __post_init__(self) -> None:
         check_grace(self.grace_seconds, "server.grace_seconds")
@@ -99,16 +103,20 @@ class ServiceSettings:
         return cls(
             grace_seconds=check_grace(grace, "server.grace_seconds"),
             refusals=RefusalBudget.from_table(table.get("refusals")),
+            witness=WitnessSchedule.from_config(config),
         )
 
     def to_canonical(self) -> dict[str, Any]:
         grace = self.grace_seconds
-        return {
+        canonical: dict[str, Any] = {
             "format": "exoarmur.service/v1",
             # a whole number stays one: canonical JSON has no floats to spare
             "grace_seconds": int(grace) if grace == int(grace) else str(grace),
             "refusals": self.refusals.to_canonical(),
         }
+        if self.witness is not None:  # only when configured: settings without it keep their hash
+            canonical["witness"] = self.witness.to_canonical()
+        return canonical
 
 
 def check_grace(value: object, where: str) -> float:
