@@ -116,8 +116,9 @@ def test_lockdown_raises_an_allowed_action_to_exactly_one_approval(tmp_path: Pat
         }
         assert intent_state(gated.governor.story("acme", locked.intent_id)).quorum == 1
         deploy = gated.submit(action="app.deploy", target="l3", safety_class="A3")
-        # policy asks 1, the class floor raises A3 to 2, and lockdown adds none on top
-        assert deploy.decision.obligations["approval"] == "2"
+        # policy asks 1, the class floor raises A3 to 2, and lockdown adds heightened's
+        # one more for A2/A3 (lockdown never asks fewer approvals than heightened)
+        assert deploy.decision.obligations["approval"] == "3"
     finally:
         gated.governor.close()
 
