@@ -4,7 +4,7 @@ Everything an agent, an operator or a policy wrote reaches the browser
 through :func:`shown` or :func:`shown_json`: HTML-escaped first, then each
 character the eye cannot see or that reorders what follows (controls,
 right-to-left overrides, zero-width characters, a byte-order mark) replaced
-by a marked ``U+XXXX`` tag. So ``invoice\u202egnp.exe`` reads as
+by a marked tag naming its code point. So ``invoice\u202egnp.exe`` reads as
 ``invoice⟦U+202E⟧gnp.exe``, and ``<script>`` as the nine characters it is.
 """
 
