@@ -7,6 +7,7 @@ must react differently: fix the request, or retry / page someone.
     ├── InputError              bad input; nothing was written (CLI exit 2, HTTP 4xx)
     │   ├── IntentError         an intent failed validation (names the field and the rule)
     │   ├── ContainmentError    a containment action or plan is malformed (names the step and rule)
+    │   ├── ObservationError    an observation failed validation (names the field and the rule)
     │   ├── JSONTextError       a document is not JSON ExoArmur accepts (repeated key, NaN…)
     │   ├── PolicyError         a policy bundle does not parse or validate
     │   └── ConfigError         the configuration file is wrong
@@ -56,6 +57,10 @@ class IntentError(InputError):
 
 class ContainmentError(InputError):
     """A containment action or plan is malformed: names the step or field and the rule."""
+
+
+class ObservationError(InputError):
+    """An observation failed validation, or reuses a recorded id for other content."""
 
 
 class JSONTextError(InputError):

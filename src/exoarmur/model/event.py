@@ -61,6 +61,10 @@ ACCESS_REFUSED_COUNTED: Final = "access.refused.counted"
 #: the settings an HTTP service runs with (grace, refusal budget), once per distinct settings
 SERVICE_CONFIGURED: Final = "service.configured"
 
+# Observations and beliefs (tenant logs): each recorded once, whoever redelivers it.
+OBSERVATION_RECORDED: Final = "observation.recorded"
+BELIEF_FORMED: Final = "belief.formed"
+
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
 SYSTEM_LOG: Final = "_system"
@@ -186,6 +190,10 @@ def idempotency_key_of(
         return f"revoke {payload['name']}"
     if event_type == PRINCIPAL_KEY_ROTATED:
         return f"rotate {payload['name']} {payload['key_id']}"
+    if event_type == OBSERVATION_RECORDED:
+        return f"observation {payload['observation']['observation_id']}"
+    if event_type == BELIEF_FORMED:
+        return f"belief {payload['belief']['belief_id']}"
     if event_type == RUN_STARTED:
         return "run:" + content_hash(payload)
     if event_type == SERVICE_CONFIGURED:

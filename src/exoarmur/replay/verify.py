@@ -63,6 +63,7 @@ from ..model.event import (
     intent_key,
 )
 from ..model.intent import ActionIntent
+from ..observations.beliefs import BeliefAudit
 from ..policy import PolicyEngine
 from ..policy.engine import engine_from_activation
 from ..principals import PRINCIPAL_EVENTS, PrincipalBook
@@ -262,6 +263,7 @@ class Replayer:
         )
         self.engines: dict[str, PolicyEngine] = {}
         self.containment = ContainmentAudit(tenant)
+        self.beliefs = BeliefAudit()
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
         self.divergences: list[Divergence] = []
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
@@ -352,9 +354,14 @@ class Replayer:
             for where, recorded, replayed, reason in self.containment.check(event):
                 if event.seq >= self.start:
                     self.diverge(event, where, recorded, replayed, reason)
+            for where, recorded, replayed, reason in self.beliefs.check(event):
+                if event.seq >= self.start:
+                    self.diverge(event, where, recorded, replayed, reason)
             self.fold.offer(event)
             if progress is not None:
                 progress(1)
+        for event, (where, recorded, replayed, reason) in self.beliefs.missing():
+            self.diverge(event, where, recorded, replayed, reason)
         root = frontier.root()
         checkpoint_size, checkpoint_verified = None, None
         if latest is not None:
