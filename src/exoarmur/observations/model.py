@@ -103,8 +103,11 @@ def derived_id(observation: Observation) -> str:
 def _token(value: object, field: str, longest: int) -> str:
     if not isinstance(value, str) or not 1 <= len(value) <= longest:
         raise ObservationError(f"{field}: must be a string of 1-{longest} characters")
-    if any(c.isspace() or ord(c) < 0x20 or ord(c) == 0x7F for c in value):
-        raise ObservationError(f"{field}: does not match the pattern {TOKEN_PATTERN}")
+    # unprintable characters (C1 controls, bidi overrides) would repaint an operator's terminal
+    if any(c.isspace() or not c.isprintable() for c in value):
+        raise ObservationError(
+            f"{field}: does not match the pattern {TOKEN_PATTERN} (printable, no whitespace)"
+        )
     return value
 
 

@@ -18,6 +18,7 @@ from ..pipeline import Governor
 from . import console, controls, intents, metrics, plans, record, service, tiles
 from . import evidence as evidence_export
 from . import hooks as tool_hooks
+from . import observations as telemetry
 from . import policy as policy_tools
 from . import principals as principal_admin
 from . import reported as reported_actions
@@ -57,6 +58,7 @@ def _application(limits: Limits) -> FastAPI:
     app.include_router(tool_hooks.router)
     app.include_router(policy_tools.router)
     app.include_router(principal_admin.router)
+    app.include_router(telemetry.router)
     console.install(app)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,
     # and every answer (even LastResort's) carries its request id.
