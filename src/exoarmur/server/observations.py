@@ -17,7 +17,7 @@ from pydantic import Field
 from ..errors import InputError
 from ..model.intent import TENANT_PATTERN
 from ..observations.intake import desk_of, recording_actor
-from ..observations.model import MAX_DOCUMENT_BYTES, parse_batch
+from ..observations.model import MAX_BATCH, MAX_DOCUMENT_BYTES, parse_batch
 from ..principals import ALL_TENANTS
 from .access import Right
 from .auth import CallerDep
@@ -26,6 +26,42 @@ from .limits import write_slot
 from .schemas import _Body, problems
 
 router = APIRouter(prefix="/v1", tags=["observations"], route_class=JSONBodyRoute)
+
+
+_OBSERVATION_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "additionalProperties": False,
+    "required": ["source", "subject", "kind", "event_time"],
+    "properties": {
+        "observation_id": {"type": "string", "description": "Derived from the content if absent."},
+        "source": {"type": "string"},
+        "subject": {
+            "type": "object",
+            "additionalProperties": False,
+            "required": ["kind", "id"],
+            "properties": {
+                "kind": {"enum": ["identity", "endpoint", "workload", "service"]},
+                "id": {"type": "string"},
+            },
+        },
+        "kind": {"type": "string", "pattern": "^[a-z0-9._-]+$"},
+        "attributes": {"type": "object"},
+        "event_time": {"type": "string", "format": "date-time"},
+    },
+}
+OBSERVATIONS_BODY: dict[str, Any] = {
+    "required": True,
+    "content": {
+        "application/json": {
+            "schema": {
+                "oneOf": [
+                    _OBSERVATION_SCHEMA,
+                    {"type": "array", "items": _OBSERVATION_SCHEMA, "maxItems": MAX_BATCH},
+                ]
+            }
+        }
+    },
+}
 
 
 class RecordedObservation(_Body):
@@ -54,6 +90,7 @@ async def observation_document(request: Request) -> bytes:
     summary="Record telemetry observations",
     response_model=ObservationsAnswer,
     responses=problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
+    openapi_extra={"requestBody": OBSERVATIONS_BODY},
     dependencies=[Depends(write_slot)],
 )
 def record_observations(
