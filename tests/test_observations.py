@@ -41,6 +41,9 @@ from exoarmur.principals import Principal
 from exoarmur.replay import replay
 
 AGENT = {"id": "telemetry", "kind": "agent"}
+DEEP: Any = 1
+for _ in range(20):
+    DEEP = [DEEP]
 TENANT = "acme"
 
 
@@ -84,6 +87,12 @@ def kinds(governor: Governor, tenant: str = TENANT) -> list[str]:
             "kind:id",
         ),
         ({**obs(), "subject": {"kind": "identity", "id": "a\u009bb"}}, "subject.id", "pattern"),
+        ({**obs(), "source": ""}, "source", "1-256 characters"),
+        ({**obs(), "kind": "Login"}, "kind", "lower-case"),
+        ({**obs(), "attributes": []}, "attributes", "JSON object"),
+        ({**obs(), "attributes": {"a": DEEP}}, "attributes", "deeper"),
+        ({**obs(), "attributes": {"correlated_ids": "x"}}, "attributes.correlated_ids", "list"),
+        ({**obs(), "event_time": 1764489600}, "event_time", "string"),
     ],
 )
 def test_a_bad_observation_is_refused_naming_the_field_and_the_rule(
@@ -105,6 +114,10 @@ def test_repeated_keys_and_bad_lines_are_refused_where_they_are() -> None:
         parse_batch(json.dumps([obs(1), {**obs(2), "subject": "alice"}]))
     with pytest.raises(ObservationError, match="empty"):
         parse_batch("[]")
+    with pytest.raises(ObservationError, match=r"^0\.observation: must be a JSON object"):
+        parse_batch("[1]")
+    with pytest.raises(ObservationError, match=r"^malformed JSON"):
+        parse_batch("{")
 
 
 def test_the_derived_id_depends_on_content_not_on_spelling() -> None:
@@ -189,9 +202,43 @@ def test_a_configured_rule_replaces_a_shipped_one_and_changes_its_version() -> N
         ({"rules": [{"name": "x", "type": "plugin", "plugin": "nowhere"}]}, "no detector"),
         ({"shadow_ttl_seconds": 1}, "shadow_ttl_seconds"),
         ({"colour": "red"}, "detectors.colour: unknown field"),
+        ([], "must be an object"),
+        ({"rules": {}}, "must be a list"),
+        ({"rules": [[]]}, "rules.0: must be an object"),
+        ({"rules": [{"type": "threshold"}]}, "rules.0.name"),
+        ({"rules": [{"name": "p", "type": "plugin", "plugin": "p", "x": 1}]}, "rules.0.x"),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "t",
+                        "type": "threshold",
+                        "match": "a",
+                        "threshold": 0,
+                        "window_seconds": 1,
+                        "belief": "b",
+                    }
+                ]
+            },
+            "rules.0.threshold",
+        ),
+        (
+            {
+                "rules": [
+                    {
+                        "name": "n",
+                        "type": "new_location",
+                        "match": "a",
+                        "attribute": "",
+                        "belief": "b",
+                    }
+                ]
+            },
+            "rules.0.attribute",
+        ),
     ],
 )
-def test_bad_detector_settings_are_refused(raw: dict[str, Any], words: str) -> None:
+def test_bad_detector_settings_are_refused(raw: Any, words: str) -> None:
     with pytest.raises(ConfigError, match=words):
         detectors_config(raw)
 
