@@ -110,12 +110,16 @@ class Threshold:
         if newest.observation.kind != self.match:
             return []
         since = newest.recorded_at - self.window
-        inside = tuple(
-            s for s in history if s.observation.kind == self.match and s.recorded_at > since
-        )
+        inside: list[Seen] = []
+        # recorded order is time order: walk back only as far as the window reaches
+        for seen in reversed(history):
+            if seen.recorded_at <= since or len(inside) > self.threshold:
+                break
+            if seen.observation.kind == self.match:
+                inside.append(seen)
         if len(inside) != self.threshold:
             return []
-        return [Finding(self.belief, newest.observation.subject, inside)]
+        return [Finding(self.belief, newest.observation.subject, tuple(reversed(inside)))]
 
 
 class NewLocation:

@@ -361,7 +361,8 @@ class Replayer:
             if progress is not None:
                 progress(1)
         for event, (where, recorded, replayed, reason) in self.beliefs.missing():
-            self.diverge(event, where, recorded, replayed, reason)
+            if event.seq >= self.start:
+                self.diverge(event, where, recorded, replayed, reason)
         root = frontier.root()
         checkpoint_size, checkpoint_verified = None, None
         if latest is not None:
