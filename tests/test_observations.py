@@ -343,6 +343,8 @@ def test_a_shadow_closes_by_ttl_on_recorded_time_and_by_an_operator(governor: Go
         desk.close(TENANT, shadow.shadow_key, operator, "again")
     with pytest.raises(PermissionDenied):
         recording_actor(auditor, TENANT)
+    report = _replayed(governor)
+    assert report.verified, report.divergences
 
 
 def test_correlated_identifiers_give_one_key_whatever_the_order() -> None:
@@ -398,6 +400,30 @@ def test_replay_fails_on_a_forged_belief_and_on_a_missing_one(governor: Governor
     reasons = [d.reason for d in _replayed(governor).divergences]
     assert any("no detector in force re-derives" in r for r in reasons)
     assert any("it is not recorded" in r for r in reasons)
+
+
+@pytest.mark.parametrize(
+    ("kind", "change", "reason"),
+    [
+        ("shadow.created", {"shadow_key": "shd-0"}, "hash of its identifiers"),
+        ("shadow.created", {}, "already open"),
+        ("shadow.updated", {"plan": None}, "ready plan follows"),
+        ("shadow.updated", {"belief_ids": ["bel-forged"]}, "no such belief"),
+        ("shadow.closed", {"shadow_key": "shd-0"}, "no open shadow"),
+    ],
+)
+def test_replay_fails_on_a_shadow_event_that_does_not_fit(
+    governor: Governor, kind: str, change: dict[str, Any], reason: str
+) -> None:
+    desk = desk_of(governor)
+    desk.record(TENANT, failures(5), AGENT)
+    (shadow,) = desk.shadows(TENANT)
+    payload = {"shadow": shadow.to_canonical() | change}
+    draft = governor.drafts.for_log(TENANT, kind, payload, SYSTEM_ACTOR.to_canonical())
+    governor.state.append_one(TENANT, draft)
+    report = _replayed(governor)
+    assert not report.verified
+    assert any(reason in d.reason for d in report.divergences), report.divergences
 
 
 # -- the command line ------------------------------------------------------------------

@@ -25,7 +25,7 @@ from .model import (
     SHADOW_EVENTS,
     Observation,
 )
-from .shadow import Correlation, ShadowBook, shadow_key
+from .shadow import Correlation, ShadowBook, select_plan, shadow_key
 
 #: (field, recorded, replayed, reason), as containment's audit
 Finding = tuple[str, Any, Any, str]
@@ -118,6 +118,8 @@ class BeliefAudit:
                     "the recorded belief differs from the one its observations re-derive",
                 )
             self.owed.pop(str(belief_id), None)
+        elif kind in SHADOW_EVENTS:
+            yield from self._shadow(event)
         self.log.apply(event)
         if kind == DETECTORS_CONFIGURED and self.log.config_problem is not None:
             yield (
@@ -132,15 +134,26 @@ class BeliefAudit:
                 if belief["belief_id"] not in self.log.beliefs:
                     self.owed.setdefault(belief["belief_id"], (event, belief))
                 self.derived[belief["belief_id"]] = belief
-        elif kind == SHADOW_CREATED:
-            body = event.payload["shadow"]
-            if body["shadow_key"] != shadow_key(body["identifiers"]):
-                yield (
-                    "payload.shadow.shadow_key",
-                    body["shadow_key"],
-                    shadow_key(body["identifiers"]),
-                    "a shadow's key is the hash of its identifiers",
-                )
+
+    def _shadow(self, event: Event) -> Iterator[Finding]:
+        """A lifecycle event must fit the shadows before it and the beliefs recorded."""
+        body = event.payload["shadow"]
+        key, identifiers = body["shadow_key"], body["identifiers"]
+        known = self.log.shadows.shadows.get(key)
+        if event.type == SHADOW_CREATED:
+            if key != shadow_key(identifiers):
+                why = "a shadow's key is the hash of its identifiers"
+                yield ("payload.shadow.shadow_key", key, shadow_key(identifiers), why)
+            if known is not None and known.open:
+                yield ("payload.shadow.shadow_key", key, None, "this shadow is already open")
+        elif known is None or not known.open:
+            yield ("payload.shadow.shadow_key", key, None, "no open shadow has this key")
+        if body["plan"] != select_plan(identifiers):
+            why = "the ready plan follows from the shadow's identifiers"
+            yield ("payload.shadow.plan", body["plan"], select_plan(identifiers), why)
+        unknown = [b for b in body["belief_ids"] if b not in self.log.beliefs]
+        if unknown:
+            yield ("payload.shadow.belief_ids", unknown[0], None, "no such belief is recorded")
 
     def missing(self) -> Iterator[tuple[Event, Finding]]:
         """Beliefs the recorded observations form that the log never recorded."""
