@@ -37,6 +37,7 @@ from exoarmur.model.event import (
     SYSTEM_LOG,
     EventDraft,
     draft_of,
+    idempotency_key_of,
     intent_id_key,
     intent_key,
 )
@@ -189,6 +190,25 @@ def test_duplicate_idempotency_key_writes_nothing(store: LedgerStore) -> None:
     store.append("globex", [draft(0, tenant="globex", key="k", intent="i-9")])
     assert store.intent_for_key("globex", "k") == "i-9"
     assert_one_consistent_tree(store)
+
+
+def test_an_observation_and_a_belief_are_recorded_once_on_every_store(store: LedgerStore) -> None:
+    observation = {"observation": {"observation_id": "okta/evt 1", "source": "okta"}}
+    belief = {"belief": {"belief_id": "bel-1"}}
+    drafts = []
+    for n, (kind, payload) in enumerate(
+        [("observation.recorded", observation), ("belief.formed", belief)]
+    ):
+        key = idempotency_key_of(kind, payload)
+        drafts.append(replace(draft(n, type=kind, key=key), payload=payload))
+    store.append("acme", drafts)
+    for n, taken in enumerate(drafts, start=2):
+        with pytest.raises(DuplicateIntent):
+            store.append("acme", [replace(taken, event_id=f"ev-acme-{n}")])
+    assert store.size("acme") == 2
+    assert store.intent_for_key("acme", "observation okta/evt 1") == "ev-acme-0"
+    assert store.intent_for_key("acme", "belief bel-1") == "ev-acme-1"
+    assert store.index_problems("acme", 2) == []
 
 
 def test_a_duplicate_in_a_batch_does_not_sink_the_others(store: LedgerStore) -> None:
