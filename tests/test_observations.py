@@ -324,7 +324,9 @@ def test_a_shadow_closes_by_ttl_on_recorded_time_and_by_an_operator(governor: Go
     desk.record(TENANT, [parse_observation(obs(30, kind="noise"))], AGENT)
     assert desk.status(TENANT, "identity:alice").shadowed
     governor.clock.advance(timedelta(seconds=10))  # type: ignore[attr-defined]
-    desk.record(TENANT, [parse_observation(obs(31, kind="noise"))], AGENT)
+    (expired,) = desk.expire(TENANT)
+    assert expired.payload["shadow"]["shadow_key"] == shadow.shadow_key
+    assert desk.expire(TENANT) == []
     assert not desk.status(TENANT, "identity:alice").shadowed
     closed = [e for e in governor.ledger.store.events(TENANT) if e.type == SHADOW_CLOSED]
     assert closed[0].payload["cause"] == "ttl"
@@ -462,6 +464,8 @@ def test_observe_and_shadow_commands(tmp_path: Path) -> None:
     closed = run("shadow", "close", key, "-t", "acme", "--reason", "cleared")
     assert closed.exit_code == 0, closed.output
     assert json.loads(run("shadow", "list", "-t", "acme", "--json").output) == []
+    assert "0 shadow(s) closed" in run("shadow", "expire", "-t", "acme").output
+    assert json.loads(run("shadow", "expire", "-t", "acme", "--json").output) == []
     assert run("shadow", "show", "shd-none", "-t", "acme").exit_code == 1
     assert run("observe", "-t", "Bad Tenant", "-", input=json.dumps(obs())).exit_code == 2
     assert run("observe", "-t", "acme", str(tmp_path / "missing.json")).exit_code == 2

@@ -175,6 +175,24 @@ def shadow_close(
     typer.echo(visible(f"closed {key} by {event.actor['id']} (event {event.event_id})"))
 
 
+@shadow_app.command("expire")
+def shadow_expire(
+    ctx: typer.Context, tenant: TenantOption = "default", as_json: JsonFlag = False
+) -> None:
+    """Close the shadows whose TTL has passed (recording observations does it too)."""
+    from ..home import open_governor
+    from ..observations.intake import desk_of
+
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
+        closed = desk_of(governor).expire(_tenant(tenant))
+    if as_json:
+        print_json([e.to_json() for e in closed])
+        return
+    for event in closed:
+        typer.echo(f"closed {event.payload['shadow']['shadow_key']} (ttl)")
+    typer.echo(f"{len(closed)} shadow(s) closed in {tenant}")
+
+
 def demo_identity_shadow(
     ctx: typer.Context,
     deterministic: Annotated[

@@ -154,7 +154,7 @@ class ObservationDesk:
 
     def _one(self, tenant: str, observation: Observation, actor: dict[str, str]) -> Recorded:
         ident = observation.observation_id
-        self._close_expired(tenant)
+        self.expire(tenant)
         fold = self.log(tenant)
         event = None
         if ident not in fold.observations:
@@ -203,7 +203,8 @@ class ObservationDesk:
                 fold = self.log(tenant)
         return done
 
-    def _close_expired(self, tenant: str) -> list[Event]:
+    def expire(self, tenant: str) -> list[Event]:
+        """Close every shadow no belief has touched for the TTL in force, as of the clock now."""
         fold = self.log(tenant)
         closed = []
         for shadow in fold.shadows.due(self.drafts.now(), fold.shadow_ttl):
