@@ -10,6 +10,7 @@ HTTP API and embedders use.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..executors.registry import Binding
 from ..gate import GateConfig
 from ..ids import IdGenerator
 from ..ledger.log import Ledger
+from ..ledger.store import CommitsObserved
 from ..model.decision import Outcome
 from ..model.event import CONFIG_SNAPSHOT, SYSTEM_LOG, Event
 from ..model.intent import ActionIntent, IntentRequest, parse_intent
@@ -32,6 +34,7 @@ from .access import Access
 from .drafts import Drafts, operator
 from .drain import GovernedCalls
 from .intake import Decider, Intake
+from .observing import Monotonic, Observer, Observers
 from .outcomes import outcome_from_events, read_story
 from .policies import Policies
 from .principals import Principals
@@ -73,6 +76,7 @@ class Governor:
         gate: GateConfig | None = None,
         randomness: Callable[[int], bytes] | None = None,
         evidence: dict[str, Any] | None = None,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.ledger = ledger
         #: the home's [evidence] settings; recorded in the config snapshot when any is set
@@ -82,7 +86,11 @@ class Governor:
         self.randomness = randomness or os.urandom
         self._close_hooks: list[Callable[[], None]] = []
         self.drafts = Drafts(clock, ids)
-        self.state = ControlState(ledger, self.gate)
+        #: told each stage's time (on ``monotonic``) and each group commit's size; see observe()
+        self.observers = Observers(monotonic)
+        if isinstance(ledger.store, CommitsObserved):
+            ledger.store.observe_commits(self.observers.batch_committed)
+        self.state = ControlState(ledger, self.gate, self.observers)
         self.runner = Runner(
             self.state, self.drafts, executors if executors is not None else ExecutorRegistry()
         )
@@ -140,6 +148,17 @@ class Governor:
     def executors(self, executors: ExecutorRegistry) -> None:
         self.runner.executors = executors
         self.containment.attach(executors)
+
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` each stage's time and each group commit's size.
+
+        Advice only: an observer that raises is logged and skipped; it never
+        changes a decision, a write or an outcome.
+        """
+        self.observers.add(observer)
+
+    def unobserve(self, observer: Observer) -> None:
+        self.observers.remove(observer)
 
     # -- configuration ----------------------------------------------------------
 
