@@ -193,13 +193,23 @@ class Governor:
 
     # -- governing --------------------------------------------------------------
 
-    def submit(self, intent: IntentRequest | Mapping[str, Any]) -> Outcome:
-        """Govern one intent with the executor bound to its action (if any)."""
+    def submit(
+        self, intent: IntentRequest | Mapping[str, Any], *, trace_id: str | None = None
+    ) -> Outcome:
+        """Govern one intent with the executor bound to its action (if any).
+
+        ``trace_id``: the caller's W3C trace id (32 hex digits), recorded in
+        ``intent.recorded`` beside the intent; see :func:`exoarmur.model.trace.trace_id_of`.
+        """
         with self.calls.governed():
-            return self.intake.govern(_request(intent), None)
+            return self.intake.govern(_request(intent), None, trace_id)
 
     def run(
-        self, intent: IntentRequest | Mapping[str, Any], fn: Callable[[ActionIntent], Any]
+        self,
+        intent: IntentRequest | Mapping[str, Any],
+        fn: Callable[[ActionIntent], Any],
+        *,
+        trace_id: str | None = None,
     ) -> Outcome:
         """Govern a Python call: ``fn(intent)`` runs only if the intent is allowed.
 
@@ -208,7 +218,7 @@ class Governor:
         """
         with self.calls.governed():
             binding = Binding("python-call", guard(CallableExecutor(fn)))
-            return self.intake.govern(_request(intent), binding)
+            return self.intake.govern(_request(intent), binding, trace_id)
 
     def outcome(self, tenant: str, intent_id: str, *, duplicate: bool = False) -> Outcome:
         """An intent's outcome as the ledger tells it."""

@@ -32,6 +32,7 @@ from ..model.event import (
     intent_key,
 )
 from ..model.intent import ActionIntent, IntentRequest, derive_idempotency_key
+from ..model.trace import checked_trace_id
 from .deciding import Deliberation, gate_many, policy_many
 from .drafts import Drafts
 from .outcomes import VERDICT_STATUS, outcome_from_events, read_story
@@ -202,8 +203,11 @@ class Intake:
         #: records a posture whose TTL ran out (tenant, posture event id)
         self.posture_lapsed = posture_lapsed
 
-    def govern(self, request: IntentRequest, override: Binding | None) -> Outcome:
+    def govern(
+        self, request: IntentRequest, override: Binding | None, trace_id: str | None = None
+    ) -> Outcome:
         refuse_malformed_containment(request)
+        trace_id = checked_trace_id(trace_id)
         store = self.state.ledger.store
         now = self.drafts.now()
         event_time = request.event_time or now
@@ -230,10 +234,14 @@ class Intake:
             event_time=event_time,
         )
         intent_hash = intent.intent_hash()
+        recorded_payload = {"intent": intent.to_canonical(), "intent_hash": intent_hash}
+        if trace_id is not None:
+            # Beside the intent, not in it: its hash and its approvals stay the trace's own.
+            recorded_payload["trace_id"] = trace_id
         recorded = self.drafts.for_intent(
             intent,
             INTENT_RECORDED,
-            {"intent": intent.to_canonical(), "intent_hash": intent_hash},
+            recorded_payload,
             actor=intent.actor.to_canonical(),
             idempotency_key=intent_key(intent.actor.id, key),
             event_time=event_time,
