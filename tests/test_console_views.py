@@ -11,6 +11,9 @@ import pytest
 
 from containment_kit import CONTAINMENT_POLICY
 from exoarmur.clock import FixedClock
+from exoarmur.errors import NotFound
+from exoarmur.replay.whatif import redecide
+from exoarmur.server.console.containment import _steps
 from test_console import _sign_in
 from test_server_support import DELETE, POLICY, Deployment, deploy, submit
 
@@ -106,3 +109,39 @@ def test_containment_shows_controls_with_ttl_left_on_the_server_clock_and_plan_s
     assert "containment-controls" not in dep.client.get("/console/containment").text
     _sign_in(dep, "mallory")
     assert dep.client.get("/console/containment?tenant=acme").status_code == 403
+
+
+def test_a_plan_step_shows_what_its_events_say_happened() -> None:
+    planned = [
+        {"effector": "revoke_sessions", "scope": {"kind": "identity", "id": "eve"}},
+        {"effector": "isolate_endpoint", "scope": "endpoint:pc-1", "ttl_seconds": 60},
+        {"effector": "rate_limit", "scope": "identity:eve", "ttl_seconds": 60},
+        {"effector": "freeze_identity", "scope": "identity:eve", "ttl_seconds": 60},
+        {"effector": "disable_workload", "scope": "workload:w", "ttl_seconds": 60},
+    ]
+    events = [
+        {"type": "plan.step.started", "step": 1},
+        {"type": "plan.step.finished", "step": 1, "status": "succeeded"},
+        {"type": "containment.reverted", "step": 1, "cause": "compensation"},
+        {"type": "plan.step.started", "step": 2},
+        {"type": "plan.step.finished", "step": 2, "status": "succeeded"},
+        {"type": "containment.reverted", "step": 2, "cause": "expired"},
+        {"type": "plan.step.started", "step": 3},
+        {"type": "plan.step.finished", "step": 3, "status": "failed", "error": "<b>no</b>"},
+        {"type": "plan.step.started", "step": 4},
+    ]
+    steps = _steps(planned, events)
+    assert [(s["status"], s["error"]) for s in steps] == [
+        ("compensated", None),
+        ("expired", None),
+        ("failed", "<b>no</b>"),
+        ("running", None),
+        ("not started", None),
+    ]
+    assert [s["scope"] for s in steps][:2] == ["identity:eve", "endpoint:pc-1"]
+
+
+def test_what_if_of_an_unknown_intent_is_not_found(dep: Deployment) -> None:
+    engine = dep.governor.policy_for("acme")
+    with pytest.raises(NotFound, match="no intent 01ARZ3NDEKTSV4RRFFQ69G5FAV"):
+        redecide(dep.governor.ledger.store, "acme", "01ARZ3NDEKTSV4RRFFQ69G5FAV", engine)

@@ -141,4 +141,5 @@ def redecide(
     for intent, recorded, redecided in replayer.redecided:
         if intent.intent_id == intent_id:
             return Redecision(intent, recorded, redecided, candidate.policy_hash)
-    raise NotFound(f"intent {intent_id} has no recorded decision to decide again")
+    # intent.recorded and decision.recorded are one append: a recorded intent has its decision
+    raise NotFound(f"intent {intent_id}: no decision to decide again")  # pragma: no cover
