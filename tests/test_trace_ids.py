@@ -128,3 +128,27 @@ def test_an_embedder_s_malformed_trace_id_is_refused_and_nothing_written(dep: De
     with pytest.raises(IntentError, match="trace_id: must be 32 lower-case hex"):
         dep.governor.submit(READ | {"actor": {"id": "a", "kind": "agent"}}, trace_id="nope")
     assert dep.size("acme") == size
+
+
+def test_plans_and_coding_agent_hooks_record_the_trace_too(dep: Deployment) -> None:
+    traced = {"traceparent": f"00-{TRACE}-{PARENT}-01"}
+    door_net = {"preset": "door-net", "targets": ["identity:eve"]}
+    plans = "/v1/tenants/acme/plans"
+    plan = dep.client.post(plans, json=door_net, headers=dep.auth("alice") | traced)
+    assert plan.status_code == 200, plan.text
+    assert _recorded(dep, plan.json()["plan_id"])["trace_id"] == TRACE
+    hook = {
+        "hook_event_name": "PreToolUse",
+        "tool_name": "Read",
+        "tool_input": {"file_path": "/home/dev/shop/notes.txt"},
+        "session_id": "s-1",
+        "tool_use_id": "t-1",
+        "cwd": "/home/dev/shop",
+    }
+    url = "/v1/hooks/claude-code?tenant=acme"
+    answer = dep.client.post(url, json=hook, headers=dep.auth("agent-7") | traced)
+    assert answer.status_code == 200, answer.text
+    store = dep.governor.ledger.store
+    ids = store.intents_with("acme", "intent.recorded", ("none",))
+    hooked = [i for i in ids if i != plan.json()["plan_id"]]
+    assert [_recorded(dep, i)["trace_id"] for i in hooked] == [TRACE]
