@@ -25,6 +25,7 @@ from typing import Any
 import httpx
 import pytest
 
+from containment_kit import CONTAINMENT_POLICY
 from exoarmur.home import Home, open_governor
 from exoarmur.policy import PolicyBundle
 from test_server_support import DELETE, POLICY, READ
@@ -118,7 +119,8 @@ def served(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Served]:
     Home(home).init()
     governor = open_governor(home)
     try:
-        governor.activate_policy(PolicyBundle.from_text(POLICY))
+        # Containment actions are allowed too, for the containment page's plans.
+        governor.activate_policy(PolicyBundle.from_text(POLICY + CONTAINMENT_POLICY))
         keys = {
             name: governor.add_principal(name, role, tenants)[1]
             for name, (role, tenants) in PEOPLE.items()
@@ -453,6 +455,102 @@ def test_hostile_text_is_inert_and_visible(browser: Any, served: Served) -> None
     assert page.evaluate("window.pwned") is None
     assert dialogs == []
     _shoot(page, served, "inbox-hostile-text")
+    page.context.close()
+
+
+# -- replay and what-if, containment ------------------------------------------------------
+
+TRACE = "4bf92f3577b34da6a3ce929d0e0e4736"
+NO_PROD_DELETES = (
+    '@id("no-prod-deletes") forbid (principal, action == Action::"demo.delete", resource);'
+)
+
+
+def test_replay_and_what_if_of_an_intent_under_a_pasted_policy(
+    browser: Any, served: Served
+) -> None:
+    traced = served.auth("agent-7") | {"traceparent": f"00-{TRACE}-00f067aa0ba902b7-01"}
+    intent = DELETE | {"idempotency_key": "whatif-1"}
+    pending = served.api.post("/v1/intents", json=intent, headers=traced).json()
+    events = len(served.story("alice", "acme", pending["intent_id"])["events"])
+    page = _sign_in(browser, served, "alice")
+    page.goto("/console/inbox?tenant=acme")
+    started = time.perf_counter()
+    page.click(f"#recent a.replay:has-text('{pending['intent_id']}')")
+    page.wait_for_url(re.compile(r"/replay$"))
+    _report("replay page load", time.perf_counter() - started)
+    assert "reproduces the recorded decision" in page.inner_text("#replay-status")
+    assert page.inner_text("#trace-id") == TRACE
+    assert "Unchanged" in page.inner_text("#whatif-result")
+    page.fill("#candidate", POLICY + CONTAINMENT_POLICY + NO_PROD_DELETES)
+    page.click("#whatif-form button[type=submit]")
+    page.wait_for_load_state("load")
+    assert page.inner_text("#whatif-result") == "Would change: require_approval → deny"
+    assert "no-prod-deletes" in page.inner_text("#decisions")
+    _shoot(page, served, "replay-whatif")
+    # Read-only: the intent's story did not grow, nothing was voted or recorded.
+    assert len(served.story("alice", "acme", pending["intent_id"])["events"]) == events
+    page.context.close()
+
+
+def _contain(served: Served, plan: dict[str, Any]) -> str:
+    """Submit a plan as alice and, when it waits for approval, approve it as bob; its id."""
+    answer = served.api.post("/v1/tenants/acme/plans", json=plan, headers=served.auth("alice"))
+    assert answer.status_code == 200, answer.text
+    plan_id: str = answer.json()["plan_id"]
+    if answer.json()["status"] == "pending_approval":
+        vote = served.api.post(
+            f"/v1/tenants/acme/intents/{plan_id}/approve",
+            json={"reason": "contain"},
+            headers=served.auth("bob"),
+        )
+        assert vote.status_code == 200, vote.text
+    return plan_id
+
+
+def test_containment_shows_controls_counting_down_and_plan_steps(
+    browser: Any, served: Served
+) -> None:
+    plan_id = _contain(served, {"preset": "door-net", "targets": ["identity:eve", "endpoint:pc-1"]})
+    page = _sign_in(browser, served, "audrey")
+    started = time.perf_counter()
+    page.goto("/console/containment?tenant=acme")
+    _report("containment page load", time.perf_counter() - started)
+    assert page.locator("#containment-controls tr.control").count() >= 3
+    left = page.locator("#containment-controls .countdown").first
+    assert re.fullmatch(r"(\d+ min )?\d+ s", left.inner_text())
+    plan = page.locator(f"#plan-{plan_id}")
+    assert plan.locator(".outcome").inner_text() == "executed"
+    steps = plan.locator("tr.step")
+    assert steps.count() == 3
+    assert [steps.nth(n).locator("td").nth(4).inner_text() for n in range(3)] == ["succeeded"] * 3
+    _shoot(page, served, "containment")
+    page.context.close()
+
+
+def test_hostile_text_is_inert_on_the_replay_and_containment_pages(
+    browser: Any, served: Served
+) -> None:
+    hostile = DELETE | {"target": XSS_TARGET, "params": XSS_PARAMS, "idempotency_key": "xss-2"}
+    pending = served.submit("agent-7", hostile)
+    name = '<img src=x onerror="window.pwned=5">\u202eplan'
+    step = {"effector": "revoke_sessions", "scope": "identity:mallet", "ttl_seconds": 600}
+    plan_id = _contain(served, {"plan": {"name": name, "steps": [step]}})
+    page = _sign_in(browser, served, "alice")
+    dialogs: list[str] = []
+    page.on("dialog", lambda dialog: (dialogs.append(dialog.message), dialog.dismiss()))
+    page.goto(f"/console/tenants/acme/intents/{pending['intent_id']}/replay")
+    card = page.locator("#intent")
+    card.locator("summary").click()
+    assert card.locator(".target").inner_text() == XSS_TARGET
+    assert "invoice⟦U+202E⟧gnp.exe" in card.locator(".params").inner_text()
+    assert page.locator("main img, main script, main b").count() == 0
+    page.goto("/console/containment?tenant=acme")
+    title = page.locator(f"#plan-{plan_id} h3").inner_text()
+    assert title.startswith('<img src=x onerror="window.pwned=5">⟦U+202E⟧plan')
+    assert page.locator("main img, main script").count() == 0
+    assert page.evaluate("window.pwned") is None
+    assert dialogs == []
     page.context.close()
 
 

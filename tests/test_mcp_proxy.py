@@ -140,6 +140,9 @@ def run(
     anyio.run(main)
 
 
+TRACE_ID = "4bf92f3577b34da6a3ce929d0e0e4736"
+
+
 def meta(result: types.CallToolResult) -> dict[str, Any]:
     return dict(result.meta or {})
 
@@ -167,7 +170,9 @@ def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_
             "slow",
             "exoarmur_status",
         ]
-        allowed = await client.call_tool("read_note", {"name": "todo"})
+        # The caller's trace travels in the call's _meta (W3C traceparent) into the ledger.
+        traced = {"traceparent": f"00-{TRACE_ID}-00f067aa0ba902b7-01"}
+        allowed = await client.call_tool("read_note", {"name": "todo"}, meta=traced)
         assert not allowed.is_error
         assert text(allowed) == "note todo; token seen: upstream-secret-1"
         assert meta(allowed)["exoarmur/status"] == "executed"
@@ -199,6 +204,8 @@ def test_allowed_call_runs_with_the_proxy_s_credentials_and_denials_never_reach_
         "execution.finished",
     ]
     assert "execution.started" not in types_by_action["mcp.notes.delete_note"]
+    traces = {s[0].payload["intent"]["action"]: s[0].payload.get("trace_id") for s in stories}
+    assert traces == {"mcp.notes.read_note": TRACE_ID, "mcp.notes.delete_note": None}
 
 
 def test_pending_call_is_held_then_the_identical_call_after_approval_runs_once(home: Path) -> None:

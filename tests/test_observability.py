@@ -87,6 +87,18 @@ def test_metrics_count_decisions_latency_answers_and_what_waits(dep: Deployment)
     assert _sample(text, "exoarmur_decisions_total", **waiting) == 1
     assert _sample(text, "exoarmur_stage_seconds_count", stage="submit") == 2
     assert _sample(text, "exoarmur_stage_seconds_count", stage="vote") == 1
+    # Inside the governor, told by its observer hook: one decision each, alone in its batch.
+    assert _sample(text, "exoarmur_stage_seconds_count", stage="decide") == 2
+    assert _sample(text, "exoarmur_stage_seconds_count", stage="gate") == 2
+    assert _sample(text, "exoarmur_stage_seconds_count", stage="execute") == 1  # the read only
+    appends = _sample(text, "exoarmur_stage_seconds_count", stage="append")
+    assert appends >= 5  # two submissions, the outcome of the read, a vote, the switch
+    # Sequential requests: every group commit carried one append (there may be more commits:
+    # the service records its own settings).
+    assert _sample(text, "exoarmur_commit_appends_bucket", le="1.0") >= appends
+    assert _sample(text, "exoarmur_commit_appends_count") == _sample(
+        text, "exoarmur_commit_appends_bucket", le="1.0"
+    )
     assert _sample(text, "exoarmur_pending_approvals", tenant="acme") == 1
     assert _sample(text, "exoarmur_killswitches_engaged") == 1
     assert _sample(text, "exoarmur_http_responses_total", status="202") == 1
@@ -316,7 +328,19 @@ def test_submit_and_vote_are_spans_in_the_callers_trace(dep: Deployment) -> None
         json=vote,
         headers=dep.auth("alice"),  # no traceparent: a trace of its own
     )
-    submitted, voted = exported.get_finished_spans()
+    spans = exported.get_finished_spans()
+    submitted, voted = (s for s in spans if s.name in ("exoarmur.submit", "exoarmur.vote"))
+    # The governor's stages are children of the call they ran in.
+    within = {
+        outer.name: [
+            s.name for s in spans if s.parent and s.parent.span_id == outer.context.span_id
+        ]
+        for outer in (submitted, voted)
+    }
+    assert within == {
+        "exoarmur.submit": ["exoarmur.decide", "exoarmur.gate", "exoarmur.append"],
+        "exoarmur.vote": ["exoarmur.append"],
+    }
     assert submitted.name == "exoarmur.submit"
     assert format(submitted.context.trace_id, "032x") == TRACE_ID
     assert submitted.parent is not None

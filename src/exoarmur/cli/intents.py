@@ -398,6 +398,9 @@ def show(
         )
     )
     console.print(f"intent {intent.intent_id}  hash {state.intent_hash}")
+    trace_id = story[0].payload.get("trace_id")
+    if isinstance(trace_id, str):
+        console.print(f"trace {trace_id}")
     # What the approver votes on includes params: show them whole, as recorded.
     console.print(line("params ", json_text(intent.params)))
     print_outcome(outcome)

@@ -58,7 +58,7 @@ class AsyncClient:
             last = attempt >= self.retrying.attempts
             try:
                 response = await self._http.request(
-                    call.method, call.path, json=call.body, params=call.params
+                    call.method, call.path, json=call.body, params=call.params, headers=call.headers
                 )
             except httpx.TransportError as exc:
                 if last or not _wire.may_retry(call, exc):
@@ -86,9 +86,14 @@ class AsyncClient:
 
     # -- intents --------------------------------------------------------------
 
-    async def submit(self, intent: Mapping[str, Any]) -> Outcome:
-        """Govern one intent; a 202 (waiting for approval) is an Outcome ``pending_approval``."""
-        return _wire.submitted(await self._send(_wire.submission(intent, self.tenant)))
+    async def submit(self, intent: Mapping[str, Any], *, traceparent: str | None = None) -> Outcome:
+        """Govern one intent; a 202 (waiting for approval) is an Outcome ``pending_approval``.
+
+        ``traceparent`` (W3C) is sent as given, else the current OpenTelemetry
+        span's when there is one; the service records its trace id with the intent.
+        """
+        call = _wire.submission(intent, self.tenant, traceparent)
+        return _wire.submitted(await self._send(call))
 
     async def story(self, intent_id: str, *, tenant: str | None = None) -> Story:
         path = _wire.intent_path(_wire.tenant_of(self.tenant, tenant), intent_id)

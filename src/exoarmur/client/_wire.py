@@ -38,6 +38,8 @@ class Call:
     replayable: bool = False
     #: statuses that are answers, not problems
     ok: frozenset[int] = field(default=frozenset({200}))
+    #: request headers of this call alone (a submission's traceparent)
+    headers: Mapping[str, str] | None = None
 
 
 @dataclass(frozen=True)
@@ -106,14 +108,41 @@ def intent_path(tenant: str, intent_id: str, what: str = "") -> str:
     return f"{path}/{what}" if what else path
 
 
-def submission(intent: Mapping[str, Any], default_tenant: str | None) -> Call:
+def submission(
+    intent: Mapping[str, Any], default_tenant: str | None, traceparent: str | None = None
+) -> Call:
     """The submit call: the intent with a tenant and an idempotency key it keeps across retries."""
     body = dict(intent)
     if "tenant" not in body and default_tenant is not None:
         body["tenant"] = default_tenant
     if body.get("idempotency_key") is None:
         body["idempotency_key"] = f"sdk-{secrets.token_hex(16)}"
-    return Call("POST", "/v1/intents", body, replayable=True, ok=frozenset({200, 202}))
+    return Call(
+        "POST",
+        "/v1/intents",
+        body,
+        replayable=True,
+        ok=frozenset({200, 202}),
+        headers=trace_headers(traceparent),
+    )
+
+
+def trace_headers(traceparent: str | None) -> dict[str, str] | None:
+    """The ``traceparent`` to send: the caller's own, else the current OpenTelemetry span's.
+
+    The service records its trace id in the intent's ``intent.recorded`` event.
+    Without the OpenTelemetry API or a current span, none is sent.
+    """
+    if traceparent is not None:
+        return {"traceparent": traceparent}
+    try:
+        from opentelemetry import propagate
+    except ImportError:  # pragma: no cover - the API comes with the server extra
+        return None
+    carrier: dict[str, str] = {}
+    propagate.inject(carrier)
+    found = carrier.get("traceparent")
+    return {"traceparent": found} if found else None
 
 
 def submitted(body: Any) -> Outcome:

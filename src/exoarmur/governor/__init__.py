@@ -12,6 +12,7 @@
     access.py     who may read; refusals recorded
     recovery.py   what a stopped process left; runs and services recorded
     drain.py      governed calls in flight
+    observing.py  observers told each stage's time and each commit's size (advice only)
     outcomes.py   an intent's outcome and story, read from the ledger
     facade.py     the Governor, which wires them
 

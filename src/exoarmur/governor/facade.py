@@ -10,6 +10,7 @@ HTTP API and embedders use.
 from __future__ import annotations
 
 import os
+import time
 from collections.abc import Callable, Mapping
 from typing import Any
 
@@ -23,6 +24,7 @@ from ..executors.registry import Binding
 from ..gate import GateConfig
 from ..ids import IdGenerator
 from ..ledger.log import Ledger
+from ..ledger.store import CommitsObserved
 from ..model.decision import Outcome
 from ..model.event import CONFIG_SNAPSHOT, SYSTEM_LOG, Event
 from ..model.intent import ActionIntent, IntentRequest, parse_intent
@@ -32,6 +34,7 @@ from .access import Access
 from .drafts import Drafts, operator
 from .drain import GovernedCalls
 from .intake import Decider, Intake
+from .observing import Monotonic, Observer, Observers
 from .outcomes import outcome_from_events, read_story
 from .policies import Policies
 from .principals import Principals
@@ -73,6 +76,7 @@ class Governor:
         gate: GateConfig | None = None,
         randomness: Callable[[int], bytes] | None = None,
         evidence: dict[str, Any] | None = None,
+        monotonic: Monotonic = time.monotonic,
     ) -> None:
         self.ledger = ledger
         #: the home's [evidence] settings; recorded in the config snapshot when any is set
@@ -82,7 +86,11 @@ class Governor:
         self.randomness = randomness or os.urandom
         self._close_hooks: list[Callable[[], None]] = []
         self.drafts = Drafts(clock, ids)
-        self.state = ControlState(ledger, self.gate)
+        #: told each stage's time (on ``monotonic``) and each group commit's size; see observe()
+        self.observers = Observers(monotonic)
+        if isinstance(ledger.store, CommitsObserved):
+            ledger.store.observe_commits(self.observers.batch_committed)
+        self.state = ControlState(ledger, self.gate, self.observers)
         self.runner = Runner(
             self.state, self.drafts, executors if executors is not None else ExecutorRegistry()
         )
@@ -141,6 +149,17 @@ class Governor:
         self.runner.executors = executors
         self.containment.attach(executors)
 
+    def observe(self, observer: Observer) -> None:
+        """Tell ``observer`` each stage's time and each group commit's size.
+
+        Advice only: an observer that raises is logged and skipped; it never
+        changes a decision, a write or an outcome.
+        """
+        self.observers.add(observer)
+
+    def unobserve(self, observer: Observer) -> None:
+        self.observers.remove(observer)
+
     # -- configuration ----------------------------------------------------------
 
     def effective_config(self) -> dict[str, Any]:
@@ -174,13 +193,23 @@ class Governor:
 
     # -- governing --------------------------------------------------------------
 
-    def submit(self, intent: IntentRequest | Mapping[str, Any]) -> Outcome:
-        """Govern one intent with the executor bound to its action (if any)."""
+    def submit(
+        self, intent: IntentRequest | Mapping[str, Any], *, trace_id: str | None = None
+    ) -> Outcome:
+        """Govern one intent with the executor bound to its action (if any).
+
+        ``trace_id``: the caller's W3C trace id (32 hex digits), recorded in
+        ``intent.recorded`` beside the intent; see :func:`exoarmur.model.trace.trace_id_of`.
+        """
         with self.calls.governed():
-            return self.intake.govern(_request(intent), None)
+            return self.intake.govern(_request(intent), None, trace_id)
 
     def run(
-        self, intent: IntentRequest | Mapping[str, Any], fn: Callable[[ActionIntent], Any]
+        self,
+        intent: IntentRequest | Mapping[str, Any],
+        fn: Callable[[ActionIntent], Any],
+        *,
+        trace_id: str | None = None,
     ) -> Outcome:
         """Govern a Python call: ``fn(intent)`` runs only if the intent is allowed.
 
@@ -189,7 +218,7 @@ class Governor:
         """
         with self.calls.governed():
             binding = Binding("python-call", guard(CallableExecutor(fn)))
-            return self.intake.govern(_request(intent), binding)
+            return self.intake.govern(_request(intent), binding, trace_id)
 
     def outcome(self, tenant: str, intent_id: str, *, duplicate: bool = False) -> Outcome:
         """An intent's outcome as the ledger tells it."""

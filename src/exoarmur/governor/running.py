@@ -141,7 +141,8 @@ class Runner:
         result_hash = ""
         error: str | None = None
         try:
-            result, result_hash = executor.call(intent)
+            with self.state.observers.timed("execute"):
+                result, result_hash = executor.call(intent)
         except ExecutionFailed as exc:
             error = str(exc)
             if exc.retryable and attempt <= binding.retries:

@@ -14,14 +14,19 @@ import threading
 from ..gate import Controls, GateConfig
 from ..ledger.log import Ledger
 from ..model.event import Event, EventDraft
+from .observing import Observers
 
 
 class ControlState:
     """Folds of every log's control events, and the append that keeps them current."""
 
-    def __init__(self, ledger: Ledger, gate: GateConfig) -> None:
+    def __init__(
+        self, ledger: Ledger, gate: GateConfig, observers: Observers | None = None
+    ) -> None:
         self.ledger = ledger
         self.gate = gate
+        #: told how long each stage took (timed here and by the rooms that share this state)
+        self.observers = observers or Observers()
         #: held by every judgement together with the folds it reads
         self.lock = threading.RLock()
         self._folds: dict[str, Controls] = {}
@@ -43,7 +48,8 @@ class ControlState:
         self, log: str, drafts: list[EventDraft], expect: tuple[str, int] | None = None
     ) -> list[Event]:
         """Append, and fold our own events at once when nobody wrote in between."""
-        events = self.ledger.append(log, drafts, expect=expect)
+        with self.observers.timed("append"):
+            events = self.ledger.append(log, drafts, expect=expect)
         with self.lock:
             controls = self._folds.get(log)
             if controls is not None and events and controls.position == events[0].seq:

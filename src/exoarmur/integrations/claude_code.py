@@ -112,9 +112,11 @@ def decide_hook(
     tenant: str,
     document: object,
     classes: Mapping[str, SafetyClass],
+    trace_id: str | None = None,
 ) -> dict[str, Any]:
     """Submit the hook's intent and answer in the hook protocol's output format."""
-    outcome = governor.submit(hook_intent(document, tenant, principal, classes))
+    intent = hook_intent(document, tenant, principal, classes)
+    outcome = governor.submit(intent, trace_id=trace_id)
     return hook_answer(outcome, intent_state(governor.story(tenant, outcome.intent_id)).intent_hash)
 
 

@@ -8,6 +8,7 @@ stores that write through a single connection (SQLite, PostgreSQL).
 
 from __future__ import annotations
 
+import logging
 import queue
 import threading
 from collections.abc import Callable, Sequence
@@ -15,6 +16,8 @@ from dataclasses import dataclass, field
 
 from ..errors import Conflict, DuplicateIntent, StoreError
 from ..model.event import Event, EventDraft
+
+logger = logging.getLogger("exoarmur.ledger")
 
 
 @dataclass
@@ -42,6 +45,8 @@ class GroupCommit:
     ) -> None:
         self._commit = commit
         self._max_batch = max_batch
+        #: told how many appends each commit carried (advice: its failure is logged, not raised)
+        self.observe: Callable[[int], None] | None = None
         self._queue: queue.SimpleQueue[PendingAppend | object] = queue.SimpleQueue()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
         self._thread.start()
@@ -92,8 +97,19 @@ class GroupCommit:
                     if request.result is None and request.error is None:  # pragma: no cover
                         request.error = RuntimeError("the store's commit left an append unanswered")
                     request.done.set()
+            self._observed(len(batch))
             if stop_after:
                 return
+
+    def _observed(self, appends: int) -> None:
+        observe = self.observe
+        if observe is None:
+            return
+        try:
+            observe(appends)
+        except Exception:
+            # The writer thread must outlive any observer: it carries every append.
+            logger.exception("the commit observer failed; ignored")
 
 
 def check_preconditions(

@@ -499,6 +499,10 @@ class PostgresStore:
             self._commit_batch, max_batch=self._max_batch, name="exoarmur-pg-writer"
         )
 
+    def observe_commits(self, observe: Callable[[int], None]) -> None:
+        """Tell ``observe`` how many appends each group commit carried."""
+        self._writer.observe = observe
+
     # -- writes -----------------------------------------------------------
 
     def append(

@@ -33,7 +33,7 @@ from __future__ import annotations
 import contextlib
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -192,6 +192,10 @@ class SqliteStore:
         self._writer = GroupCommit(
             self._commit_batch, max_batch=self._max_batch, name="exoarmur-ledger-writer"
         )
+
+    def observe_commits(self, observe: Callable[[int], None]) -> None:
+        """Tell ``observe`` how many appends each group commit carried."""
+        self._writer.observe = observe
 
     # -- schema -----------------------------------------------------------
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Protocol
+from typing import Any, Protocol, runtime_checkable
 
 from ..errors import LedgerCorrupt
 from ..model.event import (
@@ -25,6 +25,15 @@ from ..model.event import (
     idempotency_key_of,
 )
 from .merkle import NodeKey
+
+
+@runtime_checkable
+class CommitsObserved(Protocol):
+    """A store that commits appends in groups, and tells how large each group was."""
+
+    def observe_commits(self, observe: Callable[[int], None]) -> None:
+        """Call ``observe(appends)`` after each commit (advice: it cannot fail a commit)."""
+        ...
 
 
 class LedgerStore(Protocol):

@@ -269,6 +269,8 @@ class Replayer:
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
         #: (intent, recorded decision, candidate decision) for what-if
         self.changes: list[tuple[ActionIntent, Decision, Decision]] = []
+        #: every candidate decision, changed or not (``changes`` is the changed part)
+        self.redecided: list[tuple[ActionIntent, Decision, Decision]] = []
         #: (decision event, re-derived decision) of every decision checked
         self.rederived: list[tuple[Event, Decision]] = []
 
@@ -590,6 +592,7 @@ class Replayer:
             )
         replayed = decided.decision
         if self.candidate is not None:
+            self.redecided.append((intent, recorded, replayed))
             if replayed.verdict != recorded.verdict or replayed.reasons != recorded.reasons:
                 self.changes.append((intent, recorded, replayed))
             return

@@ -15,7 +15,11 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
+from ..errors import NotFound
 from ..ledger.store import LedgerStore
+from ..model.decision import Decision
+from ..model.event import INTENT_RECORDED
+from ..model.intent import ActionIntent
 from ..policy import PolicyEngine
 from .verify import Replayer
 
@@ -102,3 +106,40 @@ def whatif(
         if since is None or intent.event_time >= since
     )
     return WhatIfReport(tenant, candidate.policy_hash, replayer.counts["decisions"], changes)
+
+
+@dataclass(frozen=True)
+class Redecision:
+    """One recorded intent decided again by a candidate bundle, changed or not."""
+
+    intent: ActionIntent
+    recorded: Decision
+    redecided: Decision
+    candidate_hash: str
+
+    @property
+    def changed(self) -> bool:
+        return (self.recorded.verdict, self.recorded.reasons) != (
+            self.redecided.verdict,
+            self.redecided.reasons,
+        )
+
+
+def redecide(
+    store: LedgerStore, tenant: str, intent_id: str, candidate: PolicyEngine
+) -> Redecision:
+    """What-if for one intent: its recorded decision and ``candidate``'s, on the same state.
+
+    Replays the intent's correlation (the control state and time it was
+    decided on come from the ledger); nothing is written.
+    """
+    story = store.events_for_intent(tenant, intent_id)
+    if not story or story[0].type != INTENT_RECORDED:
+        raise NotFound(f"no intent {intent_id} in tenant {tenant}")
+    replayer = Replayer(store, tenant, correlation=story[0].correlation_id, candidate=candidate)
+    replayer.run(None)
+    for intent, recorded, redecided in replayer.redecided:
+        if intent.intent_id == intent_id:
+            return Redecision(intent, recorded, redecided, candidate.policy_hash)
+    # intent.recorded and decision.recorded are one append: a recorded intent has its decision
+    raise NotFound(f"intent {intent_id}: no decision to decide again")  # pragma: no cover

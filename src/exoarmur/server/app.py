@@ -29,6 +29,7 @@ from .limits import BodyLimit, InFlight, Limits
 from .requestlog import RequestIds
 from .schemas import intent_submission_schema
 from .settings import RefusalBudget
+from .tracing import StageSpans
 
 DESCRIPTION: Final = """\
 The governance layer between AI agents and the systems they change, over HTTP.
@@ -94,4 +95,6 @@ def create_app(
     app.state.refusals = RefusalAudit(governor, refusals)
     app.state.tls = tls
     app.state.metrics = metrics.Metrics(governor, app.state)
+    governor.observe(app.state.metrics)
+    governor.observe(StageSpans(app.state))
     return app

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field
 
 from ..integrations.claude_code import DEFAULT_CLASSES, decide_hook
 from ..model.intent import TENANT_PATTERN
+from ..model.trace import trace_id_of
 from .access import Right
 from .auth import CallerDep
 from .bodies import JSONBodyRoute
@@ -62,4 +63,5 @@ def claude_code_hook(
     caller.require(Right.SUBMIT, tenant)
     # `exoarmur serve` sets the classes from config.toml [claude_code]
     classes = getattr(request.app.state, "hook_classes", DEFAULT_CLASSES)
-    return decide_hook(caller.governor, caller.principal, tenant, document, classes)
+    trace_id = trace_id_of(request.headers.get("traceparent"))  # malformed: ignored
+    return decide_hook(caller.governor, caller.principal, tenant, document, classes, trace_id)

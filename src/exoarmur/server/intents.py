@@ -11,6 +11,7 @@ from ..approvals import Vote, intent_state
 from ..errors import Conflict, IntentError, PermissionDenied
 from ..model.decision import Outcome, OutcomeStatus
 from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent
+from ..model.trace import trace_id_of
 from ..pipeline import outcome_from_events
 from .access import SUBMIT_KINDS, Right, sees_intent
 from .auth import CallerDep
@@ -93,7 +94,9 @@ def submit_intent(
     metrics = metrics_of(request)
     with stage(request, "submit", tenant=intent.tenant, action=intent.action) as span:
         with metrics.timed("submit"):
-            outcome = caller.governor.submit(intent)
+            # A malformed traceparent is ignored, as Trace Context asks (the span ignores it too).
+            trace_id = trace_id_of(request.headers.get("traceparent"))
+            outcome = caller.governor.submit(intent, trace_id=trace_id)
         span.note(
             intent_id=outcome.intent_id,
             verdict=outcome.decision.verdict.value,

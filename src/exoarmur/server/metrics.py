@@ -47,7 +47,26 @@ CONTENT_TYPE: Final = "text/plain; version=0.0.4; charset=utf-8"
 SCRAPER_ROLES: Final = frozenset({"admin", "auditor"})
 LOOPBACK: Final = frozenset({"127.0.0.1", "::1"})
 #: seconds: from a cached read to a governed execution over the network
-LATENCY_BUCKETS: Final = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+LATENCY_BUCKETS: Final = (
+    0.0001,
+    0.00025,
+    0.0005,
+    0.001,
+    0.0025,
+    0.005,
+    0.01,
+    0.025,
+    0.05,
+    0.1,
+    0.25,
+    0.5,
+    1,
+    2.5,
+    5,
+    10,
+)
+#: appends per group commit: 1 is a commit alone, the store's bound is 512
+BATCH_BUCKETS: Final = (1, 2, 4, 8, 16, 32, 64, 128, 256, 512)
 
 
 class _Ledger(Collector):
@@ -125,8 +144,8 @@ class Metrics:
         )
         self.latency = Histogram(
             "exoarmur_stage_seconds",
-            "Seconds per governed call, as the service waited for it "
-            "(submit: decide, gate, append and execute; vote: rule, append and execute).",
+            "Seconds per governed call as the service waited for it (submit, vote), and "
+            "per stage inside the governor (decide, gate, append, execute).",
             ["stage"],
             buckets=LATENCY_BUCKETS,
             registry=self.registry,
@@ -140,6 +159,12 @@ class Metrics:
         self.store_errors = Counter(
             "exoarmur_store_errors",
             "Ledger store failures met by the service.",
+            registry=self.registry,
+        )
+        self.commits = Histogram(
+            "exoarmur_commit_appends",
+            "Appends made durable per group commit of the ledger store.",
+            buckets=BATCH_BUCKETS,
             registry=self.registry,
         )
         self.expiries = Counter(
@@ -156,6 +181,14 @@ class Metrics:
             yield
         finally:
             self.latency.labels(stage).observe(time.perf_counter() - started)
+
+    # The governor's observer (advice: see exoarmur.governor.observing).
+
+    def stage_timed(self, stage: str, seconds: float) -> None:
+        self.latency.labels(stage).observe(seconds)
+
+    def batch_committed(self, appends: int) -> None:
+        self.commits.observe(appends)
 
     def decided(self, outcome: Outcome) -> None:
         self.decisions.labels(

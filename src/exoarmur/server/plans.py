@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Annotated, Any, Literal
 
-from fastapi import APIRouter, Depends, Path
+from fastapi import APIRouter, Depends, Path, Request
 from pydantic import Field
 
 from ..containment.plans import door_net, parse_plan
 from ..containment.room import plan_intent
 from ..errors import ContainmentError, NotFound
+from ..model.trace import trace_id_of
 from .access import Right
 from .auth import CallerDep
 from .bodies import JSONBodyRoute
@@ -68,7 +69,9 @@ class ControlsInForceAnswer(_Body):
     responses=problems(400, 401, 403, 413, 415, 422, 429, 500, 503),
     dependencies=[Depends(write_slot)],
 )
-def submit_plan(tenant: TenantPath, body: PlanRequest, caller: CallerDep) -> PlanAnswer:
+def submit_plan(
+    tenant: TenantPath, body: PlanRequest, request: Request, caller: CallerDep
+) -> PlanAnswer:
     """Govern a plan as a whole; bad plans are refused (422) naming the step and the rule."""
     caller.require(Right.CONTROL, tenant)
     if (body.plan is None) == (body.preset is None):
@@ -77,7 +80,8 @@ def submit_plan(tenant: TenantPath, body: PlanRequest, caller: CallerDep) -> Pla
         door_net(tenant, body.targets) if body.preset is not None else parse_plan(body.plan, tenant)
     )
     governor = caller.governor
-    outcome = governor.submit(plan_intent(plan, tenant, caller.principal.name))
+    trace_id = trace_id_of(request.headers.get("traceparent"))  # malformed: ignored
+    outcome = governor.submit(plan_intent(plan, tenant, caller.principal.name), trace_id=trace_id)
     summary = governor.containment.plan_summary(tenant, outcome.intent_id)
     assert summary is not None
     return PlanAnswer(**summary)

@@ -8,8 +8,10 @@ else to the global one, which ``exoarmur serve`` configures from the standard
 ``OTEL_TRACES_EXPORTER`` variable when the SDK is installed. Without the
 OpenTelemetry API nothing is traced and nothing fails.
 
-What a span cannot carry yet: the trace id inside the intent's ledger events.
-The governor records those events itself and has no field for it.
+Inside a submission the governor's stages (``exoarmur.decide``, ``.gate``,
+``.append``, ``.execute``) are child spans, made by :class:`StageSpans` from
+the timings the governor tells its observers, in the thread that did the work:
+intents decided in one batch share the decision of the one that led it.
 """
 
 from __future__ import annotations
@@ -18,6 +20,7 @@ import contextlib
 import importlib
 import logging
 import os
+import time
 from collections.abc import Iterator
 from typing import Any
 
@@ -63,6 +66,29 @@ def stage(request: Request, name: str, **attributes: str | int | None) -> Iterat
         traced = Stage(span if span.is_recording() else None)
         traced.note(**attributes)
         yield traced
+
+
+class StageSpans:
+    """A governor observer: each timed stage as a span under the span current in its thread.
+
+    Only inside a recording span (a traced request): stages of untraced work
+    (recovery, expiry) make no spans of their own.
+    """
+
+    def __init__(self, state: Any) -> None:
+        self._state = state  # app.state: its tracer provider may be set after the app is built
+
+    def stage_timed(self, stage: str, seconds: float) -> None:
+        if trace is None or not trace.get_current_span().is_recording():
+            return
+        provider = getattr(self._state, "tracer_provider", None)
+        tracer = trace.get_tracer(TRACER, tracer_provider=provider)
+        ended = time.time_ns()
+        span = tracer.start_span(f"exoarmur.{stage}", start_time=ended - int(seconds * 1e9))
+        span.end(end_time=ended)
+
+    def batch_committed(self, appends: int) -> None:
+        """Group commits belong to no one request: they are counted, not traced."""
 
 
 def configure_from_environment() -> bool:

@@ -40,6 +40,7 @@ from ...errors import ExoArmurError, InputError, PermissionDenied
 from ...executors.base import ExecutionFailed
 from ...model.decision import Outcome, OutcomeStatus, Verdict
 from ...model.intent import ACTION_PATTERN, ActionIntent, Actor, IntentRequest
+from ...model.trace import trace_id_of
 from ...pipeline import Governor
 from ...principals import Principal
 from ..reasons import refusal_reasons as _reasons
@@ -195,8 +196,9 @@ class GovernedTools:
             request = self._request(params.name, arguments, tool, caller)
         except InputError as exc:
             return _refusal("invalid", str(exc), {})
+        trace_id = trace_id_of(_traceparent(ctx, params))
         try:
-            outcome = await anyio.to_thread.run_sync(self._govern, request)
+            outcome = await anyio.to_thread.run_sync(self._govern, request, trace_id)
             if outcome.status == OutcomeStatus.PENDING_APPROVAL:
                 outcome = await self._hold(ctx, outcome)
         except UpstreamLost:
@@ -273,14 +275,14 @@ class GovernedTools:
             idempotency_key=f"mcp-call:{digest}",
         )
 
-    def _govern(self, request: IntentRequest) -> Outcome:
+    def _govern(self, request: IntentRequest, trace_id: str | None = None) -> Outcome:
         content_key = request.idempotency_key or ""
         rounds_key = (request.actor.id, content_key)
         with self._rounds_lock:
             round_number = self._rounds.get(rounds_key, 0)
         while True:
             keyed = request.model_copy(update={"idempotency_key": f"{content_key}:{round_number}"})
-            outcome = self.governor.submit(keyed)
+            outcome = self.governor.submit(keyed, trace_id=trace_id)
             if outcome.duplicate and outcome.status in _SETTLED:
                 round_number += 1
                 continue
@@ -424,6 +426,17 @@ def _status_tool() -> types.Tool:
         },
         annotations=types.ToolAnnotations(read_only_hint=True),
     )
+
+
+def _traceparent(ctx: ServerRequestContext[Any], params: types.CallToolRequestParams) -> str | None:
+    """The caller's W3C traceparent: in the call's ``_meta``, else the HTTP request's header."""
+    meta = params.meta
+    found = meta.get("traceparent") if isinstance(meta, dict) else None
+    if isinstance(found, str):
+        return found
+    headers = getattr(ctx.request, "headers", None)
+    header = headers.get("traceparent") if headers is not None else None
+    return header if isinstance(header, str) else None
 
 
 def _meta(status: str, fields: Mapping[str, Any]) -> dict[str, Any]:

@@ -80,6 +80,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
+import logging
 import time
 import uuid
 from collections.abc import Callable, Coroutine, Iterator, Mapping, Sequence
@@ -131,6 +132,8 @@ if TYPE_CHECKING:
 __all__ = ["JetStreamStore", "Raced"]
 
 _T = TypeVar("_T")
+
+logger = logging.getLogger("exoarmur.ledger")
 
 #: idempotency keys longer than this are refused (they travel in a message's headers)
 _MAX_KEY_CHARS: Final = 4096
@@ -227,6 +230,8 @@ class JetStreamStore:
         #: where the ledger lives, without credentials (for messages and logs)
         self.where = settings.where
         self._max_batch = max_batch
+        #: told how many appends each write-loop group carried (advice only)
+        self._observe: Callable[[int], None] | None = None
         self._timeout = settings.timeout
         # A whole call may take several requests (and, for an append, a wait in
         # the queue and a few lost races); each request has its own timeout.
@@ -321,8 +326,22 @@ class JetStreamStore:
                 if not request.abandoned and not request.done.done():
                     groups.setdefault(request.tenant, []).append(request)
             await asyncio.gather(*(self._commit(t, group) for t, group in groups.items()))
+            self._observed(len(batch))
             if stop:
                 return
+
+    def observe_commits(self, observe: Callable[[int], None]) -> None:
+        """Tell ``observe`` how many appends each group of the write loop carried."""
+        self._observe = observe
+
+    def _observed(self, appends: int) -> None:
+        if self._observe is None:
+            return
+        try:
+            self._observe(appends)
+        except Exception:
+            # The write loop must outlive any observer: it carries every append.
+            logger.exception("the commit observer failed; ignored")
 
     async def _commit(self, tenant: str, requests: list[_Append]) -> None:
         """Publish one tenant's share of a group; settle every request, never raise."""

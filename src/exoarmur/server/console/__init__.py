@@ -2,7 +2,9 @@
 
 Sign in with an operator's or auditor's API key; approve or reject pending
 intents, switch kill switches and posture, browse the ledger with each
-event's inclusion proof checked. See docs/console.md.
+event's inclusion proof checked, replay one intent and decide it again under
+another policy (what-if), and see containment controls and plans. See
+docs/console.md.
 """
 
 from __future__ import annotations
@@ -11,6 +13,7 @@ from fastapi import FastAPI
 from fastapi.staticfiles import StaticFiles
 
 from ..limits import InFlight
+from . import containment, whatif  # noqa: F401 - their pages join the router
 from .pages import HERE, MAX_STREAMS, SECURITY_HEADERS, router
 from .sessions import Sessions
 

@@ -170,11 +170,11 @@ def _fail_status(exc: ExoArmurError) -> int:
     return 409
 
 
-async def _form(request: Request) -> dict[str, str]:
+async def _form(request: Request, limit: int = MAX_FORM_BYTES) -> dict[str, str]:
     """An urlencoded form, one value per field; larger or repeated fields are bad input."""
     body = await request.body()
-    if len(body) > MAX_FORM_BYTES:
-        raise InputError(f"form: larger than {MAX_FORM_BYTES} bytes")
+    if len(body) > limit:
+        raise InputError(f"form: larger than {limit} bytes")
     try:
         fields = parse_qs(body.decode("utf-8"), keep_blank_values=True, strict_parsing=False)
     except UnicodeDecodeError as exc:
