@@ -33,6 +33,7 @@ from . import (
     integrations,
     intents,
     ledger,
+    memory,
     policy,
     principals,
     replay,
@@ -105,6 +106,7 @@ def _register(root: typer.Typer) -> None:
     root.add_typer(witness_commands.tiles_app, name="tiles")
     integrations.register(root)
     containment.register(root, demos.demo_app)
+    memory.register(root, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
     _register_reality(root)
