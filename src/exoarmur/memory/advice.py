@@ -115,13 +115,9 @@ def recommend(snapshot: MemorySnapshotV1) -> list[Recommendation]:
 def _heighten_reasons(body: dict[str, Any]) -> list[str]:
     containment, outcomes = body["containment"], body["outcomes"]
     reasons = []
-    contained = containment["plans_completed"] + sum(
-        counts["succeeded"]
-        for action, counts in body["actions"].items()
-        if action.startswith("containment.") and action != "containment.plan"
-    )
+    contained = containment["controls_applied"]
     if contained:
-        reasons.append(f"containment ran {contained} time(s) while the posture was normal")
+        reasons.append(f"{contained} containment control(s) applied; the posture is normal")
     if containment["plans_compensated"]:
         reasons.append(f"{containment['plans_compensated']} plan(s) failed and were compensated")
     troubled = outcomes["failed"] + outcomes["blocked"]
