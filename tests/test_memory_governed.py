@@ -95,7 +95,7 @@ def test_a_snapshot_at_a_position_is_that_prefix_and_bad_positions_are_refused(
     assert early.position <= 3
     assert early.memory_hash != snapshot_at(store, "acme").memory_hash
     for bad in (-1, store.size("acme") + 1):
-        with pytest.raises(InputError, match="--at"):
+        with pytest.raises(InputError, match="at: must be"):
             snapshot_at(store, "acme", bad)
     for unknown in ("globex", SYSTEM_LOG):
         with pytest.raises(NotFound, match="tenant"):

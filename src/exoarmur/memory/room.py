@@ -36,7 +36,7 @@ def snapshot_at(store: LedgerStore, tenant: str, at: int | None = None) -> Memor
         raise NotFound(f"tenant: no log for tenant {tenant!r}")
     size = store.size(tenant)
     if at is not None and not 0 <= at <= size:
-        raise InputError(f"--at: must be a position from 0 to {size} (the log's size), not {at}")
+        raise InputError(f"at: must be a position from 0 to {size} (the log's size), not {at}")
     return fold(tenant, store.events(tenant, 0, size if at is None else at)).snapshot()
 
 

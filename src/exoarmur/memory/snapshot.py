@@ -101,7 +101,9 @@ class _PostureClock:
             self.changes += self.current != "normal"
             self.current, self.since, self.until, self.event_id = "normal", self.until, None, None
         self.millis[self.current] += _millis(self.since, at)
-        self.since = max(self.since, at)
+        # a record made ahead of time (an expiry run for a later time) is followed by
+        # earlier ones: each gap between consecutive records counts, a backward one as 0
+        self.since = at
 
     def set(self, posture: str, until: datetime | None, event_id: str) -> None:
         self.changes += posture != self.current
@@ -123,8 +125,6 @@ class MemoryFold:
         #: the last event remembered (memory's own excluded): the snapshot's position
         self.through: Event | None = None
         self.first: datetime | None = None
-        #: the latest recorded time seen (an expiry run ahead of time records a later one)
-        self.latest: datetime | None = None
         self.by_action: dict[str, Counter[str]] = {}
         self.action_of: dict[str, str] = {}
         self.beliefs_of: dict[str, list[str]] = {}
@@ -148,7 +148,6 @@ class MemoryFold:
         at = event.process_time
         if self.first is None:
             self.first = at
-        self.latest = at if self.latest is None else max(self.latest, at)
         self.posture.advance(at)
         handler = _HANDLERS.get(event.type)
         if handler is not None:
@@ -261,7 +260,8 @@ class MemoryFold:
         return MemorySnapshotV1(self._body())
 
     def _body(self) -> dict[str, Any]:
-        last, as_of = self.through, self.latest
+        last = self.through
+        as_of = last.process_time if last is not None else None
         totals: Counter[str] = Counter()
         for counts in self.by_action.values():
             totals.update(counts)
