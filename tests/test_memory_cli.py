@@ -76,9 +76,12 @@ def test_memory_commands_show_record_and_apply_only_when_asked(
     assert run(home, *apply, key=agent_key).exit_code == 3
     ttl_apply = ("memory", "apply", ttl["recommendation_id"], "-t", "acme", "-r", "agreed")
     assert run(home, *ttl_apply, key=key).exit_code == 2
-    done = run(home, *apply, key=key)
+    done = run(home, *apply, "--json", key=key)
     assert done.exit_code == 0, done.output
-    assert "as posture.set heightened by op-9" in done.output
+    body = json.loads(done.output)
+    assert body["change"]["type"] == "posture.set"
+    assert body["change"]["actor"] == {"id": "op-9", "kind": "operator"}
+    assert body["applied"]["payload"]["principal"] == "op-9"
     assert run(home, *apply, key=key).exit_code == 2
     shown = json.loads(run(home, "posture", "show", "acme", "--json").output)
     assert shown["posture"] == "heightened"

@@ -139,6 +139,7 @@ def test_only_an_authorised_person_applies_a_posture_recommendation_once(room: G
     assert applied.type == MEMORY_RECOMMENDATION_APPLIED
     assert applied.payload["principal"] == "op"
     assert applied.payload["applied_as"] == {"type": POSTURE_SET, "event_id": change.event_id}
+    assert applied.correlation_id == posture.event.correlation_id  # one audit stream
     assert room.posture("acme")["posture"] == "heightened"
     with pytest.raises(InputError, match="applied already"):
         apply_recommendation(room, "acme", rec_id, who["op"], "again")

@@ -9,7 +9,7 @@ one caller, the ``exoarmur memory apply`` command; a test holds it so.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 from ..errors import DuplicateIntent, InputError, NotFound
@@ -173,6 +173,8 @@ def apply_recommendation(
         operator(principal.name),
         idempotency_key=f"memory applied {recommendation_id}",
     )
+    # the application joins the recommendation's audit stream
+    draft = replace(draft, correlation_id=entry.event.correlation_id)
     return change, governor.state.append_one(tenant, draft)
 
 
