@@ -7,11 +7,14 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from containment_kit import action
 from containment_kit import governor as containment_governor
 from exoarmur.approvals.book import Vote
 from exoarmur.errors import InputError, NotFound, PermissionDenied
+from exoarmur.gate.controls import POSTURES
 from exoarmur.ledger.log import Ledger
 from exoarmur.memory.room import (
     apply_recommendation,
@@ -217,3 +220,61 @@ def test_memory_never_calls_what_approves_allows_or_lowers() -> None:
         assert not called & acting, f"{path.name} calls {sorted(called & acting)}"
         if path.name != "room.py":
             assert "set_posture" not in called, path.name
+
+
+suggestions = st.one_of(
+    st.fixed_dictionaries(
+        {"posture": st.sampled_from([*POSTURES, "relaxed"]), "ttl_seconds": st.integers(-5, 10**8)}
+    ),
+    st.dictionaries(
+        st.sampled_from(["posture", "ttl_seconds", "approve", "quorum"]),
+        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        max_size=3,
+    ),
+    st.none(),
+    st.text(max_size=5),
+)
+
+
+def test_applying_any_recorded_recommendation_never_approves_allows_or_lowers(
+    ledger: Ledger,
+) -> None:
+    """Whatever a ``memory.recommendation`` in the log says, apply only ever raises a posture."""
+    gov = containment_governor(ledger)
+    operator, _ = gov.add_principal("op", "operator", ["acme"])
+    pending = gov.submit(action("isolate_endpoint", "endpoint:pc-9", 60, idempotency_key="wait"))
+    assert pending.status == OutcomeStatus.PENDING_APPROVAL
+    made = iter(range(10**6))
+
+    @settings(max_examples=40, deadline=None)
+    @given(
+        current=st.sampled_from(POSTURES),
+        kind=st.sampled_from(["posture", "ttl", "approve", "allow", "lower_quorum"]),
+        suggestion=suggestions,
+    )
+    def apply_any(current: str, kind: str, suggestion: object) -> None:
+        gov.set_posture("acme", current, "the operator's own choice", operator)
+        rec_id = f"rec_{next(made):024d}"
+        forged = {"recommendation_id": rec_id, "kind": kind, "suggestion": suggestion}
+        gov.state.append_one(
+            "acme",
+            gov.drafts.for_log(
+                "acme",
+                MEMORY_RECOMMENDATION,
+                {"recommendation": forged},
+                {"id": "op", "kind": "operator"},
+                idempotency_key=f"memory recommendation {rec_id}",
+            ),
+        )
+        size = gov.ledger.size("acme")
+        try:
+            change, _ = apply_recommendation(gov, "acme", rec_id, operator, "try it")
+        except InputError:
+            assert gov.ledger.size("acme") == size  # refused: nothing written
+            assert gov.posture("acme")["posture"] == current
+        else:
+            assert change.type == POSTURE_SET
+            assert POSTURES.index(gov.posture("acme")["posture"]) > POSTURES.index(current)
+        assert gov.outcome("acme", pending.intent_id).status == OutcomeStatus.PENDING_APPROVAL
+
+    apply_any()

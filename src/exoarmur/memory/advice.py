@@ -133,10 +133,23 @@ def raises(current_posture: str, suggested: str) -> bool:
 
 
 def parse_recorded(payload: Any) -> dict[str, Any]:
-    """A recorded ``memory.recommendation``'s recommendation, checked enough to act on."""
+    """A recorded ``memory.recommendation``'s recommendation, checked enough to act on.
+
+    Whatever the log holds, only a posture with a TTL in range gets through:
+    a record memory did not make is refused, never guessed at.
+    """
     rec = payload.get("recommendation") if isinstance(payload, dict) else None
     if not isinstance(rec, dict) or rec.get("kind") not in KINDS:
         raise InputError("recommendation: the recorded recommendation is not one memory made")
-    if rec["kind"] == "posture" and rec.get("suggestion", {}).get("posture") not in POSTURES:
-        raise InputError("recommendation.suggestion.posture: not a posture")
+    suggestion = rec.get("suggestion")
+    if not isinstance(suggestion, dict):
+        raise InputError("recommendation.suggestion: must be an object")
+    if rec["kind"] == "posture":
+        if suggestion.get("posture") not in POSTURES:
+            raise InputError("recommendation.suggestion.posture: not a posture")
+        ttl = suggestion.get("ttl_seconds")
+        if isinstance(ttl, bool) or not isinstance(ttl, int) or not 0 < ttl <= MAX_TTL_SECONDS:
+            raise InputError(
+                f"recommendation.suggestion.ttl_seconds: must be 1 to {MAX_TTL_SECONDS} seconds"
+            )
     return rec
