@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from containment_kit import action
 from containment_kit import governor as containment_governor
 from exoarmur.approvals.book import Vote
-from exoarmur.errors import InputError, NotFound, PermissionDenied
+from exoarmur.errors import DuplicateIntent, InputError, NotFound, PermissionDenied
 from exoarmur.gate.controls import POSTURES
 from exoarmur.ledger.log import Ledger
 from exoarmur.memory.room import (
@@ -278,3 +278,21 @@ def test_applying_any_recorded_recommendation_never_approves_allows_or_lowers(
         assert gov.outcome("acme", pending.intent_id).status == OutcomeStatus.PENDING_APPROVAL
 
     apply_any()
+
+
+def test_the_store_keeps_one_record_per_recommendation_whoever_races(room: Governor) -> None:
+    who = people(room)
+    _, _, events = record_recommendations(room, "acme", who["op"])
+    first = events[0]
+    rec_id = first.payload["recommendation"]["recommendation_id"]
+    size = room.ledger.size("acme")
+    twin = room.drafts.for_log(
+        "acme",
+        MEMORY_RECOMMENDATION,
+        first.payload,
+        first.actor,
+        idempotency_key=f"memory recommendation {rec_id}",
+    )
+    with pytest.raises(DuplicateIntent):
+        room.state.append_one("acme", twin)
+    assert room.ledger.size("acme") == size
