@@ -34,6 +34,7 @@ from . import (
     intents,
     ledger,
     observations,
+    memory,
     policy,
     principals,
     replay,
@@ -107,6 +108,7 @@ def _register(root: typer.Typer) -> None:
     integrations.register(root)
     containment.register(root, demos.demo_app)
     observations.register(root, demos.demo_app)
+    memory.register(root, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
     _register_reality(root)

@@ -65,6 +65,10 @@ SERVICE_CONFIGURED: Final = "service.configured"
 OBSERVATION_RECORDED: Final = "observation.recorded"
 BELIEF_FORMED: Final = "belief.formed"
 
+# Defensive memory (advice only): a recommendation, and its application by a person.
+MEMORY_RECOMMENDATION: Final = "memory.recommendation"
+MEMORY_RECOMMENDATION_APPLIED: Final = "memory.recommendation.applied"
+
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
 SYSTEM_LOG: Final = "_system"
@@ -198,6 +202,11 @@ def idempotency_key_of(
         return "run:" + content_hash(payload)
     if event_type == SERVICE_CONFIGURED:
         return "service:" + content_hash(payload)
+    # one record per recommendation and one application of it, whoever races to write
+    if event_type == MEMORY_RECOMMENDATION:
+        return f"memory recommendation {payload['recommendation']['recommendation_id']}"
+    if event_type == MEMORY_RECOMMENDATION_APPLIED:
+        return f"memory applied {payload['recommendation_id']}"
     return None
 
 

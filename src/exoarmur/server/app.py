@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..pipeline import Governor
-from . import console, controls, intents, metrics, plans, record, service, tiles
+from . import console, controls, intents, memory, metrics, plans, record, service, tiles
 from . import evidence as evidence_export
 from . import hooks as tool_hooks
 from . import observations as telemetry
@@ -51,7 +51,7 @@ def _application(limits: Limits) -> FastAPI:
         redoc_url=None,
     )
     install_error_handlers(app)
-    for module in (service, intents, controls, record, tiles, metrics, plans):
+    for module in (service, intents, controls, record, tiles, metrics, plans, memory):
         app.include_router(module.router)
     app.include_router(intent_stream.router)
     app.include_router(evidence_export.router)
