@@ -205,7 +205,8 @@ def _run_demo(
                 governor.activate_policy(bundle.bundle)
             markers = getattr(demos, name)(governor, **options)
     sys.stdout.write(demos.markers_text(markers))
-    raise typer.Exit(0 if markers["REPLAY_VERIFIED"] == "true" else 1)
+    verified = markers["REPLAY_VERIFIED"] == "true" and markers.get("PACK_VERIFIED") != "false"
+    raise typer.Exit(0 if verified else 1)
 
 
 def demo_primitives(
@@ -236,6 +237,19 @@ def demo_posture_lockdown(ctx: typer.Context, deterministic: Deterministic = Fal
     _run_demo(ctx, "posture_lockdown", deterministic, None)
 
 
+def demo_evidence_pack(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the pack (default: in the home)."),
+    ] = None,
+    deterministic: Deterministic = False,
+) -> None:
+    """Door Net, approved and run, then its audit stream as an evidence pack, verified offline."""
+    where = out if out is not None else current_home(ctx).path / "evidence-pack.json"
+    _run_demo(ctx, "evidence_pack", deterministic, None, out=where.absolute())
+
+
 def register(app: typer.Typer, demo_app: typer.Typer) -> None:
     """Add these commands to the ``exoarmur`` application."""
     app.command("tick")(tick)
@@ -244,3 +258,4 @@ def register(app: typer.Typer, demo_app: typer.Typer) -> None:
     demo_app.command("primitives")(demo_primitives)
     demo_app.command("dominance_plan")(demo_dominance_plan)
     demo_app.command("posture_lockdown")(demo_posture_lockdown)
+    demo_app.command("evidence_pack")(demo_evidence_pack)

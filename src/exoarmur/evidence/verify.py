@@ -67,6 +67,8 @@ class BundleVerdict:
     #: each intent's state at export: {"intent_id", "state", "open"}
     intents: list[dict[str, Any]] = field(default_factory=list)
     artifacts: ArtifactsReport = field(default_factory=lambda: ArtifactsReport(enforced=False))
+    #: an evidence pack's ``evidence_hash`` (None for a bundle)
+    evidence_hash: str | None = None
 
     @property
     def passed(self) -> bool:
@@ -91,7 +93,7 @@ class BundleVerdict:
             "failures": self.failures,
             "notes": self.notes,
             BLOCK: self.artifacts.to_json(),
-        }
+        } | ({"evidence_hash": self.evidence_hash} if self.evidence_hash is not None else {})
 
 
 def verify_bundle_text(
@@ -104,6 +106,11 @@ def verify_bundle_text(
     except JSONTextError as exc:
         verdict.fail("bundle", f"not JSON ExoArmur accepts: {exc}")
         return verdict
+    if _is_pack(bundle):
+        from .pack_check import verify_pack
+
+        raw = text.encode() if isinstance(text, str) else text
+        return verify_pack(bundle, raw, trusted_key, verdict)
     return verify_bundle(bundle, trusted_key, verdict, enforce_artifacts=enforce_artifacts)
 
 
@@ -116,6 +123,10 @@ def verify_bundle(
 ) -> BundleVerdict:
     verdict = verdict or BundleVerdict()
     verdict.artifacts.enforced = enforce_artifacts
+    if _is_pack(bundle):  # a pack extends the bundle: the same checks, and its own
+        from .pack_check import verify_pack
+
+        return verify_pack(bundle, None, trusted_key, verdict)
     if not isinstance(bundle, dict) or not _TOP_LEVEL <= set(bundle) <= _TOP_LEVEL | _OPTIONAL:
         found = set(bundle) if isinstance(bundle, dict) else set()
         verdict.fail(
@@ -159,6 +170,12 @@ def verify_bundle(
         _redecide(tenant, events, context, verdict)
     verdict.artifacts = check_artifacts(bundle, enforce_artifacts, verdict.fail)
     return verdict
+
+
+def _is_pack(document: Any) -> bool:
+    from .pack import PACK_FORMAT
+
+    return isinstance(document, dict) and document.get("format") == PACK_FORMAT
 
 
 def _verifier(
