@@ -291,7 +291,7 @@ def summary(events: Sequence[Event]) -> dict[str, Any]:
 
 
 def missing(stream: Sequence[Event], chosen: Sequence[Event]) -> list[str]:
-    """References the stream makes that nothing chosen answers (``observation X``)."""
+    """References the stream (or a belief it holds) makes that nothing chosen answers."""
     refs = References().read(stream)
     have_obs = set()
     have_beliefs = set()
@@ -305,6 +305,8 @@ def missing(stream: Sequence[Event], chosen: Sequence[Event]) -> list[str]:
             belief = payload.get("belief")
             if isinstance(belief, Mapping):
                 have_beliefs.add(belief.get("belief_id"))
+                # a belief held rests on its observations: they are wanted too
+                refs.observations.update(_strings(belief.get("observation_ids")))
     return [f"observation {i}" for i in sorted(refs.observations - have_obs)] + [
         f"belief {i}" for i in sorted(refs.beliefs - have_beliefs)
     ]

@@ -1,0 +1,442 @@
+"""Evidence packs: an audit stream from telemetry to outcome, one canonical file, verified offline."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+from typer.testing import CliRunner
+
+from containment_kit import governor
+from exoarmur.approvals.book import Vote
+from exoarmur.cli import app
+from exoarmur.containment.plans import door_net
+from exoarmur.containment.room import plan_intent
+from exoarmur.encoding import canonical_bytes, content_hash
+from exoarmur.evidence import (
+    PACK_FORMAT,
+    export_pack,
+    pack_bytes,
+    verify_bundle,
+    verify_bundle_text,
+)
+from exoarmur.evidence.pack import derive_evidence, evidence_hash
+from exoarmur.evidence.provenance import STAGES
+from exoarmur.ledger.keys import SigningKey
+from exoarmur.ledger.log import Ledger
+from exoarmur.ledger.sqlite import SqliteStore
+from exoarmur.model.event import Event
+from exoarmur.pipeline import Governor
+from exoarmur.replay import replay
+
+KEY = SigningKey.generate("t/pack")
+TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
+MARKER = re.compile(r"^([A-Z_]+)=(.*)$", re.MULTILINE)
+SENSOR = {"id": "edr-sensor", "kind": "service"}
+runner = CliRunner()
+
+
+def record(g: Governor, kind: str, payload: dict[str, Any]) -> Event:
+    """Append an event of another room (observations, beliefs, shadows) the normal way."""
+    room = g.containment
+    return room.state.append_one("acme", room.drafts.for_log("acme", kind, payload, SENSOR))
+
+
+def observation(ident: str, subject: str, source: str) -> dict[str, Any]:
+    kind, _, name = subject.partition(":")
+    return {
+        "observation": {
+            "observation_id": ident,
+            "source": source,
+            "subject": {"kind": kind, "id": name},
+            "kind": "login.failed",
+            "attributes": {"count": 9},
+            "event_time": "2026-01-01T00:00:00.000000Z",
+        }
+    }
+
+
+def belief(ident: str, subject: str, observations: list[str]) -> dict[str, Any]:
+    kind, _, name = subject.partition(":")
+    return {
+        "belief": {
+            "belief_id": ident,
+            "detector": "failed-logins",
+            "detector_version": "1",
+            "kind": "credential.stuffing",
+            "subject": {"kind": kind, "id": name},
+            "observation_ids": observations,
+            "sources": ["idp", "vpn"],
+        }
+    }
+
+
+def shadow(key: str, subject: str, beliefs: list[str]) -> dict[str, Any]:
+    kind, _, name = subject.partition(":")
+    return {
+        "shadow": {
+            "shadow_key": key,
+            "subject": {"kind": kind, "id": name},
+            "identifiers": [subject],
+            "belief_ids": beliefs,
+            "plan": None,
+        }
+    }
+
+
+class Scene:
+    def __init__(self, g: Governor, stream_id: str, ids: dict[str, str]) -> None:
+        self.g, self.stream_id, self.ids = g, stream_id, ids
+
+    def pack(self) -> dict[str, Any]:
+        return export_pack(self.g.ledger, "acme", self.stream_id)
+
+
+def build(path: Path) -> Scene:
+    """Telemetry on alice (and on bob, unrelated), a belief, a shadow, heightened posture,
+    then Door Net resting on the belief, approved by two operators and run."""
+    g = governor(Ledger(SqliteStore(path / "l.db"), KEY))
+    ids = {
+        "o1": record(g, "observation.recorded", observation("o-1", "identity:alice", "idp")),
+        "o2": record(g, "observation.recorded", observation("o-2", "identity:alice", "vpn")),
+        "stray": record(g, "observation.recorded", observation("o-9", "identity:bob", "idp")),
+        "b1": record(g, "belief.formed", belief("b-1", "identity:alice", ["o-1", "o-2"])),
+        "s1": record(g, "shadow.created", shadow("sh-alice", "identity:alice", ["b-1"])),
+        "s-bob": record(g, "shadow.created", shadow("sh-bob", "identity:bob", [])),
+    }
+    operators = [g.add_principal(f"op-{n}", "operator", ["acme"])[0] for n in range(2)]
+    ids["posture"] = g.set_posture("acme", "heightened", "suspicious identity", operators[0])
+    intent = plan_intent(door_net("acme", TARGETS), "acme", "soc")
+    intent["params"]["evidence_refs"] = {"beliefs": ["b-1"]}
+    outcome = g.submit(intent)
+    for operator in operators:
+        g.vote("acme", outcome.intent_id, operator, Vote.APPROVE, "ok")
+    ids["late"] = record(g, "shadow.updated", shadow("sh-alice", "identity:alice", ["b-1"]))
+    g.ledger.checkpoint("acme")
+    return Scene(g, outcome.correlation_id, {k: e.event_id for k, e in ids.items()})
+
+
+@pytest.fixture
+def scene(tmp_path: Path) -> Iterator[Scene]:
+    found = build(tmp_path)
+    yield found
+    found.g.close()
+
+
+def test_a_pack_runs_from_observations_to_outcomes_and_verifies(scene: Scene) -> None:
+    pack = scene.pack()
+    assert pack["format"] == PACK_FORMAT
+    chain, ids = pack["evidence"]["chain"], scene.ids
+    assert list(chain) == list(STAGES)
+    assert chain["observations"] == [ids["o1"], ids["o2"]]  # o-2 through the belief
+    assert chain["beliefs"] == [ids["b1"]]
+    assert chain["shadows"] == [ids["s1"]]  # bob's is about someone else; the update is later
+    assert chain["posture"] == [ids["posture"]]
+    assert chain["other"] == []
+    for stage in ("approvals", "plan", "actions", "outcomes"):
+        assert chain[stage], stage
+    held = {json.loads(e["event"])["event_id"] for e in pack["evidence"]["events"]}
+    assert not {ids["stray"], ids["s-bob"], ids["late"]} & held
+    assert pack["evidence"]["plan_hash"] == door_net("acme", TARGETS).plan_hash
+    assert pack["evidence"]["policy_hash"] == scene.g.policy_for("acme").policy_hash
+    verdict = verify_bundle_text(pack_bytes(pack), KEY.verifier_key())
+    assert verdict.passed, verdict.failures
+    assert verdict.key_trusted and verdict.complete and verdict.decisions == 1
+    assert verdict.evidence_hash == pack["evidence_hash"] == content_hash(pack["evidence"])
+    assert verify_bundle(pack, KEY.verifier_key()).passed  # parsed, not read from a file
+
+
+def test_the_same_stream_exports_the_same_bytes_and_replay_derives_the_same_hash(
+    scene: Scene, tmp_path: Path
+) -> None:
+    first = pack_bytes(scene.pack())
+    assert pack_bytes(scene.pack()) == first
+    # from the ledger alone: another reader of the same store, after replay has verified it
+    again = Ledger(SqliteStore(tmp_path / "l.db"), KEY)
+    try:
+        assert replay(again.store, "acme", verifier=again.verifier).verified
+        stream = again.store.events_for_correlation("acme", scene.stream_id)
+        end = max(e.seq for e in stream)
+        body = derive_evidence("acme", scene.stream_id, stream, again.store.events("acme", 0, end))
+    finally:
+        again.store.close()
+    assert evidence_hash(body) == json.loads(first)["evidence_hash"]
+    # the log goes on: new checkpoint, new proofs, the same evidence
+    record(scene.g, "observation.recorded", observation("o-10", "identity:carol", "idp"))
+    scene.g.ledger.checkpoint("acme")
+    later = scene.pack()
+    assert later["evidence_hash"] == json.loads(first)["evidence_hash"]
+    assert pack_bytes(later) != first
+
+
+def test_a_missing_reference_is_noted_not_hidden(tmp_path: Path) -> None:
+    g = governor(Ledger(SqliteStore(tmp_path / "l.db"), KEY))
+    try:
+        intent = plan_intent(door_net("acme", TARGETS[:1]), "acme", "soc")
+        intent["params"]["evidence_refs"] = {"observations": ["o-absent"]}
+        outcome = g.submit(intent)
+        g.ledger.checkpoint("acme")
+        verdict = verify_bundle(export_pack(g.ledger, "acme", outcome.correlation_id))
+    finally:
+        g.close()
+    assert verdict.passed, verdict.failures
+    assert any("observation o-absent" in note for note in verdict.notes)
+
+
+# -- tampering -------------------------------------------------------------------------
+
+_PACKED: dict[str, bytes] = {}
+
+
+def _packed(tmp_path_factory: pytest.TempPathFactory) -> bytes:
+    if "bytes" not in _PACKED:
+        found = build(tmp_path_factory.mktemp("tamper"))
+        _PACKED["bytes"] = pack_bytes(found.pack())
+        found.g.close()
+    return _PACKED["bytes"]
+
+
+@settings(
+    max_examples=50, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture]
+)
+@given(where=st.floats(min_value=0, max_value=1, exclude_max=True), flip=st.integers(1, 255))
+def test_any_edited_byte_fails_verification_with_a_reason(
+    tmp_path_factory: pytest.TempPathFactory, where: float, flip: int
+) -> None:
+    data = bytearray(_packed(tmp_path_factory))
+    position = int(where * len(data))
+    data[position] ^= flip
+    verdict = verify_bundle_text(bytes(data), KEY.verifier_key())
+    assert not verdict.passed, position
+    assert all(re.match(r"^[\w.\[\]]+: \S", f) for f in verdict.failures), verdict.failures
+
+
+def _reseal(pack: dict[str, Any]) -> bytes:
+    """A forger's pack: consistent hash and canonical bytes (what the key alone cannot sign)."""
+    pack["evidence_hash"] = content_hash(pack["evidence"])
+    return pack_bytes(pack)
+
+
+def _insert(scene: Scene, pack: dict[str, Any], event_id: str) -> None:
+    """Slip a real, provable event of the log into the pack, in log order."""
+    ledger = scene.g.ledger
+    event = ledger.event("acme", event_id)
+    size = ledger.current_checkpoint("acme").checkpoint.size
+    entries = list(zip(pack["evidence"]["events"], pack["attestation"]["proofs"], strict=True))
+    proof = [h.hex() for h in ledger.inclusion("acme", event.seq, size).hashes]
+    entries.append(({"leaf_index": event.seq, "event": event.canonical.decode()}, proof))
+    entries.sort(key=lambda pair: int(pair[0]["leaf_index"]))
+    pack["evidence"]["events"] = [e for e, _ in entries]
+    pack["attestation"]["proofs"] = [p for _, p in entries]
+
+
+def _stray(scene: Scene, pack: dict[str, Any]) -> None:
+    _insert(scene, pack, scene.ids["stray"])
+    pack["evidence"]["chain"]["observations"].insert(2, scene.ids["stray"])
+
+
+def _refiled(scene: Scene, pack: dict[str, Any]) -> None:
+    chain = pack["evidence"]["chain"]
+    chain["outcomes"].append(chain["actions"].pop())
+
+
+def _plan_hash(scene: Scene, pack: dict[str, Any]) -> None:
+    pack["evidence"]["plan_hash"] = content_hash({"another": "plan"})
+
+
+def _proof_dropped(scene: Scene, pack: dict[str, Any]) -> None:
+    pack["attestation"]["proofs"].pop()
+
+
+def _extra_field(scene: Scene, pack: dict[str, Any]) -> None:
+    pack["evidence"]["exported_at"] = "2026-01-01T00:00:00Z"
+
+
+def _event_removed(scene: Scene, pack: dict[str, Any]) -> None:
+    index = next(
+        i
+        for i, e in enumerate(pack["evidence"]["events"])
+        if json.loads(e["event"])["event_id"] == scene.ids["o2"]
+    )
+    del pack["evidence"]["events"][index]
+    del pack["attestation"]["proofs"][index]
+    pack["evidence"]["chain"]["observations"].remove(scene.ids["o2"])
+
+
+@pytest.mark.parametrize(
+    ("doctor", "message"),
+    [
+        (_stray, "joins the stream by no reference, subject or decision"),
+        (_refiled, "evidence.chain: differs from the chain its events make"),
+        (_plan_hash, "evidence.plan_hash: "),
+        (_proof_dropped, "attestation.proofs: "),
+        (_extra_field, "unexpected field 'exported_at'"),
+        # a withheld observation: the belief still names it, and the verifier says so
+        (_event_removed, None),
+    ],
+)
+def test_consistent_forgeries_are_named(scene: Scene, doctor: Any, message: str | None) -> None:
+    pack = scene.pack()
+    doctor(scene, pack)
+    verdict = verify_bundle_text(_reseal(pack), KEY.verifier_key())
+    if message is None:
+        assert verdict.passed, verdict.failures
+        assert any("observation o-2" in note for note in verdict.notes)
+        return
+    assert not verdict.passed
+    assert any(message in failure for failure in verdict.failures), verdict.failures
+
+
+def test_a_pack_re_indented_is_not_the_artifact(scene: Scene) -> None:
+    pack = scene.pack()
+    verdict = verify_bundle_text(json.dumps(pack, indent=2, sort_keys=True), KEY.verifier_key())
+    assert verdict.failures == [
+        "pack: the file is not the pack's canonical bytes (RFC 8785) and one newline"
+    ]
+    assert canonical_bytes(pack) + b"\n" == pack_bytes(pack)
+
+
+# -- the command line -------------------------------------------------------------------
+
+
+def _markers(text: str) -> dict[str, str]:
+    return dict(MARKER.findall(text))
+
+
+def test_the_demo_is_stable_across_homes_and_its_pack_verifies_offline(tmp_path: Path) -> None:
+    runs = []
+    for name in ("a", "b"):
+        result = runner.invoke(
+            app, ["--home", str(tmp_path / name), "demo", "evidence_pack", "--deterministic"]
+        )
+        assert result.exit_code == 0, result.output
+        runs.append(_markers(result.stdout))
+    first, second = runs
+    for stable in ("EVIDENCE_HASH", "PLAN_HASH", "POLICY_HASH_IN_EFFECT", "AUDIT_STREAM_ID"):
+        assert first[stable] == second[stable], stable
+    assert first["REPLAY_VERIFIED"] == first["PACK_VERIFIED"] == "true"
+    assert first["ARTIFACT_PATH"] == str(tmp_path / "a" / "evidence-pack.json")
+    home = ["--home", str(tmp_path / "a")]
+    checked = runner.invoke(app, ["verify-bundle", first["ARTIFACT_PATH"]])
+    assert checked.exit_code == 0, checked.output
+    assert _markers(checked.stdout)["EVIDENCE_HASH"] == first["EVIDENCE_HASH"]
+    stream = first["AUDIT_STREAM_ID"]
+    replayed = runner.invoke(app, [*home, "replay", "verify", "--audit-stream-id", stream])
+    assert replayed.exit_code == 0, replayed.output  # no --tenant: the stream names it
+    assert _markers(replayed.stdout)["EVIDENCE_HASH"] == first["EVIDENCE_HASH"]
+    out = tmp_path / "again.json"
+    packed = runner.invoke(
+        app, [*home, "evidence", "pack", "--audit-stream-id", stream, "--out", str(out)]
+    )
+    assert packed.exit_code == 0, packed.output
+    assert out.read_bytes() == Path(first["ARTIFACT_PATH"]).read_bytes()
+    to_stdout = runner.invoke(app, [*home, "evidence", "pack", "--audit-stream-id", stream])
+    assert to_stdout.stdout_bytes == out.read_bytes()
+    exported = runner.invoke(
+        app,
+        [*home, "evidence", "export", "--audit-stream-id", stream, "-o", str(tmp_path / "b.json")],
+    )
+    assert exported.exit_code == 0, exported.output
+    listed = runner.invoke(app, [*home, "log", "--audit-stream-id", stream, "--json"])
+    events = json.loads(listed.stdout)["events"]
+    assert events and {e["correlation_id"] for e in events} == {stream}
+
+
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["replay", "verify"],
+        ["evidence", "pack"],
+        ["evidence", "export", "-o", "never.json"],
+        ["log"],
+    ],
+)
+def test_an_unknown_audit_stream_is_an_error_naming_the_flag(
+    tmp_path: Path, command: list[str]
+) -> None:
+    home = tmp_path / "home"
+    assert runner.invoke(app, ["--home", str(home), "demo", "quickstart"]).exit_code == 0
+    result = runner.invoke(
+        app, ["--home", str(home), *command, "--audit-stream-id", "01NOSUCHSTREAM"]
+    )
+    assert result.exit_code == 2, result.output
+    assert "--audit-stream-id" in result.stderr and "'01NOSUCHSTREAM'" in result.stderr
+    assert "VERIFIED" not in result.stdout and "EVIDENCE_HASH" not in result.stdout
+    assert not (tmp_path / "never.json").exists()
+
+
+def test_a_stream_in_two_tenants_needs_a_tenant(tmp_path: Path) -> None:
+    home = tmp_path / "home"
+    for tenant in ("acme", "globex"):
+        intent = tmp_path / f"{tenant}.json"
+        intent.write_text(
+            json.dumps(
+                {
+                    "tenant": tenant,
+                    "actor": {"id": "bot", "kind": "agent"},
+                    "action": "ticket.read",
+                    "target": "t/1",
+                    "safety_class": "A0",
+                    "correlation_id": "shared-stream",
+                }
+            )
+        )
+        if not home.exists():
+            assert runner.invoke(app, ["--home", str(home), "init"]).exit_code == 0
+        runner.invoke(app, ["--home", str(home), "submit", str(intent)])
+    both = runner.invoke(
+        app, ["--home", str(home), "replay", "verify", "--audit-stream-id", "shared-stream"]
+    )
+    assert both.exit_code == 2
+    assert "acme, globex" in both.stderr and "--tenant" in both.stderr
+    runner.invoke(app, ["--home", str(home), "checkpoint", "--tenant", "globex"])
+    one = runner.invoke(
+        app,
+        [
+            "--home",
+            str(home),
+            "replay",
+            "verify",
+            "-t",
+            "globex",
+            "--audit-stream-id",
+            "shared-stream",
+        ],
+    )
+    assert one.exit_code == 0, one.output
+    neither = runner.invoke(app, ["--home", str(home), "replay", "verify"])
+    assert neither.exit_code == 2 and "--tenant" in neither.stderr
+
+
+# -- HTTP -------------------------------------------------------------------------------
+
+
+def test_the_pack_is_served_to_readers_of_the_tenant_as_its_canonical_bytes(
+    tmp_path: Path,
+) -> None:
+    from test_server_support import FORBIDDEN, deploy, submit
+
+    dep = deploy(tmp_path / "home")
+    try:
+        denied = submit(dep, "agent-7", FORBIDDEN, 200)
+        query = {"tenant": "acme", "audit_stream_id": denied["correlation_id"]}
+        answer = dep.client.get("/v1/evidence/pack", params=query, headers=dep.auth("audrey"))
+        assert answer.status_code == 200, answer.text
+        assert answer.headers["content-type"].startswith("application/json")
+        verdict = verify_bundle_text(answer.content)
+        assert verdict.passed, verdict.failures
+        for stranger in ("agent-7", "mallory"):
+            refused = dep.client.get("/v1/evidence/pack", params=query, headers=dep.auth(stranger))
+            assert refused.status_code == 403
+        unknown = query | {"audit_stream_id": "nothing-here"}
+        missing = dep.client.get("/v1/evidence/pack", params=unknown, headers=dep.auth("audrey"))
+        assert missing.status_code == 404
+    finally:
+        dep.client.close()
+        dep.governor.close()
