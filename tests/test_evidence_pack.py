@@ -1,4 +1,4 @@
-"""Evidence packs: an audit stream from telemetry to outcome, one canonical file, verified offline."""
+"""Evidence packs: an audit stream from telemetry to outcome, one canonical file, verified."""
 
 from __future__ import annotations
 
@@ -147,7 +147,9 @@ def test_a_pack_runs_from_observations_to_outcomes_and_verifies(scene: Scene) ->
     assert pack["evidence"]["policy_hash"] == scene.g.policy_for("acme").policy_hash
     verdict = verify_bundle_text(pack_bytes(pack), KEY.verifier_key())
     assert verdict.passed, verdict.failures
-    assert verdict.key_trusted and verdict.complete and verdict.decisions == 1
+    assert verdict.key_trusted
+    assert verdict.complete
+    assert verdict.decisions == 1
     assert verdict.evidence_hash == pack["evidence_hash"] == content_hash(pack["evidence"])
     assert verify_bundle(pack, KEY.verifier_key()).passed  # parsed, not read from a file
 
@@ -293,6 +295,98 @@ def test_consistent_forgeries_are_named(scene: Scene, doctor: Any, message: str 
     assert any(message in failure for failure in verdict.failures), verdict.failures
 
 
+def _first_event(pack: dict[str, Any]) -> dict[str, Any]:
+    event: dict[str, Any] = json.loads(pack["evidence"]["events"][0]["event"])
+    return event
+
+
+def _swap_first_two(pack: dict[str, Any]) -> None:
+    for name in (("evidence", "events"), ("attestation", "proofs")):
+        items = pack[name[0]][name[1]]
+        items[0], items[1] = items[1], items[0]
+
+
+def _twice(pack: dict[str, Any]) -> None:
+    pack["evidence"]["events"].append(pack["evidence"]["events"][-1])
+    pack["attestation"]["proofs"].append(pack["attestation"]["proofs"][-1])
+
+
+def _keep_only_joined(pack: dict[str, Any]) -> None:
+    stream = pack["evidence"]["audit_stream_id"]
+    keep = [
+        i
+        for i, e in enumerate(pack["evidence"]["events"])
+        if json.loads(e["event"])["correlation_id"] != stream
+    ]
+    pack["evidence"]["events"] = [pack["evidence"]["events"][i] for i in keep]
+    pack["attestation"]["proofs"] = [pack["attestation"]["proofs"][i] for i in keep]
+
+
+@pytest.mark.parametrize(
+    ("doctor", "message"),
+    [
+        (lambda p: p.update(format="exoarmur.evidence-pack/v9"), "format: expected"),
+        (lambda p: p.pop("attestation"), "pack: must be an object with exactly the fields"),
+        (lambda p: p["attestation"].pop("context"), "missing field 'context'"),
+        (lambda p: p["evidence"].update(tenant=7), "evidence.tenant: must be a non-empty string"),
+        (lambda p: p["evidence"].update(events={}), "evidence.events: events and attestation"),
+        (
+            lambda p: (p["evidence"].update(events=[]), p["attestation"].update(proofs=[])),
+            "evidence.events: is empty",
+        ),
+        (
+            lambda p: p["evidence"]["events"][0].update(log="acme"),
+            "evidence.events[0]: must be an object with exactly leaf_index and event",
+        ),
+        (lambda p: p["attestation"].update(public_key="nonsense"), "public_key: "),
+        (
+            lambda p: p["attestation"]["context"][0].update(
+                event=p["evidence"]["events"][-1]["event"]
+            ),
+            "attestation.context[0]: ",
+        ),
+        (_swap_first_two, "out of log order, or twice"),
+        (_twice, "appears twice"),
+        (_keep_only_joined, "hold no event of audit stream"),
+        (lambda p: p["evidence"].update(audit_stream_id="another"), "evidence.events"),
+    ],
+)
+def test_malformed_packs_fail_naming_the_field(scene: Scene, doctor: Any, message: str) -> None:
+    pack = scene.pack()
+    doctor(pack)
+    if isinstance(pack.get("evidence"), dict):
+        pack["evidence_hash"] = content_hash(pack["evidence"])
+    verdict = verify_bundle(pack, KEY.verifier_key())
+    assert not verdict.passed
+    assert any(message in failure for failure in verdict.failures), verdict.failures
+
+
+def test_an_event_of_another_stream_is_refused_whatever_its_proof(scene: Scene) -> None:
+    pack = scene.pack()
+    zed = scene.g.submit(
+        {
+            "tenant": "acme",
+            "actor": {"id": "soc", "kind": "agent"},
+            "action": "containment.rate_limit",
+            "target": "identity:zed",
+            "safety_class": "A1",
+            "params": {
+                "containment": {"scope": {"kind": "identity", "id": "zed"}, "ttl_seconds": 60}
+            },
+            "correlation_id": "zed",
+        }
+    )
+    scene.g.ledger.checkpoint("acme")
+    fresh = scene.pack()  # the same evidence, a checkpoint that covers zed's events
+    assert fresh["evidence_hash"] == pack["evidence_hash"]
+    recorded = scene.g.story("acme", zed.intent_id)[0]
+    _insert(scene, fresh, recorded.event_id)
+    verdict = verify_bundle_text(_reseal(fresh), KEY.verifier_key())
+    assert any(
+        "only observations, beliefs, shadows and posture join" in f for f in verdict.failures
+    )
+
+
 def test_a_pack_re_indented_is_not_the_artifact(scene: Scene) -> None:
     pack = scene.pack()
     verdict = verify_bundle_text(json.dumps(pack, indent=2, sort_keys=True), KEY.verifier_key())
@@ -345,7 +439,8 @@ def test_the_demo_is_stable_across_homes_and_its_pack_verifies_offline(tmp_path:
     assert exported.exit_code == 0, exported.output
     listed = runner.invoke(app, [*home, "log", "--audit-stream-id", stream, "--json"])
     events = json.loads(listed.stdout)["events"]
-    assert events and {e["correlation_id"] for e in events} == {stream}
+    assert events
+    assert {e["correlation_id"] for e in events} == {stream}
 
 
 @pytest.mark.parametrize(
@@ -366,9 +461,16 @@ def test_an_unknown_audit_stream_is_an_error_naming_the_flag(
         app, ["--home", str(home), *command, "--audit-stream-id", "01NOSUCHSTREAM"]
     )
     assert result.exit_code == 2, result.output
-    assert "--audit-stream-id" in result.stderr and "'01NOSUCHSTREAM'" in result.stderr
-    assert "VERIFIED" not in result.stdout and "EVIDENCE_HASH" not in result.stdout
+    assert "--audit-stream-id" in result.stderr
+    assert "'01NOSUCHSTREAM'" in result.stderr
+    assert "VERIFIED" not in result.stdout
+    assert "EVIDENCE_HASH" not in result.stdout
     assert not (tmp_path / "never.json").exists()
+    elsewhere = runner.invoke(
+        app, ["--home", str(home), *command, "-t", "nobody", "--audit-stream-id", "x"]
+    )
+    assert elsewhere.exit_code == 2
+    assert "'nobody'" in elsewhere.stderr
 
 
 def test_a_stream_in_two_tenants_needs_a_tenant(tmp_path: Path) -> None:
@@ -394,7 +496,8 @@ def test_a_stream_in_two_tenants_needs_a_tenant(tmp_path: Path) -> None:
         app, ["--home", str(home), "replay", "verify", "--audit-stream-id", "shared-stream"]
     )
     assert both.exit_code == 2
-    assert "acme, globex" in both.stderr and "--tenant" in both.stderr
+    assert "acme, globex" in both.stderr
+    assert "--tenant" in both.stderr
     runner.invoke(app, ["--home", str(home), "checkpoint", "--tenant", "globex"])
     one = runner.invoke(
         app,
@@ -411,7 +514,8 @@ def test_a_stream_in_two_tenants_needs_a_tenant(tmp_path: Path) -> None:
     )
     assert one.exit_code == 0, one.output
     neither = runner.invoke(app, ["--home", str(home), "replay", "verify"])
-    assert neither.exit_code == 2 and "--tenant" in neither.stderr
+    assert neither.exit_code == 2
+    assert "--tenant" in neither.stderr
 
 
 # -- HTTP -------------------------------------------------------------------------------
