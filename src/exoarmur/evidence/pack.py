@@ -25,7 +25,7 @@ from ..errors import NotFound
 from ..ledger.log import Ledger
 from ..model.event import DECISION_RECORDED, Event
 from .bundle import _context, _entry
-from .provenance import chain, provenance, summary
+from .provenance import PROVENANCE_TYPES, chain, provenance, summary
 
 PACK_FORMAT = "exoarmur.evidence-pack/v1"
 
@@ -35,7 +35,8 @@ def derive_evidence(
 ) -> dict[str, Any]:
     """The ``evidence`` member for a stream, from its events and its tenant's log (in order)."""
     own = [json.loads(e.canonical) for e in stream]
-    joined = provenance(own, (json.loads(e.canonical) for e in log))
+    # only events of the types that may join are parsed: the log before a stream can be long
+    joined = provenance(own, (json.loads(e.canonical) for e in log if e.type in PROVENANCE_TYPES))
     events = sorted([*own, *joined], key=lambda e: int(e["seq"]))
     return {
         "tenant": tenant,
