@@ -437,6 +437,9 @@ def test_the_demo_is_stable_across_homes_and_its_pack_verifies_offline(tmp_path:
         [*home, "evidence", "export", "--audit-stream-id", stream, "-o", str(tmp_path / "b.json")],
     )
     assert exported.exit_code == 0, exported.output
+    shown = runner.invoke(app, [*home, "plan", "show", "--audit-stream-id", stream, "--json"])
+    assert shown.exit_code == 0, shown.output
+    assert json.loads(shown.stdout)["plan_hash"] == first["PLAN_HASH"]
     listed = runner.invoke(app, [*home, "log", "--audit-stream-id", stream, "--json"])
     events = json.loads(listed.stdout)["events"]
     assert events
@@ -450,6 +453,7 @@ def test_the_demo_is_stable_across_homes_and_its_pack_verifies_offline(tmp_path:
         ["evidence", "pack"],
         ["evidence", "export", "-o", "never.json"],
         ["log"],
+        ["plan", "show"],
     ],
 )
 def test_an_unknown_audit_stream_is_an_error_naming_the_flag(
@@ -513,6 +517,12 @@ def test_a_stream_in_two_tenants_needs_a_tenant(tmp_path: Path) -> None:
         ],
     )
     assert one.exit_code == 0, one.output
+    no_plan = runner.invoke(
+        app,
+        ["--home", str(home), "plan", "show", "-t", "acme", "--audit-stream-id", "shared-stream"],
+    )
+    assert no_plan.exit_code == 2
+    assert "holds no plan" in no_plan.stderr
     neither = runner.invoke(app, ["--home", str(home), "replay", "verify"])
     assert neither.exit_code == 2
     assert "--tenant" in neither.stderr
@@ -544,3 +554,22 @@ def test_the_pack_is_served_to_readers_of_the_tenant_as_its_canonical_bytes(
     finally:
         dep.client.close()
         dep.governor.close()
+
+
+def test_the_benchmark_measures_bundles_and_packs_at_each_size() -> None:
+    import subprocess
+    import sys
+
+    script = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_evidence_pack.py"
+    done = subprocess.run(
+        [sys.executable, str(script), "--sizes", "16,40"],
+        cwd=script.parent,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    rows = [json.loads(line) for line in done.stdout.splitlines()]
+    assert [row["events"] >= size for row, size in zip(rows, (16, 40), strict=True)] == [True] * 2
+    assert all(row["pack_verify_s"] >= 0 and row["bundle_verify_s"] >= 0 for row in rows)

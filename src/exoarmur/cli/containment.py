@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from ..containment.model import PLAN_ACTION
 from ..containment.plans import door_net, parse_plan
 from ..containment.room import plan_intent
 from ..encoding import parse_time
 from ..errors import ContainmentError, InputError
 from ..jsontext import loads
+from ..model.event import INTENT_RECORDED
 from ._common import (
     EXIT_BAD_INPUT,
     STATUS_EXIT,
@@ -26,6 +28,7 @@ from ._common import (
     outcome_json,
     print_json,
 )
+from ._streams import tenant_of_stream
 
 containment_app = typer.Typer(help="Containment controls in force.", no_args_is_help=True)
 plan_app = typer.Typer(help="Containment plans: submit, show, list.", no_args_is_help=True)
@@ -131,13 +134,40 @@ def submit(
 
 @plan_app.command("show")
 def show(
-    ctx: typer.Context, plan_id: str, tenant: Tenant = "default", as_json: Json = False
+    ctx: typer.Context,
+    plan_id: Annotated[str | None, typer.Argument(help="The plan's intent id.")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant", "-t", help="Tenant whose log to use (default, or the stream's own)."
+        ),
+    ] = None,
+    stream_id: Annotated[
+        str | None,
+        typer.Option("--audit-stream-id", help="Show the plan of this audit stream instead."),
+    ] = None,
+    as_json: Json = False,
 ) -> None:
     """One plan: its hash, steps, status and every plan event."""
     from ..errors import NotFound
     from ..home import open_governor
 
     with errors(), open_governor(current_home(ctx)) as governor:
+        if (plan_id is None) == (stream_id is None):
+            raise InputError("give a PLAN_ID or --audit-stream-id, not both")
+        if stream_id is not None:
+            store = governor.ledger.store
+            tenant = tenant_of_stream(store, tenant, stream_id)
+            plans = [
+                e.intent_id
+                for e in store.events_for_correlation(tenant, stream_id)
+                if e.type == INTENT_RECORDED and e.payload["intent"]["action"] == PLAN_ACTION
+            ]
+            if not plans:
+                raise InputError(f"--audit-stream-id: stream {stream_id!r} holds no plan")
+            plan_id = plans[-1]
+        tenant = tenant or "default"
+        assert plan_id is not None
         summary = governor.containment.plan_summary(tenant, plan_id)
         if summary is None:
             raise NotFound(f"no plan {plan_id} in {tenant}")
