@@ -115,6 +115,9 @@ def build(path: Path) -> Scene:
     intent = plan_intent(door_net("acme", TARGETS), "acme", "soc")
     intent["params"]["evidence_refs"] = {"beliefs": ["b-1"]}
     outcome = g.submit(intent)
+    attested = {"intent_id": outcome.intent_id, "principal": "op-0", "note": "seen it"}
+    ids["attested"] = record(g, "evidence.attested", attested)
+    ids["other-attested"] = record(g, "evidence.attested", attested | {"intent_id": "01OTHER"})
     for operator in operators:
         g.vote("acme", outcome.intent_id, operator, Vote.APPROVE, "ok")
     ids["late"] = record(g, "shadow.updated", shadow("sh-alice", "identity:alice", ["b-1"]))
@@ -137,12 +140,13 @@ def test_a_pack_runs_from_observations_to_outcomes_and_verifies(scene: Scene) ->
     assert chain["observations"] == [ids["o1"], ids["o2"]]  # o-2 through the belief
     assert chain["beliefs"] == [ids["b1"]]
     assert chain["shadows"] == [ids["s1"]]  # bob's is about someone else; the update is later
+    assert chain["attestations"] == [ids["attested"]]  # not the one of another intent
     assert chain["posture"] == [ids["posture"]]
     assert chain["other"] == []
     for stage in ("approvals", "plan", "actions", "outcomes"):
         assert chain[stage], stage
     held = {json.loads(e["event"])["event_id"] for e in pack["evidence"]["events"]}
-    assert not {ids["stray"], ids["s-bob"], ids["late"]} & held
+    assert not {ids["stray"], ids["s-bob"], ids["late"], ids["other-attested"]} & held
     assert pack["evidence"]["plan_hash"] == door_net("acme", TARGETS).plan_hash
     assert pack["evidence"]["policy_hash"] == scene.g.policy_for("acme").policy_hash
     verdict = verify_bundle_text(pack_bytes(pack), KEY.verifier_key())
@@ -383,7 +387,8 @@ def test_an_event_of_another_stream_is_refused_whatever_its_proof(scene: Scene) 
     _insert(scene, fresh, recorded.event_id)
     verdict = verify_bundle_text(_reseal(fresh), KEY.verifier_key())
     assert any(
-        "only observations, beliefs, shadows and posture join" in f for f in verdict.failures
+        "only observations, beliefs, shadows, attestations and posture join" in f
+        for f in verdict.failures
     )
 
 

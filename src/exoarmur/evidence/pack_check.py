@@ -212,7 +212,8 @@ def _joined(
             verdict.fail(
                 where,
                 f"an event of correlation {event.get('correlation_id')!r} and type "
-                f"{event.get('type')!r}: only observations, beliefs, shadows and posture join",
+                f"{event.get('type')!r}: only observations, beliefs, shadows, attestations "
+                "and posture join",
             )
         elif id(event) not in chosen:
             verdict.fail(where, "joins the stream by no reference, subject or decision")

@@ -14,6 +14,8 @@ it through references, not through the correlation:
 - a belief so named brings the observations it rests on (``observation_ids``);
 - a shadow event joins when it names such a belief or is about the subject
   of such an observation or belief, or about a scope the stream contains;
+- an ``evidence.attested`` joins when its ``payload.intent_id`` is an intent
+  of the stream;
 - the posture in force at each decision joins: the latest ``posture.set`` or
   ``posture.expired`` of the tenant's log before that decision.
 
@@ -30,14 +32,19 @@ OBSERVATION_RECORDED = "observation.recorded"
 BELIEF_FORMED = "belief.formed"
 SHADOW_EVENTS = ("shadow.created", "shadow.updated", "shadow.closed")
 POSTURE_EVENTS = ("posture.set", "posture.expired")
+#: an operator's attestation of an intent's evidence (payload names the intent_id)
+EVIDENCE_ATTESTED = "evidence.attested"
 #: the types an event outside the stream may have to join a pack
-PROVENANCE_TYPES = frozenset((OBSERVATION_RECORDED, BELIEF_FORMED, *SHADOW_EVENTS, *POSTURE_EVENTS))
+PROVENANCE_TYPES = frozenset(
+    (OBSERVATION_RECORDED, BELIEF_FORMED, *SHADOW_EVENTS, EVIDENCE_ATTESTED, *POSTURE_EVENTS)
+)
 
 #: the chain's stages, in the order the story runs
 STAGES = (
     "observations",
     "beliefs",
     "shadows",
+    "attestations",
     "posture",
     "approvals",
     "plan",
@@ -102,6 +109,8 @@ class References:
         self.subjects: set[tuple[str, str]] = set()
         #: the seq of each decision of the stream (the posture in force before each joins)
         self.decisions: list[int] = []
+        #: the stream's intents (an attestation of one joins)
+        self.intents: set[str] = set()
         #: the seq of the stream's last event (nothing at or after it joins)
         self.end = 0
 
@@ -114,6 +123,8 @@ class References:
                     self.decisions.append(seq)
             if event.get("type") != "intent.recorded":
                 continue
+            if isinstance(event.get("intent_id"), str):
+                self.intents.add(event["intent_id"])
             intent = _payload(event).get("intent")
             params = intent.get("params") if isinstance(intent, Mapping) else None
             if not isinstance(params, Mapping):
@@ -153,6 +164,7 @@ def provenance(stream: Sequence[Event], log: Iterable[Event]) -> list[Event]:
     beliefs: list[Event] = []
     shadows: list[Event] = []
     postures: list[Event] = []
+    chosen: list[Event] = []
     for event in log:
         seq = event.get("seq")
         if not isinstance(seq, int) or seq >= refs.end:
@@ -166,9 +178,11 @@ def provenance(stream: Sequence[Event], log: Iterable[Event]) -> list[Event]:
             beliefs.append(event)
         elif kind in SHADOW_EVENTS:
             shadows.append(event)
+        elif kind == EVIDENCE_ATTESTED:
+            if _payload(event).get("intent_id") in refs.intents:
+                chosen.append(event)
         else:
             postures.append(event)
-    chosen: list[Event] = []
     belief_ids = set(refs.beliefs)
     observation_ids = set(refs.observations)
     subjects = set(refs.subjects)
@@ -241,6 +255,8 @@ def stage_of(event: Event, plans: set[Any], correlation: str) -> str:
         return "beliefs"
     if kind in SHADOW_EVENTS:
         return "shadows"
+    if kind == EVIDENCE_ATTESTED:
+        return "attestations"
     if kind in POSTURE_EVENTS:
         return "posture"
     if event.get("correlation_id") != correlation:
