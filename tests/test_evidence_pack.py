@@ -34,6 +34,7 @@ from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.event import Event
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
+from spec_pack_checker import check_pack
 
 KEY = SigningKey.generate("t/pack")
 TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
@@ -151,6 +152,7 @@ def test_a_pack_runs_from_observations_to_outcomes_and_verifies(scene: Scene) ->
     assert pack["evidence"]["policy_hash"] == scene.g.policy_for("acme").policy_hash
     verdict = verify_bundle_text(pack_bytes(pack), KEY.verifier_key())
     assert verdict.passed, verdict.failures
+    assert check_pack(pack_bytes(pack), KEY.verifier_key()) == []  # written from the spec alone
     assert verdict.key_trusted
     assert verdict.complete
     assert verdict.decisions == 1
@@ -220,6 +222,7 @@ def test_any_edited_byte_fails_verification_with_a_reason(
     data[position] ^= flip
     verdict = verify_bundle_text(bytes(data), KEY.verifier_key())
     assert not verdict.passed, position
+    assert check_pack(bytes(data), KEY.verifier_key()), position
     assert all(re.match(r"^[\w.\[\]]+: \S", f) for f in verdict.failures), verdict.failures
 
 
@@ -290,7 +293,9 @@ def _event_removed(scene: Scene, pack: dict[str, Any]) -> None:
 def test_consistent_forgeries_are_named(scene: Scene, doctor: Any, message: str | None) -> None:
     pack = scene.pack()
     doctor(scene, pack)
-    verdict = verify_bundle_text(_reseal(pack), KEY.verifier_key())
+    raw = _reseal(pack)
+    verdict = verify_bundle_text(raw, KEY.verifier_key())
+    assert bool(check_pack(raw, KEY.verifier_key())) != verdict.passed  # the spec agrees
     if message is None:
         assert verdict.passed, verdict.failures
         assert any("observation o-2" in note for note in verdict.notes)
@@ -385,7 +390,9 @@ def test_an_event_of_another_stream_is_refused_whatever_its_proof(scene: Scene) 
     assert fresh["evidence_hash"] == pack["evidence_hash"]
     recorded = scene.g.story("acme", zed.intent_id)[0]
     _insert(scene, fresh, recorded.event_id)
-    verdict = verify_bundle_text(_reseal(fresh), KEY.verifier_key())
+    raw = _reseal(fresh)
+    verdict = verify_bundle_text(raw, KEY.verifier_key())
+    assert "joined" in check_pack(raw, KEY.verifier_key())
     assert any(
         "only observations, beliefs, shadows, attestations and posture join" in f
         for f in verdict.failures
