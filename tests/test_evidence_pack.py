@@ -21,6 +21,7 @@ from exoarmur.containment.room import plan_intent
 from exoarmur.encoding import canonical_bytes, content_hash
 from exoarmur.evidence import (
     PACK_FORMAT,
+    export_bundle,
     export_pack,
     pack_bytes,
     verify_bundle,
@@ -34,6 +35,7 @@ from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.event import Event
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
+from spec_checker import check as spec_check
 from spec_pack_checker import check_pack
 
 KEY = SigningKey.generate("t/pack")
@@ -585,3 +587,60 @@ def test_the_benchmark_measures_bundles_and_packs_at_each_size() -> None:
     rows = [json.loads(line) for line in done.stdout.splitlines()]
     assert [row["events"] >= size for row, size in zip(rows, (16, 40), strict=True)] == [True] * 2
     assert all(row["pack_verify_s"] >= 0 and row["bundle_verify_s"] >= 0 for row in rows)
+
+
+# -- bundles of ledgers older than the class floor ---------------------------------------
+
+
+def test_a_bundle_decided_before_the_class_floor_verifies_as_replay_re_derives_it(
+    tmp_path: Path,
+) -> None:
+    """A decision recorded under a snapshot with no class floor had none: as replay reads it.
+
+    Found while writing the spec checker: the bundle's re-decision applied
+    today's default floor to such snapshots (replay does not), so a bundle of
+    an older ledger's A2 action allowed without approval failed to verify.
+    """
+    from containment_kit import action
+    from forgery import forge, of_type
+
+    g = governor(Ledger(SqliteStore(tmp_path / "l.db"), KEY))
+    try:
+        outcome = g.submit(action("isolate_endpoint", "endpoint:laptop-7", correlation_id="iso"))
+        operator, _ = g.add_principal("op", "operator", ["acme"])
+        g.vote("acme", outcome.intent_id, operator, Vote.APPROVE, "ok")
+        g.ledger.checkpoint("acme")
+        honest = export_bundle(g.ledger, "acme", "iso")
+    finally:
+        g.close()
+
+    def before_the_floor(events: list[Any], context: list[Any]) -> None:
+        snapshot = of_type(context, "config.snapshot").event["payload"]
+        del snapshot["config"]["gate"]["class_floor"]
+        snapshot["config_hash"] = content_hash(snapshot["config"])
+        decided = of_type(events, "decision.recorded").event["payload"]["decision"]
+        decided.update(verdict="allow", config_hash=snapshot["config_hash"])
+        del decided["obligations"]["approval"]
+        del decided["gate"]
+        gone = {"gate.blocked", "approval.requested", "approval.granted", "intent.approved"}
+        events[:] = [e for e in events if e.event["type"] not in gone]
+
+    old = forge(honest, before_the_floor, KEY)
+    verdict = verify_bundle(old, KEY.verifier_key())
+    assert verdict.passed, verdict.failures
+    assert spec_check(old, KEY.verifier_key()) == []
+
+    # and with the floor in its snapshot, the same allow is caught
+    def floor_kept(events: list[Any], context: list[Any]) -> None:
+        before_the_floor(events, context)
+        snapshot = of_type(context, "config.snapshot").event["payload"]
+        snapshot["config"]["gate"]["class_floor"] = {"A2": 1}
+        snapshot["config_hash"] = content_hash(snapshot["config"])
+        of_type(events, "decision.recorded").event["payload"]["decision"]["config_hash"] = snapshot[
+            "config_hash"
+        ]
+
+    caught = verify_bundle(forge(honest, floor_kept, KEY), KEY.verifier_key())
+    assert any("decision.verdict" in f or "decision.gate" in f for f in caught.failures), (
+        caught.failures
+    )
