@@ -210,6 +210,11 @@ def gated(
     if policy["verdict"] == "deny":
         return {"verdict": "deny", "obligations": policy["obligations"], "gate": None}
     quorum, controls = int(policy["obligations"].get("approval", "0")), []
+    # the class floor: defaults for the classes a table leaves out; no table, no floor
+    floors = {"A2": 1, "A3": 2} | gate["class_floor"] if "class_floor" in gate else {}
+    if quorum < floors.get(intent["safety_class"], 0):
+        controls.append(f"class_floor:{intent['safety_class']}")
+        quorum = floors[intent["safety_class"]]
     protected = gate.get("protected", {})
     if intent["target"] in protected.get("targets", []) or intent["actor"]["id"] in protected.get(
         "principals", []

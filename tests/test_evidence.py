@@ -213,5 +213,6 @@ def test_export_and_verify_from_the_command_line(tmp_path: Path) -> None:
     missing = runner.invoke(
         app, ["--home", str(home), "evidence", "export", "-t", "demo", "-c", "nope", "-o", str(out)]
     )
-    assert missing.exit_code == 1
+    assert missing.exit_code == 2  # an unknown stream is bad input naming the flag
+    assert "--correlation/--audit-stream-id: no events of correlation 'nope'" in missing.stderr
     assert runner.invoke(app, ["verify-bundle", str(tmp_path / "none.json")]).exit_code == 2

@@ -12,11 +12,13 @@ from typing import Annotated, Any
 
 import typer
 
+from ..containment.model import PLAN_ACTION
 from ..containment.plans import door_net, parse_plan
 from ..containment.room import plan_intent
 from ..encoding import parse_time
 from ..errors import ContainmentError, InputError
 from ..jsontext import loads
+from ..model.event import INTENT_RECORDED
 from ._common import (
     EXIT_BAD_INPUT,
     STATUS_EXIT,
@@ -26,6 +28,7 @@ from ._common import (
     outcome_json,
     print_json,
 )
+from ._streams import tenant_of_stream
 
 containment_app = typer.Typer(help="Containment controls in force.", no_args_is_help=True)
 plan_app = typer.Typer(help="Containment plans: submit, show, list.", no_args_is_help=True)
@@ -131,13 +134,40 @@ def submit(
 
 @plan_app.command("show")
 def show(
-    ctx: typer.Context, plan_id: str, tenant: Tenant = "default", as_json: Json = False
+    ctx: typer.Context,
+    plan_id: Annotated[str | None, typer.Argument(help="The plan's intent id.")] = None,
+    tenant: Annotated[
+        str | None,
+        typer.Option(
+            "--tenant", "-t", help="Tenant whose log to use (default, or the stream's own)."
+        ),
+    ] = None,
+    stream_id: Annotated[
+        str | None,
+        typer.Option("--audit-stream-id", help="Show the plan of this audit stream instead."),
+    ] = None,
+    as_json: Json = False,
 ) -> None:
     """One plan: its hash, steps, status and every plan event."""
     from ..errors import NotFound
     from ..home import open_governor
 
     with errors(), open_governor(current_home(ctx)) as governor:
+        if (plan_id is None) == (stream_id is None):
+            raise InputError("give a PLAN_ID or --audit-stream-id, not both")
+        if stream_id is not None:
+            store = governor.ledger.store
+            tenant = tenant_of_stream(store, tenant, stream_id)
+            plans = [
+                e.intent_id
+                for e in store.events_for_correlation(tenant, stream_id)
+                if e.type == INTENT_RECORDED and e.payload["intent"]["action"] == PLAN_ACTION
+            ]
+            if not plans:
+                raise InputError(f"--audit-stream-id: stream {stream_id!r} holds no plan")
+            plan_id = plans[-1]
+        tenant = tenant or "default"
+        assert plan_id is not None
         summary = governor.containment.plan_summary(tenant, plan_id)
         if summary is None:
             raise NotFound(f"no plan {plan_id} in {tenant}")
@@ -205,7 +235,8 @@ def _run_demo(
                 governor.activate_policy(bundle.bundle)
             markers = getattr(demos, name)(governor, **options)
     sys.stdout.write(demos.markers_text(markers))
-    raise typer.Exit(0 if markers["REPLAY_VERIFIED"] == "true" else 1)
+    verified = markers["REPLAY_VERIFIED"] == "true" and markers.get("PACK_VERIFIED") != "false"
+    raise typer.Exit(0 if verified else 1)
 
 
 def demo_primitives(
@@ -236,6 +267,19 @@ def demo_posture_lockdown(ctx: typer.Context, deterministic: Deterministic = Fal
     _run_demo(ctx, "posture_lockdown", deterministic, None)
 
 
+def demo_evidence_pack(
+    ctx: typer.Context,
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the pack (default: in the home)."),
+    ] = None,
+    deterministic: Deterministic = False,
+) -> None:
+    """Door Net, approved and run, then its audit stream as an evidence pack, verified offline."""
+    where = out if out is not None else current_home(ctx).path / "evidence-pack.json"
+    _run_demo(ctx, "evidence_pack", deterministic, None, out=where.absolute())
+
+
 def register(app: typer.Typer, demo_app: typer.Typer) -> None:
     """Add these commands to the ``exoarmur`` application."""
     app.command("tick")(tick)
@@ -244,3 +288,4 @@ def register(app: typer.Typer, demo_app: typer.Typer) -> None:
     demo_app.command("primitives")(demo_primitives)
     demo_app.command("dominance_plan")(demo_dominance_plan)
     demo_app.command("posture_lockdown")(demo_posture_lockdown)
+    demo_app.command("evidence_pack")(demo_evidence_pack)

@@ -43,6 +43,7 @@ from ._common import (
     print_outcome,
     readable_tenants,
 )
+from ._streams import stream_tenants
 
 
 def submit(
@@ -78,7 +79,10 @@ def log(
     ctx: typer.Context,
     tenant: Annotated[str | None, typer.Option("--tenant", "-t", help="Only this tenant.")] = None,
     correlation: Annotated[
-        str | None, typer.Option("--correlation", "-c", help="Only this correlation id.")
+        str | None,
+        typer.Option(
+            "--correlation", "--audit-stream-id", "-c", help="Only this correlation (audit stream)."
+        ),
     ] = None,
     limit: Annotated[int, typer.Option("--limit", min=1, help="At most this many events.")] = 1000,
     cursor: Annotated[
@@ -114,6 +118,12 @@ def log(
             )
             if start is not None and start[0] not in tenants:
                 raise InputError(f"--cursor: no log for tenant {start[0]!r} among those listed")
+            if correlation and not stream_tenants(ledger.store, correlation, tenants):
+                # an unknown stream is a mistake to name, never an empty listing
+                raise InputError(
+                    f"--audit-stream-id: no events of correlation {correlation!r} in "
+                    + (f"tenant {tenant!r}" if tenant else "any tenant listed")
+                )
             walk = _walk(ledger, tenants, correlation, start)
             if everything and as_json:
                 for event in walk:

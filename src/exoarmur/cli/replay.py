@@ -13,6 +13,7 @@ from rich.table import Table
 from ..errors import (
     InputError,
 )
+from ..ledger.log import Ledger
 from ..policy import PolicyBundle
 from ..terminal import line, styled
 from ._common import (
@@ -29,6 +30,7 @@ from ._common import (
     progress_bar,
     require_log,
 )
+from ._streams import tenant_of_stream
 
 _REPLAY_VERDICT = {
     "VERIFIED": ("VERIFIED", "bold green"),
@@ -43,13 +45,26 @@ replay_app = typer.Typer(
 )
 
 
+#: ``--tenant`` where an audit stream id can name the tenant instead
+StreamTenantOption = Annotated[
+    str | None,
+    typer.Option(
+        "--tenant",
+        "-t",
+        help="Tenant whose log to use (found from --audit-stream-id when omitted).",
+    ),
+]
+
+
 @replay_app.command("verify")
 def replay_verify(
     ctx: typer.Context,
-    tenant: TenantOption,
+    tenant: StreamTenantOption = None,
     correlation: Annotated[
         str | None,
-        typer.Option("--correlation", "--audit-stream-id", "-c", help="Only this correlation."),
+        typer.Option(
+            "--correlation", "--audit-stream-id", "-c", help="Only this correlation (audit stream)."
+        ),
     ] = None,
     start: Annotated[int, typer.Option("--from", min=0, help="Check events from this seq.")] = 0,
     as_json: JsonFlag = False,
@@ -62,16 +77,16 @@ def replay_verify(
     from ..replay import replay
 
     with errors(as_json):
+        if tenant is None and correlation is None:
+            raise InputError("--tenant: give a tenant, or an --audit-stream-id to find it by")
         ledger = current_home(ctx).ledger()
+        evidence: str | None = None
         try:
-            require_log(ledger.store, tenant)
-            if correlation is not None and not ledger.store.events_for_correlation(
-                tenant, correlation
-            ):
-                raise InputError(
-                    f"--audit-stream-id: no events of correlation {correlation!r} "
-                    f"in tenant {tenant!r}"
-                )
+            if correlation is None:
+                assert tenant is not None
+                require_log(ledger.store, tenant)
+            else:
+                tenant = tenant_of_stream(ledger.store, tenant, correlation)
             size = ledger.size(tenant)
             with progress_bar(size, f"replaying {tenant}", as_json) as progress:
                 report = replay(
@@ -82,10 +97,12 @@ def replay_verify(
                     start=start,
                     progress=progress,
                 )
+            if correlation is not None and report.verified:
+                evidence = _replayed_evidence_hash(ledger, tenant, correlation)
         finally:
             ledger.store.close()
     if as_json:
-        print_json(report.to_json())
+        print_json(report.to_json() | ({"evidence_hash": evidence} if evidence else {}))
     else:
         verdict = styled(*_REPLAY_VERDICT[report.status])
         console.print(
@@ -113,7 +130,20 @@ def replay_verify(
         typer.echo(f"ROOT_HASH={report.root_hash}")
         typer.echo(f"CHECKPOINT_VERIFIED={str(report.checkpoint_verified).lower()}")
         typer.echo(f"STATUS={report.status}")
+        if evidence is not None:
+            typer.echo(f"EVIDENCE_HASH={evidence}")
     raise typer.Exit(VERDICT_EXIT[report.status])
+
+
+def _replayed_evidence_hash(ledger: Ledger, tenant: str, stream_id: str) -> str:
+    """The stream's evidence hash, derived again from the log replay has just verified."""
+    from ..evidence.pack import derive_evidence, evidence_hash, stream_events
+
+    stream = stream_events(ledger, tenant, stream_id)
+    end = max(e.seq for e in stream)
+    return evidence_hash(
+        derive_evidence(tenant, stream_id, stream, ledger.store.events(tenant, 0, end))
+    )
 
 
 @replay_app.command("whatif")
@@ -181,8 +211,12 @@ evidence_app = typer.Typer(
 @evidence_app.command("export")
 def evidence_export(
     ctx: typer.Context,
-    tenant: TenantOption,
-    correlation: Annotated[str, typer.Option("--correlation", "-c", help="The correlation id.")],
+    correlation: Annotated[
+        str,
+        typer.Option(
+            "--correlation", "--audit-stream-id", "-c", help="The correlation (audit stream) id."
+        ),
+    ],
     out: Annotated[
         Path, typer.Option("--out", "-o", help="Where to write the bundle (- for stdout).")
     ],
@@ -191,6 +225,7 @@ def evidence_export(
         list[str] | None,
         typer.Option("--artifact", help="Attach a governance artifact: TYPE or TYPE:required."),
     ] = None,
+    tenant: StreamTenantOption = None,
 ) -> None:
     """Write one self-contained JSON bundle for a correlation."""
     from ..evidence import export_bundle
@@ -201,6 +236,9 @@ def evidence_export(
         wanted = artifact_requests(artifact or [])
         ledger = current_home(ctx).ledger()
         try:
+            tenant = tenant_of_stream(
+                ledger.store, tenant, correlation, "--correlation/--audit-stream-id"
+            )
             bundle = export_bundle(ledger, tenant, correlation, wanted)
         finally:
             ledger.store.close()
@@ -225,6 +263,58 @@ def evidence_export(
         print_json(summary)
     else:
         console.print(_export_line(str(out), summary), markup=False)
+
+
+@evidence_app.command("pack")
+def evidence_pack(
+    ctx: typer.Context,
+    stream_id: Annotated[
+        str, typer.Option("--audit-stream-id", help="The audit stream (correlation) id.")
+    ],
+    out: Annotated[
+        Path | None,
+        typer.Option("--out", "-o", help="Where to write the pack (default: standard output)."),
+    ] = None,
+    tenant: StreamTenantOption = None,
+    as_json: JsonFlag = False,
+) -> None:
+    """Write the evidence pack of an audit stream: observations to outcomes, with proofs."""
+    from ..evidence import export_pack, pack_bytes
+
+    with errors(as_json):
+        ledger = current_home(ctx).ledger()
+        try:
+            tenant = tenant_of_stream(ledger.store, tenant, stream_id)
+            pack = export_pack(ledger, tenant, stream_id)
+        finally:
+            ledger.store.close()
+        data = pack_bytes(pack)
+        if out is not None and str(out) != "-":
+            try:
+                out.write_bytes(data)
+            except OSError as exc:
+                raise InputError(f"--out: cannot write {out}: {exc.strerror}") from None
+    chain = pack["evidence"]["chain"]
+    summary = {
+        "out": str(out) if out is not None and str(out) != "-" else "-",
+        "tenant": tenant,
+        "audit_stream_id": stream_id,
+        "events": len(pack["evidence"]["events"]),
+        "chain": {stage: len(ids) for stage, ids in chain.items()},
+        "evidence_hash": pack["evidence_hash"],
+    }
+    if summary["out"] == "-":
+        sys.stdout.buffer.write(data)
+        sys.stdout.flush()
+        if not as_json:
+            err_console.print(f"EVIDENCE_HASH={pack['evidence_hash']}", markup=False)
+    elif as_json:
+        print_json(summary)
+    else:
+        stages = ", ".join(f"{n} {stage}" for stage, n in summary["chain"].items() if n)
+        typer.echo(f"wrote {out}: {summary['events']} event(s) ({stages})")
+        typer.echo(f"EVIDENCE_HASH={pack['evidence_hash']}")
+        typer.echo(f"ARTIFACT_PATH={out}")
 
 
 def _export_line(where: str, summary: dict[str, Any]) -> str:
@@ -287,6 +377,8 @@ def verify_bundle_command(
                 f"intent {intent['intent_id']}: {intent['state']}"
                 + (" (open)" if intent["open"] else "")
             )
+        if verdict.evidence_hash is not None and verdict.passed:
+            typer.echo(f"EVIDENCE_HASH={verdict.evidence_hash}")
         typer.echo(f"VERIFY_STORY={'COMPLETE' if verdict.complete else 'OPEN'}")
         typer.echo(f"VERIFY_VERDICT={'PASS' if verdict.passed else 'FAIL'}")
     raise typer.Exit(EXIT_OK if verdict.passed else EXIT_FAILURE)

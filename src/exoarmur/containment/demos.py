@@ -9,6 +9,7 @@ are stable in any home because they depend on content only.
 from __future__ import annotations
 
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from ..approvals.book import Vote
@@ -124,6 +125,40 @@ def dominance_plan(governor: Governor, approve: bool) -> dict[str, str]:
         "COMPENSATION_APPLIED": _flag(compensated),
         "AUDIT_STREAM_ID": outcome.correlation_id,
         "REPLAY_VERIFIED": _flag(replay_verified(governor)),
+    }
+
+
+def evidence_pack(governor: Governor, out: Path) -> dict[str, str]:
+    """Door Net approved by two operators, then its audit stream as an evidence pack.
+
+    The pack is written to ``out``, verified offline with the home's public
+    key, and its ``evidence_hash`` derived again from the replayed log.
+    """
+    from ..evidence.pack import derive_evidence, evidence_hash, export_pack, pack_bytes
+    from ..evidence.verify import verify_bundle_text
+
+    ran = dominance_plan(governor, approve=True)
+    stream_id = ran["AUDIT_STREAM_ID"]
+    ledger = governor.ledger
+    pack = export_pack(ledger, DEMO_TENANT, stream_id)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    out.write_bytes(pack_bytes(pack))
+    verdict = verify_bundle_text(out.read_bytes(), ledger.key.verifier_key())
+    replayed = ran["REPLAY_VERIFIED"] == "true" and replay_verified(governor)
+    stream = ledger.store.events_for_correlation(DEMO_TENANT, stream_id)
+    end = max(e.seq for e in stream)
+    again = evidence_hash(
+        derive_evidence(DEMO_TENANT, stream_id, stream, ledger.store.events(DEMO_TENANT, 0, end))
+    )
+    return {
+        "PLAN_HASH": ran["PLAN_HASH"],
+        "POLICY_HASH_IN_EFFECT": str(pack["evidence"]["policy_hash"]),
+        "AUDIT_STREAM_ID": stream_id,
+        "CHAIN": ",".join(f"{k}:{len(v)}" for k, v in pack["evidence"]["chain"].items() if v),
+        "EVIDENCE_HASH": pack["evidence_hash"],
+        "ARTIFACT_PATH": str(out),
+        "PACK_VERIFIED": _flag(verdict.passed),
+        "REPLAY_VERIFIED": _flag(replayed and again == pack["evidence_hash"]),
     }
 
 

@@ -336,7 +336,8 @@ def _rederive(
             policy,
             system=Controls(SYSTEM_LOG),
             tenant=tenant,
-            config=GateConfig.from_table(config.get("gate")),
+            # as replay reads a snapshot: one from before the class floor had none
+            config=GateConfig.from_recorded(config.get("gate")),
             now=story.recorded_at,
         )
     wanted, found = derived.to_canonical(), recorded.to_canonical()
@@ -379,7 +380,7 @@ def _denied_outside(
             return None
     elif control.startswith("rate_limit:"):
         limit = control.removeprefix("rate_limit:")
-        if limit not in GateConfig.from_table(config.get("gate")).rate_limits:
+        if limit not in GateConfig.from_recorded(config.get("gate")).rate_limits:
             fail(where, f"decision.gate.controls: the configuration sets no {limit} rate limit")
             return None
     told.notes.append(

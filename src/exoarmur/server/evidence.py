@@ -10,9 +10,9 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query
+from fastapi import APIRouter, Depends, Query, Response
 
-from ..evidence import export_bundle
+from ..evidence import export_bundle, export_pack, pack_bytes
 from ..model.intent import TENANT_PATTERN, TOKEN_PATTERN
 from .access import Right
 from .auth import CallerDep
@@ -44,3 +44,37 @@ def evidence(
     """Every event of the correlation with proofs, checkpoints and what its decisions name."""
     caller.require(Right.READ_LEDGER, tenant)
     return export_bundle(caller.governor.ledger, tenant, correlation_id)
+
+
+@router.get(
+    "/evidence/pack",
+    summary="Export the evidence pack of one audit stream",
+    response_class=Response,
+    responses={
+        200: {
+            "description": "The pack's canonical bytes (see docs/evidence-bundle.md); "
+            "save them as they are and verify with `exoarmur verify-bundle`.",
+            "content": {"application/json": {}},
+        },
+        **problems(401, 403, 404, 422, 429, 500, 503),
+    },
+    dependencies=[Depends(read_slot)],
+)
+def evidence_pack(
+    caller: CallerDep,
+    tenant: Annotated[str, Query(pattern=TENANT_PATTERN, max_length=63, description="A tenant.")],
+    audit_stream_id: Annotated[
+        str,
+        Query(
+            pattern=TOKEN_PATTERN,
+            min_length=1,
+            max_length=256,
+            description="The audit stream (correlation) id.",
+        ),
+    ],
+) -> Response:
+    """The stream's events, what they rest on, and the proofs, as one canonical document."""
+    caller.require(Right.READ_LEDGER, tenant)
+    pack = export_pack(caller.governor.ledger, tenant, audit_stream_id)
+    # the bytes are the artifact: a re-serialised body would no longer verify
+    return Response(pack_bytes(pack), media_type="application/json")
