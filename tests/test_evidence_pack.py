@@ -33,6 +33,8 @@ from exoarmur.ledger.keys import SigningKey
 from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.event import Event
+from exoarmur.observations.intake import desk_of
+from exoarmur.observations.model import parse_observation
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
 from spec_checker import check as spec_check
@@ -46,51 +48,41 @@ runner = CliRunner()
 
 
 def record(g: Governor, kind: str, payload: dict[str, Any]) -> Event:
-    """Append an event of another room (observations, beliefs, shadows) the normal way."""
+    """Append an event of another room (attestations) the normal way."""
     room = g.containment
     return room.state.append_one("acme", room.drafts.for_log("acme", kind, payload, SENSOR))
 
 
-def observation(ident: str, subject: str, source: str) -> dict[str, Any]:
-    kind, _, name = subject.partition(":")
-    return {
-        "observation": {
-            "observation_id": ident,
-            "source": source,
-            "subject": {"kind": kind, "id": name},
-            "kind": "login.failed",
-            "attributes": {"count": 9},
-            "event_time": "2026-01-01T00:00:00.000000Z",
-        }
-    }
+def telemetry(
+    g: Governor, who: str, sources: list[str], kind: str = "login.failed", where: str = "lisbon"
+) -> None:
+    """Observations of ``who`` through the observation desk (which forms beliefs and shadows)."""
+    observations = [
+        parse_observation(
+            {
+                "source": source,
+                "subject": {"kind": "identity", "id": who},
+                "kind": kind,
+                "attributes": {"attempt": n, "location": where},
+                "event_time": f"2026-01-01T00:00:{n:02d}Z",
+            }
+        )
+        for n, source in enumerate(sources)
+    ]
+    desk_of(g).record("acme", observations, SENSOR)
 
 
-def belief(ident: str, subject: str, observations: list[str]) -> dict[str, Any]:
-    kind, _, name = subject.partition(":")
-    return {
-        "belief": {
-            "belief_id": ident,
-            "detector": "failed-logins",
-            "detector_version": "1",
-            "kind": "credential.stuffing",
-            "subject": {"kind": kind, "id": name},
-            "observation_ids": observations,
-            "sources": ["idp", "vpn"],
-        }
-    }
-
-
-def shadow(key: str, subject: str, beliefs: list[str]) -> dict[str, Any]:
-    kind, _, name = subject.partition(":")
-    return {
-        "shadow": {
-            "shadow_key": key,
-            "subject": {"kind": kind, "id": name},
-            "identifiers": [subject],
-            "belief_ids": beliefs,
-            "plan": None,
-        }
-    }
+def about(g: Governor, kind: str, who: str) -> list[Event]:
+    """The events of ``kind`` whose payload is about identity ``who``, in log order."""
+    store = g.ledger.store
+    found = []
+    for event in store.events("acme", 0, store.size("acme")):
+        if event.type != kind:
+            continue
+        body = next(iter(event.payload.values()))
+        if body["subject"] == {"kind": "identity", "id": who}:
+            found.append(event)
+    return found
 
 
 class Scene:
@@ -105,27 +97,32 @@ def build(path: Path) -> Scene:
     """Telemetry on alice (and on bob, unrelated), a belief, a shadow, heightened posture,
     then Door Net resting on the belief, approved by two operators and run."""
     g = governor(Ledger(SqliteStore(path / "l.db"), KEY))
-    ids = {
-        "o1": record(g, "observation.recorded", observation("o-1", "identity:alice", "idp")),
-        "o2": record(g, "observation.recorded", observation("o-2", "identity:alice", "vpn")),
-        "stray": record(g, "observation.recorded", observation("o-9", "identity:bob", "idp")),
-        "b1": record(g, "belief.formed", belief("b-1", "identity:alice", ["o-1", "o-2"])),
-        "s1": record(g, "shadow.created", shadow("sh-alice", "identity:alice", ["b-1"])),
-        "s-bob": record(g, "shadow.created", shadow("sh-bob", "identity:bob", [])),
-    }
+    telemetry(g, "alice", ["idp", "vpn", "idp", "vpn", "idp"])
+    telemetry(g, "bob", ["idp"] * 5)
+    alice = about(g, "observation.recorded", "alice")
+    ids = {f"o{n}": event for n, event in enumerate(alice, 1)}
+    ids["stray"] = about(g, "observation.recorded", "bob")[0]
+    (ids["b1"],) = about(g, "belief.formed", "alice")
+    (ids["s1"],) = about(g, "shadow.created", "alice")
+    (ids["s-bob"],) = about(g, "shadow.created", "bob")
+    belief_id = ids["b1"].payload["belief"]["belief_id"]
     operators = [g.add_principal(f"op-{n}", "operator", ["acme"])[0] for n in range(2)]
     ids["posture"] = g.set_posture("acme", "heightened", "suspicious identity", operators[0])
     intent = plan_intent(door_net("acme", TARGETS), "acme", "soc")
-    intent["params"]["evidence_refs"] = {"beliefs": ["b-1"]}
+    intent["params"]["evidence_refs"] = {"beliefs": [belief_id]}
     outcome = g.submit(intent)
     attested = {"intent_id": outcome.intent_id, "principal": "op-0", "note": "seen it"}
     ids["attested"] = record(g, "evidence.attested", attested)
     ids["other-attested"] = record(g, "evidence.attested", attested | {"intent_id": "01OTHER"})
     for operator in operators:
         g.vote("acme", outcome.intent_id, operator, Vote.APPROVE, "ok")
-    ids["late"] = record(g, "shadow.updated", shadow("sh-alice", "identity:alice", ["b-1"]))
+    telemetry(g, "alice", ["vpn"], kind="login.succeeded")
+    telemetry(g, "alice", ["vpn"], kind="login.succeeded", where="oslo")  # the shadow grows
+    (ids["late"],) = about(g, "shadow.updated", "alice")
     g.ledger.checkpoint("acme")
-    return Scene(g, outcome.correlation_id, {k: e.event_id for k, e in ids.items()})
+    named = {k: e.event_id for k, e in ids.items()}
+    named["o2-observation"] = ids["o2"].payload["observation"]["observation_id"]
+    return Scene(g, outcome.correlation_id, named)
 
 
 @pytest.fixture
@@ -140,7 +137,7 @@ def test_a_pack_runs_from_observations_to_outcomes_and_verifies(scene: Scene) ->
     assert pack["format"] == PACK_FORMAT
     chain, ids = pack["evidence"]["chain"], scene.ids
     assert list(chain) == list(STAGES)
-    assert chain["observations"] == [ids["o1"], ids["o2"]]  # o-2 through the belief
+    assert chain["observations"] == [ids[f"o{n}"] for n in range(1, 6)]  # through the belief
     assert chain["beliefs"] == [ids["b1"]]
     assert chain["shadows"] == [ids["s1"]]  # bob's is about someone else; the update is later
     assert chain["attestations"] == [ids["attested"]]  # not the one of another intent
@@ -178,7 +175,7 @@ def test_the_same_stream_exports_the_same_bytes_and_replay_derives_the_same_hash
         again.store.close()
     assert evidence_hash(body) == json.loads(first)["evidence_hash"]
     # the log goes on: new checkpoint, new proofs, the same evidence
-    record(scene.g, "observation.recorded", observation("o-10", "identity:carol", "idp"))
+    telemetry(scene.g, "carol", ["idp"])
     scene.g.ledger.checkpoint("acme")
     later = scene.pack()
     assert later["evidence_hash"] == json.loads(first)["evidence_hash"]
@@ -300,7 +297,8 @@ def test_consistent_forgeries_are_named(scene: Scene, doctor: Any, message: str 
     assert bool(check_pack(raw, KEY.verifier_key())) != verdict.passed  # the spec agrees
     if message is None:
         assert verdict.passed, verdict.failures
-        assert any("observation o-2" in note for note in verdict.notes)
+        withheld = f"observation {scene.ids['o2-observation']}"
+        assert any(withheld in note for note in verdict.notes)
         return
     assert not verdict.passed
     assert any(message in failure for failure in verdict.failures), verdict.failures
