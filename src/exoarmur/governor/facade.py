@@ -31,6 +31,7 @@ from ..principals import ALL_TENANTS, Principal, PrincipalBook
 from .access import Access
 from .drafts import Drafts, operator
 from .drain import GovernedCalls
+from .evidence import Evidence
 from .intake import Decider, Intake
 from .outcomes import outcome_from_events, read_story
 from .policies import Policies
@@ -110,6 +111,9 @@ class Governor:
             config_hash=self.config_hash,
         )
         self.recovery = Recovery(self.state, self.drafts, self.runner)
+        self.evidence_desk = Evidence(
+            self.state, self.drafts, self.runner, lambda: self.approval_window
+        )
         self.calls = GovernedCalls()
         self._record_config()
         if policy is not None:
@@ -218,6 +222,22 @@ class Governor:
         """
         with self.calls.governed():
             return self.votes.vote(tenant, intent_id, principal, vote, reason, intent_hash)
+
+    def attest_evidence(
+        self, tenant: str, intent_id: str, principal: Principal, note: str
+    ) -> tuple[Event, list[Outcome]]:
+        """Record an operator's attestation (``principal`` from credentials), then re-check.
+
+        Returns the attestation and the outcomes of the intents it released.
+        """
+        with self.calls.governed():
+            event = self.evidence_desk.attest(tenant, intent_id, principal, note)
+            return event, self.evidence_desk.recheck(tenant)
+
+    def recheck_evidence(self, tenant: str) -> list[Outcome]:
+        """Release the tenant's intents whose referenced evidence has since arrived."""
+        with self.calls.governed():
+            return self.evidence_desk.recheck(tenant)
 
     def pending(self, tenant: str) -> list[IntentState]:
         """Intents waiting for approval (expiring the overdue ones on the way)."""

@@ -33,6 +33,7 @@ from ..approvals.book import (
 from ..containment.audit import ContainmentAudit
 from ..encoding import content_hash
 from ..errors import ExoArmurError
+from ..evidence_levels import EVIDENCE_SATISFIED, level_met, parse_refs, rank, released
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
 from ..gate.controls import Controls
 from ..governor.deciding import decide, engine_in_force
@@ -489,6 +490,8 @@ class Replayer:
                 )
         elif kind == APPROVAL_REQUESTED:
             self.on_requested(event, tracked, check)
+        elif kind == EVIDENCE_SATISFIED:
+            self.on_satisfied(event, tracked, check)
         elif "cast" in event.payload and kind in (
             APPROVAL_GRANTED,
             APPROVAL_REJECTED,
@@ -595,8 +598,44 @@ class Replayer:
                 "the decision re-derived from the ledger differs from the recorded one",
             )
 
+    def on_satisfied(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        """Evidence released a held intent: it must really meet the level, at that position."""
+        held = tracked.decision
+        if held is None or held.verdict != Verdict.PENDING_EVIDENCE or not tracked.events:
+            if check:
+                self.diverge(event, "type", event.type, None, "nothing was waiting for evidence")
+            return
+        intent = ActionIntent.from_canonical(tracked.events[0].payload["intent"])
+        intent_hash = tracked.events[0].payload["intent_hash"]
+        position = event.payload["controls"]["tenant"]
+        if not self.positions_ok(event, {"tenant": position}, "controls"):
+            return
+        fold = self.fold.at(position).evidence
+        then = released(held)
+        expected = {
+            "intent_hash": intent_hash,
+            "required": (held.gate or {})["evidence"]["required"],
+            "met": level_met(parse_refs(intent.params), fold, intent.intent_id, intent_hash),
+            "controls": {"tenant": position},
+            "verdict": then.verdict.value,
+        }
+        if check:
+            self.compare(event, "payload", event.payload, expected, "the evidence release differs")
+            if rank(expected["met"]) < rank(expected["required"]):
+                self.diverge(
+                    event,
+                    "met",
+                    expected["met"],
+                    expected["required"],
+                    "released with less evidence than required",
+                )
+        tracked.decision = then
+
     def on_requested(self, event: Event, tracked: _Tracked, check: bool) -> None:
-        decided = next((e for e in tracked.events if e.type == DECISION_RECORDED), None)
+        decided = next(
+            (e for e in reversed(tracked.events) if e.type == EVIDENCE_SATISFIED),
+            next((e for e in tracked.events if e.type == DECISION_RECORDED), None),
+        )
         if decided is None or tracked.decision is None:
             return
         if tracked.decision.verdict != Verdict.REQUIRE_APPROVAL:
@@ -609,7 +648,8 @@ class Replayer:
                     "approval requested for a decision that needs none",
                 )
             return
-        window = self.window(decided.payload["controls"]["system"], tracked.decision.config_hash)
+        first = next(e for e in tracked.events if e.type == DECISION_RECORDED)
+        window = self.window(first.payload["controls"]["system"], tracked.decision.config_hash)
         expected = approval_request(tracked.decision, decided.process_time, window) | {
             "intent_hash": tracked.events[0].payload["intent_hash"]
         }
