@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_kit import ALICE, MALLORY, believe, governor, observe, ticket
+from evidence_kit import ALICE, MALLORY, governor, observe, ticket
 from exoarmur.errors import InputError, PermissionDenied, PolicyError
 from exoarmur.evidence_levels import (
     EVIDENCE_SATISFIED,
@@ -126,12 +126,15 @@ def test_below_the_level_it_waits_then_runs_once_a_second_source_corroborates(
         "met": "observed",
         "influences": [],
     }
-    assert g.recheck_evidence("acme") == [] and ran == []
+    assert g.recheck_evidence("acme") == []
+    assert ran == []
     observe(g, "globex", "o2", "idp")  # another tenant's evidence never counts
-    assert g.recheck_evidence("acme") == [] and ran == []
+    assert g.recheck_evidence("acme") == []
+    assert ran == []
     observe(g, "acme", "o2", "idp")
     (released,) = g.recheck_evidence("acme")
-    assert released.status == OutcomeStatus.EXECUTED and ran == [first.intent_id]
+    assert released.status == OutcomeStatus.EXECUTED
+    assert ran == [first.intent_id]
     assert g.recheck_evidence("acme") == []  # released once
     assert g.outcome("acme", first.intent_id).status == OutcomeStatus.EXECUTED
     report = replay(ledger.store, "acme")
@@ -198,7 +201,8 @@ def test_replay_catches_a_release_with_too_little_evidence(ledger: Ledger) -> No
     report = replay(ledger.store, "acme")
     g.close()
     assert not report.verified
-    assert report.first is not None and report.first.event_type == EVIDENCE_SATISFIED
+    assert report.first is not None
+    assert report.first.event_type == EVIDENCE_SATISFIED
 
 
 def _intent(g: Governor, intent_id: str):  # type: ignore[no-untyped-def]

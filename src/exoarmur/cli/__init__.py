@@ -38,6 +38,7 @@ from . import (
     replay,
     report,
     service,
+    trust,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -105,6 +106,7 @@ def _register(root: typer.Typer) -> None:
     root.add_typer(witness_commands.tiles_app, name="tiles")
     integrations.register(root)
     containment.register(root, demos.demo_app)
+    trust.register(root, replay.evidence_app, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
     _register_reality(root)
