@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..pipeline import Governor
-from . import console, controls, intents, metrics, plans, record, service, tiles
+from . import attest, console, controls, intents, metrics, plans, record, service, tiles
 from . import evidence as evidence_export
 from . import hooks as tool_hooks
 from . import policy as policy_tools
@@ -52,6 +52,7 @@ def _application(limits: Limits) -> FastAPI:
     for module in (service, intents, controls, record, tiles, metrics, plans):
         app.include_router(module.router)
     app.include_router(intent_stream.router)
+    app.include_router(attest.router)
     app.include_router(evidence_export.router)
     app.include_router(reported_actions.router)
     app.include_router(tool_hooks.router)
