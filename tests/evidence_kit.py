@@ -20,8 +20,6 @@ from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.principals import Principal
 
 SENSOR = {"id": "sensor", "kind": "service"}
-ALICE = Principal("alice", "operator", ("acme",), "k-alice")
-MALLORY = Principal("mallory", "operator", ("globex",), "k-mallory")
 
 #: allows ticket.create once its evidence is corroborated, waits otherwise
 CORROBORATED = """
@@ -33,13 +31,24 @@ permit (principal, action == Action::"ticket.create", resource);
 def governor(
     ledger: Ledger, policy: str = CORROBORATED, *, enforced: bool = True, seed: int = 3
 ) -> Governor:
-    return Governor(
+    """A governor whose principal book holds operators alice and bob (acme), mallory (globex)."""
+    g = Governor(
         ledger=ledger,
         policy=PolicyEngine(PolicyBundle.from_text(policy)),
         clock=StepClock(),
         ids=SeededIds(seed),
         gate=GateConfig(evidence_enforced=enforced),
     )
+    for name, tenant in (("alice", "acme"), ("bob", "acme"), ("mallory", "globex")):
+        if g.principals().get(name) is None:
+            g.add_principal(name, "operator", [tenant])
+    return g
+
+
+def person(g: Governor, name: str) -> Principal:
+    found = g.principals().get(name)
+    assert found is not None
+    return found
 
 
 def observe(g: Governor, tenant: str, observation_id: str, source: str) -> Event:

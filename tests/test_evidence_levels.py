@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_kit import ALICE, MALLORY, governor, observe, ticket
+from evidence_kit import governor, observe, person, ticket
 from exoarmur.errors import InputError, PermissionDenied, PolicyError
 from exoarmur.evidence_levels import (
     EVIDENCE_SATISFIED,
@@ -25,6 +25,7 @@ from exoarmur.ledger.sqlite import SqliteStore
 from exoarmur.model.decision import OutcomeStatus, Verdict
 from exoarmur.pipeline import Governor
 from exoarmur.policy.obligations import obligations_of
+from exoarmur.principals import Principal
 from exoarmur.replay.verify import replay
 
 
@@ -169,10 +170,14 @@ def test_an_operator_attests_then_approvals_are_asked(ledger: Ledger) -> None:
     assert held.status == OutcomeStatus.PENDING_EVIDENCE
     assert g.pending("acme") == []  # no approval is asked before the evidence is there
     with pytest.raises(PermissionDenied):
-        g.attest_evidence("acme", held.intent_id, MALLORY, "looked at it")
+        g.attest_evidence("acme", held.intent_id, person(g, "mallory"), "looked at it")
+    with pytest.raises(PermissionDenied, match="revoked"):
+        g.attest_evidence("acme", held.intent_id, Principal("alice", "admin", ("*",), "x"), "me")
     with pytest.raises(InputError, match="reason"):
-        g.attest_evidence("acme", held.intent_id, ALICE, "  ")
-    event, (released,) = g.attest_evidence("acme", held.intent_id, ALICE, "checked the EDR")
+        g.attest_evidence("acme", held.intent_id, person(g, "alice"), "  ")
+    event, (released,) = g.attest_evidence(
+        "acme", held.intent_id, person(g, "alice"), "checked the EDR"
+    )
     assert event.payload["principal"] == "alice"
     assert released.status == OutcomeStatus.PENDING_APPROVAL
     kinds = [e.type for e in g.story("acme", held.intent_id)]

@@ -23,12 +23,14 @@ from ..evidence_levels import (
     rank,
     released,
 )
+from ..gate import revoked
 from ..model.decision import Decision, Outcome, Verdict
 from ..model.event import APPROVAL_REQUESTED, DECISION_RECORDED, Event
 from ..model.intent import ActionIntent
 from ..principals import Principal
 from .drafts import Drafts, operator
 from .outcomes import outcome_from_events, read_story
+from .principals import Principals
 from .running import Runner
 from .state import ControlState
 from .switches import required_reason
@@ -43,7 +45,9 @@ class Evidence:
         drafts: Drafts,
         runner: Runner,
         approval_window: Callable[[], int],
+        principals: Principals,
     ) -> None:
+        self.principals = principals
         self.state = state
         self.drafts = drafts
         self.runner = runner
@@ -52,6 +56,9 @@ class Evidence:
     def attest(self, tenant: str, intent_id: str, principal: Principal, note: str) -> Event:
         """Record that ``principal`` (from credentials) attests this intent's evidence."""
         note = required_reason(note)
+        _, book = self.principals.book()
+        if book.get(principal.name) != principal:
+            raise PermissionDenied(revoked(principal.name))
         if not principal.may_approve(tenant):
             raise PermissionDenied(
                 f"principal {principal.name} may not attest evidence in tenant {tenant}"

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import os
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from ..approvals.book import IntentState, Vote
@@ -112,7 +113,7 @@ class Governor:
         )
         self.recovery = Recovery(self.state, self.drafts, self.runner)
         self.evidence_desk = Evidence(
-            self.state, self.drafts, self.runner, lambda: self.approval_window
+            self.state, self.drafts, self.runner, lambda: self.approval_window, self.principal_book
         )
         self.calls = GovernedCalls()
         self._record_config()
@@ -246,6 +247,10 @@ class Governor:
     def expire_due(self, tenant: str) -> list[str]:
         """Record ``intent.expired`` for pending intents past their window."""
         return self.votes.expire_due(tenant)
+
+    def escalate_due(self, tenant: str, at: datetime | None = None) -> list[Event]:
+        """Record ``approval.escalated`` where an escalation ladder's window has passed."""
+        return self.votes.escalate_due(tenant, at)
 
     # -- principals and access --------------------------------------------------
 

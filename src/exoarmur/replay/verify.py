@@ -25,6 +25,8 @@ from typing import Any
 from ..approvals.book import (
     Vote,
     approval_request,
+    escalation_due,
+    escalation_record,
     expiry_record,
     intent_state,
     is_due,
@@ -43,6 +45,7 @@ from ..ledger.merkle import Frontier, consistency_proof, leaf_hash, verify_consi
 from ..ledger.store import LedgerStore
 from ..model.decision import Decision, Verdict
 from ..model.event import (
+    APPROVAL_ESCALATED,
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
@@ -493,6 +496,7 @@ class Replayer:
         elif kind == EVIDENCE_SATISFIED:
             self.on_satisfied(event, tracked, check)
         elif "cast" in event.payload and kind in (
+            APPROVAL_ESCALATED,
             APPROVAL_GRANTED,
             APPROVAL_REJECTED,
             APPROVAL_REFUSED,
@@ -501,6 +505,8 @@ class Replayer:
             self.on_vote(event, tracked, check)
         elif kind == INTENT_EXPIRED:
             self.on_expiry(event, tracked, check)
+        elif kind == APPROVAL_ESCALATED:
+            self.on_escalation(event, tracked, check)
         elif kind in (EXECUTION_STARTED, EXECUTION_RETRY, EXECUTION_FINISHED, EXECUTION_BLOCKED):
             self.on_execution(event, tracked, check)
         elif kind == EXECUTION_OUTCOME_UNKNOWN:
@@ -711,6 +717,17 @@ class Replayer:
             self.compare(
                 event, "payload", event.payload, first_payload, "the vote's ruling differs"
             )
+
+    def on_escalation(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        """A ladder's rung recorded by the tick: due at its recorded time, and as the book says."""
+        state = intent_state(tracked.events)
+        if not check:
+            return
+        if not escalation_due(state, event.process_time):
+            self.diverge(event, "type", event.type, None, "no escalation was due at this time")
+            return
+        _, expected = escalation_record(state)
+        self.compare(event, "payload", event.payload, expected, "the escalation differs")
 
     def on_expiry(self, event: Event, tracked: _Tracked, check: bool) -> None:
         state = intent_state(tracked.events)
