@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from evidence_kit import governor, observe, person, ticket
+from evidence_kit import believe, governor, observe, person, ticket
 from exoarmur.errors import InputError, PermissionDenied, PolicyError
 from exoarmur.evidence_levels import (
     EVIDENCE_SATISFIED,
@@ -243,4 +243,25 @@ def test_containment_names_its_own_level_only_when_it_says_one(ledger: Ledger) -
     assert unsaid.decision.verdict == Verdict.ALLOW
     said = g.submit(base | {"params": {"containment": plain | {"evidence": "low"}}})
     assert said.decision.verdict == Verdict.PENDING_EVIDENCE
+    g.close()
+
+
+def test_recorded_trust_scores_are_re_derived_by_replay(ledger: Ledger) -> None:
+    g = governor(ledger, enforced=False)
+    believe(g, "acme", "b1", "stuffing", {"o1": "idp", "o2": "edr"})
+    g.submit(ticket({"beliefs": ["b1"]}))
+    with pytest.raises(PermissionDenied):
+        g.record_trust("acme", person(g, "mallory"))
+    event = g.record_trust("acme", person(g, "alice"))
+    assert [(s["name"], s["acted"], s["score_bp"]) for s in event.payload["scores"]] == [
+        ("stuffing", 1, 6666),
+        ("edr", 1, 6666),
+        ("idp", 1, 6666),
+    ]
+    assert replay(ledger.store, "acme").verified
+    forged = dict(event.payload) | {"scores": []}
+    g.state.append_one("acme", g.drafts.for_log("acme", "trust.scored", forged, {"id": "x"}))
+    report = replay(ledger.store, "acme")
+    assert report.first is not None
+    assert report.first.event_type == "trust.scored"
     g.close()

@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from ._common import (
+    acting_principal,
     api_key_of,
     current_home,
     errors,
@@ -63,14 +64,27 @@ def recheck(ctx: typer.Context, tenant: Tenant, as_json: Json = False) -> None:
         print_outcome(outcome)
 
 
-def show(ctx: typer.Context, tenant: Tenant, as_json: Json = False) -> None:
+def show(
+    ctx: typer.Context,
+    tenant: Tenant,
+    record: Annotated[
+        bool, typer.Option("--record", help="Also record the scores (trust.scored).")
+    ] = False,
+    key_file: Annotated[
+        Path | None, typer.Option("--key-file", help="Record as this key's principal.")
+    ] = None,
+    as_json: Json = False,
+) -> None:
     """Trust per source and detector: actions that rested on it, how many were undone."""
     from ..home import open_governor
 
-    with errors(as_json), open_governor(current_home(ctx)) as governor, governor.state.lock:
-        fold = governor.state.fold(tenant)
-        scores = fold.evidence.trust()
-        position = fold.position
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
+        if record:
+            governor.record_trust(tenant, acting_principal(governor, key_file))
+        with governor.state.lock:
+            fold = governor.state.fold(tenant)
+            scores = fold.evidence.trust()
+            position = fold.position
     if as_json:
         print_json(
             {

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..approvals.book import Vote
-from ..evidence_levels import BELIEF_FORMED, OBSERVATION_RECORDED, TRUST_SCORED
+from ..evidence_levels import BELIEF_FORMED, OBSERVATION_RECORDED
 from ..governor.facade import Governor
 from ..model.decision import OutcomeStatus
 from .demos import DEMO_TENANT, DOOR_NET_TARGETS, operators, replay_verified
@@ -29,19 +29,6 @@ def _record(governor: Governor, kind: str, payload: dict[str, Any]) -> None:
     # Until the observe room is merged, the demo records the contract's events itself.
     draft = governor.drafts.for_log(DEMO_TENANT, kind, payload, _SENSOR)
     governor.state.append_one(DEMO_TENANT, draft)
-
-
-def record_trust(governor: Governor) -> list[dict[str, Any]]:
-    """Record ``trust.scored``: every score with its inputs and the position it read."""
-    with governor.state.lock:
-        fold = governor.state.fold(DEMO_TENANT)
-        scores = [t.to_canonical() for t in fold.evidence.trust()]
-        position = fold.position
-    payload = {"scores": scores, "controls": {"tenant": position}}
-    governor.state.append_one(
-        DEMO_TENANT, governor.drafts.for_log(DEMO_TENANT, TRUST_SCORED, payload, _SENSOR)
-    )
-    return scores
 
 
 def trust_influence(governor: Governor) -> dict[str, str]:
@@ -79,9 +66,10 @@ def trust_influence(governor: Governor) -> dict[str, str]:
     plan = plan_intent(door_net(DEMO_TENANT, DOOR_NET_TARGETS), DEMO_TENANT, "soc-agent")
     plan["params"] = plan["params"] | refs
     first = governor.submit(plan)
-    for operator in operators(governor, 2):
+    approvers = operators(governor, 2)
+    for operator in approvers:
         governor.vote(DEMO_TENANT, first.intent_id, operator, Vote.APPROVE, "demo")
-    scores = record_trust(governor)
+    scores = governor.record_trust(DEMO_TENANT, approvers[0]).payload["scores"]
     detector = next(s for s in scores if s["kind"] == "detector" and s["name"] == DETECTOR)
     after = governor.submit(
         {

@@ -18,6 +18,7 @@ from ..errors import Conflict, InputError, PermissionDenied
 from ..evidence_levels import (
     EVIDENCE_ATTESTED,
     EVIDENCE_SATISFIED,
+    TRUST_SCORED,
     level_met,
     parse_refs,
     rank,
@@ -77,6 +78,17 @@ class Evidence:
             intent, EVIDENCE_ATTESTED, payload, actor=operator(principal.name)
         )
         return self.state.append_one(tenant, draft)
+
+    def record_trust(self, tenant: str, by: str) -> Event:
+        """Record ``trust.scored``: every score with its inputs and the log position it read."""
+        with self.state.lock:
+            fold = self.state.fold(tenant)
+            payload = {
+                "scores": [t.to_canonical() for t in fold.evidence.trust()],
+                "controls": {"tenant": fold.position},
+            }
+            draft = self.drafts.for_log(tenant, TRUST_SCORED, payload, operator(by))
+            return self.state.append_one(tenant, draft)
 
     def recheck(self, tenant: str) -> list[Outcome]:
         """Release every intent of ``tenant`` whose evidence now meets its requirement."""

@@ -18,6 +18,7 @@ from ..approvals.book import IntentState, Vote
 from ..clock import Clock
 from ..containment.room import Containment
 from ..encoding import content_hash
+from ..errors import PermissionDenied
 from ..executors import CallableExecutor, ExecutorRegistry
 from ..executors.guard import guard
 from ..executors.registry import Binding
@@ -234,6 +235,12 @@ class Governor:
         with self.calls.governed():
             event = self.evidence_desk.attest(tenant, intent_id, principal, note)
             return event, self.evidence_desk.recheck(tenant)
+
+    def record_trust(self, tenant: str, principal: Principal) -> Event:
+        """Record the tenant's trust scores with their inputs (``trust.scored``)."""
+        if not principal.acts_for(tenant):
+            raise PermissionDenied(f"principal {principal.name} does not act for tenant {tenant}")
+        return self.evidence_desk.record_trust(tenant, principal.name)
 
     def recheck_evidence(self, tenant: str) -> list[Outcome]:
         """Release the tenant's intents whose referenced evidence has since arrived."""

@@ -35,7 +35,14 @@ from ..approvals.book import (
 from ..containment.audit import ContainmentAudit
 from ..encoding import content_hash
 from ..errors import ExoArmurError
-from ..evidence_levels import EVIDENCE_SATISFIED, level_met, parse_refs, rank, released
+from ..evidence_levels import (
+    EVIDENCE_SATISFIED,
+    TRUST_SCORED,
+    level_met,
+    parse_refs,
+    rank,
+    released,
+)
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
 from ..gate.controls import Controls
 from ..governor.deciding import decide, engine_in_force
@@ -356,6 +363,8 @@ class Replayer:
             for where, recorded, replayed, reason in self.containment.check(event):
                 if event.seq >= self.start:
                     self.diverge(event, where, recorded, replayed, reason)
+            if event.type == TRUST_SCORED and event.seq >= self.start:
+                self.on_trust(event)
             self.fold.offer(event)
             if progress is not None:
                 progress(1)
@@ -603,6 +612,23 @@ class Replayer:
                 replayed.to_canonical(),
                 "the decision re-derived from the ledger differs from the recorded one",
             )
+
+    def on_trust(self, event: Event) -> None:
+        """Recorded trust scores must be what the log before them says, at their position."""
+        try:
+            position = int(event.payload["controls"]["tenant"])
+            if not self.positions_ok(event, {"tenant": position}, "controls"):
+                return
+            scores = [t.to_canonical() for t in self.fold.at(position).evidence.trust()]
+            self.compare(
+                event,
+                "scores",
+                event.payload["scores"],
+                scores,
+                "the trust scores re-derived from the log differ",
+            )
+        except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
+            self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
 
     def on_satisfied(self, event: Event, tracked: _Tracked, check: bool) -> None:
         """Evidence released a held intent: it must really meet the level, at that position."""
