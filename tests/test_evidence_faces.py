@@ -80,3 +80,64 @@ def test_demo_trust_influence_is_stable_in_two_fresh_homes_and_trust_show_reads_
     )
     assert released.exit_code == 0
     assert "released 0" in released.stdout
+
+
+def test_cli_submit_below_the_level_waits_with_exit_4_and_an_operator_releases_it(
+    tmp_path: Path,
+) -> None:
+    home = tmp_path / "h"
+    run = CliRunner()
+    assert run.invoke(app, ["--home", str(home), "init"]).exit_code == 0
+    (home / "policy" / "zz-evidence.cedar").write_text(HELD, encoding="utf-8")
+    config = home / "config.toml"
+    config.write_text(config.read_text() + "\n[gate.evidence]\nenforced = true\n")
+    activated = run.invoke(app, ["--home", str(home), "policy", "activate", str(home / "policy")])
+    assert activated.exit_code == 0, activated.output
+    ticket = _ticket() | {"actor": {"id": "agent-1", "kind": "agent"}}
+    sent = run.invoke(app, ["--home", str(home), "submit", "-", "--json"], input=json.dumps(ticket))
+    assert sent.exit_code == 4, sent.output
+    held = json.loads(sent.stdout)
+    assert held["status"] == "pending_evidence"
+    added = run.invoke(
+        app,
+        [
+            "--home",
+            str(home),
+            "principal",
+            "add",
+            "alice",
+            "--role",
+            "operator",
+            "--tenant",
+            "acme",
+            "--json",
+        ],
+    )
+    key = json.loads(added.stdout)["api_key"]
+    (tmp_path / "alice.key").write_text(key)
+    attested = run.invoke(
+        app,
+        [
+            "--home",
+            str(home),
+            "evidence",
+            "attest",
+            held["intent_id"],
+            "--tenant",
+            "acme",
+            "--note",
+            "checked",
+            "--key-file",
+            str(tmp_path / "alice.key"),
+            "--json",
+        ],
+    )
+    assert attested.exit_code == 0, attested.output
+    (released,) = json.loads(attested.stdout)["released"]
+    assert released["status"] == "decided"
+    anonymous = run.invoke(
+        app,
+        ["--home", str(home), "evidence", "attest", held["intent_id"], "-t", "acme", "--note", "x"],
+        env={"EXOARMUR_API_KEY": ""},
+    )
+    assert anonymous.exit_code != 0
