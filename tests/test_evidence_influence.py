@@ -40,7 +40,9 @@ class Fixed:
     def __init__(self, found: Sequence[Influence]) -> None:
         self.found = found
 
-    def influences(self, refs: EvidenceRefs, fold: EvidenceFold) -> Sequence[Influence]:
+    def influences(
+        self, intent: ActionIntent, refs: EvidenceRefs, fold: EvidenceFold, position: int
+    ) -> Sequence[Influence]:
         return self.found
 
 
@@ -150,10 +152,17 @@ def test_trust_is_the_share_of_actions_that_stood_and_low_trust_asks_for_more() 
         ("detector", "stuffing"): (4, 3, "0.3333"),
         ("source", "idp"): (4, 3, "0.3333"),
     }
-    (raised, _) = TrustInfluence().influences(EvidenceRefs(beliefs=("b1",)), fold)
+    (raised, _) = TrustInfluence().influences(
+        _intent(SafetyClass.A1, []), EvidenceRefs(beliefs=("b1",)), fold, 0
+    )
     assert raised.level == "corroborated"
-    assert raised.origin == "detector" or raised.origin == "trust:detector:stuffing"
-    assert TrustInfluence().influences(EvidenceRefs(beliefs=("b1",)), _history(4, 0)) == []
+    assert raised.origin == "trust:detector:stuffing"
+    assert (
+        TrustInfluence().influences(
+            _intent(SafetyClass.A1, []), EvidenceRefs(beliefs=("b1",)), _history(4, 0), 0
+        )
+        == []
+    )
 
 
 @settings(deadline=None, max_examples=50)
@@ -165,5 +174,7 @@ def test_trust_is_deterministic_bounded_and_only_ever_raises(acted: int, undone:
     assert [t.to_canonical() for t in fold.trust()] == [t.to_canonical() for t in again.trust()]
     for score in fold.trust():
         assert 0 <= score.score <= 10000
-    for influence in TrustInfluence().influences(EvidenceRefs(beliefs=("b1",)), fold):
+    for influence in TrustInfluence().influences(
+        _intent(SafetyClass.A1, []), EvidenceRefs(beliefs=("b1",)), fold, 0
+    ):
         assert rank(influence.level) > rank("none")

@@ -30,6 +30,7 @@ from typing import Any, Protocol
 
 from .errors import InputError
 from .model.decision import Decision, Verdict
+from .model.intent import ActionIntent
 
 LEVELS = ("none", "observed", "corroborated", "attested")
 #: the names ``@evidence`` and ``params.containment.evidence`` accepted before
@@ -87,12 +88,16 @@ class Influence:
 class InfluenceSource(Protocol):
     """Anything that may raise an intent's requirement (the identity shadow's fold, trust).
 
-    It is given the intent's referenced evidence and the tenant's evidence
-    fold at the decision's position; it returns influences, which can only
-    raise the requirement.
+    It is given the intent, its referenced evidence, the tenant's evidence
+    fold and the tenant log position the decision read (a source with a fold
+    of its own, such as the shadows, folds to that same position, so replay
+    sees what the decision saw); it returns influences, which can only raise
+    the requirement.
     """
 
-    def influences(self, refs: EvidenceRefs, fold: EvidenceFold) -> Sequence[Influence]: ...
+    def influences(
+        self, intent: ActionIntent, refs: EvidenceRefs, fold: EvidenceFold, position: int
+    ) -> Sequence[Influence]: ...
 
 
 def required_level(policy_minimum: str, influences: Iterable[Influence]) -> str:
@@ -271,7 +276,9 @@ class TrustScore:
 class TrustInfluence:
     """Low trust in what an intent rests on raises its requirement to corroborated."""
 
-    def influences(self, refs: EvidenceRefs, fold: EvidenceFold) -> Sequence[Influence]:
+    def influences(
+        self, intent: ActionIntent, refs: EvidenceRefs, fold: EvidenceFold, position: int
+    ) -> Sequence[Influence]:
         rests_on = set(fold._rests_on(refs))
         return [
             Influence(

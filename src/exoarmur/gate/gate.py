@@ -185,7 +185,11 @@ def _evidence(
     """Hold (or deny) an action whose referenced evidence is below the level required."""
     refs = parse_refs(intent.params)
     minimum = strictest([decision.obligations.get("evidence", "none"), _own_evidence(intent)])
-    found = [i for s in (TrustInfluence(), *extra) for i in s.influences(refs, tenant.evidence)]
+    found = [
+        i
+        for source in (TrustInfluence(), *extra)
+        for i in source.influences(intent, refs, tenant.evidence, tenant.position)
+    ]
     required = required_level(minimum, found)
     met = level_met(refs, tenant.evidence, intent.intent_id, intent.intent_hash())
     if rank(met) >= rank(required):
