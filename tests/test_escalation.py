@@ -82,3 +82,25 @@ def test_the_tick_records_the_rung_once_at_the_injected_time(ledger: Ledger) -> 
     assert not report.verified
     assert other.intent_id
     g.close()
+
+
+def test_the_serving_loop_tick_escalates_and_releases_what_evidence_now_meets(
+    ledger: Ledger,
+) -> None:
+    from evidence_kit import observe
+    from exoarmur.server.expiry import ExpiryLoop
+
+    g = governor(ledger, LADDER.replace("@approval", '@evidence("observed") @approval'))
+    held = g.submit(ticket({"observations": ["o1"]}))
+    assert held.status == OutcomeStatus.PENDING_EVIDENCE
+    loop = ExpiryLoop(g)
+    assert loop.tick() == 0
+    observe(g, "acme", "o1", "edr")
+    assert loop.tick() == 1  # released: its approval is requested now
+    assert g.outcome("acme", held.intent_id).status == OutcomeStatus.PENDING_APPROVAL
+    g.clock.advance(timedelta(seconds=901))  # type: ignore[attr-defined]
+    assert loop.tick() == 1  # the ladder's rung
+    (state,) = g.pending("acme")
+    assert state.quorum == 2
+    assert replay(ledger.store, "acme").verified
+    g.close()

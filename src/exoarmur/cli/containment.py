@@ -46,7 +46,8 @@ def tick(
 ) -> None:
     """Run the TTL engine once: expire and revert every control whose TTL has passed.
 
-    It also raises the quorum of pending intents whose escalation ladder's window has passed.
+    It also raises the quorum of pending intents whose escalation ladder's window has
+    passed, and releases intents whose referenced evidence has since arrived.
     """
     from ..home import open_governor
 
@@ -61,8 +62,10 @@ def tick(
                 ) from None
         with open_governor(current_home(ctx)) as governor:
             events = governor.containment.tick(at)
+            released = 0
             for tenant in governor.containment.tenants():
                 events.extend(governor.escalate_due(tenant, at))
+                released += len(governor.recheck_evidence(tenant))
     done = [
         {"type": e.type, "tenant": e.tenant, **e.payload}
         | ({"intent_id": e.intent_id} if e.intent_id and "control" not in e.payload else {})
@@ -73,6 +76,8 @@ def tick(
     else:
         for e in done:
             typer.echo(f"{e['type']} {e['tenant']} {e.get('control') or e.get('intent_id')}")
+        if released:
+            typer.echo(f"{released} intent(s) released by evidence")
         typer.echo(f"{len(done)} event(s) recorded")
 
 
