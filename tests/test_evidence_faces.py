@@ -135,6 +135,24 @@ def test_cli_submit_below_the_level_waits_with_exit_4_and_an_operator_releases_i
     assert attested.exit_code == 0, attested.output
     (released,) = json.loads(attested.stdout)["released"]
     assert released["status"] == "decided"
+    again = run.invoke(
+        app,
+        [
+            "--home",
+            str(home),
+            "evidence",
+            "attest",
+            held["intent_id"],
+            "--tenant",
+            "acme",
+            "--note",
+            "seen again",
+            "--key-file",
+            str(tmp_path / "alice.key"),
+        ],
+    )
+    assert again.exit_code == 0, again.output
+    assert f"attested {held['intent_id']} as alice" in again.stdout
     anonymous = run.invoke(
         app,
         ["--home", str(home), "evidence", "attest", held["intent_id"], "-t", "acme", "--note", "x"],

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 
 from evidence_kit import believe, governor, observe, person, ticket
-from exoarmur.errors import InputError, PermissionDenied, PolicyError
+from exoarmur.errors import ConfigError, InputError, PermissionDenied, PolicyError
 from exoarmur.evidence_levels import (
     EVIDENCE_SATISFIED,
     EvidenceFold,
@@ -264,4 +264,35 @@ def test_recorded_trust_scores_are_re_derived_by_replay(ledger: Ledger) -> None:
     report = replay(ledger.store, "acme")
     assert report.first is not None
     assert report.first.event_type == "trust.scored"
+    g.close()
+
+
+@pytest.mark.parametrize(
+    ("table", "words"),
+    [
+        ({"evidence": True}, r"\[gate.evidence\] must be a table"),
+        ({"evidence": {"enforce": True}}, "unknown key 'enforce'"),
+        ({"evidence": {"enforced": "yes"}}, "enforced: must be true or false"),
+    ],
+)
+def test_a_malformed_evidence_table_is_refused_naming_it(table: object, words: str) -> None:
+    with pytest.raises(ConfigError, match=words):
+        GateConfig.from_table(table)
+
+
+def test_replay_refuses_a_release_of_what_never_waited(ledger: Ledger) -> None:
+    g = governor(ledger, enforced=False)
+    allowed = g.submit(ticket())
+    intent = _intent(g, allowed.intent_id)
+    payload = {
+        "intent_hash": intent.intent_hash(),
+        "required": "none",
+        "met": "none",
+        "controls": {"tenant": 0},
+        "verdict": "allow",
+    }
+    g.state.append_one("acme", g.drafts.for_intent(intent, EVIDENCE_SATISFIED, payload))
+    report = replay(ledger.store, "acme")
+    assert report.first is not None
+    assert report.first.reason == "nothing was waiting for evidence"
     g.close()
