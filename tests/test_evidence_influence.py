@@ -178,3 +178,44 @@ def test_trust_is_deterministic_bounded_and_only_ever_raises(acted: int, undone:
         _intent(SafetyClass.A1, []), EvidenceRefs(beliefs=("b1",)), fold, 0
     ):
         assert rank(influence.level) > rank("none")
+
+
+@settings(deadline=None, max_examples=50)
+@given(
+    st.sampled_from([Verdict.ALLOW, Verdict.REQUIRE_APPROVAL, Verdict.DENY]),
+    levels,
+    st.integers(0, 3),
+    st.integers(0, 12),
+    st.integers(0, 12),
+)
+def test_low_trust_never_allows_never_lowers_a_quorum_never_lowers_the_level(
+    verdict: Verdict, minimum: str, quorum: int, acted: int, undone: int
+) -> None:
+    obligations = {"evidence": minimum} | ({"approval": str(quorum)} if quorum else {})
+    decision = Decision(verdict=verdict, obligations=obligations, policy_hash="sha256:p")
+    intent = _intent(SafetyClass.A1, []).model_copy(
+        update={"params": {"evidence_refs": {"beliefs": ["b1"]}}}
+    )
+
+    def judged(fold: EvidenceFold) -> Decision:
+        tenant = Controls("acme")
+        tenant.evidence = fold
+        return gate_check(
+            intent,
+            decision,
+            system=Controls("_system"),
+            tenant=tenant,
+            config=GateConfig(evidence_enforced=True),
+            now=NOW,
+        )
+
+    neutral, judged_by_history = judged(_history(0, 0)), judged(_history(acted, min(acted, undone)))
+    assert _STRICT[judged_by_history.verdict] >= _STRICT[neutral.verdict]
+    if judged_by_history.verdict != Verdict.DENY:
+        assert int(judged_by_history.obligations.get("approval", "0")) >= int(
+            neutral.obligations.get("approval", "0")
+        )
+    for which in (neutral, judged_by_history):
+        required = (which.gate or {}).get("evidence", {}).get("required")
+        if required is not None:
+            assert rank(required) >= rank(minimum)
