@@ -296,3 +296,21 @@ def test_replay_refuses_a_release_of_what_never_waited(ledger: Ledger) -> None:
     assert report.first is not None
     assert report.first.reason == "nothing was waiting for evidence"
     g.close()
+
+
+def test_a_kill_switch_engaged_while_it_waited_still_blocks_the_release(ledger: Ledger) -> None:
+    ran: list[str] = []
+    executors = ExecutorRegistry()
+    executors.bind("ticket.create", CallableExecutor(lambda i: ran.append(i.intent_id) or "ok"))
+    g = governor(ledger)
+    g.executors = executors
+    held = g.submit(ticket({"observations": ["o1", "o2"]}))
+    g.engage_killswitch("tenant:acme", "incident", person(g, "alice"))
+    observe(g, "acme", "o1", "edr")
+    observe(g, "acme", "o2", "idp")
+    (released,) = g.recheck_evidence("acme")
+    assert released.status == OutcomeStatus.BLOCKED
+    assert ran == []
+    assert g.outcome("acme", held.intent_id).status == OutcomeStatus.BLOCKED
+    assert replay(ledger.store, "acme").verified
+    g.close()
