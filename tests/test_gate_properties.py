@@ -27,7 +27,12 @@ from exoarmur.model.event import (
 from exoarmur.model.intent import ActionIntent, SafetyClass
 
 T0 = datetime(2026, 6, 1, 9, 0, tzinfo=UTC)
-STRICTNESS = {Verdict.ALLOW: 0, Verdict.REQUIRE_APPROVAL: 1, Verdict.DENY: 2}
+STRICTNESS = {
+    Verdict.ALLOW: 0,
+    Verdict.REQUIRE_APPROVAL: 1,
+    Verdict.PENDING_EVIDENCE: 2,
+    Verdict.DENY: 3,
+}
 TENANTS = ("acme", "globex")
 ACTIONS = ("fs.write", "fs.read", "app.deploy", "db.drop")
 
@@ -56,7 +61,8 @@ decisions = st.builds(
         obligations={"approval": str(quorum)} if verdict == Verdict.REQUIRE_APPROVAL else {},
         policy_hash="sha256:" + "0" * 64,
     ),
-    st.sampled_from(list(Verdict)),
+    # what policy decides: pending_evidence is only ever the gate's
+    st.sampled_from([v for v in Verdict if v != Verdict.PENDING_EVIDENCE]),
     st.integers(1, 4),
 )
 

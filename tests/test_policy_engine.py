@@ -284,7 +284,7 @@ def test_a_batch_of_mixed_intents_decides_each_as_alone() -> None:
         ("@approval", "needs a value"),
         ('@approval_window("0")', "positive whole number"),
         ('@ttl_max("1h")', "positive whole number"),
-        ('@evidence("max")', "must be one of low, standard, high"),
+        ('@evidence("max")', "must be one of none, observed, corroborated, attested"),
         ('@evidence("HIGH")', "must be one of"),
     ],
 )

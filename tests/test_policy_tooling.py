@@ -147,7 +147,8 @@ BROKEN = [
         '@id("e")  @evidence("max") permit (principal, action, resource);',
         1,
         11,
-        "policy e: @evidence must be one of low, standard, high, not 'max'",
+        "policy e: @evidence must be one of none, observed, corroborated, attested "
+        "(or legacy low, standard, high), not 'max'",
     ),
     (
         "obligation without a value",

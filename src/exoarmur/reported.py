@@ -45,6 +45,7 @@ ReportedStatus = Literal["succeeded", "failed"]
 _WHY_NOT = {
     OutcomeStatus.DENIED: "it was denied; it never runs",
     OutcomeStatus.PENDING_APPROVAL: "it waits for approval; start it once it is approved",
+    OutcomeStatus.PENDING_EVIDENCE: "it waits for evidence; start it once it is released",
     OutcomeStatus.BLOCKED: "it was blocked by the safety gate; it never runs",
     OutcomeStatus.REJECTED: "it was rejected by an approver; it never runs",
     OutcomeStatus.EXPIRED: "its approval window closed; it never runs",

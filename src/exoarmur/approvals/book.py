@@ -16,6 +16,12 @@ The rules, in the order they are checked:
 5. one principal counts once;
 6. one rejection rejects;
 7. the intent is approved when distinct approvals reach the quorum.
+
+An escalation ladder (policy's ``@escalate_after`` + ``@escalate_quorum``)
+raises the quorum once its window has passed with no quorum: a vote at or
+after that time is ruled on the raised quorum, and the raise is recorded
+first (``approval.escalated``), like an expiry; the TTL engine's tick
+records it too when nobody votes. It only ever raises.
 """
 
 from __future__ import annotations
@@ -28,6 +34,7 @@ from typing import Any
 from ..encoding import format_time, parse_time
 from ..model.decision import Decision
 from ..model.event import (
+    APPROVAL_ESCALATED,
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
@@ -77,6 +84,8 @@ class IntentState:
     approvals: tuple[Approval, ...]
     #: seq of the intent's last event: the precondition of the next append
     last_seq: int
+    #: (raised quorum, from when) of its escalation ladder, if its request has one
+    escalation: tuple[int, datetime] | None = None
 
     @property
     def approvers(self) -> tuple[str, ...]:
@@ -103,12 +112,18 @@ def intent_state(events: list[Event]) -> IntentState:
     recorded, decided = by_type[INTENT_RECORDED], by_type[DECISION_RECORDED]
     decision = Decision.from_canonical(decided.payload["decision"])
     requested = by_type.get(APPROVAL_REQUESTED)
+    escalation = None
     if requested is None:
         status = ApprovalStatus.NOT_REQUIRED
         quorum, deadline = 0, None
     else:
         quorum = int(requested.payload["quorum"])
         deadline = parse_time(requested.payload["deadline"])
+        ladder = requested.payload.get("escalate")
+        if ladder is not None:
+            escalation = (int(ladder["quorum"]), parse_time(ladder["at"]))
+        if APPROVAL_ESCALATED in by_type:
+            quorum = max(quorum, int(by_type[APPROVAL_ESCALATED].payload["quorum"]))
         if INTENT_APPROVED in by_type:
             status = ApprovalStatus.APPROVED
         elif INTENT_REJECTED in by_type:
@@ -126,6 +141,7 @@ def intent_state(events: list[Event]) -> IntentState:
         deadline=deadline,
         approvals=tuple(approvals),
         last_seq=events[-1].seq,
+        escalation=escalation,
     )
 
 
@@ -134,11 +150,19 @@ def approval_request(
 ) -> dict[str, Any]:
     """The ``approval.requested`` payload for a decision that requires approval."""
     window = int(decision.obligations.get("approval_window", default_window))
-    return {
+    request: dict[str, Any] = {
         "quorum": int(decision.obligations["approval"]),
         "window_seconds": window,
         "deadline": format_time(decided_at + timedelta(seconds=window)),
     }
+    if "escalate_after" in decision.obligations:
+        after = int(decision.obligations["escalate_after"])
+        request["escalate"] = {
+            "after_seconds": after,
+            "quorum": int(decision.obligations["escalate_quorum"]),
+            "at": format_time(decided_at + timedelta(seconds=after)),
+        }
+    return request
 
 
 @dataclass(frozen=True)
@@ -174,6 +198,27 @@ def is_due(state: IntentState, now: datetime) -> bool:
         and state.deadline is not None
         and now > state.deadline
     )
+
+
+def escalation_due(state: IntentState, now: datetime) -> bool:
+    """A pending intent whose ladder's window has passed with its quorum not yet raised."""
+    return (
+        state.status == ApprovalStatus.PENDING
+        and state.escalation is not None
+        and now >= state.escalation[1]
+        and state.quorum < state.escalation[0]
+    )
+
+
+def escalation_record(state: IntentState) -> tuple[str, dict[str, Any]]:
+    assert state.escalation is not None
+    raised, at = state.escalation
+    return APPROVAL_ESCALATED, {"quorum": raised, "from": state.quorum, "at": format_time(at)}
+
+
+def escalated(state: IntentState) -> IntentState:
+    assert state.escalation is not None
+    return replace(state, quorum=max(state.quorum, state.escalation[0]))
 
 
 def expiry_record(state: IntentState) -> tuple[str, dict[str, Any]]:
@@ -274,5 +319,10 @@ def rule_on(
     grounds outside the intent (revoked, or its rate of votes exhausted):
     the vote is refused.
     """
-    ruling = _rule(state, principal, vote, reason, intent_hash, now, over_limit)
+    if not is_due(state, now) and escalation_due(state, now):
+        # The ladder's rung is recorded before the ruling it changes.
+        ruling = _rule(escalated(state), principal, vote, reason, intent_hash, now, over_limit)
+        ruling = replace(ruling, records=(escalation_record(state), *ruling.records))
+    else:
+        ruling = _rule(state, principal, vote, reason, intent_hash, now, over_limit)
     return replace(ruling, vote=vote.value)

@@ -33,13 +33,14 @@ from . import (
     integrations,
     intents,
     ledger,
-    observations,
     memory,
+    observations,
     policy,
     principals,
     replay,
     report,
     service,
+    trust,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -109,6 +110,7 @@ def _register(root: typer.Typer) -> None:
     containment.register(root, demos.demo_app)
     observations.register(root, demos.demo_app)
     memory.register(root, demos.demo_app)
+    trust.register(root, replay.evidence_app, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
     _register_reality(root)

@@ -47,7 +47,11 @@ def tick(
     ] = None,
     as_json: Json = False,
 ) -> None:
-    """Run the TTL engine once: expire and revert every control whose TTL has passed."""
+    """Run the TTL engine once: expire and revert every control whose TTL has passed.
+
+    It also raises the quorum of pending intents whose escalation ladder's window has
+    passed, and releases intents whose referenced evidence has since arrived.
+    """
     from ..home import open_governor
 
     with errors():
@@ -61,12 +65,22 @@ def tick(
                 ) from None
         with open_governor(current_home(ctx)) as governor:
             events = governor.containment.tick(at)
-    done = [{"type": e.type, "tenant": e.tenant, **e.payload} for e in events]
+            released = 0
+            for tenant in governor.containment.tenants():
+                events.extend(governor.escalate_due(tenant, at))
+                released += len(governor.recheck_evidence(tenant))
+    done = [
+        {"type": e.type, "tenant": e.tenant, **e.payload}
+        | ({"intent_id": e.intent_id} if e.intent_id and "control" not in e.payload else {})
+        for e in events
+    ]
     if as_json:
         print_json(done)
     else:
         for e in done:
-            typer.echo(f"{e['type']} {e['tenant']} {e['control']}")
+            typer.echo(f"{e['type']} {e['tenant']} {e.get('control') or e.get('intent_id')}")
+        if released:
+            typer.echo(f"{released} intent(s) released by evidence")
         typer.echo(f"{len(done)} event(s) recorded")
 
 

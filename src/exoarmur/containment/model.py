@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ContainmentError
+from ..evidence_levels import level_of
 from ..model.intent import ActionIntent, SafetyClass
 
 #: the params key that holds a containment action's object
@@ -22,6 +23,7 @@ ACTION_PREFIX = "containment."
 #: the action a whole plan is governed as
 PLAN_ACTION = "containment.plan"
 SCOPE_KINDS = ("identity", "endpoint", "workload", "service")
+#: the legacy names; the enforced levels (and how these map) are in ``evidence_levels``
 EVIDENCE_LEVELS = ("low", "standard", "high")
 #: longest TTL anything may ask for whatever policy says (30 days)
 MAX_TTL_SECONDS = 30 * 24 * 3600
@@ -157,8 +159,10 @@ def parse_spec(
         )
     ttl = parse_ttl(raw.get("ttl_seconds"), where, ttl_bound)
     evidence = raw.get("evidence", "standard")
-    if evidence not in EVIDENCE_LEVELS:
-        raise ContainmentError(f"{where}.evidence: must be one of {', '.join(EVIDENCE_LEVELS)}")
+    try:
+        level_of(evidence)
+    except (ValueError, TypeError) as exc:
+        raise ContainmentError(f"{where}.evidence: {exc}") from None
     return ContainmentSpec(effector, scope, ttl, evidence)
 
 

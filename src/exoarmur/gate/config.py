@@ -20,6 +20,7 @@ RATE_KEYS = ("tenant", "actor", "action", "approvals_per_operator")
 DEFAULT_CLASS_FLOOR: dict[SafetyClass, int] = {SafetyClass.A2: 1, SafetyClass.A3: 2}
 _RETENTION_SLACK = 64
 _LOCKDOWN_ADDS = "lockdown_adds_heightened"
+_EVIDENCE = "evidence"
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,11 @@ class GateConfig:
     #: heightened; only snapshots recorded before that rule read False (replay must
     #: re-derive their decisions as made), and no configuration can turn it off
     lockdown_adds_heightened: bool = True
+    #: ``@evidence`` and ``params.containment.evidence`` are enforced against the
+    #: intent's referenced evidence (``[gate.evidence] enforced = true``). Recorded
+    #: in the snapshot only when on, so configurations without it keep their hash
+    #: and ledgers recorded before enforcement replay to the decisions they made.
+    evidence_enforced: bool = False
 
     def tightenings(self, posture: str) -> list[Tightening]:
         """What ``posture`` tightens: its own and every milder posture's (none when normal)."""
@@ -148,12 +154,25 @@ class GateConfig:
         return cls.from_table(table | {"posture": rest})
 
     @classmethod
+    def _evidence(cls, table: dict[str, Any]) -> bool:
+        value = table.get(_EVIDENCE, {})
+        if not isinstance(value, dict):
+            raise ConfigError("[gate.evidence] must be a table")
+        unknown = set(value) - {"enforced"}
+        if unknown:
+            raise ConfigError(f"[gate.evidence]: unknown key {sorted(unknown)[0]!r}")
+        enforced = value.get("enforced", False)
+        if not isinstance(enforced, bool):
+            raise ConfigError(f"gate.evidence.enforced: must be true or false, not {enforced!r}")
+        return enforced
+
+    @classmethod
     def from_table(cls, table: object) -> GateConfig:
         if table is None:
             return cls()
         if not isinstance(table, dict):
             raise ConfigError("[gate] must be a table")
-        unknown = set(table) - {"rate_limits", "posture", "protected", "class_floor"}
+        unknown = set(table) - {"rate_limits", "posture", "protected", "class_floor", _EVIDENCE}
         if unknown:
             raise ConfigError(f"[gate]: unknown key {sorted(unknown)[0]!r}")
         rates_table = table.get("rate_limits", {})
@@ -191,6 +210,7 @@ class GateConfig:
                     for name in TIGHTENING_POSTURES
                     if name in posture
                 },
+                evidence_enforced=cls._evidence(table),
             )
         except ValueError as exc:
             raise ConfigError(f"[gate.posture]: {exc}") from None
@@ -230,7 +250,7 @@ class GateConfig:
             posture[_LOCKDOWN_ADDS] = True
         # only when configured, so that configurations without it keep their hash
         posture.update({k: v.to_canonical() for k, v in sorted(self.tightened.items())})
-        return {
+        canonical: dict[str, Any] = {
             "rate_limits": {k: v.text for k, v in sorted(self.rate_limits.items())},
             "posture": posture,
             "protected": {
@@ -240,6 +260,9 @@ class GateConfig:
             },
             "class_floor": {c.value: self.class_floor.get(c, 0) for c in SafetyClass},
         }
+        if self.evidence_enforced:
+            canonical[_EVIDENCE] = {"enforced": True}
+        return canonical
 
 
 def _class_floor(value: object) -> dict[SafetyClass, int]:

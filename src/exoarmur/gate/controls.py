@@ -19,6 +19,7 @@ from typing import Any
 
 from ..encoding import format_time, parse_time
 from ..errors import ExoArmurError
+from ..evidence_levels import EvidenceFold
 from ..model.event import (
     APPROVAL_GRANTED,
     APPROVAL_REJECTED,
@@ -86,6 +87,8 @@ class Controls:
         #: (policy hash, event id) of the latest policy activation in this log
         self.policy: tuple[str, str] | None = None
         self._times: dict[tuple[str, str], deque[datetime]] = {}
+        #: the tenant's evidence (observations, beliefs, attestations, trust tallies)
+        self.evidence = EvidenceFold()
 
     def apply(self, event: Event) -> None:
         if event.seq != self.position:
@@ -100,6 +103,7 @@ class Controls:
 
     def _apply(self, event: Event) -> None:
         kind, payload = event.type, event.payload
+        self.evidence.apply(kind, payload, event.intent_id)
         if kind == KILLSWITCH_ENGAGED:
             scope = parse_scope(payload["scope"])
             self.switches[scope.text] = Switch(

@@ -17,6 +17,8 @@ Checks, in order (the first blocking one decides; tightenings accumulate):
 7. posture lockdown                → classes above the configured one need approval
 8. posture heightened or lockdown  → listed classes need extra approvals (lockdown
                                      includes heightened, so it never asks fewer)
+9. evidence below the level required → pending_evidence (or deny, ``@evidence_unmet``),
+                                     only where the recorded configuration enforces it
 
 The gate never raises: anything unexpected inside it (a value it cannot
 compare, an obligation it cannot read) is a deny naming ``gate:error``, so a
@@ -26,11 +28,21 @@ between a decision and its side effect.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import datetime
 
 from ..containment.model import PLAN_ACTION, is_containment, parse_spec
 from ..containment.plans import parse_plan
 from ..errors import ContainmentError
+from ..evidence_levels import (
+    InfluenceSource,
+    TrustInfluence,
+    level_met,
+    parse_refs,
+    rank,
+    required_level,
+    strictest,
+)
 from ..model.decision import Decision, Verdict
 from ..model.intent import ActionIntent, SafetyClass
 from .config import GateConfig
@@ -141,12 +153,68 @@ def check(
     tenant: Controls,
     config: GateConfig,
     now: datetime,
+    influences: Sequence[InfluenceSource] = (),
 ) -> Decision:
-    """The decision, tightened by the gate (``decision.gate`` says how, if at all)."""
+    """The decision, tightened by the gate (``decision.gate`` says how, if at all).
+
+    ``influences`` (the identity shadow, say) may only raise the evidence an
+    intent needs; trust in what it rests on is always one of them.
+    """
     try:
-        return _check(intent, decision, system=system, tenant=tenant, config=config, now=now)
+        tightened = _check(intent, decision, system=system, tenant=tenant, config=config, now=now)
+        if config.evidence_enforced and tightened.verdict != Verdict.DENY:
+            return _evidence(intent, tightened, tenant, influences)
+        return tightened
     except Exception as exc:  # fail closed: an error in the gate is a deny
         return _deny(decision, GATE_ERROR, _failure(exc))
+
+
+def _own_evidence(intent: ActionIntent) -> str:
+    """The level a containment action asks for itself (only when it names one)."""
+    raw = intent.params.get("containment") if is_containment(intent.action) else None
+    named = raw.get("evidence") if isinstance(raw, dict) else None
+    return named if isinstance(named, str) else "none"
+
+
+def _evidence(
+    intent: ActionIntent,
+    decision: Decision,
+    tenant: Controls,
+    extra: Sequence[InfluenceSource],
+) -> Decision:
+    """Hold (or deny) an action whose referenced evidence is below the level required."""
+    refs = parse_refs(intent.params)
+    minimum = strictest([decision.obligations.get("evidence", "none"), _own_evidence(intent)])
+    found = [
+        i
+        for source in (TrustInfluence(), *extra)
+        for i in source.influences(intent, refs, tenant.evidence, tenant.position)
+    ]
+    required = required_level(minimum, found)
+    met = level_met(refs, tenant.evidence, intent.intent_id, intent.intent_hash())
+    if rank(met) >= rank(required):
+        return decision
+    control = f"evidence:{required}"
+    reason = f"evidence: {required} required, {met} met"
+    if decision.obligations.get("evidence_unmet") == "deny":
+        return _deny(decision, control, reason)
+    gate = decision.gate or {"policy_verdict": decision.verdict.value, "controls": [], "reason": ""}
+    return decision.model_copy(
+        update={
+            "verdict": Verdict.PENDING_EVIDENCE,
+            "gate": gate
+            | {
+                "controls": [*gate["controls"], control],
+                "reason": "; ".join(r for r in (gate["reason"], reason) if r),
+                "held": decision.verdict.value,
+                "evidence": {
+                    "required": required,
+                    "met": met,
+                    "influences": [i.to_canonical() for i in found],
+                },
+            },
+        }
+    )
 
 
 def _check(

@@ -14,6 +14,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
+from ..evidence_levels import InfluenceSource
 from ..gate import Controls, GateConfig, Posture
 from ..gate import check as gate_check
 from ..model.decision import Decision
@@ -53,15 +54,20 @@ def decide(
     gate: GateConfig,
     at: datetime,
     config_hash: str | None,
+    influences: Sequence[InfluenceSource] = (),
 ) -> Deliberation:
     """Policy on the posture in force at ``at``, then the gate (which only tightens).
 
     ``at`` is the intent's recorded process time: the gate's only notion of now.
+    ``influences`` may only raise the evidence required (the merge point for
+    the identity shadow's fold; replay must pass the same ones).
     """
     state = tenant.posture_at(at)
     lapsed = tenant.posture.event_id if state is not tenant.posture else None
     decision = engine.decide(intent, state.posture).model_copy(update={"config_hash": config_hash})
-    decision = gate_check(intent, decision, system=system, tenant=tenant, config=gate, now=at)
+    decision = gate_check(
+        intent, decision, system=system, tenant=tenant, config=gate, now=at, influences=influences
+    )
     return Deliberation(decision, state.posture, lapsed)
 
 
@@ -72,6 +78,7 @@ def decide_many(
     tenant: Controls,
     gate: GateConfig,
     config_hash: str | None,
+    influences: Sequence[InfluenceSource] = (),
 ) -> list[Deliberation]:
     """:func:`decide` for each ``(intent, at)`` on the same folds, in one Cedar call per posture.
 
@@ -80,7 +87,7 @@ def decide_many(
     :func:`policy_many` then :func:`gate_many`, which the live caller times apart.
     """
     ruled = policy_many(cases, engine, tenant, config_hash)
-    return gate_many(cases, ruled, system, tenant, gate)
+    return gate_many(cases, ruled, system, tenant, gate, influences)
 
 
 def policy_many(
@@ -110,11 +117,20 @@ def gate_many(
     system: Controls,
     tenant: Controls,
     gate: GateConfig,
+    influences: Sequence[InfluenceSource] = (),
 ) -> list[Deliberation]:
     """The gate on each of :func:`policy_many`'s decisions (it only tightens)."""
     found = []
     for (intent, at), (decision, state) in zip(cases, ruled, strict=True):
         lapsed = tenant.posture.event_id if state is not tenant.posture else None
-        gated = gate_check(intent, decision, system=system, tenant=tenant, config=gate, now=at)
+        gated = gate_check(
+            intent,
+            decision,
+            system=system,
+            tenant=tenant,
+            config=gate,
+            now=at,
+            influences=influences,
+        )
         found.append(Deliberation(gated, state.posture, lapsed))
     return found

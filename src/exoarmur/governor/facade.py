@@ -12,12 +12,14 @@ from __future__ import annotations
 import os
 import time
 from collections.abc import Callable, Mapping
+from datetime import datetime
 from typing import Any
 
 from ..approvals.book import IntentState, Vote
 from ..clock import Clock
 from ..containment.room import Containment
 from ..encoding import content_hash
+from ..errors import PermissionDenied
 from ..executors import CallableExecutor, ExecutorRegistry
 from ..executors.guard import guard
 from ..executors.registry import Binding
@@ -33,6 +35,7 @@ from ..principals import ALL_TENANTS, Principal, PrincipalBook
 from .access import Access
 from .drafts import Drafts, operator
 from .drain import GovernedCalls
+from .evidence import Evidence
 from .intake import Decider, Intake
 from .observing import Monotonic, Observer, Observers
 from .outcomes import outcome_from_events, read_story
@@ -118,6 +121,9 @@ class Governor:
             config_hash=self.config_hash,
         )
         self.recovery = Recovery(self.state, self.drafts, self.runner)
+        self.evidence_desk = Evidence(
+            self.state, self.drafts, self.runner, lambda: self.approval_window, self.principal_book
+        )
         self.calls = GovernedCalls()
         self._record_config()
         if policy is not None:
@@ -248,6 +254,28 @@ class Governor:
         with self.calls.governed():
             return self.votes.vote(tenant, intent_id, principal, vote, reason, intent_hash)
 
+    def attest_evidence(
+        self, tenant: str, intent_id: str, principal: Principal, note: str
+    ) -> tuple[Event, list[Outcome]]:
+        """Record an operator's attestation (``principal`` from credentials), then re-check.
+
+        Returns the attestation and the outcomes of the intents it released.
+        """
+        with self.calls.governed():
+            event = self.evidence_desk.attest(tenant, intent_id, principal, note)
+            return event, self.evidence_desk.recheck(tenant)
+
+    def record_trust(self, tenant: str, principal: Principal) -> Event:
+        """Record the tenant's trust scores with their inputs (``trust.scored``)."""
+        if not principal.acts_for(tenant):
+            raise PermissionDenied(f"principal {principal.name} does not act for tenant {tenant}")
+        return self.evidence_desk.record_trust(tenant, principal.name)
+
+    def recheck_evidence(self, tenant: str) -> list[Outcome]:
+        """Release the tenant's intents whose referenced evidence has since arrived."""
+        with self.calls.governed():
+            return self.evidence_desk.recheck(tenant)
+
     def pending(self, tenant: str) -> list[IntentState]:
         """Intents waiting for approval (expiring the overdue ones on the way)."""
         return self.votes.pending(tenant)
@@ -255,6 +283,10 @@ class Governor:
     def expire_due(self, tenant: str) -> list[str]:
         """Record ``intent.expired`` for pending intents past their window."""
         return self.votes.expire_due(tenant)
+
+    def escalate_due(self, tenant: str, at: datetime | None = None) -> list[Event]:
+        """Record ``approval.escalated`` where an escalation ladder's window has passed."""
+        return self.votes.escalate_due(tenant, at)
 
     # -- principals and access --------------------------------------------------
 

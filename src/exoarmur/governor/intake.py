@@ -19,6 +19,7 @@ from ..approvals.book import approval_request
 from ..containment.model import PLAN_ACTION, is_containment, requested_spec
 from ..containment.plans import parse_plan
 from ..errors import DuplicateIntent, IntentIdTaken
+from ..evidence_levels import parse_refs
 from ..executors.registry import Binding
 from ..gate import GateConfig
 from ..model.decision import Outcome, Verdict
@@ -176,6 +177,7 @@ def refuse_malformed_containment(request: IntentRequest) -> None:
     malformed one is bad input (ContainmentError naming the field and the
     rule), not a decision. The TTL bound in force is the gate's to apply.
     """
+    parse_refs(request.params)
     if request.action == PLAN_ACTION:
         parse_plan(request.params.get("plan"), request.tenant)
     elif is_containment(request.action):

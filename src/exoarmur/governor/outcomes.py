@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from ..errors import NotFound
+from ..evidence_levels import EVIDENCE_SATISFIED
 from ..ledger.log import Ledger
 from ..model.decision import Decision, Outcome, OutcomeStatus, Verdict
 from ..model.event import (
@@ -25,6 +26,7 @@ VERDICT_STATUS = {
     Verdict.ALLOW: OutcomeStatus.DECIDED,
     Verdict.DENY: OutcomeStatus.DENIED,
     Verdict.REQUIRE_APPROVAL: OutcomeStatus.PENDING_APPROVAL,
+    Verdict.PENDING_EVIDENCE: OutcomeStatus.PENDING_EVIDENCE,
 }
 
 
@@ -84,6 +86,9 @@ def outcome_from_events(events: list[Event], duplicate: bool = False) -> Outcome
         }
     elif INTENT_EXPIRED in by_type:
         fields = {"status": OutcomeStatus.EXPIRED}
+    elif EVIDENCE_SATISFIED in by_type:
+        then = Verdict(by_type[EVIDENCE_SATISFIED].payload["verdict"])
+        fields = {"status": VERDICT_STATUS[then]}
     else:
         fields = {"status": VERDICT_STATUS[decision.verdict]}
     return Outcome(

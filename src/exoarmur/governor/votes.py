@@ -19,6 +19,8 @@ from ..approvals.book import (
     IntentState,
     Ruling,
     Vote,
+    escalation_due,
+    escalation_record,
     expiry_record,
     intent_state,
     is_due,
@@ -27,7 +29,14 @@ from ..approvals.book import (
 from ..errors import Conflict, PermissionDenied
 from ..gate import revoked, vote_over_limit
 from ..model.decision import Outcome
-from ..model.event import APPROVAL_REQUESTED, INTENT_APPROVED, INTENT_EXPIRED, SETTLED
+from ..model.event import (
+    APPROVAL_ESCALATED,
+    APPROVAL_REQUESTED,
+    INTENT_APPROVED,
+    INTENT_EXPIRED,
+    SETTLED,
+    Event,
+)
 from ..model.intent import SYSTEM_ACTOR
 from ..principals import Principal
 from .drafts import Drafts, operator
@@ -159,17 +168,40 @@ class Votes:
                 payload = payload | {"cast": vote_record}
             actor = (
                 SYSTEM_ACTOR.to_canonical()
-                if event_type in (INTENT_EXPIRED, INTENT_APPROVED)
+                if event_type in (INTENT_EXPIRED, INTENT_APPROVED, APPROVAL_ESCALATED)
                 else operator(principal.name)
             )
             drafts.append(self.drafts.for_intent(intent, event_type, payload, actor=actor, at=now))
         self.state.append(intent.tenant, drafts, expect=(intent.intent_id, state.last_seq))
 
     def pending(self, tenant: str) -> list[IntentState]:
-        """Intents waiting for approval (expiring the overdue ones on the way)."""
+        """Intents waiting for approval (expiring and escalating the overdue ones on the way)."""
         self.expire_due(tenant)
+        self.escalate_due(tenant)
         ids = self.state.ledger.store.intents_with(tenant, APPROVAL_REQUESTED, SETTLED)
         return [self._story(tenant, i) for i in ids]
+
+    def escalate_due(self, tenant: str, at: datetime | None = None) -> list[Event]:
+        """Record ``approval.escalated`` for pending intents whose ladder's window has passed.
+
+        ``at`` is the injected time the TTL engine's tick runs at (the clock's if None).
+        """
+        raised = []
+        now = at or self.drafts.now()
+        for intent_id in self.state.ledger.store.intents_with(tenant, APPROVAL_REQUESTED, SETTLED):
+            state = self._story(tenant, intent_id)
+            if not escalation_due(state, now):
+                continue
+            event_type, payload = escalation_record(state)
+            draft = self.drafts.for_intent(
+                state.intent, event_type, payload, actor=SYSTEM_ACTOR.to_canonical(), at=now
+            )
+            try:
+                (event,) = self.state.append(tenant, [draft], expect=(intent_id, state.last_seq))
+            except Conflict:
+                continue  # a vote (which escalates first) or another tick got there
+            raised.append(event)
+        return raised
 
     def expire_due(self, tenant: str) -> list[str]:
         """Record ``intent.expired`` for pending intents past their window."""

@@ -12,6 +12,9 @@ class Verdict(StrEnum):
     ALLOW = "allow"
     DENY = "deny"
     REQUIRE_APPROVAL = "require_approval"
+    #: its referenced evidence is below the level required: it waits for evidence
+    #: (``gate.held`` says what it becomes once the evidence is there)
+    PENDING_EVIDENCE = "pending_evidence"
 
 
 class Decision(BaseModel):
@@ -72,6 +75,7 @@ class OutcomeStatus(StrEnum):
     APPROVED = "approved"  #: quorum reached, no executor bound: the caller carries it out
     REJECTED = "rejected"  #: an approver rejected it; it never runs
     EXPIRED = "expired"  #: the approval window closed before the quorum; it never runs
+    PENDING_EVIDENCE = "pending_evidence"  #: waits for the evidence its requirement names
 
 
 class Outcome(BaseModel):

@@ -33,6 +33,8 @@ APPROVAL_REFUSED: Final = "approval.refused"
 INTENT_APPROVED: Final = "intent.approved"
 INTENT_REJECTED: Final = "intent.rejected"
 INTENT_EXPIRED: Final = "intent.expired"
+#: an escalation ladder's rung: the quorum raised because approval did not come in time
+APPROVAL_ESCALATED: Final = "approval.escalated"
 #: an approval's terminal states: once one is recorded, nothing changes the intent's verdict
 SETTLED: Final = (INTENT_APPROVED, INTENT_REJECTED, INTENT_EXPIRED)
 

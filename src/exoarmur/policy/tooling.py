@@ -698,7 +698,8 @@ def _expectation(where: str, value: Any) -> Expectation:
     if not isinstance(value, dict):
         raise InputError(f"{where}expect: is required and must be a mapping")
     _unknown(f"{where}expect.", value, ("verdict", "reasons", "obligations", "errors"))
-    verdicts = [v.value for v in Verdict]
+    # a policy never decides pending_evidence: that is the gate's, on recorded evidence
+    verdicts = [v.value for v in Verdict if v != Verdict.PENDING_EVIDENCE]
     if value.get("verdict") not in verdicts:
         raise InputError(
             f"{where}expect.verdict: is required, one of {', '.join(verdicts)} "

@@ -25,6 +25,8 @@ from typing import Any
 from ..approvals.book import (
     Vote,
     approval_request,
+    escalation_due,
+    escalation_record,
     expiry_record,
     intent_state,
     is_due,
@@ -33,6 +35,14 @@ from ..approvals.book import (
 from ..containment.audit import ContainmentAudit
 from ..encoding import content_hash
 from ..errors import ExoArmurError
+from ..evidence_levels import (
+    EVIDENCE_SATISFIED,
+    TRUST_SCORED,
+    level_met,
+    parse_refs,
+    rank,
+    released,
+)
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
 from ..gate.controls import Controls
 from ..governor.deciding import decide, engine_in_force
@@ -42,6 +52,7 @@ from ..ledger.merkle import Frontier, consistency_proof, leaf_hash, verify_consi
 from ..ledger.store import LedgerStore
 from ..model.decision import Decision, Verdict
 from ..model.event import (
+    APPROVAL_ESCALATED,
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
@@ -359,6 +370,8 @@ class Replayer:
             for where, recorded, replayed, reason in self.beliefs.check(event):
                 if event.seq >= self.start:
                     self.diverge(event, where, recorded, replayed, reason)
+            if event.type == TRUST_SCORED and event.seq >= self.start:
+                self.on_trust(event)
             self.fold.offer(event)
             if progress is not None:
                 progress(1)
@@ -499,7 +512,10 @@ class Replayer:
                 )
         elif kind == APPROVAL_REQUESTED:
             self.on_requested(event, tracked, check)
+        elif kind == EVIDENCE_SATISFIED:
+            self.on_satisfied(event, tracked, check)
         elif "cast" in event.payload and kind in (
+            APPROVAL_ESCALATED,
             APPROVAL_GRANTED,
             APPROVAL_REJECTED,
             APPROVAL_REFUSED,
@@ -508,6 +524,8 @@ class Replayer:
             self.on_vote(event, tracked, check)
         elif kind == INTENT_EXPIRED:
             self.on_expiry(event, tracked, check)
+        elif kind == APPROVAL_ESCALATED:
+            self.on_escalation(event, tracked, check)
         elif kind in (EXECUTION_STARTED, EXECUTION_RETRY, EXECUTION_FINISHED, EXECUTION_BLOCKED):
             self.on_execution(event, tracked, check)
         elif kind == EXECUTION_OUTCOME_UNKNOWN:
@@ -606,8 +624,61 @@ class Replayer:
                 "the decision re-derived from the ledger differs from the recorded one",
             )
 
+    def on_trust(self, event: Event) -> None:
+        """Recorded trust scores must be what the log before them says, at their position."""
+        try:
+            position = int(event.payload["controls"]["tenant"])
+            if not self.positions_ok(event, {"tenant": position}, "controls"):
+                return
+            scores = [t.to_canonical() for t in self.fold.at(position).evidence.trust()]
+            self.compare(
+                event,
+                "scores",
+                event.payload["scores"],
+                scores,
+                "the trust scores re-derived from the log differ",
+            )
+        except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
+            self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
+
+    def on_satisfied(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        """Evidence released a held intent: it must really meet the level, at that position."""
+        held = tracked.decision
+        if held is None or held.verdict != Verdict.PENDING_EVIDENCE or not tracked.events:
+            if check:
+                self.diverge(event, "type", event.type, None, "nothing was waiting for evidence")
+            return
+        intent = ActionIntent.from_canonical(tracked.events[0].payload["intent"])
+        intent_hash = tracked.events[0].payload["intent_hash"]
+        position = event.payload["controls"]["tenant"]
+        if not self.positions_ok(event, {"tenant": position}, "controls"):
+            return
+        fold = self.fold.at(position).evidence
+        then = released(held)
+        expected = {
+            "intent_hash": intent_hash,
+            "required": (held.gate or {})["evidence"]["required"],
+            "met": level_met(parse_refs(intent.params), fold, intent.intent_id, intent_hash),
+            "controls": {"tenant": position},
+            "verdict": then.verdict.value,
+        }
+        if check:
+            self.compare(event, "payload", event.payload, expected, "the evidence release differs")
+            if rank(expected["met"]) < rank(expected["required"]):
+                self.diverge(
+                    event,
+                    "met",
+                    expected["met"],
+                    expected["required"],
+                    "released with less evidence than required",
+                )
+        tracked.decision = then
+
     def on_requested(self, event: Event, tracked: _Tracked, check: bool) -> None:
-        decided = next((e for e in tracked.events if e.type == DECISION_RECORDED), None)
+        decided = next(
+            (e for e in reversed(tracked.events) if e.type == EVIDENCE_SATISFIED),
+            next((e for e in tracked.events if e.type == DECISION_RECORDED), None),
+        )
         if decided is None or tracked.decision is None:
             return
         if tracked.decision.verdict != Verdict.REQUIRE_APPROVAL:
@@ -620,7 +691,8 @@ class Replayer:
                     "approval requested for a decision that needs none",
                 )
             return
-        window = self.window(decided.payload["controls"]["system"], tracked.decision.config_hash)
+        first = next(e for e in tracked.events if e.type == DECISION_RECORDED)
+        window = self.window(first.payload["controls"]["system"], tracked.decision.config_hash)
         expected = approval_request(tracked.decision, decided.process_time, window) | {
             "intent_hash": tracked.events[0].payload["intent_hash"]
         }
@@ -682,6 +754,17 @@ class Replayer:
             self.compare(
                 event, "payload", event.payload, first_payload, "the vote's ruling differs"
             )
+
+    def on_escalation(self, event: Event, tracked: _Tracked, check: bool) -> None:
+        """A ladder's rung recorded by the tick: due at its recorded time, and as the book says."""
+        state = intent_state(tracked.events)
+        if not check:
+            return
+        if not escalation_due(state, event.process_time):
+            self.diverge(event, "type", event.type, None, "no escalation was due at this time")
+            return
+        _, expected = escalation_record(state)
+        self.compare(event, "payload", event.payload, expected, "the escalation differs")
 
     def on_expiry(self, event: Event, tracked: _Tracked, check: bool) -> None:
         state = intent_state(tracked.events)

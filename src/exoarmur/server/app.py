@@ -15,7 +15,7 @@ from fastapi import FastAPI
 
 from .. import __version__
 from ..pipeline import Governor
-from . import console, controls, intents, memory, metrics, plans, record, service, tiles
+from . import attest, console, controls, intents, memory, metrics, plans, record, service, tiles
 from . import evidence as evidence_export
 from . import hooks as tool_hooks
 from . import observations as telemetry
@@ -54,6 +54,7 @@ def _application(limits: Limits) -> FastAPI:
     for module in (service, intents, controls, record, tiles, metrics, plans, memory):
         app.include_router(module.router)
     app.include_router(intent_stream.router)
+    app.include_router(attest.router)
     app.include_router(evidence_export.router)
     app.include_router(reported_actions.router)
     app.include_router(tool_hooks.router)

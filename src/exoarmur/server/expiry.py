@@ -1,5 +1,9 @@
 """The TTL engine while serving: a thread that expires due containment controls.
 
+Each tick also raises the quorum of pending intents whose escalation ladder's
+window has passed, and releases intents whose referenced evidence has since
+arrived (both recorded, both on the governor's clock).
+
 It ticks once when the service starts (so an expiry that fell due while
 ExoArmur was down happens now, recording when it was due and when it was
 done), then every ``every`` seconds until the service stops. A tick that
@@ -35,7 +39,11 @@ class ExpiryLoop:
 
     def tick(self) -> int:
         try:
-            return len(self.governor.containment.tick())
+            done = len(self.governor.containment.tick())
+            for tenant in self.governor.containment.tenants():
+                done += len(self.governor.escalate_due(tenant))
+                done += len(self.governor.recheck_evidence(tenant))
+            return done
         except Exception:  # the loop must outlive a failed tick; the next one finishes it
             logger.exception("containment expiry tick failed; retrying at the next tick")
             return 0
