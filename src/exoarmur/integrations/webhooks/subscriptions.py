@@ -84,9 +84,8 @@ class Webhook:
             )
         unknown = [e for e in self.events if e not in DELIVERABLE]
         if unknown or not self.events:
-            raise InputError(
-                f"events: {', '.join(unknown) or 'none given'}: choose from {', '.join(DELIVERABLE)}"
-            )
+            named = ", ".join(unknown) or "none given"
+            raise InputError(f"events: {named}: choose from {', '.join(DELIVERABLE)}")
         if self.fmt not in FORMATS:
             raise InputError(f"format: must be one of {', '.join(FORMATS)}, not {self.fmt!r}")
         if self.secret_file is not None and self.secret_env is not None:
