@@ -38,6 +38,7 @@ from . import (
     replay,
     report,
     service,
+    webhooks,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -104,6 +105,7 @@ def _register(root: typer.Typer) -> None:
     root.add_typer(witness_commands.witness_app, name="witness")
     root.add_typer(witness_commands.tiles_app, name="tiles")
     integrations.register(root)
+    webhooks.register(root)
     containment.register(root, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
