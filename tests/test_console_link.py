@@ -45,7 +45,7 @@ def test_the_link_names_the_tenants_inbox_and_the_intents_card() -> None:
         == "https://exo.example/base/console/inbox?tenant=acme#intent-01J"
     )
     for bad in ("ftp://x", "https://", "https://x/?q=1", 7):
-        with pytest.raises(ConfigError, match="server.public_url"):
+        with pytest.raises(ConfigError, match=r"server\.public_url"):
             ServiceSettings.from_config({"server": {"public_url": bad}})
 
 

@@ -6,11 +6,11 @@ import json
 from pathlib import Path
 
 from typer.testing import CliRunner
-from webhook_receiver import Receiver
 
 from exoarmur.cli import app
 from exoarmur.home import open_governor
 from exoarmur.model.event import SYSTEM_LOG, WEBHOOK_DELIVERED
+from webhook_receiver import Receiver
 
 runner = CliRunner()
 
