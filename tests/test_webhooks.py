@@ -299,3 +299,27 @@ def test_a_slack_webhook_posts_block_kit_with_buttons_bound_to_the_intent_hash(
         f"https://exo.example/console/inbox?tenant=acme#intent-{intent_id}" in request.body.decode()
     )
     governor.close()
+
+
+def test_the_receiver_snippet_in_the_docs_verifies_and_dedupes() -> None:
+    import re
+
+    doc = (Path(__file__).resolve().parents[1] / "docs" / "approvals.md").read_text()
+    section = doc.split("\n## Webhooks", 1)[1].split("\n## ", 1)[0]
+    (snippet,) = re.findall(r"```python\n(.*?)```", section, re.S)
+    scope: dict[str, object] = {}
+    exec(compile(snippet, "approvals.md", "exec"), scope)
+    receive = scope["receive"]
+    now = int(datetime.now(UTC).timestamp())
+    body = b'{"event": {}}'
+    headers = {
+        "ExoArmur-Delivery": "dlv_1",
+        "ExoArmur-Timestamp": str(now),
+        "ExoArmur-Signature": sign(SECRET, now, body),
+    }
+    seen: set[str] = set()
+    assert receive(headers, body, SECRET, seen) == 200  # type: ignore[operator]
+    assert receive(headers, body, SECRET, seen) == 200  # type: ignore[operator]
+    assert seen == {"dlv_1"}
+    with pytest.raises(AuthenticationError):
+        receive(headers, body + b" ", SECRET, seen)  # type: ignore[operator]
