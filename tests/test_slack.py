@@ -11,7 +11,7 @@ import pytest
 from fastapi.testclient import TestClient
 
 from exoarmur.clock import FixedClock
-from exoarmur.errors import InputError, NotFound
+from exoarmur.errors import ConfigError, InputError, NotFound
 from exoarmur.ids import SeededIds
 from exoarmur.integrations.slack import (
     SlackBindings,
@@ -155,3 +155,21 @@ def test_a_payload_that_is_no_button_press_is_bad_input() -> None:
         parse_click(b"payload=%7B%7D")
     with pytest.raises(InputError, match="payload"):
         parse_click(b"not a form")
+
+
+def test_the_slack_table_is_checked_and_its_absence_answers_404(tmp_path: Path) -> None:
+    assert SlackSettings.from_config({}) is None
+    assert SlackSettings.from_config({"slack": {"signing_secret_file": "/s"}}) == SlackSettings(
+        "/s"
+    )
+    for bad in ({"signing_secret": "x"}, {"signing_secret_file": ""}, "x"):
+        with pytest.raises(ConfigError, match="slack"):
+            SlackSettings.from_config({"slack": bad})
+    governor = Governor(
+        ledger=Ledger(SqliteStore(tmp_path / "ledger.db"), SigningKey.generate("t/slack")),
+        clock=FixedClock(T0),
+        ids=SeededIds(4),
+    )
+    with TestClient(create_app(governor)) as client:
+        assert client.post(URL, content=b"payload=%7B%7D").status_code == 404
+    governor.close()
