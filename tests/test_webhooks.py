@@ -323,3 +323,59 @@ def test_the_receiver_snippet_in_the_docs_verifies_and_dedupes() -> None:
     assert seen == {"dlv_1"}
     with pytest.raises(AuthenticationError):
         receive(headers, body + b" ", SECRET, seen)  # type: ignore[operator]
+
+
+def test_the_serving_loop_never_sends_unsigned(tmp_path: Path) -> None:
+    import time
+
+    from exoarmur.integrations.webhooks import OutboxLoop
+
+    key = SigningKey.generate("t/webhooks")
+    governor = open_governor(tmp_path, key, FixedClock(T0), 1)
+    ask_approval(governor)
+    with Receiver() as receiver:
+        good = Webhook("ops", receiver.url, secret_env="EXOARMUR_TEST_UNSET_SECRET")
+        loop = OutboxLoop(Outbox(governor, [good], HttpTransport()), every=0.01)
+        loop.start()
+        deadline = time.monotonic() + 60
+        while not records(governor, WEBHOOK_FAILED):  # the secret is missing: never sent unsigned
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        loop.stop()
+    assert receiver.requests == []
+    (failed,) = records(governor, WEBHOOK_FAILED)
+    assert "$EXOARMUR_TEST_UNSET_SECRET is not set" in str(failed["error"])
+    governor.close()
+
+
+class Broken:
+    """A transport with a bug: the loop must log it and keep going."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+
+    def post(self, url: str, body: bytes, headers: object) -> int:
+        self.calls += 1
+        raise RuntimeError("bug")
+
+
+def test_a_failed_pass_is_logged_and_the_loop_goes_on(
+    tmp_path: Path, caplog: pytest.LogCaptureFixture
+) -> None:
+    import time
+
+    from exoarmur.integrations.webhooks import OutboxLoop
+
+    governor = open_governor(tmp_path, SigningKey.generate("t/webhooks"), FixedClock(T0), 1)
+    ask_approval(governor)
+    broken = Broken()
+    hook = Webhook("ops", "http://127.0.0.1:9/x", secret_file=secret_file(tmp_path))
+    loop = OutboxLoop(Outbox(governor, [hook], broken), every=0.01)
+    loop.start()
+    deadline = time.monotonic() + 60
+    while broken.calls < 2:  # a second pass came after the first one failed
+        assert time.monotonic() < deadline
+        time.sleep(0.02)
+    loop.stop()
+    governor.close()
+    assert "webhook outbox pass failed" in caplog.text

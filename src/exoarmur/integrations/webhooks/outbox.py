@@ -80,9 +80,6 @@ class HttpTransport:
             raise DeliveryFailed(type(exc).__name__) from None
         return response.status_code
 
-    def close(self) -> None:
-        self._client.close()
-
 
 def delivery_id(webhook: str, log: str, event_id: str) -> str:
     """The same for every attempt at one event for one webhook (names are never reused)."""
