@@ -48,10 +48,12 @@ def test_webhooks_are_configured_delivered_and_removed(tmp_path: Path) -> None:
         assert code == 0, out
         code, out = cli(home, "webhook", "deliver", "--json")
         assert json.loads(out) == {"delivered": 1, "failed": 0, "gave_up": 0}
-        assert json.loads(cli(home, "webhook", "deliver", "--json")[1])["delivered"] == 0
+        code, out = cli(home, "webhook", "deliver")
+        assert "delivered 0, failed 0" in out
+        assert "ops" in cli(home, "webhook", "list")[1]
     (request,) = receiver.requests
     assert json.loads(request.body)["event"]["type"] == "killswitch.engaged"
-    assert cli(home, "webhook", "remove", "ops")[0] == 0
+    assert "removed webhook ops" in cli(home, "webhook", "remove", "ops")[1]
     assert cli(home, "webhook", "remove", "ops")[0] != 0
     assert json.loads(cli(home, "webhook", "list", "--json")[1]) == []
     with open_governor(home) as governor:

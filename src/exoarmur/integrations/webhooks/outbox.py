@@ -175,13 +175,6 @@ class Outbox:
                             self._owed[did] = Owed(webhook, log, event, did)
             self._cursors[log] = size
 
-    def owed(self) -> list[str]:
-        """Delivery ids owed now (delivered or given up ones excluded), oldest first."""
-        with self._lock:
-            self._fold_records()
-            self._scan()
-            return [d for d in self._owed if d not in self._settled]
-
     # -- delivering -----------------------------------------------------------
 
     def deliver_due(self) -> Report:
