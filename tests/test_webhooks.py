@@ -244,15 +244,16 @@ def test_a_tenant_webhook_gets_its_tenant_and_global_controls_only(tmp_path: Pat
             "globex-ops", receiver.url, tenant="globex", secret_file=secret_file(tmp_path)
         )
         ask_approval(governor, "acme")
-        governor.engage_killswitch("global", "stop everything", LOCAL_ADMIN)
         ask_approval(governor, "globex")
+        governor.engage_killswitch("tenant:acme", "acme only", LOCAL_ADMIN)
+        governor.engage_killswitch("global", "stop everything", LOCAL_ADMIN)
         Outbox(governor, [hook], HttpTransport()).deliver_due()
     seen = [
         (json.loads(r.body)["event"]["tenant"], json.loads(r.body)["event"]["type"])
         for r in receiver.requests
     ]
-    assert ("acme", APPROVAL_REQUESTED) not in seen
-    assert (SYSTEM_LOG, "killswitch.engaged") in seen
+    assert all(tenant != "acme" for tenant, _type in seen)
+    assert sorted(seen) == [(SYSTEM_LOG, "killswitch.engaged"), ("globex", APPROVAL_REQUESTED)]
     governor.close()
 
 
