@@ -149,7 +149,7 @@ def principal_rotate(
 def principal_bind_slack(
     ctx: typer.Context,
     name: Annotated[str, typer.Argument(help="The principal the Slack user votes as.")],
-    slack_user: Annotated[str, typer.Argument(help="The Slack user id (U… or W…).")],
+    slack_user: Annotated[str, typer.Argument(help="The Slack user id (U... or W...).")],
     as_json: JsonFlag = False,
 ) -> None:
     """Let a Slack user's Approve / Reject clicks count as this principal's votes (recorded)."""
