@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
-from urllib.parse import urlencode
+from urllib.parse import parse_qs, urlencode
 
 import pytest
 from fastapi.testclient import TestClient
@@ -27,6 +27,7 @@ from exoarmur.model.event import APPROVAL_GRANTED, SYSTEM_LOG
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.server import create_app
+from webhook_receiver import Receiver
 
 POLICY = """
 @id("two-approvers") @approval("2")
@@ -69,19 +70,25 @@ def setting(tmp_path: Path) -> tuple[Governor, TestClient, FixedClock, str]:
     governor.close()
 
 
-def press(governor: Governor, intent_id: str, user: str, action: str = APPROVE_ACTION) -> bytes:
+def press(
+    governor: Governor,
+    intent_id: str,
+    user: str,
+    action: str = APPROVE_ACTION,
+    trigger_id: str | None = None,
+) -> bytes:
     value = {
         "tenant": "acme",
         "intent_id": intent_id,
         "hash": governor.pending("acme")[0].intent_hash,
     }
-    payload = {
+    payload: dict[str, object] = {
         "type": "block_actions",
         "user": {"id": user, "username": "someone", "team_id": "T0001"},
         "team": {"id": "T0001"},
         "actions": [{"action_id": action, "block_id": "exoarmur.vote", "value": json.dumps(value)}],
         "response_url": "https://hooks.slack.com/actions/T0001/1/x",
-    }
+    } | ({} if trigger_id is None else {"trigger_id": trigger_id})
     return urlencode({"payload": json.dumps(payload)}).encode()
 
 
@@ -173,3 +180,79 @@ def test_the_slack_table_is_checked_and_its_absence_answers_404(tmp_path: Path) 
     with TestClient(create_app(governor)) as client:
         assert client.post(URL, content=b"payload=%7B%7D").status_code == 404
     governor.close()
+
+
+def submitted_reason(click_body: bytes, reason: str, user: str = "U0ALICE") -> bytes:
+    """The view_submission Slack sends when the reject form is submitted."""
+    (raw,) = parse_qs(click_body.decode())["payload"]
+    value = json.loads(raw)["actions"][0]["value"]
+    payload = {
+        "type": "view_submission",
+        "user": {"id": user},
+        "view": {
+            "callback_id": "exoarmur.reject_reason",
+            "private_metadata": value,
+            "state": {
+                "values": {
+                    "exoarmur.reason": {"reason": {"type": "plain_text_input", "value": reason}}
+                }
+            },
+        },
+    }
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def test_reject_asks_why_in_a_modal_and_records_the_reason(
+    setting, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    governor, client, clock, intent_id = setting
+    monkeypatch.setenv("EXOARMUR_TEST_SLACK_TOKEN", "xoxb-test")
+    with Receiver(answer=b'{"ok": true}') as slack_api:
+        client.app.state.slack = SlackSettings(  # type: ignore[attr-defined]
+            client.app.state.slack.signing_secret_file,  # type: ignore[attr-defined]
+            "EXOARMUR_TEST_SLACK_TOKEN",
+            slack_api.base,
+        )
+        click = press(governor, intent_id, "U0ALICE", REJECT_ACTION, trigger_id="123.456.abc")
+        before = sizes(governor)
+        answer = client.post(URL, content=click, headers=signed(click, clock.now()))
+        assert answer.status_code == 200, answer.text
+        assert "Say why" in answer.json()["text"]
+        assert sizes(governor) == before  # nothing is voted until the reason comes
+        (opened,) = slack_api.requests
+        assert opened.path == "/views.open"
+        assert opened.headers["Authorization"] == "Bearer xoxb-test"
+        view = json.loads(opened.body)
+        assert view["trigger_id"] == "123.456.abc"
+        assert json.loads(view["view"]["private_metadata"])["intent_id"] == intent_id
+
+        blank = submitted_reason(click, "   ")
+        refused = client.post(URL, content=blank, headers=signed(blank, clock.now()))
+        assert "exoarmur.reason" in refused.json()["errors"]
+        assert sizes(governor) == before
+
+        why = submitted_reason(click, "not during the freeze")
+        done = client.post(URL, content=why, headers=signed(why, clock.now()))
+        assert done.status_code == 200, done.text
+        assert done.json() == {}  # Slack closes the form
+    (rejected,) = [e for e in governor.story("acme", intent_id) if e.type == "approval.rejected"]
+    assert rejected.payload["approver"] == "alice"
+    assert rejected.payload["reason"] == "not during the freeze"
+
+
+def test_when_slack_does_not_open_the_form_nothing_is_recorded(
+    setting, monkeypatch: pytest.MonkeyPatch
+) -> None:  # type: ignore[no-untyped-def]
+    governor, client, clock, intent_id = setting
+    monkeypatch.setenv("EXOARMUR_TEST_SLACK_TOKEN", "xoxb-test")
+    with Receiver(answer=b'{"ok": false, "error": "expired_trigger_id"}') as slack_api:
+        client.app.state.slack = SlackSettings(  # type: ignore[attr-defined]
+            client.app.state.slack.signing_secret_file,  # type: ignore[attr-defined]
+            "EXOARMUR_TEST_SLACK_TOKEN",
+            slack_api.base,
+        )
+        click = press(governor, intent_id, "U0ALICE", REJECT_ACTION, trigger_id="1.2.x")
+        before = sizes(governor)
+        answer = client.post(URL, content=click, headers=signed(click, clock.now()))
+    assert answer.status_code == 503
+    assert sizes(governor) == before

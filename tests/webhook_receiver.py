@@ -14,6 +14,7 @@ from typing import Any
 class Received:
     headers: dict[str, str]
     body: bytes
+    path: str = ""
 
 
 @dataclass
@@ -23,6 +24,8 @@ class Receiver:
     requests: list[Received] = field(default_factory=list)
     #: called (in the server's thread) before answering each request
     during: Any = None
+    #: the body of each 200 answer
+    answer: bytes = b""
 
     def __post_init__(self) -> None:
         receiver = self
@@ -31,13 +34,15 @@ class Receiver:
             def do_POST(self) -> None:
                 length = int(self.headers.get("Content-Length", "0"))
                 body = self.rfile.read(length)
-                receiver.requests.append(Received(dict(self.headers.items()), body))
+                receiver.requests.append(Received(dict(self.headers.items()), body, self.path))
                 if receiver.during is not None:
                     receiver.during()
                 failing = len(receiver.requests) <= receiver.fail_first
+                answer = b"" if failing else receiver.answer
                 self.send_response(500 if failing else 200)
-                self.send_header("Content-Length", "0")
+                self.send_header("Content-Length", str(len(answer)))
                 self.end_headers()
+                self.wfile.write(answer)
 
             def log_message(self, *args: object) -> None:
                 pass
@@ -46,8 +51,12 @@ class Receiver:
         self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
 
     @property
+    def base(self) -> str:
+        return f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    @property
     def url(self) -> str:
-        return f"http://127.0.0.1:{self.server.server_address[1]}/hook"
+        return f"{self.base}/hook"
 
     def __enter__(self) -> Receiver:
         self.thread.start()

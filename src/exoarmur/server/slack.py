@@ -15,12 +15,22 @@ from typing import Any
 from fastapi import APIRouter, Depends, Request
 from fastapi.concurrency import run_in_threadpool
 
-from ..errors import NotFound, PermissionDenied
-from ..integrations.slack import SlackBindings, SlackSettings, parse_click, verify_request
+from ..approvals import Vote
+from ..errors import InputError, NotFound, PermissionDenied
+from ..integrations.slack import (
+    REASON_BLOCK,
+    SlackBindings,
+    SlackSettings,
+    SlackUnavailable,
+    parse_click,
+    verify_request,
+)
+from .errors import error_response
 from .limits import write_slot
 from .schemas import problems
 
 router = APIRouter(prefix="/v1/integrations/slack", tags=["integrations"])
+_ASK_WHY = "Say why in the form that opened: the rejection is recorded when you submit it."
 
 
 @router.post(
@@ -29,7 +39,7 @@ router = APIRouter(prefix="/v1/integrations/slack", tags=["integrations"])
     responses=problems(401, 403, 404, 409, 422, 503),
     dependencies=[Depends(write_slot)],
 )
-async def slack_interactions(request: Request) -> dict[str, Any]:
+async def slack_interactions(request: Request) -> Any:
     """Verify Slack's signature, map the Slack user to its bound principal, record the vote."""
     settings: SlackSettings | None = getattr(request.app.state, "slack", None)
     if settings is None:
@@ -43,15 +53,32 @@ async def slack_interactions(request: Request) -> dict[str, Any]:
     principal = None if name is None else governor.principals().get(name)
     if principal is None:
         raise PermissionDenied(f"Slack user {click.slack_user} is bound to no active principal")
-    result = await run_in_threadpool(
-        governor.vote,
-        click.tenant,
-        click.intent_id,
-        principal,
-        click.vote,
-        f"{click.vote.value} from Slack (user {click.slack_user})",
-        click.intent_hash,
-    )
+    if click.vote == Vote.REJECT and click.reason is None:
+        try:
+            opened = await run_in_threadpool(settings.open_reason_modal, click)
+        except SlackUnavailable as exc:
+            return error_response(503, str(exc), headers={"Retry-After": "1"})
+        if opened:  # the vote comes with the reason, when the form is submitted
+            return {"response_type": "ephemeral", "replace_original": False, "text": _ASK_WHY}
+    reason = click.reason or f"{click.vote.value} from Slack (user {click.slack_user})"
+    try:
+        result = await run_in_threadpool(
+            governor.vote,
+            click.tenant,
+            click.intent_id,
+            principal,
+            click.vote,
+            reason,
+            click.intent_hash,
+        )
+    except InputError as exc:
+        if click.reason is None:
+            raise
+        return {"response_action": "errors", "errors": {REASON_BLOCK: str(exc)}}
+    if click.reason is not None:  # a modal: close it, or say in it why the vote was refused
+        if result.accepted:
+            return {}
+        return {"response_action": "errors", "errors": {REASON_BLOCK: result.message}}
     verdict = "counted" if result.accepted else "refused"
     return {
         "response_type": "ephemeral",
