@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import contextlib
 import hashlib
+import logging
 import threading
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ DEFAULT_BASE_SECONDS: Final = 5
 DEFAULT_CAP_SECONDS: Final = 3600
 #: how long one POST may take before it counts as failed (seconds)
 POST_TIMEOUT_SECONDS: Final = 10.0
+logger = logging.getLogger("exoarmur.server")
 _RECORDS: Final = (WEBHOOK_DELIVERED, WEBHOOK_FAILED, WEBHOOK_GAVE_UP)
 _OUTBOX_ACTOR: Final = {"id": "exoarmur-outbox", "kind": "system"}
 
@@ -82,7 +84,7 @@ class HttpTransport:
 
 
 def delivery_id(webhook: str, log: str, event_id: str) -> str:
-    """The same for every attempt at one event for one webhook (names are never reused)."""
+    """The same for every attempt at one event for one webhook: what receivers dedupe on."""
     digest = hashlib.sha256(f"{webhook}\n{log}\n{event_id}".encode()).hexdigest()
     return f"dlv_{digest[:32]}"
 
@@ -293,9 +295,6 @@ class OutboxLoop:
             self._thread.join()
 
     def _run(self) -> None:
-        import logging
-
-        logger = logging.getLogger("exoarmur.server")
         while not self._stop.is_set():
             try:
                 self.outbox.deliver_due()
