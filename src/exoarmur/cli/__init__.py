@@ -41,6 +41,7 @@ from . import (
     report,
     service,
     trust,
+    webhooks,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -107,6 +108,7 @@ def _register(root: typer.Typer) -> None:
     root.add_typer(witness_commands.witness_app, name="witness")
     root.add_typer(witness_commands.tiles_app, name="tiles")
     integrations.register(root)
+    webhooks.register(root)
     containment.register(root, demos.demo_app)
     observations.register(root, demos.demo_app)
     memory.register(root, demos.demo_app)

@@ -143,3 +143,38 @@ def principal_rotate(
         )
     )
     typer.echo(api_key)
+
+
+@principal_app.command("bind-slack")
+def principal_bind_slack(
+    ctx: typer.Context,
+    name: Annotated[str, typer.Argument(help="The principal the Slack user votes as.")],
+    slack_user: Annotated[str, typer.Argument(help="The Slack user id (U... or W...).")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Let a Slack user's Approve / Reject clicks count as this principal's votes (recorded)."""
+    from ..integrations.slack import SlackBindings
+
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
+        SlackBindings(governor).bind(name, slack_user, "local-admin")
+    if as_json:
+        print_json({"principal": name, "slack_user": slack_user})
+        return
+    console.print(line(styled("bound", "green"), f" Slack user {slack_user} to {name}"))
+
+
+@principal_app.command("unbind-slack")
+def principal_unbind_slack(
+    ctx: typer.Context,
+    slack_user: Annotated[str, typer.Argument(help="The Slack user id to unbind.")],
+    as_json: JsonFlag = False,
+) -> None:
+    """Stop a Slack user's clicks from counting as anyone's votes (recorded)."""
+    from ..integrations.slack import SlackBindings
+
+    with errors(as_json), open_governor(current_home(ctx)) as governor:
+        SlackBindings(governor).unbind(slack_user, "local-admin")
+    if as_json:
+        print_json({"unbound": slack_user})
+        return
+    console.print(line(styled("unbound", "red"), f" Slack user {slack_user}"))

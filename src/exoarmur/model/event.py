@@ -71,6 +71,14 @@ BELIEF_FORMED: Final = "belief.formed"
 MEMORY_RECOMMENDATION: Final = "memory.recommendation"
 MEMORY_RECOMMENDATION_APPLIED: Final = "memory.recommendation.applied"
 
+# Webhooks (system log): each attempt at a delivery, recorded before the next is made.
+WEBHOOK_DELIVERED: Final = "webhook.delivered"
+WEBHOOK_FAILED: Final = "webhook.failed"
+WEBHOOK_GAVE_UP: Final = "webhook.gave_up"
+# Slack (system log): which Slack user votes as which principal, made by an admin.
+SLACK_USER_BOUND: Final = "slack.user_bound"
+SLACK_USER_UNBOUND: Final = "slack.user_unbound"
+
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
 SYSTEM_LOG: Final = "_system"
@@ -209,6 +217,10 @@ def idempotency_key_of(
         return f"memory recommendation {payload['recommendation']['recommendation_id']}"
     if event_type == MEMORY_RECOMMENDATION_APPLIED:
         return f"memory applied {payload['recommendation_id']}"
+    if event_type in (WEBHOOK_DELIVERED, WEBHOOK_GAVE_UP):
+        return f"webhook settled {payload['delivery_id']}"
+    if event_type == WEBHOOK_FAILED:
+        return f"webhook failed {payload['delivery_id']} {payload['attempt']}"
     return None
 
 

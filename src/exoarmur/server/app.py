@@ -22,6 +22,7 @@ from . import observations as telemetry
 from . import policy as policy_tools
 from . import principals as principal_admin
 from . import reported as reported_actions
+from . import slack as slack_approvals
 from . import stream as intent_stream
 from .audit import RefusalAudit
 from .errors import LastResort, install_error_handlers
@@ -61,6 +62,7 @@ def _application(limits: Limits) -> FastAPI:
     app.include_router(policy_tools.router)
     app.include_router(principal_admin.router)
     app.include_router(telemetry.router)
+    app.include_router(slack_approvals.router)
     console.install(app)
     # Added last is outermost: LastResort sees everything, BodyLimit runs before parsing,
     # and every answer (even LastResort's) carries its request id.
@@ -98,4 +100,7 @@ def create_app(
     app.state.metrics = metrics.Metrics(governor, app.state)
     governor.observe(app.state.metrics)
     governor.observe(StageSpans(app.state))
+    slack_approvals.install(app, None)
+    #: set by ``exoarmur serve`` from ``[server] public_url``: links in pending answers
+    app.state.public_url = None
     return app

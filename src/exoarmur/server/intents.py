@@ -9,6 +9,7 @@ from fastapi.responses import JSONResponse
 
 from ..approvals import Vote, intent_state
 from ..errors import Conflict, IntentError, PermissionDenied
+from ..integrations.console_link import console_link
 from ..model.decision import Outcome, OutcomeStatus
 from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent
 from ..model.trace import trace_id_of
@@ -58,7 +59,8 @@ async def intent_document(request: Request) -> Any:
         },
         202: {
             "model": PendingIntent,
-            "description": "Recorded, waiting for approval: vote on it with the intent hash.",
+            "description": "Recorded, waiting for approval: vote on it with the intent hash. "
+            "With `[server] public_url` configured, `console_url` links the console's inbox.",
             "headers": {
                 "Location": {
                     "description": "The intent's story.",
@@ -106,8 +108,12 @@ def submit_intent(
     if outcome.status != OutcomeStatus.PENDING_APPROVAL:
         return outcome
     state = intent_state(caller.governor.story(outcome.tenant, outcome.intent_id))
+    body = PendingIntent.of(state).model_dump(mode="json")
+    link = console_link(request.app.state.public_url, outcome.tenant, outcome.intent_id)
+    if link is not None:  # only when `[server] public_url` says where operators reach us
+        body["console_url"] = link
     return JSONResponse(
-        PendingIntent.of(state).model_dump(mode="json"),
+        body,
         status_code=202,
         headers={"Location": f"/v1/tenants/{outcome.tenant}/intents/{outcome.intent_id}"},
     )

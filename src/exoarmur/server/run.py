@@ -35,7 +35,11 @@ from uvicorn.config import LOGGING_CONFIG
 from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..integrations.claude_code import tool_classes
+from ..integrations.slack import SlackSettings
+from ..integrations.webhooks import HttpTransport, Outbox, OutboxLoop
+from ..integrations.webhooks import load as load_webhooks
 from ..pipeline import Governor
+from . import slack as slack_approvals
 from . import tracing
 from .app import create_app
 from .audit import RefusalAudit
@@ -186,6 +190,8 @@ class Service:
         #: cosigns every log on the ``[witness]`` schedule, when one is configured
         self.witnessing = None if witness is None else WitnessLoop(governor.ledger, witness)
         self.app.state.witnessing = self.witnessing  # /metrics counts what it did
+        #: delivers what the ledger owes the configured webhooks, when any is configured
+        self.outbox: OutboxLoop | None = None
 
     @property
     def started(self) -> bool:
@@ -210,6 +216,8 @@ class Service:
         self.expiry.start()
         if self.witnessing is not None:
             self.witnessing.start()
+        if self.outbox is not None:
+            self.outbox.start()
         try:
             self.server.run(sockets=sockets)
         finally:
@@ -231,6 +239,8 @@ class Service:
         self.expiry.stop()
         if self.witnessing is not None:
             self.witnessing.stop()
+        if self.outbox is not None:
+            self.outbox.stop()
         assert self._stop_deadline is not None
         remaining = max(0.0, self._stop_deadline - time.monotonic())
         if not self.governor.drain(remaining):
@@ -302,6 +312,13 @@ def serve(
             witness=settings.witness,
         )
         service.app.state.hook_classes = tool_classes(where.config())
+        service.app.state.public_url = settings.public_url
+        slack_approvals.install(service.app, SlackSettings.from_config(where.config()))
+        webhooks = load_webhooks(where.path)
+        if webhooks:
+            service.outbox = OutboxLoop(
+                Outbox(governor, webhooks, HttpTransport(), public_url=settings.public_url)
+            )
         governor.record_service(settings.to_canonical())
     except BaseException:
         listening.close()

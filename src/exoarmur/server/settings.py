@@ -2,6 +2,7 @@
 
     [server]
     grace_seconds = 30            # running executions get this long once a stop is asked
+    public_url = "https://exoarmur.example.com"   # pending answers link the console there
     [server.refusals]             # how much of strangers' refused requests the ledger keeps
     window_seconds = 300
     per_source = 10               # recorded one by one per (source, key id) and window
@@ -21,6 +22,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ..errors import ConfigError
+from ..integrations.console_link import check_public_url
 from .witnessing import WitnessSchedule
 
 #: seconds running executions get to finish once a stop is asked, unless configured
@@ -89,6 +91,8 @@ class ServiceSettings:
     refusals: RefusalBudget = field(default_factory=RefusalBudget)
     #: the ``[witness]`` table: None when logs are not cosigned on a schedule
     witness: WitnessSchedule | None = None
+    #: where operators reach this service (links to the console in pending answers)
+    public_url: str | None = None
 
     def __post_init__(self) -> None:
         check_grace(self.grace_seconds, "server.grace_seconds")
@@ -98,12 +102,16 @@ class ServiceSettings:
         table = config.get("server", {})
         if not isinstance(table, Mapping):
             raise ConfigError("server: must be a table")
-        _unknown(table, {"grace_seconds", "refusals"}, "server")
+        _unknown(table, {"grace_seconds", "refusals", "public_url"}, "server")
         grace = table.get("grace_seconds", DEFAULT_GRACE_SECONDS)
+        public_url = table.get("public_url")
         return cls(
             grace_seconds=check_grace(grace, "server.grace_seconds"),
             refusals=RefusalBudget.from_table(table.get("refusals")),
             witness=WitnessSchedule.from_config(config),
+            public_url=None
+            if public_url is None
+            else check_public_url(public_url, "server.public_url"),
         )
 
     def to_canonical(self) -> dict[str, Any]:

@@ -18,6 +18,7 @@ from typing import Any, Final
 
 from ...errors import ConfigError
 from ...model.intent import TOKEN_PATTERN, SafetyClass
+from ..console_link import check_public_url
 
 #: a held call answers well before the ~60 s after which common clients give up
 DEFAULT_HOLD_SECONDS: Final = 20.0
@@ -50,6 +51,8 @@ class ProxySettings:
     upstream_env: Mapping[str, str] = field(default_factory=dict)
     #: upstream HTTP header -> name of the proxy's variable holding its value
     upstream_headers: Mapping[str, str] = field(default_factory=dict)
+    #: ``[server] public_url``: a pending answer links the intent's console page there
+    public_url: str | None = None
 
     def rule_for(self, tool: str, annotations: Any) -> tuple[str, SafetyClass]:
         """The target and safety class of a call to ``tool``: the mapping wins over hints."""
@@ -115,7 +118,14 @@ def load_settings(
         tools={name: _tool_rule(name, rule) for name, rule in _table(section, "tools").items()},
         upstream_env=_env_refs(_table(section, "upstream_env"), "upstream_env"),
         upstream_headers=_env_refs(_table(section, "upstream_headers"), "upstream_headers"),
+        public_url=_public_url(config),
     )
+
+
+def _public_url(config: Mapping[str, Any]) -> str | None:
+    server = config.get("server", {})
+    url = server.get("public_url") if isinstance(server, Mapping) else None
+    return None if url is None else check_public_url(url, "config.toml [server] public_url")
 
 
 def _map_part(map_file: Path | None) -> list[tuple[str, Any]]:

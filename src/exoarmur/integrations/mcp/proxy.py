@@ -43,6 +43,7 @@ from ...model.intent import ACTION_PATTERN, ActionIntent, Actor, IntentRequest
 from ...model.trace import trace_id_of
 from ...pipeline import Governor
 from ...principals import Principal
+from ..console_link import console_link
 from ..reasons import refusal_reasons as _reasons
 from .mapping import ProxySettings
 
@@ -333,11 +334,16 @@ class GovernedTools:
         if status == OutcomeStatus.PENDING_APPROVAL:
             deadline = state.deadline
             meta["deadline"] = _time(deadline)
+            link = console_link(self.settings.public_url, outcome.tenant, outcome.intent_id)
+            where = ""
+            if link is not None:
+                meta["console_url"] = link
+                where = f"; approvers decide at {link}"
             return _refusal(
                 status.value,
                 f"waiting for approval (intent {outcome.intent_id}, hash {state.intent_hash}, "
                 f"until {_time(deadline)}): call again with the same arguments once approved, "
-                f"or ask {STATUS_TOOL}",
+                f"or ask {STATUS_TOOL}{where}",
                 meta,
             )
         if status in _REFUSED:
