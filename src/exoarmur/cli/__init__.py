@@ -38,6 +38,7 @@ from . import (
     replay,
     report,
     service,
+    verifyall,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -107,6 +108,7 @@ def _register(root: typer.Typer) -> None:
     containment.register(root, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
+    verifyall.register(root)
     _register_reality(root)
 
 
