@@ -67,4 +67,11 @@ DEMOS: tuple[Demo, ...] = (
         ("POSTURE=lockdown", "LOCKDOWN_VERDICT=require_approval", "REPLAY_VERIFIED=true"),
         ("POLICY_HASH_IN_EFFECT", "LOCKDOWN_VERDICT"),
     ),
+    Demo(
+        "wow",
+        ("demo", "wow", "--deterministic"),
+        ("PLAN_HASH", "POLICY_HASH_IN_EFFECT", "EVIDENCE_HASH", "REPLAY_VERIFIED=true"),
+        ("PLAN_HASH", "POLICY_HASH_IN_EFFECT", "EVIDENCE_HASH"),
+        deterministic=True,
+    ),
 )
