@@ -28,10 +28,11 @@ from exoarmur.verifyall.runs import (
     SuiteVerdict,
     check_home,
     judge,
+    run_demo,
     run_demos,
-    run_suite,
     select,
     suite_blocker,
+    verify_all,
 )
 
 runner = CliRunner()
@@ -162,8 +163,10 @@ def test_a_wrong_or_unstable_marker_fails_the_demo_with_the_literal_values() -> 
 
 def test_a_demo_that_exits_non_zero_fails_with_its_last_error_line() -> None:
     demo = Demo("broken", ("demo", "dominance_plan", "--fail-at", "9"), ("PLAN_HASH",))
-    run = judge(demo, [HomeRun(1, 2, {}, (), ("exit 2: error: --fail-at",))])
-    assert run.problems == ("run 1: exit 2: error: --fail-at",)
+    run = run_demo(demo, 1)
+    assert run.exit_code == 2
+    assert run.problems[0] == "exit 2: error: --fail-at: a step number from 1 to 4"
+    assert "marker PLAN_HASH missing" in run.problems
 
 
 def test_verify_all_runs_a_demo_twice_and_exits_zero_when_everything_holds() -> None:
@@ -202,18 +205,30 @@ def test_the_suite_needs_a_source_checkout_and_the_dev_extra(tmp_path: Path) -> 
 
 
 def test_a_failing_suite_fails_verify_all_and_runs_in_random_order(tmp_path: Path) -> None:
+    assert verify_all([], skip_tests=False, root=tmp_path).suite == SuiteVerdict(
+        "skipped", "not a source checkout (no tests/ next to src/)"
+    )
     (tmp_path / "tests").mkdir()
     (tmp_path / "pyproject.toml").write_text("[tool.pytest.ini_options]\n", encoding="utf-8")
     test = tmp_path / "tests" / "test_one.py"
     test.write_text("def test_one():\n    assert 1 + 1 == 3\n", encoding="utf-8")
+    announced: list[bool] = []
     with (tmp_path / "out.txt").open("w", encoding="utf-8") as output:
-        failed = run_suite(tmp_path, output)
+        report = verify_all(
+            [],
+            skip_tests=False,
+            root=tmp_path,
+            before_suite=lambda: announced.append(True),
+            suite_output=output,
+        )
+    failed = report.suite
+    assert announced == [True]
     assert (failed.status, failed.holds, failed.exit_code) == ("failed", False, 1)
     assert failed.command[1:] == ("-m", "pytest", "-p", "randomly")
     assert "Using --randomly-seed" in (tmp_path / "out.txt").read_text(encoding="utf-8")
-    report = Report([], failed)
     assert not report.passed
     assert json.loads(json.dumps(report.to_json()))["tests"]["status"] == "failed"
+    assert verify_all([], skip_tests=True).passed
 
 
 def test_plain_pytest_keeps_file_order_and_verify_alls_command_shuffles() -> None:

@@ -270,13 +270,17 @@ def verify_all(
     finished: Callable[[Demo, HomeRun], None] | None = None,
     before_suite: Callable[[], None] | None = None,
     suite_output: IO[str] | None = None,
+    root: Path | None = None,
 ) -> Report:
-    """The demos, then (unless skipped, and only where it can run) the test suite."""
+    """The demos, then (unless skipped, and only where it can run) the test suite.
+
+    ``root``: the checkout whose suite to run (default: the one this code is in).
+    """
     report = Report(run_demos(demos, workers, finished))
     if skip_tests:
         report.suite = SuiteVerdict("skipped", "--skip-tests")
         return report
-    root = source_root()
+    root = root or source_root()
     blocker = suite_blocker(root, installed)
     if blocker is not None:
         report.suite = SuiteVerdict("skipped", blocker)
