@@ -250,3 +250,21 @@ def test_plain_pytest_keeps_file_order_and_verify_alls_command_shuffles() -> Non
         check=True,
     )
     assert "Using --randomly-seed" in done.stdout
+
+
+def test_verify_all_json_is_the_report_alone_on_stdout() -> None:
+    result = runner.invoke(
+        app, ["verify-all", "--json", "--skip-tests", "--only", "primitives_deny"]
+    )
+    assert result.exit_code == 0, result.output
+    document = json.loads(result.stdout)
+    assert document["passed"] is True
+    assert document["tests"] == {
+        "status": "skipped",
+        "reason": "--skip-tests",
+        "command": [],
+        "exit_code": None,
+    }
+    (demo,) = document["demos"]
+    assert [run["markers"]["ACTIONS_EXECUTED"] for run in demo["runs"]] == ["0", "0"]
+    assert {c["status"] for run in demo["runs"] for c in run["checks"]} == {"VERIFIED"}
