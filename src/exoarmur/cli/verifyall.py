@@ -14,7 +14,8 @@ from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn
 from rich.table import Table
 
 from ..terminal import line, styled
-from ..verifyall.runs import Report
+from ..verifyall.registry import DEMOS, Demo
+from ..verifyall.runs import HomeRun, Report, select, suite_command, verify_all
 from ._common import EXIT_FAILURE, EXIT_OK, JsonFlag, console, errors, print_json
 
 _VERDICT = {True: ("PASS", "bold green"), False: ("FAIL", "bold red")}
@@ -34,9 +35,6 @@ def verify_all_command(
     """Every demo twice in fresh homes, markers checked and compared, every home
     replay-verified; in a source checkout with the dev extra, the tests in random
     order with coverage. Exit 0 only if all of it holds."""
-    from ..verifyall.registry import DEMOS, Demo
-    from ..verifyall.runs import HomeRun, select, verify_all
-
     with errors(as_json):
         demos = select(only, DEMOS)
     if as_json:
@@ -101,8 +99,6 @@ def verdict_table(report: Report) -> Table:
 
 
 def suite_words() -> tuple[str, ...]:
-    from ..verifyall.runs import suite_command
-
     return ("python", *suite_command()[1:])
 
 
