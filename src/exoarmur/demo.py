@@ -14,6 +14,7 @@ from typing import Any
 from .executors import EchoExecutor
 from .ledger.checkpoint import open_checkpoint
 from .model.decision import Outcome, OutcomeStatus
+from .model.event import SYSTEM_LOG
 from .pipeline import Governor
 
 DEMO_TENANT = "demo"
@@ -107,6 +108,8 @@ def run_quickstart(governor: Governor) -> DemoReport:
     duplicate = governor.submit(first.payload["intent"])
 
     ledger = governor.ledger
+    # the system log too: the home the demo leaves behind verifies whole, never unanchored
+    ledger.current_checkpoint(SYSTEM_LOG)
     signed = ledger.current_checkpoint(DEMO_TENANT)
     try:
         checkpoint = open_checkpoint(signed.note, ledger.verifier)

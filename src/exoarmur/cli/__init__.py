@@ -42,6 +42,7 @@ from . import (
     service,
     trust,
     webhooks,
+    verifyall,
 )
 from . import witness as witness_commands
 from ._common import (
@@ -115,6 +116,7 @@ def _register(root: typer.Typer) -> None:
     trust.register(root, replay.evidence_app, demos.demo_app)
     demos.demo_app.command("golden")(core.demo_golden)
     root.command("report")(report.report)
+    verifyall.register(root)
     _register_reality(root)
 
 

@@ -9,7 +9,7 @@ import typer
 from rich.table import Table
 
 from ..home import open_governor
-from ..terminal import styled
+from ..terminal import line, styled
 from ._common import (
     EXIT_FAILURE,
     EXIT_OK,
@@ -85,3 +85,37 @@ def _scenario() -> tuple[dict[str, Any], ...]:
     from ..demo import SCENARIO
 
     return SCENARIO
+
+
+@demo_app.command("wow")
+def demo_wow(
+    ctx: typer.Context,
+    deterministic: Annotated[
+        bool, typer.Option("--deterministic", help="Seeded ids and a stepped clock (seed 0).")
+    ] = False,
+    as_json: JsonFlag = False,
+) -> None:
+    """A suspicious identity contained end to end: posture, two approvals, Door Net, proof."""
+    from ..demo_wow import StepResult, prepare, run_wow, summary
+
+    def shown(step: StepResult) -> None:
+        if not as_json:
+            verdict = styled("PASS", "bold green") if step.passed else styled("FAIL", "bold red")
+            console.print(line(verdict, f" {step.name:<26} {step.detail}"))
+
+    with errors(as_json):
+        home = current_home(ctx)
+        prepare(home)
+        with open_governor(home, seed=0 if deterministic else None) as governor:
+            report = run_wow(governor, home, shown=shown)
+    if as_json:
+        print_json(summary(report))
+    else:
+        command = report.verify_command()
+        if report.bundle_path is not None and command is not None:
+            # whole lines, never wrapped: the command is meant to be copied as it is
+            console.print(line("evidence: ", str(report.bundle_path)), soft_wrap=True)
+            console.print(line("verify it offline: ", command), soft_wrap=True)
+        for name, value in report.markers.items():
+            typer.echo(f"{name}={value}")
+    raise typer.Exit(EXIT_OK if report.passed else EXIT_FAILURE)
