@@ -41,8 +41,8 @@ from . import (
     report,
     service,
     trust,
-    webhooks,
     verifyall,
+    webhooks,
 )
 from . import witness as witness_commands
 from ._common import (
