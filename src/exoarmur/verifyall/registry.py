@@ -68,6 +68,36 @@ DEMOS: tuple[Demo, ...] = (
         ("POLICY_HASH_IN_EFFECT", "LOCKDOWN_VERDICT"),
     ),
     Demo(
+        "identity_shadow",
+        ("demo", "identity_shadow", "--deterministic"),
+        ("SHADOW_CREATED=true", "SHADOW_KEY", "PLAN_SELECTED", "AUDIT_STREAM_ID")
+        + ("REPLAY_VERIFIED=true",),
+        ("SHADOW_KEY", "PLAN_SELECTED", "AUDIT_STREAM_ID"),
+        deterministic=True,
+    ),
+    Demo(
+        "evidence_pack",
+        ("demo", "evidence_pack", "--deterministic"),
+        ("EVIDENCE_HASH", "ARTIFACT_PATH", "PACK_VERIFIED=true", "REPLAY_VERIFIED=true"),
+        ("EVIDENCE_HASH", "PLAN_HASH", "POLICY_HASH_IN_EFFECT", "AUDIT_STREAM_ID"),
+        deterministic=True,
+    ),
+    Demo(
+        "memory_snapshot",
+        ("demo", "memory_snapshot", "--deterministic"),
+        ("MEMORY_HASH", "MEMORY_STABLE=true", "RECORDED_AGAIN=0", "REPLAY_VERIFIED=true"),
+        ("MEMORY_HASH", "MEMORY_POSITION", "RECOMMENDATIONS"),
+        deterministic=True,
+    ),
+    Demo(
+        "trust_influence",
+        ("demo", "trust_influence", "--deterministic"),
+        ("TRUST_SCORE", "REQUIRED_EVIDENCE_LEVEL", "EXECUTION_ALLOWED=false")
+        + ("REPLAY_VERIFIED=true",),
+        ("TRUST_SCORE", "REQUIRED_EVIDENCE_LEVEL", "AUDIT_STREAM_ID"),
+        deterministic=True,
+    ),
+    Demo(
         "wow",
         ("demo", "wow", "--deterministic"),
         ("PLAN_HASH", "POLICY_HASH_IN_EFFECT", "EVIDENCE_HASH", "REPLAY_VERIFIED=true"),
