@@ -54,13 +54,16 @@ def decide(
     at: datetime,
     config_hash: str | None,
 ) -> Deliberation:
-    """Policy on the posture in force at ``at``, then the gate (which only tightens).
+    """Policy on the posture in force at ``at`` and what it tightens, then the gate.
 
     ``at`` is the intent's recorded process time: the gate's only notion of now.
     """
     state = tenant.posture_at(at)
     lapsed = tenant.posture.event_id if state is not tenant.posture else None
-    decision = engine.decide(intent, state.posture).model_copy(update={"config_hash": config_hash})
+    tightened = gate.policy_context(state.posture)
+    decision = engine.decide(intent, state.posture, tightened).model_copy(
+        update={"config_hash": config_hash}
+    )
     decision = gate_check(intent, decision, system=system, tenant=tenant, config=gate, now=at)
     return Deliberation(decision, state.posture, lapsed)
 
@@ -84,7 +87,8 @@ def decide_many(
         by_posture.setdefault(state.posture, []).append(number)
     decisions: dict[int, Decision] = {}
     for posture, numbers in by_posture.items():
-        batch = engine.decide_batch([cases[n][0] for n in numbers], posture)
+        tightened = gate.policy_context(posture)
+        batch = engine.decide_batch([cases[n][0] for n in numbers], posture, tightened)
         decisions.update(zip(numbers, batch, strict=True))
     found = []
     for number, ((intent, at), state) in enumerate(zip(cases, states, strict=True)):
