@@ -233,7 +233,12 @@ def gated(
     ):
         kind, _, rest = outside[0].partition(":")
         covered = kind != "killswitch" or covers(rest, intent)
-        limited = kind != "rate_limit" or rest in gate.get("rate_limits", {})
+        key, _, under = rest.partition(":")
+        ladder = {"heightened": ["heightened"], "lockdown": ["heightened", "lockdown"]}
+        tables = (
+            [gate.get("posture", {}).get(p, {}) for p in ladder.get(under, [])] if under else [gate]
+        )
+        limited = kind != "rate_limit" or any(key in t.get("rate_limits", {}) for t in tables)
         return {
             "verdict": "deny" if covered and limited else "not shown",
             "obligations": {},

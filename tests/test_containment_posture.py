@@ -272,3 +272,19 @@ def test_snapshots_recorded_before_policy_saw_the_tightening_decide_as_made() ->
     recorded["posture"]["policy_sees_tightening"] = False  # never a way to hide it
     with pytest.raises(ConfigError, match="policy_sees_tightening must be true"):
         GateConfig.from_recorded(recorded)
+
+
+def test_a_bundle_of_a_deny_by_a_posture_s_rate_limit_verifies(tmp_path: Path) -> None:
+    g = _posture_governor(tmp_path, GateConfig.from_table(TABLE))
+    g.set_posture("acme", "lockdown", "incident", LOCAL_ADMIN)
+    for n in range(2):
+        g.submit(action("rate_limit", f"identity:u{n}", ttl=60))
+    limited = g.submit(action("rate_limit", "identity:u9", ttl=60))
+    assert limited.decision.gate is not None
+    assert limited.decision.gate["controls"] == ["rate_limit:actor:lockdown"]
+    g.ledger.checkpoint("acme")
+    bundle = export_bundle(g.ledger, "acme", limited.correlation_id)
+    verdict = verify_bundle(bundle, KEY.verifier_key())
+    assert verdict.passed, verdict.failures
+    assert spec_check(bundle, KEY.verifier_key()) == []
+    g.close()
