@@ -4,8 +4,10 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +27,11 @@ from exoarmur.model.decision import OutcomeStatus
 from exoarmur.model.event import Event
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
+
+if TYPE_CHECKING:
+    from backends import Backend
+
+pytest_plugins = ["backends"]
 
 TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
 T_ZERO = datetime(2026, 1, 1, tzinfo=UTC)
@@ -60,6 +67,39 @@ def test_applying_twice_says_unchanged_and_a_longer_ttl_extends(tmp_path: Path) 
     (control,) = g.containment.status("acme")
     assert control.intent_id == first.intent_id
     assert _verified(g)
+
+
+def test_two_concurrent_submits_of_one_control_apply_it_once(backend: Backend) -> None:
+    g = governor(Ledger(backend.open(), _KEY))
+    binding = g.runner.binding_for("containment.revoke_sessions")
+    assert binding is not None
+    effector = binding.executor.inner
+    assert isinstance(effector, Effector)
+    both_read = threading.Barrier(2)
+    unsettled = effector.apply
+
+    def apply_then_wait(tenant: str, spec: Any) -> dict[str, Any]:
+        # both read the fold before either records: the race, made certain
+        change = unsettled(tenant, spec)
+        both_read.wait()
+        return change
+
+    effector.apply = apply_then_wait  # type: ignore[method-assign]
+    outcomes: list[Any] = []
+
+    def submit(key: str) -> None:
+        outcomes.append(g.submit(action("revoke_sessions", "identity:alice", idempotency_key=key)))
+
+    threads = [threading.Thread(target=submit, args=(key,)) for key in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    changes = sorted(o.result["containment"]["change"] for o in outcomes)
+    assert changes[0] == "applied"
+    assert changes[1] in ("extended", "unchanged")
+    assert len(g.containment.status("acme")) == 1
+    assert _verified(g)  # replay re-derives each change at the position it was recorded
 
 
 def test_a_ttl_above_policy_ttl_max_is_denied_naming_the_bound(tmp_path: Path) -> None:

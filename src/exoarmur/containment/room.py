@@ -10,11 +10,13 @@ it had completed, its outcome recorded), never re-run.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..encoding import content_hash, format_time
+from ..encoding import content_hash, format_time, parse_time
 from ..errors import NotFound
 from ..executors import ExecutionFailed, ExecutorRegistry
 from ..governor.drafts import Drafts, operator
@@ -41,8 +43,9 @@ from .fold import (
     PLAN_STEP_STARTED,
     Control,
     ControlsInForce,
+    change_for,
 )
-from .model import EFFECTORS, PLAN_ACTION
+from .model import EFFECTORS, PLAN_ACTION, containment_spec, is_containment
 from .plans import Plan, parse_plan
 
 ENGINE = operator("exoarmur")
@@ -59,6 +62,7 @@ class Containment:
         self.lock = threading.RLock()
         self._views: dict[str, ControlsInForce] = {}
         self.attach(runner.executors)
+        runner.settle = self.settle
 
     def attach(self, executors: ExecutorRegistry) -> None:
         """Give the effectors and the plan runner bound in ``executors`` their world."""
@@ -69,6 +73,31 @@ class Containment:
                 inner.attach((self.view, self.drafts.now))
             elif isinstance(inner, PlanRunner):
                 inner.run = self.run_plan
+
+    @contextmanager
+    def settle(self, intent: ActionIntent, result: Any) -> Iterator[Any]:
+        """Hold the controls still until a simulated effector's change is recorded.
+
+        The effector read the fold before the runner records its outcome; a
+        concurrent submit of the same control may have recorded its own in
+        between, and both would then say ``applied``. Under the lock, the
+        change is derived again at the position it is recorded at (with the
+        time the effector applied it), which is what replay re-derives: one
+        says ``applied``, the other ``unchanged`` or ``extended``. Only
+        results of a simulated effector are settled; a real one reports what
+        it did.
+        """
+        binding = self.runner.binding_for(intent.action)
+        inner = binding.executor.inner if binding is not None else None
+        if not (is_containment(intent.action) and isinstance(inner, Effector)):
+            yield result
+            return
+        with self.lock:
+            change = result["containment"]
+            spec = containment_spec(intent)
+            current = self.view(intent.tenant).controls.get(spec.control)
+            settled = change_for(current, spec, parse_time(change["at"]))
+            yield result if settled == change else result | {"containment": settled}
 
     # -- the fold ----------------------------------------------------------------
 
