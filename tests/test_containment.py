@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import json
 import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -151,6 +152,58 @@ def test_door_net_runs_in_order_after_approval(tmp_path: Path) -> None:
     assert g.outcome("acme", outcome.intent_id).status == OutcomeStatus.EXECUTED
     assert [c.step for c in g.containment.status("acme")] == [1, 2, 3, 4]
     assert _verified(g)
+
+
+class _CountingStore:
+    """A store that counts the events its reads hand back: what a lookup really reads."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        for event in self.inner.events(tenant, start, stop):
+            self.read += 1
+            yield event
+
+    def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
+        found = self.inner.events_for_intent(tenant, intent_id)
+        self.read += len(found)
+        return found
+
+    def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
+        found = self.inner.events_for_correlation(tenant, correlation_id)
+        self.read += len(found)
+        return found
+
+
+def test_plan_show_and_list_read_the_plan_not_the_log(tmp_path: Path) -> None:
+    store = _CountingStore(SqliteStore(tmp_path / "l.db"))
+    g = governor(Ledger(store, _KEY))  # type: ignore[arg-type]
+    plan = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, plan.intent_id)
+    for n in range(60):
+        g.submit(action("rate_limit", f"identity:u{n}", idempotency_key=f"k{n}"))
+    size = g.ledger.size("acme")
+    assert size > 250
+    story = len(store.inner.events_for_intent("acme", plan.intent_id))
+    store.read = 0
+    summary = g.containment.plan_summary("acme", plan.intent_id)
+    assert summary is not None
+    assert summary["status"] == "executed"
+    assert len(summary["events"]) == 10  # started, 4 x (step started, finished), completed
+    assert store.read == story + story + 10  # its story, then its correlation: story and plan
+    store.read = 0
+    assert g.containment.plan_ids("acme") == [plan.intent_id]
+    assert store.read < 5  # the fold is caught up; at most what the last submit appended
+    for n in range(7):
+        g.containment._record("acme", "test.note", {"n": n})
+    store.read = 0
+    assert g.containment.plan_ids("acme") == [plan.intent_id]
+    assert store.read == 7  # only what was appended since
 
 
 def test_a_failing_step_compensates_the_completed_ones_in_reverse(tmp_path: Path) -> None:

@@ -27,7 +27,6 @@ from ..model.decision import Outcome
 from ..model.event import (
     EXECUTION_FINISHED,
     EXECUTION_STARTED,
-    INTENT_RECORDED,
     SYSTEM_LOG,
     Event,
 )
@@ -222,26 +221,36 @@ class Containment:
         return {"plan": done, "changes": changes}
 
     def plan_events(self, tenant: str, plan_id: str) -> list[Event]:
-        size = self.state.ledger.size(tenant)
+        """A plan's events, read from the log itself: what compensation and recovery act on.
+
+        From the plan's first event to the end of the log (nothing of a plan
+        comes before its intent), not through an index: these readers act on
+        what is absent (a step not yet reverted), and an index outside the
+        hashed bytes could hide it.
+        """
+        store = self.state.ledger.store
+        story = store.events_for_intent(tenant, plan_id)
+        start = story[0].seq if story else 0
         return [
             e
-            for e in self.state.ledger.store.events(tenant, 0, size)
+            for e in store.events(tenant, start, store.size(tenant))
             if e.intent_id is None and e.payload.get("plan_id") == plan_id
         ]
 
     def plan_ids(self, tenant: str) -> list[str]:
-        """Every plan of a tenant (its plan intent's id), oldest first."""
-        store = self.state.ledger.store
-        return [
-            e.intent_id
-            for e in store.events(tenant, 0, store.size(tenant))
-            if e.type == INTENT_RECORDED
-            and e.intent_id is not None
-            and e.payload["intent"]["action"] == PLAN_ACTION
-        ]
+        """Every plan of a tenant (its plan intent's id), oldest first, from the caught-up fold."""
+        with self.lock:
+            return list(self.view(tenant).plans)
 
-    def plan_summary(self, tenant: str, plan_id: str) -> dict[str, Any] | None:
-        """A plan's hash, steps, status and every plan event; None if there is no such plan."""
+    def plan_summary(
+        self, tenant: str, plan_id: str, *, with_events: bool = True
+    ) -> dict[str, Any] | None:
+        """A plan's hash, steps, status and every plan event; None if there is no such plan.
+
+        Read through the store's indexes (the plan's intent, then its
+        correlation, which every plan event and expiry of its controls
+        carries), never by scanning the log.
+        """
         try:
             story = read_story(self.state.ledger, tenant, plan_id)
         except NotFound:
@@ -250,16 +259,22 @@ class Containment:
             return None
         outcome = outcome_from_events(story)
         params = story[0].payload["intent"]["params"]
+        events = []
+        if with_events:
+            store = self.state.ledger.store
+            related = store.events_for_correlation(tenant, story[0].correlation_id)
+            events = [
+                {"type": e.type, "seq": e.seq, **e.payload}
+                for e in related
+                if e.intent_id is None and e.payload.get("plan_id") == plan_id
+            ]
         return {
             "plan_id": plan_id,
             "plan_hash": params.get("plan_hash"),
             "sequence": [s["effector"] for s in params["plan"]["steps"]],
             "status": outcome.status.value,
             "error": outcome.error,
-            "events": [
-                {"type": e.type, "seq": e.seq, **e.payload}
-                for e in self.plan_events(tenant, plan_id)
-            ],
+            "events": events,
         }
 
     def compensate(
