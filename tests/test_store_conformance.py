@@ -191,6 +191,17 @@ def test_duplicate_idempotency_key_writes_nothing(store: LedgerStore) -> None:
     assert_one_consistent_tree(store)
 
 
+def test_sizes_reads_several_logs_at_once(store: LedgerStore) -> None:
+    store.append("acme", [draft(0), draft(1)])
+    store.append("globex", [draft(0, tenant="globex")])
+    assert store.sizes(["acme", "nobody", "globex", "acme"]) == {
+        "acme": 2,
+        "nobody": 0,
+        "globex": 1,
+    }
+    assert store.sizes(["acme"]) == {"acme": store.size("acme")}
+
+
 def test_a_duplicate_in_a_batch_does_not_sink_the_others(store: LedgerStore) -> None:
     store.append("acme", [draft(0, key="taken", intent="i-0")])
     results: dict[int, BaseException | int] = {}

@@ -68,8 +68,7 @@ class Runner:
         """
         try:
             with self.state.lock:
-                system = self.state.fold(SYSTEM_LOG)
-                tenant = self.state.fold(intent.tenant)
+                system, tenant = self.state.folds(SYSTEM_LOG, intent.tenant)
                 positions = {"system": system.position, "tenant": tenant.position}
                 return gate_recheck(intent, system, tenant), positions
         except Exception as exc:  # fail closed: what we cannot check does not run
