@@ -206,6 +206,21 @@ def test_plan_show_and_list_read_the_plan_not_the_log(tmp_path: Path) -> None:
     assert store.read == 7  # only what was appended since
 
 
+def test_compensation_reads_a_plan_s_events_from_the_log_whatever_the_index_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    g = _open(tmp_path)
+    plan = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, plan.intent_id)
+    events = g.containment.plan_events("acme", plan.intent_id)
+    assert len(events) == 10
+    store = g.ledger.store
+    honest = store.events_for_intent
+    # an index edited to hide the plan's recording: its first entry is now a late event
+    monkeypatch.setattr(store, "events_for_intent", lambda t, i: honest(t, i)[-1:])
+    assert g.containment.plan_events("acme", plan.intent_id) == events
+
+
 def test_a_failing_step_compensates_the_completed_ones_in_reverse(tmp_path: Path) -> None:
     g = _open(tmp_path, {"rate_limit": ["identity:alice"]})
     outcome = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))

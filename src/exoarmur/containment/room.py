@@ -27,6 +27,7 @@ from ..model.decision import Outcome
 from ..model.event import (
     EXECUTION_FINISHED,
     EXECUTION_STARTED,
+    INTENT_RECORDED,
     SYSTEM_LOG,
     Event,
 )
@@ -223,14 +224,16 @@ class Containment:
     def plan_events(self, tenant: str, plan_id: str) -> list[Event]:
         """A plan's events, read from the log itself: what compensation and recovery act on.
 
-        From the plan's first event to the end of the log (nothing of a plan
-        comes before its intent), not through an index: these readers act on
+        From the plan's ``intent.recorded`` to the end of the log (nothing of
+        a plan comes before it), not through an index: these readers act on
         what is absent (a step not yet reverted), and an index outside the
-        hashed bytes could hide it.
+        hashed bytes could hide it. The index only says where to start, and
+        only when what it points at is the plan's recording (its bytes name
+        the plan, and an intent is recorded once); otherwise from the start.
         """
         store = self.state.ledger.store
         story = store.events_for_intent(tenant, plan_id)
-        start = story[0].seq if story else 0
+        start = story[0].seq if story and story[0].type == INTENT_RECORDED else 0
         return [
             e
             for e in store.events(tenant, start, store.size(tenant))
