@@ -126,7 +126,37 @@ def cedar_value(v: Any) -> Any:
     return {k: cedar_value(x) for k, x in v.items() if x is not None}
 
 
-def decide(bundle: dict[str, Any], intent: dict[str, Any], posture: str) -> dict[str, Any]:
+def tightened(gate: dict[str, Any], posture: str) -> dict[str, Any]:
+    """``context.tightened``, field by field as docs/policy.md's table words it."""
+    rules = gate.get("posture", {})
+    ladder = {"heightened": ["heightened"], "lockdown": ["heightened", "lockdown"]}
+    applying = [rules[p] for p in ladder.get(posture, []) if p in rules]
+    adds = posture in ("heightened", "lockdown")
+    limits: dict[str, Any] = {}
+    for table in applying:  # lockdown's limit for a key shows over heightened's
+        for key, text in table.get("rate_limits", {}).items():
+            count, seconds = text.removesuffix("s").split("/")
+            limits[key] = {"count": int(count), "seconds": int(seconds)}
+    found: dict[str, Any] = {
+        "extra_approvals": rules.get("heightened_extra_approvals", 1) if adds else 0,
+        "extra_approval_classes": rules.get("heightened_classes", ["A2", "A3"]) if adds else [],
+        "approval_above": (
+            rules.get("lockdown_approval_above", "A0") if posture == "lockdown" else "A3"
+        ),
+        "protected_principals": sorted(
+            {p for table in applying for p in table.get("protected_principals", [])}
+        ),
+        "rate_limits": limits,
+    }
+    bounds = [t["ttl_max_seconds"] for t in applying if t.get("ttl_max_seconds") is not None]
+    if bounds:
+        found["ttl_max_seconds"] = min(bounds)
+    return found
+
+
+def decide(
+    bundle: dict[str, Any], intent: dict[str, Any], posture: str, gate: dict[str, Any]
+) -> dict[str, Any]:
     """The policy's decision, as docs/policy.md words the request and the verdict."""
     files = sorted(bundle["files"].items())
     names: list[tuple[str, str, dict[str, str]]] = []  # (id, effect, annotations)
@@ -153,6 +183,8 @@ def decide(bundle: dict[str, Any], intent: dict[str, Any], posture: str) -> dict
             "event_epoch": int(at.timestamp()),
         },
     }
+    if gate.get("posture", {}).get("policy_sees_tightening") is True:
+        request["context"]["tightened"] = tightened(gate, posture)
     entities = [
         {
             "uid": {"type": kind, "id": intent["actor"]["id"]},
@@ -201,7 +233,12 @@ def gated(
     ):
         kind, _, rest = outside[0].partition(":")
         covered = kind != "killswitch" or covers(rest, intent)
-        limited = kind != "rate_limit" or rest in gate.get("rate_limits", {})
+        key, _, under = rest.partition(":")
+        ladder = {"heightened": ["heightened"], "lockdown": ["heightened", "lockdown"]}
+        tables = (
+            [gate.get("posture", {}).get(p, {}) for p in ladder.get(under, [])] if under else [gate]
+        )
+        limited = kind != "rate_limit" or any(key in t.get("rate_limits", {}) for t in tables)
         return {
             "verdict": "deny" if covered and limited else "not shown",
             "obligations": {},
@@ -407,8 +444,10 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
             ):
                 bad("decision inputs")
                 continue
-            policy = decide(policies[d["policy_hash"]], s["intent"], p["posture"])
             config = configs[d["config_hash"]]
+            policy = decide(
+                policies[d["policy_hash"]], s["intent"], p["posture"], config.get("gate", {})
+            )
             expect = policy | gated(policy, s["intent"], p["posture"], config.get("gate", {}), d)
             got = {k: d.get(k) for k in expect}
             if expect.get("gate") is not None and d.get("gate"):

@@ -382,3 +382,17 @@ def test_the_determinism_load_stays_bounded_at_any_concurrency() -> None:
     assert intents_per_submitter(40, 4) == 40
     assert intents_per_submitter(40, 40) == 4
     assert intents_per_submitter(40, 500) == 1
+
+
+def test_the_plan_lookup_benchmark_runs_and_finds_the_plan(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_plan_lookup import main
+    finally:
+        sys.path.pop(0)
+    assert main(["--events", "200", "--runs", "1"]) == 0
+    out = capsys.readouterr().out
+    assert "tenant log: 200 events" in out
+    assert "plan show, after" in out

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import dataclasses
 import json
+import threading
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -25,6 +28,11 @@ from exoarmur.model.decision import OutcomeStatus
 from exoarmur.model.event import Event
 from exoarmur.pipeline import Governor
 from exoarmur.replay import replay
+
+if TYPE_CHECKING:
+    from backends import Backend
+
+pytest_plugins = ["backends"]
 
 TARGETS = ["identity:alice", "endpoint:laptop-7", "workload:api"]
 T_ZERO = datetime(2026, 1, 1, tzinfo=UTC)
@@ -60,6 +68,39 @@ def test_applying_twice_says_unchanged_and_a_longer_ttl_extends(tmp_path: Path) 
     (control,) = g.containment.status("acme")
     assert control.intent_id == first.intent_id
     assert _verified(g)
+
+
+def test_two_concurrent_submits_of_one_control_apply_it_once(backend: Backend) -> None:
+    g = governor(Ledger(backend.open(), _KEY))
+    binding = g.runner.binding_for("containment.revoke_sessions")
+    assert binding is not None
+    effector = binding.executor.inner
+    assert isinstance(effector, Effector)
+    both_read = threading.Barrier(2)
+    unsettled = effector.apply
+
+    def apply_then_wait(tenant: str, spec: Any) -> dict[str, Any]:
+        # both read the fold before either records: the race, made certain
+        change = unsettled(tenant, spec)
+        both_read.wait()
+        return change
+
+    effector.apply = apply_then_wait  # type: ignore[method-assign]
+    outcomes: list[Any] = []
+
+    def submit(key: str) -> None:
+        outcomes.append(g.submit(action("revoke_sessions", "identity:alice", idempotency_key=key)))
+
+    threads = [threading.Thread(target=submit, args=(key,)) for key in ("a", "b")]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    changes = sorted(o.result["containment"]["change"] for o in outcomes)
+    assert changes[0] == "applied"
+    assert changes[1] in ("extended", "unchanged")
+    assert len(g.containment.status("acme")) == 1
+    assert _verified(g)  # replay re-derives each change at the position it was recorded
 
 
 def test_a_ttl_above_policy_ttl_max_is_denied_naming_the_bound(tmp_path: Path) -> None:
@@ -111,6 +152,73 @@ def test_door_net_runs_in_order_after_approval(tmp_path: Path) -> None:
     assert g.outcome("acme", outcome.intent_id).status == OutcomeStatus.EXECUTED
     assert [c.step for c in g.containment.status("acme")] == [1, 2, 3, 4]
     assert _verified(g)
+
+
+class _CountingStore:
+    """A store that counts the events its reads hand back: what a lookup really reads."""
+
+    def __init__(self, inner: SqliteStore) -> None:
+        self.inner = inner
+        self.read = 0
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.inner, name)
+
+    def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
+        for event in self.inner.events(tenant, start, stop):
+            self.read += 1
+            yield event
+
+    def events_for_intent(self, tenant: str, intent_id: str) -> list[Event]:
+        found = self.inner.events_for_intent(tenant, intent_id)
+        self.read += len(found)
+        return found
+
+    def events_for_correlation(self, tenant: str, correlation_id: str) -> list[Event]:
+        found = self.inner.events_for_correlation(tenant, correlation_id)
+        self.read += len(found)
+        return found
+
+
+def test_plan_show_and_list_read_the_plan_not_the_log(tmp_path: Path) -> None:
+    store = _CountingStore(SqliteStore(tmp_path / "l.db"))
+    g = governor(Ledger(store, _KEY))  # type: ignore[arg-type]
+    plan = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, plan.intent_id)
+    for n in range(60):
+        g.submit(action("rate_limit", f"identity:u{n}", idempotency_key=f"k{n}"))
+    size = g.ledger.size("acme")
+    assert size > 250
+    story = len(store.inner.events_for_intent("acme", plan.intent_id))
+    store.read = 0
+    summary = g.containment.plan_summary("acme", plan.intent_id)
+    assert summary is not None
+    assert summary["status"] == "executed"
+    assert len(summary["events"]) == 10  # started, 4 x (step started, finished), completed
+    assert store.read == story + story + 10  # its story, then its correlation: story and plan
+    store.read = 0
+    assert g.containment.plan_ids("acme") == [plan.intent_id]
+    assert store.read < 5  # the fold is caught up; at most what the last submit appended
+    for n in range(7):
+        g.containment._record("acme", "test.note", {"n": n})
+    store.read = 0
+    assert g.containment.plan_ids("acme") == [plan.intent_id]
+    assert store.read == 7  # only what was appended since
+
+
+def test_compensation_reads_a_plan_s_events_from_the_log_whatever_the_index_says(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    g = _open(tmp_path)
+    plan = g.submit(plan_intent(door_net("acme", TARGETS), "acme", "soc"))
+    _approve(g, plan.intent_id)
+    events = g.containment.plan_events("acme", plan.intent_id)
+    assert len(events) == 10
+    store = g.ledger.store
+    honest = store.events_for_intent
+    # an index edited to hide the plan's recording: its first entry is now a late event
+    monkeypatch.setattr(store, "events_for_intent", lambda t, i: honest(t, i)[-1:])
+    assert g.containment.plan_events("acme", plan.intent_id) == events
 
 
 def test_a_failing_step_compensates_the_completed_ones_in_reverse(tmp_path: Path) -> None:

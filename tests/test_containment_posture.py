@@ -4,17 +4,29 @@ from __future__ import annotations
 
 from datetime import timedelta
 from itertools import pairwise
+from pathlib import Path
 
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from containment_kit import action, registry
+from exoarmur.clock import StepClock
 from exoarmur.errors import ConfigError
+from exoarmur.evidence import export_bundle, verify_bundle
 from exoarmur.gate import GateConfig, check
 from exoarmur.gate.config import Tightening
-from exoarmur.model.decision import Decision, Verdict
+from exoarmur.ids import SeededIds
+from exoarmur.ledger.keys import SigningKey
+from exoarmur.ledger.log import Ledger
+from exoarmur.ledger.sqlite import SqliteStore
+from exoarmur.model.decision import Decision, OutcomeStatus, Verdict
 from exoarmur.model.event import INTENT_RECORDED, POSTURE_SET, SYSTEM_LOG
 from exoarmur.model.intent import ActionIntent, SafetyClass
+from exoarmur.pipeline import LOCAL_ADMIN, Governor
+from exoarmur.policy import PolicyBundle, PolicyEngine
+from exoarmur.replay import replay
+from spec_checker import check as spec_check
 from test_gate_properties import STRICTNESS, T0, _intent, _Log, configs, decisions, rates
 
 ALLOW = Decision(verdict=Verdict.ALLOW, policy_hash="sha256:" + "0" * 64)
@@ -161,3 +173,118 @@ def test_snapshots_recorded_before_lockdown_added_heightened_replay_as_made() ->
     recorded["posture"]["lockdown_adds_heightened"] = False  # never a way to loosen
     with pytest.raises(ConfigError, match="lockdown_adds_heightened must be true"):
         GateConfig.from_recorded(recorded)
+
+
+# -- what the posture tightens, as policy sees it ------------------------------------------
+
+#: an agent's control must stay within a quarter of the posture's TTL bound
+QUARTER_OF_THE_BOUND = """
+@id("agent-containment-short-under-posture")
+permit (principal is Agent, action, resource)
+when {
+  context.action like "containment.*" &&
+  context.tightened has ttl_max_seconds &&
+  context.params.containment.ttl_seconds * 4 <= context.tightened.ttl_max_seconds
+};
+"""
+
+
+KEY = SigningKey.from_seed("t/log", bytes(32))
+
+
+def _posture_governor(tmp_path: Path, config: GateConfig) -> Governor:
+    return Governor(
+        ledger=Ledger(SqliteStore(tmp_path / "l.db"), KEY),
+        policy=PolicyEngine(PolicyBundle.from_text(QUARTER_OF_THE_BOUND)),
+        executors=registry(),
+        clock=StepClock(),
+        ids=SeededIds(3),
+        gate=config,
+    )
+
+
+def test_policy_sees_what_the_posture_tightens_and_replay_agrees(tmp_path: Path) -> None:
+    g = _posture_governor(tmp_path, GateConfig.from_table(TABLE))
+    g.set_posture("acme", "heightened", "incident", LOCAL_ADMIN)
+    short = g.submit(action("rate_limit", "identity:x", ttl=450))  # 4 x 450 <= 1800
+    assert short.status == OutcomeStatus.EXECUTED, short.error
+    long = g.submit(action("rate_limit", "identity:y", ttl=451))
+    assert long.status == OutcomeStatus.DENIED
+    assert not long.decision.errors  # denied by default, not by an error
+    g.set_posture("acme", "normal", "over", LOCAL_ADMIN)  # no bound: the permit does not hold
+    assert g.submit(action("rate_limit", "identity:z", ttl=10)).status == OutcomeStatus.DENIED
+    g.ledger.checkpoint("acme")
+    report = replay(g.ledger.store, "acme", verifier=g.ledger.verifier)
+    assert report.verified, report.divergences[:3]
+    for outcome in (short, long):  # a bundle decides it again, and so does the spec's reader
+        bundle = export_bundle(g.ledger, "acme", outcome.correlation_id)
+        verdict = verify_bundle(bundle, KEY.verifier_key())
+        assert verdict.passed, verdict.failures
+        assert spec_check(bundle, KEY.verifier_key()) == []
+    g.close()
+
+
+def test_policy_context_holds_the_tightening_in_force_under_each_posture() -> None:
+    config = GateConfig.from_table(
+        TABLE | {"posture": TABLE["posture"] | {"lockdown_approval_above": "A1"}}
+    )
+    assert config.policy_context("normal") == {
+        "extra_approvals": 0,
+        "extra_approval_classes": [],
+        "approval_above": "A3",
+        "protected_principals": [],
+        "rate_limits": {},
+    }
+    assert config.policy_context("heightened") == {
+        "extra_approvals": 1,
+        "extra_approval_classes": ["A2", "A3"],
+        "approval_above": "A3",
+        "protected_principals": ["agent-2"],
+        "rate_limits": {},
+        "ttl_max_seconds": 1800,
+    }
+    lockdown = config.policy_context("lockdown")
+    assert lockdown is not None
+    assert lockdown["ttl_max_seconds"] == 300  # the smaller of its own and heightened's
+    assert lockdown["approval_above"] == "A1"
+    assert lockdown["protected_principals"] == ["agent-2"]
+    assert lockdown["rate_limits"] == {"actor": {"count": 2, "seconds": 60}}
+
+
+def test_snapshots_recorded_before_policy_saw_the_tightening_decide_as_made() -> None:
+    recorded = GateConfig.from_table(TABLE).to_canonical()
+    assert recorded["posture"]["policy_sees_tightening"] is True
+    del recorded["posture"]["policy_sees_tightening"]
+    legacy = GateConfig.from_recorded(recorded)
+    assert legacy.policy_context("heightened") is None
+    assert legacy.to_canonical() == recorded  # its hash stays the recorded one
+    engine = PolicyEngine(PolicyBundle.from_text(QUARTER_OF_THE_BOUND))
+    intent = _containment(60, actor="agent-1")
+    then = engine.decide(intent, "heightened", legacy.policy_context("heightened"))
+    assert then.verdict == Verdict.DENY  # what a policy naming it met then: an error
+    assert then.errors
+    now = engine.decide(intent, "heightened", GateConfig.from_table(TABLE).policy_context("x"))
+    assert now.verdict == Verdict.DENY  # "x" tightens nothing: no bound, no permit
+    assert not now.errors
+    assert (
+        engine.decide(intent, "heightened", GateConfig.from_table(TABLE).policy_context("lockdown"))
+    ).verdict == Verdict.ALLOW
+    recorded["posture"]["policy_sees_tightening"] = False  # never a way to hide it
+    with pytest.raises(ConfigError, match="policy_sees_tightening must be true"):
+        GateConfig.from_recorded(recorded)
+
+
+def test_a_bundle_of_a_deny_by_a_posture_s_rate_limit_verifies(tmp_path: Path) -> None:
+    g = _posture_governor(tmp_path, GateConfig.from_table(TABLE))
+    g.set_posture("acme", "lockdown", "incident", LOCAL_ADMIN)
+    for n in range(2):
+        g.submit(action("rate_limit", f"identity:u{n}", ttl=60))
+    limited = g.submit(action("rate_limit", "identity:u9", ttl=60))
+    assert limited.decision.gate is not None
+    assert limited.decision.gate["controls"] == ["rate_limit:actor:lockdown"]
+    g.ledger.checkpoint("acme")
+    bundle = export_bundle(g.ledger, "acme", limited.correlation_id)
+    verdict = verify_bundle(bundle, KEY.verifier_key())
+    assert verdict.passed, verdict.failures
+    assert spec_check(bundle, KEY.verifier_key()) == []
+    g.close()

@@ -251,7 +251,7 @@ def test_a_failure_to_decide_reaches_every_intent_of_its_batch(
         governor.submit(intent())
     monkeypatch.undo()
 
-    def unreadable(log: str) -> Any:
+    def unreadable(log: str, _size: int | None = None) -> Any:
         raise StoreError(f"cannot read {log}")
 
     monkeypatch.setattr(governor.state, "fold", unreadable)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sqlite3
+from collections import Counter
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -10,12 +11,20 @@ from typing import Any
 from hypothesis import given
 from hypothesis import strategies as st
 
+from exoarmur.clock import StepClock
 from exoarmur.encoding import canonical_bytes, content_hash
+from exoarmur.executors import ExecutorRegistry
 from exoarmur.executors.builtin import EchoExecutor
 from exoarmur.executors.guard import guard
+from exoarmur.ids import SeededIds
+from exoarmur.ledger.keys import SigningKey
+from exoarmur.ledger.log import Ledger
 from exoarmur.ledger.sqlite import SqliteStore
+from exoarmur.model.decision import OutcomeStatus
 from exoarmur.model.event import EventDraft, event_bytes, event_parts, event_record
 from exoarmur.model.intent import ActionIntent
+from exoarmur.pipeline import Governor
+from exoarmur.policy import PolicyBundle, PolicyEngine
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 
@@ -150,3 +159,47 @@ def test_one_batch_checks_each_append_against_what_the_batch_staged(tmp_path: Pa
         assert store.size("acme") == 3
         assert store.intent_for_key("other", "k1") == "i6"
         assert store.commits == 2
+
+
+def test_one_governed_action_reads_both_sizes_at_once_and_its_key_once(tmp_path: Path) -> None:
+    store = SqliteStore(tmp_path / "l.db")
+    calls: Counter[str] = Counter()
+
+    def counting(name: str) -> Any:
+        method = getattr(store, name)
+
+        def counted(*args: Any) -> Any:
+            calls[name] += 1
+            return method(*args)
+
+        return counted
+
+    for name in ("size", "sizes", "intent_for_key"):
+        setattr(store, name, counting(name))
+    executors = ExecutorRegistry()
+    executors.bind("fs.*", EchoExecutor())
+    g = Governor(
+        ledger=Ledger(store, SigningKey.from_seed("hot/log", bytes(32))),
+        policy=PolicyEngine(PolicyBundle.from_text("permit (principal, action, resource);")),
+        executors=executors,
+        clock=StepClock(),
+        ids=SeededIds(5),
+    )
+    body = {
+        "tenant": "acme",
+        "actor": {"id": "agent-7", "kind": "agent"},
+        "action": "fs.read",
+        "target": "reports/q3.txt",
+        "safety_class": "A0",
+    }
+    g.submit(body | {"idempotency_key": "first"})  # the log's first intent: both keys tried
+    g.submit(body | {"idempotency_key": "next"})  # and its key found scoped, once per tenant
+    calls.clear()
+    outcome = g.submit(body | {"idempotency_key": "second"})
+    assert outcome.status == OutcomeStatus.EXECUTED
+    # the decision's folds and the re-check's each read the system's and the tenant's
+    # size in one statement; a log whose first intent has a scoped key has no bare one
+    assert calls == {"sizes": 2, "intent_for_key": 1}
+    again = g.submit(body | {"idempotency_key": "second"})
+    assert (again.intent_id, again.duplicate) == (outcome.intent_id, True)
+    g.close()

@@ -24,6 +24,7 @@ from typer.testing import CliRunner
 
 from exoarmur.cli.policy import policy_app
 from exoarmur.errors import InputError, PolicyError
+from exoarmur.gate import GateConfig
 from exoarmur.model.decision import Verdict
 from exoarmur.model.intent import parse_intent
 from exoarmur.policy import PolicyBundle, PolicyEngine
@@ -818,7 +819,8 @@ def test_explain_an_allow() -> None:
     )
     # exactly the request the engine evaluates
     intent = complete_intent(parse_intent(body), CASE_TIME)
-    assert request == PolicyEngine.request(intent)[0]
+    tightened = GateConfig().policy_context("normal")  # the home's configuration's
+    assert request == PolicyEngine.request(intent, "normal", tightened)[0]
     [determining] = out["determining"]
     assert determining["id"] == "allow-read-only"
     assert (determining["file"], determining["line"]) == ("20-everyday.cedar", 9)

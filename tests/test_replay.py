@@ -309,3 +309,16 @@ def test_a_history_recorded_before_the_class_floor_and_scoped_keys_still_replays
     ledger = Ledger(store, SigningKey.from_seed("old.exoarmur/log", bytes(32)))
     assert ledger.verify("acme").ok, ledger.verify("acme").problems
     store.close()
+
+
+def test_a_history_recorded_before_policy_saw_the_posture_s_tightening_still_replays(
+    tmp_path: Path,
+) -> None:
+    store = load(GOLDEN / "recorded-before-policy-saw-tightening.jsonl", tmp_path)
+    snapshot = store.latest_of_type("_system", "config.snapshot")
+    assert snapshot is not None
+    assert "policy_sees_tightening" not in snapshot.payload["config"]["gate"]["posture"]
+    report = replay(store, "acme")
+    assert report.verified, report.divergences[:3]
+    assert report.decisions == 23
+    store.close()

@@ -163,6 +163,11 @@ def test_explain_under_the_bundle_in_force_or_a_given_one(dep: Deployment) -> No
     given = _post(dep, "alice", "/v1/policy/explain", {"intent": intent, "bundle": BUNDLE})
     assert given.json()["verdict"] == "deny"
     assert dep.size("acme") == size  # explaining writes nothing
+    # the request as a submit evaluates it: what the posture tightens, from the server's gate
+    lockdown = _post(dep, "audrey", "/v1/policy/explain", {"intent": intent, "posture": "lockdown"})
+    tightened = lockdown.json()["request"]["context"]["tightened"]
+    assert tightened == dep.governor.gate.policy_context("lockdown")
+    assert tightened["extra_approvals"] == 1
 
 
 def test_explain_refuses_another_tenant_a_role_and_a_bad_intent(dep: Deployment) -> None:

@@ -211,6 +211,17 @@ def test_an_observation_and_a_belief_are_recorded_once_on_every_store(store: Led
     assert store.index_problems("acme", 2) == []
 
 
+def test_sizes_reads_several_logs_at_once(store: LedgerStore) -> None:
+    store.append("acme", [draft(0), draft(1)])
+    store.append("globex", [draft(0, tenant="globex")])
+    assert store.sizes(["acme", "nobody", "globex", "acme"]) == {
+        "acme": 2,
+        "nobody": 0,
+        "globex": 1,
+    }
+    assert store.sizes(["acme"]) == {"acme": store.size("acme")}
+
+
 def test_a_duplicate_in_a_batch_does_not_sink_the_others(store: LedgerStore) -> None:
     store.append("acme", [draft(0, key="taken", intent="i-0")])
     results: dict[int, BaseException | int] = {}

@@ -200,7 +200,9 @@ def list_plans(ctx: typer.Context, tenant: Tenant = "default", as_json: Json = F
 
     with errors(), open_governor(current_home(ctx)) as governor:
         room = governor.containment
-        plans = [room.plan_summary(tenant, i) or {} for i in room.plan_ids(tenant)]
+        plans = [
+            room.plan_summary(tenant, i, with_events=False) or {} for i in room.plan_ids(tenant)
+        ]
     if as_json:
         print_json([{k: v for k, v in p.items() if k != "events"} for p in plans])
         return

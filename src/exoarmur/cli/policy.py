@@ -26,6 +26,7 @@ from rich.table import Table
 from rich.text import Text
 
 from ..errors import InputError
+from ..gate import GateConfig
 from ..home import open_governor
 from ..model.decision import Verdict
 from ..model.intent import MAX_INTENT_BYTES, TENANT_PATTERN, parse_intent_json
@@ -193,7 +194,7 @@ def run_tests(
         engine = PolicyEngine(PolicyBundle.from_dir(directory))
         files = cases or _case_files(directory)
         loaded = [case for file in files for case in load_cases(file)]
-        results = run_cases(engine, loaded)
+        results = run_cases(engine, loaded, _gate(ctx).policy_context)
     failed = sum(1 for r in results if not r.passed)
     if as_json:
         print_json(
@@ -220,6 +221,12 @@ def _read_intent(file: str) -> bytes:
             return handle.read(MAX_INTENT_BYTES + 1)
     except OSError as exc:
         raise InputError(f"cannot read intent file {file}: {exc.strerror}") from None
+
+
+def _gate(ctx: typer.Context) -> GateConfig:
+    """The home's gate configuration (what policy sees a posture tighten); defaults without one."""
+    home = current_home(ctx)
+    return home.gate() if home.config_path.exists() else GateConfig()
 
 
 def _home_policy_dir(ctx: typer.Context) -> Path:
@@ -313,7 +320,7 @@ def run_explain(
         # Explaining "what if this came in now": the edge reads the clock when
         # the intent gives no time, the decision itself never does.
         intent = complete_intent(request, datetime.now(UTC))
-        explanation = explain(engine, intent, posture)
+        explanation = explain(engine, intent, posture, _gate(ctx).policy_context(posture))
     if as_json:
         print_json(explanation.to_json() | {"bundle_hash": engine.policy_hash})
     else:

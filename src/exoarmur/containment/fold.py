@@ -13,8 +13,8 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from ..encoding import format_time, parse_time
-from ..model.event import EXECUTION_FINISHED, Event
-from .model import EFFECTORS, ContainmentSpec
+from ..model.event import EXECUTION_FINISHED, INTENT_RECORDED, Event
+from .model import EFFECTORS, PLAN_ACTION, ContainmentSpec
 
 CONTAINMENT_EXPIRED = "containment.expired"
 CONTAINMENT_REVERTED = "containment.reverted"
@@ -96,6 +96,9 @@ class ControlsInForce:
         self.log = log
         self.position = 0
         self.controls: dict[str, Control] = {}
+        #: the tenant's plans (their intents' ids), oldest first: ``plan list`` reads
+        #: them here, caught up with the log, instead of scanning it
+        self.plans: list[str] = []
 
     def apply(self, event: Event) -> None:
         self.position = event.seq + 1
@@ -124,6 +127,12 @@ class ControlsInForce:
                 self.controls[current.key] = replace(current, expires_at=parse_time(restore))
             else:
                 self.controls.pop(payload["control"], None)
+        elif (
+            kind == INTENT_RECORDED
+            and event.intent_id is not None
+            and payload["intent"]["action"] == PLAN_ACTION
+        ):
+            self.plans.append(event.intent_id)
 
     def _applied(
         self,

@@ -10,11 +10,13 @@ it had completed, its outcome recorded), never re-run.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import replace
 from datetime import datetime
 from typing import Any
 
-from ..encoding import content_hash, format_time
+from ..encoding import content_hash, format_time, parse_time
 from ..errors import NotFound
 from ..executors import ExecutionFailed, ExecutorRegistry
 from ..governor.drafts import Drafts, operator
@@ -41,8 +43,9 @@ from .fold import (
     PLAN_STEP_STARTED,
     Control,
     ControlsInForce,
+    change_for,
 )
-from .model import EFFECTORS, PLAN_ACTION
+from .model import EFFECTORS, PLAN_ACTION, containment_spec, is_containment
 from .plans import Plan, parse_plan
 
 ENGINE = operator("exoarmur")
@@ -59,6 +62,7 @@ class Containment:
         self.lock = threading.RLock()
         self._views: dict[str, ControlsInForce] = {}
         self.attach(runner.executors)
+        runner.settle = self.settle
 
     def attach(self, executors: ExecutorRegistry) -> None:
         """Give the effectors and the plan runner bound in ``executors`` their world."""
@@ -69,6 +73,31 @@ class Containment:
                 inner.attach((self.view, self.drafts.now))
             elif isinstance(inner, PlanRunner):
                 inner.run = self.run_plan
+
+    @contextmanager
+    def settle(self, intent: ActionIntent, result: Any) -> Iterator[Any]:
+        """Hold the controls still until a simulated effector's change is recorded.
+
+        The effector read the fold before the runner records its outcome; a
+        concurrent submit of the same control may have recorded its own in
+        between, and both would then say ``applied``. Under the lock, the
+        change is derived again at the position it is recorded at (with the
+        time the effector applied it), which is what replay re-derives: one
+        says ``applied``, the other ``unchanged`` or ``extended``. Only
+        results of a simulated effector are settled; a real one reports what
+        it did.
+        """
+        binding = self.runner.binding_for(intent.action)
+        inner = binding.executor.inner if binding is not None else None
+        if not (is_containment(intent.action) and isinstance(inner, Effector)):
+            yield result
+            return
+        with self.lock:
+            change = result["containment"]
+            spec = containment_spec(intent)
+            current = self.view(intent.tenant).controls.get(spec.control)
+            settled = change_for(current, spec, parse_time(change["at"]))
+            yield result if settled == change else result | {"containment": settled}
 
     # -- the fold ----------------------------------------------------------------
 
@@ -193,26 +222,38 @@ class Containment:
         return {"plan": done, "changes": changes}
 
     def plan_events(self, tenant: str, plan_id: str) -> list[Event]:
-        size = self.state.ledger.size(tenant)
+        """A plan's events, read from the log itself: what compensation and recovery act on.
+
+        From the plan's ``intent.recorded`` to the end of the log (nothing of
+        a plan comes before it), not through an index: these readers act on
+        what is absent (a step not yet reverted), and an index outside the
+        hashed bytes could hide it. The index only says where to start, and
+        only when what it points at is the plan's recording (its bytes name
+        the plan, and an intent is recorded once); otherwise from the start.
+        """
+        store = self.state.ledger.store
+        story = store.events_for_intent(tenant, plan_id)
+        start = story[0].seq if story and story[0].type == INTENT_RECORDED else 0
         return [
             e
-            for e in self.state.ledger.store.events(tenant, 0, size)
+            for e in store.events(tenant, start, store.size(tenant))
             if e.intent_id is None and e.payload.get("plan_id") == plan_id
         ]
 
     def plan_ids(self, tenant: str) -> list[str]:
-        """Every plan of a tenant (its plan intent's id), oldest first."""
-        store = self.state.ledger.store
-        return [
-            e.intent_id
-            for e in store.events(tenant, 0, store.size(tenant))
-            if e.type == INTENT_RECORDED
-            and e.intent_id is not None
-            and e.payload["intent"]["action"] == PLAN_ACTION
-        ]
+        """Every plan of a tenant (its plan intent's id), oldest first, from the caught-up fold."""
+        with self.lock:
+            return list(self.view(tenant).plans)
 
-    def plan_summary(self, tenant: str, plan_id: str) -> dict[str, Any] | None:
-        """A plan's hash, steps, status and every plan event; None if there is no such plan."""
+    def plan_summary(
+        self, tenant: str, plan_id: str, *, with_events: bool = True
+    ) -> dict[str, Any] | None:
+        """A plan's hash, steps, status and every plan event; None if there is no such plan.
+
+        Read through the store's indexes (the plan's intent, then its
+        correlation, which every plan event and expiry of its controls
+        carries), never by scanning the log.
+        """
         try:
             story = read_story(self.state.ledger, tenant, plan_id)
         except NotFound:
@@ -221,16 +262,22 @@ class Containment:
             return None
         outcome = outcome_from_events(story)
         params = story[0].payload["intent"]["params"]
+        events = []
+        if with_events:
+            store = self.state.ledger.store
+            related = store.events_for_correlation(tenant, story[0].correlation_id)
+            events = [
+                {"type": e.type, "seq": e.seq, **e.payload}
+                for e in related
+                if e.intent_id is None and e.payload.get("plan_id") == plan_id
+            ]
         return {
             "plan_id": plan_id,
             "plan_hash": params.get("plan_hash"),
             "sequence": [s["effector"] for s in params["plan"]["steps"]],
             "status": outcome.status.value,
             "error": outcome.error,
-            "events": [
-                {"type": e.type, "seq": e.seq, **e.payload}
-                for e in self.plan_events(tenant, plan_id)
-            ],
+            "events": events,
         }
 
     def compensate(

@@ -307,7 +307,12 @@ def _rederive(
         fail(where, f"payload.posture: {posture!r} is not one of {', '.join(POSTURES)}")
         return None
     intent = story.intent
-    policy = engine.decide(intent, posture).model_copy(update={"config_hash": recorded.config_hash})
+    # as recorded: rules that came later read as they were then (replay does the same)
+    gate_config = GateConfig.from_recorded(config.get("gate"))
+    tightened = gate_config.policy_context(posture)
+    policy = engine.decide(intent, posture, tightened).model_copy(
+        update={"config_hash": recorded.config_hash}
+    )
     gate = recorded.gate
     said = Verdict(gate["policy_verdict"]) if gate is not None else recorded.verdict
     if policy.verdict != said:
@@ -336,8 +341,7 @@ def _rederive(
             policy,
             system=Controls(SYSTEM_LOG),
             tenant=tenant,
-            # as replay reads a snapshot: one from before the class floor had none
-            config=GateConfig.from_recorded(config.get("gate")),
+            config=gate_config,
             now=story.recorded_at,
         )
     wanted, found = derived.to_canonical(), recorded.to_canonical()
@@ -380,7 +384,15 @@ def _denied_outside(
             return None
     elif control.startswith("rate_limit:"):
         limit = control.removeprefix("rate_limit:")
-        if limit not in GateConfig.from_recorded(config.get("gate")).rate_limits:
+        # "actor" is a base limit, "actor:lockdown" one a posture's tightening adds
+        key, _, posture = limit.partition(":")
+        recorded = GateConfig.from_recorded(config.get("gate"))
+        tables = (
+            [t.rate_limits for t in recorded.tightenings(posture)]
+            if posture
+            else [recorded.rate_limits]
+        )
+        if not any(key in table for table in tables):
             fail(where, f"decision.gate.controls: the configuration sets no {limit} rate limit")
             return None
     told.notes.append(

@@ -21,6 +21,11 @@ DEFAULT_CLASS_FLOOR: dict[SafetyClass, int] = {SafetyClass.A2: 1, SafetyClass.A3
 _RETENTION_SLACK = 64
 _LOCKDOWN_ADDS = "lockdown_adds_heightened"
 _EVIDENCE = "evidence"
+_POLICY_SEES = "policy_sees_tightening"
+#: rules a snapshot records as true; one recorded before a rule existed reads it as False
+_LATER_RULES = (_LOCKDOWN_ADDS, _POLICY_SEES)
+#: the class no class is above: "approval above A3" asks nothing
+_TOP_CLASS = list(SafetyClass)[-1]
 
 
 @dataclass(frozen=True)
@@ -116,6 +121,10 @@ class GateConfig:
     #: in the snapshot only when on, so configurations without it keep their hash
     #: and ledgers recorded before enforcement replay to the decisions they made.
     evidence_enforced: bool = False
+    #: policy decides with the posture's tightening in ``context.tightened``; only
+    #: snapshots recorded before policy could see it read False (an old policy that
+    #: happened to name ``context.tightened`` must replay to the error it met then)
+    policy_sees_tightening: bool = True
 
     def tightenings(self, posture: str) -> list[Tightening]:
         """What ``posture`` tightens: its own and every milder posture's (none when normal)."""
@@ -123,6 +132,48 @@ class GateConfig:
             return []
         upto = TIGHTENING_POSTURES[: TIGHTENING_POSTURES.index(posture) + 1]
         return [self.tightened[p] for p in upto if p in self.tightened]
+
+    def adds_heightened(self, posture: str) -> bool:
+        """Whether ``posture`` adds heightened's extra approvals to its listed classes."""
+        ladder = ("heightened", "lockdown") if self.lockdown_adds_heightened else ("heightened",)
+        return posture in ladder
+
+    def policy_context(self, posture: str) -> dict[str, Any] | None:
+        """What ``posture`` tightens, as policy reads it in ``context.tightened``.
+
+        None when the recorded configuration predates it (policy saw nothing
+        then). The values are those in force under the posture: its TTL bound
+        (absent when it sets none: Cedar has no null), the approvals it adds
+        and to which classes, the class above which lockdown asks approval
+        (``A3``, above which there is nothing, when it asks none), the
+        principals it protects and its rate limits (a stricter posture's
+        limit for a key shows over a milder one's; the gate checks both).
+        """
+        if not self.policy_sees_tightening:
+            return None
+        tightenings = self.tightenings(posture)
+        ttl = [t.ttl_max_seconds for t in tightenings if t.ttl_max_seconds is not None]
+        limits: dict[str, RateLimit] = {}
+        for tightening in tightenings:
+            limits.update(tightening.rate_limits)
+        adds = self.adds_heightened(posture)
+        found: dict[str, Any] = {
+            "extra_approvals": self.heightened_extra_approvals if adds else 0,
+            "extra_approval_classes": [c.value for c in self.heightened_classes] if adds else [],
+            "approval_above": (
+                self.lockdown_approval_above.value if posture == "lockdown" else _TOP_CLASS.value
+            ),
+            "protected_principals": sorted(
+                {name for t in tightenings for name in t.protected_principals}
+            ),
+            "rate_limits": {
+                key: {"count": limit.count, "seconds": limit.seconds}
+                for key, limit in sorted(limits.items())
+            },
+        }
+        if ttl:
+            found["ttl_max_seconds"] = min(ttl)
+        return found
 
     def lowered_floor(self) -> list[str]:
         """The classes whose configured floor is below the default, as operators read them."""
@@ -139,19 +190,26 @@ class GateConfig:
         Snapshots recorded before the class floor existed have no
         ``class_floor`` table: those decisions were made with no floor, and
         replay must re-derive them as they were made. Likewise snapshots
-        recorded before lockdown added heightened's extra approvals.
+        recorded before lockdown added heightened's extra approvals, and
+        before policy saw the posture's tightening (each a rule recorded as
+        true, which no configuration can turn off).
         """
-        if not isinstance(table, dict):
-            return replace(cls.from_table(table), lockdown_adds_heightened=False)
-        if "class_floor" not in table:
+        if isinstance(table, dict) and "class_floor" not in table:
             table = table | {"class_floor": {c.value: 0 for c in SafetyClass}}
-        posture = table.get("posture")
-        if not isinstance(posture, dict) or _LOCKDOWN_ADDS not in posture:
-            return replace(cls.from_table(table), lockdown_adds_heightened=False)
-        if posture[_LOCKDOWN_ADDS] is not True:
-            raise ConfigError(f"[gate.posture]: {_LOCKDOWN_ADDS} must be true")
-        rest = {k: v for k, v in posture.items() if k != _LOCKDOWN_ADDS}
-        return cls.from_table(table | {"posture": rest})
+        posture = table.get("posture") if isinstance(table, dict) else None
+        if not isinstance(table, dict) or not isinstance(posture, dict):
+            return replace(
+                cls.from_table(table), lockdown_adds_heightened=False, policy_sees_tightening=False
+            )
+        for key in _LATER_RULES:
+            if key in posture and posture[key] is not True:
+                raise ConfigError(f"[gate.posture]: {key} must be true")
+        rest = {k: v for k, v in posture.items() if k not in _LATER_RULES}
+        return replace(
+            cls.from_table(table | {"posture": rest}),
+            lockdown_adds_heightened=_LOCKDOWN_ADDS in posture,
+            policy_sees_tightening=_POLICY_SEES in posture,
+        )
 
     @classmethod
     def _evidence(cls, table: dict[str, Any]) -> bool:
@@ -248,6 +306,8 @@ class GateConfig:
         }
         if self.lockdown_adds_heightened:
             posture[_LOCKDOWN_ADDS] = True
+        if self.policy_sees_tightening:
+            posture[_POLICY_SEES] = True
         # only when configured, so that configurations without it keep their hash
         posture.update({k: v.to_canonical() for k, v in sorted(self.tightened.items())})
         canonical: dict[str, Any] = {

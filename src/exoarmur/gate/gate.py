@@ -278,8 +278,7 @@ def _check(
         controls.append("posture:lockdown")
         reasons.append(f"lockdown: {intent.safety_class.value} actions need approval")
         quorum = max(quorum, 1)
-    ladder = ("heightened", "lockdown") if config.lockdown_adds_heightened else ("heightened",)
-    if posture in ladder and intent.safety_class in config.heightened_classes:
+    if config.adds_heightened(posture) and intent.safety_class in config.heightened_classes:
         controls.append("posture:heightened")
         reasons.append(
             f"heightened: {intent.safety_class.value} actions need "

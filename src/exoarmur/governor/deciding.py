@@ -56,7 +56,7 @@ def decide(
     config_hash: str | None,
     influences: Sequence[InfluenceSource] = (),
 ) -> Deliberation:
-    """Policy on the posture in force at ``at``, then the gate (which only tightens).
+    """Policy on the posture in force at ``at`` and what it tightens, then the gate.
 
     ``at`` is the intent's recorded process time: the gate's only notion of now.
     ``influences`` may only raise the evidence required (the merge point for
@@ -64,7 +64,10 @@ def decide(
     """
     state = tenant.posture_at(at)
     lapsed = tenant.posture.event_id if state is not tenant.posture else None
-    decision = engine.decide(intent, state.posture).model_copy(update={"config_hash": config_hash})
+    tightened = gate.policy_context(state.posture)
+    decision = engine.decide(intent, state.posture, tightened).model_copy(
+        update={"config_hash": config_hash}
+    )
     decision = gate_check(
         intent, decision, system=system, tenant=tenant, config=gate, now=at, influences=influences
     )
@@ -86,7 +89,7 @@ def decide_many(
     decides each request on its own); only the cost is shared. It is
     :func:`policy_many` then :func:`gate_many`, which the live caller times apart.
     """
-    ruled = policy_many(cases, engine, tenant, config_hash)
+    ruled = policy_many(cases, engine, tenant, gate, config_hash)
     return gate_many(cases, ruled, system, tenant, gate, influences)
 
 
@@ -94,6 +97,7 @@ def policy_many(
     cases: Sequence[tuple[ActionIntent, datetime]],
     engine: PolicyEngine,
     tenant: Controls,
+    gate: GateConfig,
     config_hash: str | None,
 ) -> list[tuple[Decision, Posture]]:
     """Policy's decision for each case, on the posture in force at its ``at``."""
@@ -103,7 +107,8 @@ def policy_many(
         by_posture.setdefault(state.posture, []).append(number)
     decisions: dict[int, Decision] = {}
     for posture, numbers in by_posture.items():
-        batch = engine.decide_batch([cases[n][0] for n in numbers], posture)
+        tightened = gate.policy_context(posture)
+        batch = engine.decide_batch([cases[n][0] for n in numbers], posture, tightened)
         decisions.update(zip(numbers, batch, strict=True))
     return [
         (decisions[number].model_copy(update={"config_hash": config_hash}), state)

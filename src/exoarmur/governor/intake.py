@@ -41,6 +41,9 @@ from .policies import Policies
 from .running import Runner
 from .state import ControlState
 
+#: how far into a log :meth:`Intake.keys_scoped` looks for its first intent
+_FIRST_LOOK = 64
+
 
 def id_taken(intent_id: str, tenant: str) -> str:
     return (
@@ -138,7 +141,9 @@ class Decider:
             by_tenant.setdefault(waiting.intent.tenant, []).append(waiting)
         with self.state.lock:
             try:
-                system = self.state.fold(SYSTEM_LOG)
+                # one read of every log's size for the whole batch
+                sizes = self.state.ledger.sizes([SYSTEM_LOG, *by_tenant])
+                system = self.state.fold(SYSTEM_LOG, sizes[SYSTEM_LOG])
             except BaseException as exc:
                 for waiting in batch:
                     waiting.error = exc
@@ -148,9 +153,9 @@ class Decider:
                     cases = [(w.intent, w.at) for w in group]
                     # Timed around the pure functions: the clock never reaches them.
                     with self.state.observers.timed("decide"):
-                        tenant = self.state.fold(tenant_id)
+                        tenant = self.state.fold(tenant_id, sizes[tenant_id])
                         engine = self.policies.engine(system, tenant)
-                        ruled = policy_many(cases, engine, tenant, self.config_hash)
+                        ruled = policy_many(cases, engine, tenant, self.gate, self.config_hash)
                     with self.state.observers.timed("gate"):
                         decided = gate_many(cases, ruled, system, tenant, self.gate)
                 except BaseException as exc:
@@ -204,6 +209,8 @@ class Intake:
         self.approval_window = approval_window
         #: records a posture whose TTL ran out (tenant, posture event id)
         self.posture_lapsed = posture_lapsed
+        #: tenants whose logs index no intent by a bare key (see :meth:`keys_scoped`)
+        self._scoped: set[str] = set()
 
     def govern(
         self, request: IntentRequest, override: Binding | None, trace_id: str | None = None
@@ -316,7 +323,7 @@ class Intake:
         """
         store = self.state.ledger.store
         found = store.intent_for_key(tenant, intent_key(actor, key))
-        if found is not None:
+        if found is not None or self.keys_scoped(tenant):
             return found
         legacy = store.intent_for_key(tenant, key)
         if legacy is None:
@@ -325,3 +332,26 @@ class Intake:
         if first and first[0].type == INTENT_RECORDED and first[0].actor.get("id") == actor:
             return legacy
         return None
+
+    def keys_scoped(self, tenant: str) -> bool:
+        """Whether no intent of ``tenant``'s log is indexed by a bare key (no legacy lookup).
+
+        Bare keys were written only before keys were scoped to actors, and a
+        log is written in order: when its first intent is indexed by its
+        scoped key, every later one is too. Looked up once per tenant (among
+        its first events); until the log has an intent, both keys are tried.
+        """
+        if tenant in self._scoped:
+            return True
+        store = self.state.ledger.store
+        first = next(
+            (e for e in store.events(tenant, 0, _FIRST_LOOK) if e.type == INTENT_RECORDED), None
+        )
+        if first is None or first.intent_id is None:
+            return False
+        recorded = first.payload["intent"]
+        scoped = intent_key(str(recorded["actor"]["id"]), str(recorded["idempotency_key"]))
+        if store.intent_for_key(tenant, scoped) != first.intent_id:
+            return False
+        self._scoped.add(tenant)
+        return True

@@ -9,9 +9,12 @@ one :class:`ExecutionFailed`: this room never inspects a foreign exception.
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
 from typing import Any
 
 from ..approvals.book import IntentState, intent_state
+from ..encoding import content_hash
 from ..errors import Conflict
 from ..executors import ExecutionFailed, ExecutorRegistry
 from ..executors.registry import Binding
@@ -36,6 +39,10 @@ INTERNAL_ERROR = "internal:error"
 #: how often a start is tried again when the intent moved on meanwhile
 MAX_ATTEMPTS = 20
 
+#: ``(intent, result)`` -> held until the outcome is recorded, giving the result as it
+#: stands then (a room whose results derive from the ledger re-derives it at that position)
+Settle = Callable[[ActionIntent, Any], AbstractContextManager[Any]]
+
 
 class Runner:
     """Carries out allowed or approved intents through their bound executors."""
@@ -44,6 +51,8 @@ class Runner:
         self.state = state
         self.drafts = drafts
         self.executors = executors
+        #: results are recorded as the executor gave them unless a room settles them
+        self.settle: Settle = lambda _intent, result: nullcontext(result)
 
     def binding_for(self, action: str) -> Binding | None:
         return self.executors.binding_for(action)
@@ -59,8 +68,7 @@ class Runner:
         """
         try:
             with self.state.lock:
-                system = self.state.fold(SYSTEM_LOG)
-                tenant = self.state.fold(intent.tenant)
+                system, tenant = self.state.folds(SYSTEM_LOG, intent.tenant)
                 positions = {"system": system.position, "tenant": tenant.position}
                 return gate_recheck(intent, system, tenant), positions
         except Exception as exc:  # fail closed: what we cannot check does not run
@@ -164,13 +172,16 @@ class Runner:
             "attempt": attempt,
             "controls": checked_at,
         }
-        if error is None:
-            payload.update(status="succeeded", result=result, result_hash=result_hash)
-        else:
-            payload.update(status="failed", error=error[:ERROR_TEXT_LIMIT])
-        self.state.append(
-            intent.tenant, [self.drafts.for_intent(intent, EXECUTION_FINISHED, payload)]
-        )
+        with self.settle(intent, result) if error is None else nullcontext(None) as settled:
+            if error is None:
+                if settled is not result:
+                    result, result_hash = settled, content_hash(settled)
+                payload.update(status="succeeded", result=result, result_hash=result_hash)
+            else:
+                payload.update(status="failed", error=error[:ERROR_TEXT_LIMIT])
+            self.state.append(
+                intent.tenant, [self.drafts.for_intent(intent, EXECUTION_FINISHED, payload)]
+            )
         return Outcome(
             intent_id=intent.intent_id,
             tenant=intent.tenant,

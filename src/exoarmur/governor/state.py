@@ -31,18 +31,30 @@ class ControlState:
         self.lock = threading.RLock()
         self._folds: dict[str, Controls] = {}
 
-    def fold(self, log: str) -> Controls:
-        """The control state of ``log``, caught up with the ledger. Hold :attr:`lock`."""
+    def fold(self, log: str, size: int | None = None) -> Controls:
+        """The control state of ``log``, caught up with the ledger. Hold :attr:`lock`.
+
+        ``size``: the log's size just read (with :meth:`folds`), else it is read here.
+        """
         controls = self._folds.get(log)
         if controls is None:
             controls = self._folds[log] = Controls(
                 log, self.gate.horizon_seconds, self.gate.retention()
             )
-        size = self.ledger.size(log)
+        if size is None:
+            size = self.ledger.size(log)
         if controls.position < size:
             for event in self.ledger.store.events(log, controls.position, size):
                 controls.apply(event)
         return controls
+
+    def folds(self, system: str, tenant: str) -> tuple[Controls, Controls]:
+        """The system's and a tenant's control state, caught up with one read of both sizes.
+
+        Hold :attr:`lock`.
+        """
+        sizes = self.ledger.sizes([system, tenant])
+        return self.fold(system, sizes[system]), self.fold(tenant, sizes[tenant])
 
     def append(
         self, log: str, drafts: list[EventDraft], expect: tuple[str, int] | None = None

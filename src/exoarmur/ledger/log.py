@@ -153,6 +153,9 @@ class Ledger:
     def size(self, tenant: str) -> int:
         return self.store.size(tenant)
 
+    def sizes(self, tenants: Sequence[str]) -> dict[str, int]:
+        return self.store.sizes(tenants)
+
     def _reader(self, tenant: str) -> Callable[[Sequence[NodeKey]], dict[NodeKey, bytes]]:
         def read(keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
             return dict(self.store.read_nodes(tenant, keys))

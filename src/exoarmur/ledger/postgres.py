@@ -759,6 +759,12 @@ class PostgresStore:
         rows = self._run("SELECT size FROM trees WHERE tenant = %s", (tenant,))
         return int(rows[0][0]) if rows else 0
 
+    def sizes(self, tenants: Sequence[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(tenants))
+        rows = self._run("SELECT tenant, size FROM trees WHERE tenant = ANY(%s)", (wanted,))
+        found = {str(row[0]): int(row[1]) for row in rows}
+        return {tenant: found.get(tenant, 0) for tenant in wanted}
+
     def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
         def fetch(cursor: int, limit: int) -> Sequence[Sequence[Any]]:
             return self._run(

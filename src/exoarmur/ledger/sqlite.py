@@ -457,6 +457,15 @@ class SqliteStore:
             raise StoreError(f"ledger read failed: {exc}") from None
         return rows
 
+    def sizes(self, tenants: Sequence[str]) -> dict[str, int]:
+        wanted = list(dict.fromkeys(tenants))
+        marks = ",".join("?" * len(wanted))
+        rows = self._fetchall(
+            f"SELECT tenant, size FROM trees WHERE tenant IN ({marks})", (*wanted,)
+        )
+        found = {str(tenant): int(str(size)) for tenant, size in rows}
+        return {tenant: found.get(tenant, 0) for tenant in wanted}
+
     def events(self, tenant: str, start: int = 0, stop: int | None = None) -> Iterator[Event]:
         def fetch(cursor: int, limit: int) -> Sequence[Sequence[Any]]:
             return self._fetchall(

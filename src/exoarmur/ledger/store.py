@@ -59,6 +59,10 @@ class LedgerStore(Protocol):
         """Number of events in ``tenant``'s log (its tree size)."""
         ...
 
+    def sizes(self, tenants: Sequence[str]) -> dict[str, int]:
+        """:meth:`size` of each of ``tenants`` (0 for an empty log), in one read where it can."""
+        ...
+
     def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
         """Stored perfect-subtree hashes; level 0 is the leaf hashes."""
         ...

@@ -10,16 +10,18 @@ Cedar request (documented in the README):
 - context: ``action`` and ``target`` as strings (so rules can use
   ``like "fs.*"``), ``params`` (floats and out-of-range integers become their JSON
   text, nulls are dropped: Cedar has neither), ``safety_class``, ``tenant``,
-  ``posture`` and the recorded time (``event_time`` as text, ``event_epoch``
-  as whole seconds).
+  ``posture``, what the posture tightens (``tightened``, given by the gate's
+  recorded configuration; absent for decisions recorded before policy saw
+  it) and the recorded time (``event_time`` as text, ``event_epoch`` as
+  whole seconds).
 
 The verdict: a determining ``forbid`` denies; determining permits of which
 any carries ``@approval`` require approval by the largest quorum among them;
 other determining permits allow; nothing determining denies (default deny).
 Any evaluation error denies (fail closed: Cedar would skip an erroring
 forbid) and is recorded. Nothing here reads a clock, a file or the
-environment: the recorded time comes in the intent, the posture as an
-argument.
+environment: the recorded time comes in the intent, the posture and its
+tightening as arguments.
 """
 
 from __future__ import annotations
@@ -27,7 +29,7 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -167,7 +169,9 @@ class PolicyEngine:
 
     @staticmethod
     def request(
-        intent: ActionIntent, posture: str = "normal"
+        intent: ActionIntent,
+        posture: str = "normal",
+        tightened: Mapping[str, Any] | None = None,
     ) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         """The Cedar request and entities for ``intent``."""
         principal_type = _PRINCIPAL_TYPES[intent.actor.kind]
@@ -186,6 +190,8 @@ class PolicyEngine:
                 "event_epoch": int(intent.event_time.timestamp()),
             },
         }
+        if tightened is not None:
+            request["context"]["tightened"] = _cedar_value(dict(tightened))
         entities: list[dict[str, Any]] = [
             {
                 "uid": {"type": principal_type, "id": intent.actor.id},
@@ -215,12 +221,20 @@ class PolicyEngine:
             errors=errors,
         )
 
-    def decide(self, intent: ActionIntent, posture: str = "normal") -> Decision:
-        request, entities = self.request(intent, posture)
+    def decide(
+        self,
+        intent: ActionIntent,
+        posture: str = "normal",
+        tightened: Mapping[str, Any] | None = None,
+    ) -> Decision:
+        request, entities = self.request(intent, posture, tightened)
         return self._decision(cedarpy.is_authorized(request, self._policies, entities))
 
     def decide_batch(
-        self, intents: Sequence[ActionIntent], posture: str = "normal"
+        self,
+        intents: Sequence[ActionIntent],
+        posture: str = "normal",
+        tightened: Mapping[str, Any] | None = None,
     ) -> list[Decision]:
         """Decide many intents in one Cedar call (same results as one by one)."""
         if not intents:
@@ -228,7 +242,7 @@ class PolicyEngine:
         requests = []
         entities: dict[tuple[str, str], dict[str, Any]] = {}
         for intent in intents:
-            request, ents = self.request(intent, posture)
+            request, ents = self.request(intent, posture, tightened)
             requests.append(request)
             for entity in ents:
                 entities[(entity["uid"]["type"], entity["uid"]["id"])] = entity

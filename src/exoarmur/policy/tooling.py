@@ -863,14 +863,25 @@ def _judge(case: PolicyCase, decision: Decision) -> CaseResult:
     return CaseResult(case, decision, tuple(differences))
 
 
-def run_cases(engine: PolicyEngine, cases: Sequence[PolicyCase]) -> list[CaseResult]:
-    """Decide every case (one Cedar batch per posture) and judge it, in the cases' order."""
+#: posture -> what it tightens as policy sees it (``GateConfig.policy_context``)
+Tightening = Callable[[str], Mapping[str, Any] | None]
+
+
+def run_cases(
+    engine: PolicyEngine, cases: Sequence[PolicyCase], tightening: Tightening | None = None
+) -> list[CaseResult]:
+    """Decide every case (one Cedar batch per posture) and judge it, in the cases' order.
+
+    ``tightening`` gives ``context.tightened`` per posture, as a configuration
+    sets it (None: policy sees no tightening).
+    """
     by_posture: dict[str, list[int]] = {}
     for index, case in enumerate(cases):
         by_posture.setdefault(case.posture, []).append(index)
     decisions: dict[int, Decision] = {}
     for posture, indexes in by_posture.items():
-        batch = engine.decide_batch([cases[i].intent for i in indexes], posture)
+        tightened = tightening(posture) if tightening is not None else None
+        batch = engine.decide_batch([cases[i].intent for i in indexes], posture, tightened)
         decisions.update(zip(indexes, batch, strict=True))
     return [_judge(case, decisions[index]) for index, case in enumerate(cases)]
 
@@ -946,10 +957,15 @@ def _summary(decision: Decision, action: str, hints: Sequence[PolicySource]) -> 
     return f"Allowed: permitted by {reasons}."
 
 
-def explain(engine: PolicyEngine, intent: ActionIntent, posture: str = "normal") -> Explanation:
+def explain(
+    engine: PolicyEngine,
+    intent: ActionIntent,
+    posture: str = "normal",
+    tightened: Mapping[str, Any] | None = None,
+) -> Explanation:
     """The decision for ``intent`` under ``engine``, with the request and the policies behind it."""
-    decision = engine.decide(intent, posture)
-    request, entities = engine.request(intent, posture)
+    decision = engine.decide(intent, posture, tightened)
+    request, entities = engine.request(intent, posture, tightened)
     sources = policy_sources(engine.bundle)
     determining = tuple(sources[r] for r in decision.reasons if r in sources)
     hints: tuple[PolicySource, ...] = ()

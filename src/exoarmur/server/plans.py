@@ -97,7 +97,7 @@ def submit_plan(
 def list_plans(tenant: TenantPath, caller: CallerDep) -> PlanList:
     caller.require(Right.READ_CONTROLS, tenant)
     room = caller.governor.containment
-    found = [room.plan_summary(tenant, i) for i in room.plan_ids(tenant)]
+    found = [room.plan_summary(tenant, i, with_events=False) for i in room.plan_ids(tenant)]
     return PlanList(
         tenant=tenant,
         plans=[PlanAnswer(**(s | {"events": []})) for s in found if s is not None],

@@ -155,7 +155,10 @@ def explain_intent(body: ExplainRequest, caller: CallerDep) -> dict[str, Any]:
     engine = _engine(caller, body.bundle, request.tenant)
     # "What if this came in now": the injected clock fills a missing time.
     intent = complete_intent(request, caller.governor.clock.now())
-    return explain(engine, intent, body.posture).to_json() | {"bundle_hash": engine.policy_hash}
+    # what the posture tightens, as this server's gate configuration sets it (as a submit sees it)
+    tightened = caller.governor.gate.policy_context(body.posture)
+    explanation = explain(engine, intent, body.posture, tightened)
+    return explanation.to_json() | {"bundle_hash": engine.policy_hash}
 
 
 @router.post(
@@ -176,7 +179,8 @@ def run_policy_cases(body: CaseRunRequest, caller: CallerDep) -> dict[str, Any]:
     if body.tenant is not None:
         caller.require(Right.EXPLAIN_POLICY, body.tenant)
     engine = _engine(caller, body.bundle, body.tenant or "")
-    results = run_cases(engine, cases_of(body.cases, "cases", "request"))
+    cases = cases_of(body.cases, "cases", "request")
+    results = run_cases(engine, cases, caller.governor.gate.policy_context)
     failed = sum(1 for r in results if not r.passed)
     return {
         "bundle_hash": engine.policy_hash,

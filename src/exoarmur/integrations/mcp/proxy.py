@@ -409,7 +409,7 @@ class GovernedTools:
                 )
             except ValueError:
                 continue  # not an action name: every call answers why, the listing keeps it
-            decision = engine.decide(probe)
+            decision = engine.decide(probe, "normal", self.governor.gate.policy_context("normal"))
             forbidden = any(
                 engine.policies[r].effect == "forbid"
                 for r in decision.reasons

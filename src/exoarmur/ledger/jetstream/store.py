@@ -842,6 +842,13 @@ class JetStreamStore:
     def size(self, tenant: str) -> int:
         return self._call(self._tail(tenant))[0]
 
+    def sizes(self, tenants: Sequence[str]) -> dict[str, int]:
+        return self._call(self._sizes(list(dict.fromkeys(tenants))))
+
+    async def _sizes(self, tenants: list[str]) -> dict[str, int]:
+        tails = await fanout([self._tail(tenant) for tenant in tenants])
+        return {tenant: tail[0] for tenant, tail in zip(tenants, tails, strict=True)}
+
     def read_nodes(self, tenant: str, keys: Sequence[NodeKey]) -> Mapping[NodeKey, bytes]:
         return self._call(self._read_nodes(tenant, keys))
 
