@@ -70,8 +70,13 @@ DEMOS: tuple[Demo, ...] = (
     Demo(
         "identity_shadow",
         ("demo", "identity_shadow", "--deterministic"),
-        ("SHADOW_CREATED=true", "SHADOW_KEY", "PLAN_SELECTED", "AUDIT_STREAM_ID")
-        + ("REPLAY_VERIFIED=true",),
+        (
+            "SHADOW_CREATED=true",
+            "SHADOW_KEY",
+            "PLAN_SELECTED",
+            "AUDIT_STREAM_ID",
+            "REPLAY_VERIFIED=true",
+        ),
         ("SHADOW_KEY", "PLAN_SELECTED", "AUDIT_STREAM_ID"),
         deterministic=True,
     ),
@@ -92,8 +97,12 @@ DEMOS: tuple[Demo, ...] = (
     Demo(
         "trust_influence",
         ("demo", "trust_influence", "--deterministic"),
-        ("TRUST_SCORE", "REQUIRED_EVIDENCE_LEVEL", "EXECUTION_ALLOWED=false")
-        + ("REPLAY_VERIFIED=true",),
+        (
+            "TRUST_SCORE",
+            "REQUIRED_EVIDENCE_LEVEL",
+            "EXECUTION_ALLOWED=false",
+            "REPLAY_VERIFIED=true",
+        ),
         ("TRUST_SCORE", "REQUIRED_EVIDENCE_LEVEL", "AUDIT_STREAM_ID"),
         deterministic=True,
     ),
