@@ -95,13 +95,16 @@ def demo_wow(
     ] = False,
     as_json: JsonFlag = False,
 ) -> None:
-    """A suspicious identity contained end to end: posture, two approvals, Door Net, proof."""
-    from ..demo_wow import StepResult, prepare, run_wow, summary
+    """A suspicious identity contained end to end: telemetry to Door Net, then the proof."""
+    from ..demo_wow import STEPS, StepResult, prepare, run_wow, summary
+
+    width = max(len(name) for name, _ in STEPS)
 
     def shown(step: StepResult) -> None:
         if not as_json:
             verdict = styled("PASS", "bold green") if step.passed else styled("FAIL", "bold red")
-            console.print(line(verdict, f" {step.name:<26} {step.detail}"))
+            # one line per step, however narrow the terminal: never wrapped by rich
+            console.print(line(verdict, f" {step.name:<{width}} {step.detail}"), soft_wrap=True)
 
     with errors(as_json):
         home = current_home(ctx)
@@ -112,9 +115,9 @@ def demo_wow(
         print_json(summary(report))
     else:
         command = report.verify_command()
-        if report.bundle_path is not None and command is not None:
+        if report.pack_path is not None and command is not None:
             # whole lines, never wrapped: the command is meant to be copied as it is
-            console.print(line("evidence: ", str(report.bundle_path)), soft_wrap=True)
+            console.print(line("evidence pack: ", str(report.pack_path)), soft_wrap=True)
             console.print(line("verify it offline: ", command), soft_wrap=True)
         for name, value in report.markers.items():
             typer.echo(f"{name}={value}")

@@ -109,8 +109,26 @@ DEMOS: tuple[Demo, ...] = (
     Demo(
         "wow",
         ("demo", "wow", "--deterministic"),
-        ("PLAN_HASH", "POLICY_HASH_IN_EFFECT", "EVIDENCE_HASH", "REPLAY_VERIFIED=true"),
-        ("PLAN_HASH", "POLICY_HASH_IN_EFFECT", "EVIDENCE_HASH"),
+        (
+            "SHADOW_KEY",
+            "PLAN_HASH",
+            "POLICY_HASH_IN_EFFECT",
+            "AUDIT_STREAM_ID",
+            "ACTIONS_EXECUTED=4",
+            "EVIDENCE_HASH",
+            "ARTIFACT_PATH",
+            "MEMORY_HASH",
+            "REPLAY_VERIFIED=true",
+        ),
+        (
+            "SHADOW_KEY",
+            "PLAN_HASH",
+            "POLICY_HASH_IN_EFFECT",
+            "AUDIT_STREAM_ID",
+            "ACTIONS_EXECUTED",
+            "EVIDENCE_HASH",
+            "MEMORY_HASH",
+        ),
         deterministic=True,
     ),
 )
