@@ -9,7 +9,14 @@ from pathlib import Path
 from typer.testing import CliRunner
 
 from exoarmur.cli import app
-from exoarmur.demo_wow import STEPS, posture_tightened, prepare, run_wow, telemetry_observed
+from exoarmur.demo_wow import (
+    STEPS,
+    identity_shadowed,
+    posture_tightened,
+    prepare,
+    run_wow,
+    telemetry_observed,
+)
 from exoarmur.home import Home, open_governor
 from exoarmur.verifyall.markers import parse_markers
 from exoarmur.verifyall.registry import DEMOS
@@ -99,6 +106,7 @@ def test_without_telemetry_no_belief_is_formed_no_shadow_and_nothing_is_proposed
     without_telemetry = tuple(step for step in STEPS if step[1] is not telemetry_observed)
     with open_governor(home, seed=0) as governor:
         report = run_wow(governor, home, without_telemetry)
+        unshadowed = run_wow(governor, home, (("identity shadowed", identity_shadowed),))
         proposed = governor.ledger.store.events_for_correlation("acme", "wow-alice-two-continents")
     (only,) = report.steps
     assert (only.name, only.passed, only.detail) == (
@@ -106,8 +114,11 @@ def test_without_telemetry_no_belief_is_formed_no_shadow_and_nothing_is_proposed
         False,
         "no detector formed a belief",
     )
+    assert [(s.passed, s.detail) for s in unshadowed.steps] == [
+        (False, "no shadow follows identity:alice")
+    ]
     assert proposed == []
-    assert report.markers == {}
+    assert report.markers == unshadowed.markers == {}
 
 
 def test_a_home_that_already_told_the_story_is_refused_at_the_first_step(tmp_path: Path) -> None:
