@@ -248,8 +248,8 @@ def test_containment_names_its_own_level_only_when_it_says_one(ledger: Ledger) -
 
 def test_recorded_trust_scores_are_re_derived_by_replay(ledger: Ledger) -> None:
     g = governor(ledger, enforced=False)
-    believe(g, "acme", "b1", "stuffing", {"o1": "idp", "o2": "edr"})
-    g.submit(ticket({"beliefs": ["b1"]}))
+    belief_id = believe(g, "acme", "stuffing", {"o1": "idp", "o2": "edr"})
+    g.submit(ticket({"beliefs": [belief_id]}))
     with pytest.raises(PermissionDenied):
         g.record_trust("acme", person(g, "mallory"))
     event = g.record_trust("acme", person(g, "alice"))
