@@ -14,7 +14,7 @@ from exoarmur.gate import GateConfig
 from exoarmur.ids import SeededIds
 from exoarmur.ledger.log import Ledger
 from exoarmur.observations import parse_observation
-from exoarmur.observations.intake import Recorded, desk_of
+from exoarmur.observations.intake import Batch, desk_of
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.principals import Principal
@@ -51,7 +51,7 @@ def person(g: Governor, name: str) -> Principal:
     return found
 
 
-def _observation(observation_id: str, source: str, kind: str) -> dict[str, Any]:
+def observation(observation_id: str, source: str, kind: str) -> dict[str, Any]:
     return {
         "observation_id": observation_id,
         "source": source,
@@ -64,12 +64,14 @@ def _observation(observation_id: str, source: str, kind: str) -> dict[str, Any]:
 
 def observe(
     g: Governor, tenant: str, observation_id: str, source: str, kind: str = "login.failed"
-) -> Recorded:
-    """Record one observation about identity carol (no shipped detector forms a belief on one)."""
-    (done,) = desk_of(g).record(
-        tenant, [parse_observation(_observation(observation_id, source, kind))], SENSOR
+) -> Batch:
+    """Record one observation about identity carol (no shipped detector forms a belief on one).
+
+    The batch's ``released`` names the intents this evidence released.
+    """
+    return desk_of(g).record(
+        tenant, [parse_observation(observation(observation_id, source, kind))], SENSOR
     )
-    return done
 
 
 def believe(g: Governor, tenant: str, detector: str, observations: dict[str, str]) -> str:
@@ -87,7 +89,7 @@ def believe(g: Governor, tenant: str, detector: str, observations: dict[str, str
         "belief": "credential.stuffing",
     }
     batch = [
-        parse_observation(_observation(oid, source, "credential.probe"))
+        parse_observation(observation(oid, source, "credential.probe"))
         for oid, source in sorted(observations.items())
     ]
     done = desk_of(g).record(tenant, batch, SENSOR, detectors={"rules": [rule]})
