@@ -35,8 +35,8 @@ from ..containment.model import PLAN_ACTION, is_containment, parse_spec
 from ..containment.plans import parse_plan
 from ..errors import ContainmentError
 from ..evidence_levels import (
+    STANDING,
     InfluenceSource,
-    TrustInfluence,
     level_met,
     parse_refs,
     rank,
@@ -158,7 +158,8 @@ def check(
     """The decision, tightened by the gate (``decision.gate`` says how, if at all).
 
     ``influences`` (the identity shadow, say) may only raise the evidence an
-    intent needs; trust in what it rests on is always one of them.
+    intent needs; trust in what it rests on and the open identity shadows are
+    always among them (:data:`~exoarmur.evidence_levels.STANDING`).
     """
     try:
         tightened = _check(intent, decision, system=system, tenant=tenant, config=config, now=now)
@@ -187,7 +188,7 @@ def _evidence(
     minimum = strictest([decision.obligations.get("evidence", "none"), _own_evidence(intent)])
     found = [
         i
-        for source in (TrustInfluence(), *extra)
+        for source in (*STANDING, *extra)
         for i in source.influences(intent, refs, tenant.evidence, tenant.position)
     ]
     required = required_level(minimum, found)
