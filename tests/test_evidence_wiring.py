@@ -3,16 +3,29 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable, Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
+import pytest
 from typer.testing import CliRunner
 
+from exoarmur.approvals.book import Vote
 from exoarmur.cli import app
+from exoarmur.clock import StepClock
+from exoarmur.encoding import content_hash
+from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle
 from exoarmur.home import Home, open_governor
+from exoarmur.observations import parse_observation
+from exoarmur.observations.intake import desk_of
+from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle
 from exoarmur.replay import replay
 from exoarmur.server import create_app
+from forgery import Entry, forge, of_type
+from spec_checker import check as spec_check
+from spec_pack_checker import check_pack
 from test_server_support import PEOPLE, Deployment, TestClient
 
 #: a ticket needs two independent sources behind it
@@ -105,3 +118,117 @@ def test_exoarmur_observe_releases_the_intent_waiting_for_its_evidence(tmp_path:
     assert f"released {held}: its evidence arrived" in seen.stdout
     shown = run.invoke(app, ["--home", str(home), "show", held, "--tenant", "acme", "--json"])
     assert json.loads(shown.stdout)["outcome"]["status"] == "decided", shown.output
+
+
+# -- verify-bundle and evidence packs: a story that waited for evidence --------------------
+
+LADDER = """
+@id("tickets-attested-or-corroborated") @evidence("corroborated") @approval("1")
+@escalate_after("900") @escalate_quorum("2")
+permit (principal, action == Action::"ticket.create", resource);
+"""
+
+
+@pytest.fixture(scope="module")
+def waited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Governor, str]]:
+    """A home where a ticket waited for evidence, was attested, escalated and approved."""
+    home = tmp_path_factory.mktemp("waited") / "h"
+    _enforcing_home(home)
+    governor = open_governor(home, clock=StepClock(), seed=13)
+    governor.activate_policy(PolicyBundle.from_text(LADDER))
+    people = {n: governor.add_principal(n, r, t)[0] for n, (r, t) in PEOPLE.items()}
+    people["carol"] = governor.add_principal("carol", "operator", ["acme"])[0]
+    held = governor.submit(_ticket({"observations": ["o1", "o2"]}))
+    assert held.status.value == "pending_evidence"
+    sensor = {"id": "sensor", "kind": "service"}
+    desk_of(governor).record("acme", [parse_observation(_observation("o1", "edr"))], sensor)
+    _, (released,) = governor.attest_evidence("acme", held.intent_id, people["alice"], "EDR")
+    assert released.status.value == "pending_approval"
+    governor.clock.advance(timedelta(seconds=901))  # type: ignore[attr-defined]
+    assert len(governor.escalate_due("acme")) == 1
+    for name in ("bob", "carol"):
+        governor.vote("acme", held.intent_id, people[name], Vote.APPROVE, "ok")
+    kinds = [e.type for e in governor.story("acme", held.intent_id)]
+    assert {"evidence.attested", "evidence.satisfied", "approval.escalated"} <= set(kinds)
+    assert "intent.approved" in kinds
+    yield governor, held.correlation_id
+    governor.close()
+
+
+def _verdicts(bundle: dict[str, Any], key: str) -> tuple[list[str], list[str]]:
+    return verify_bundle(bundle, key).failures, spec_check(bundle, key)
+
+
+def test_a_bundle_of_an_intent_that_waited_for_evidence_verifies_offline(
+    waited: tuple[Governor, str],
+) -> None:
+    governor, stream = waited
+    key = governor.ledger.key.verifier_key()
+    bundle = export_bundle(governor.ledger, "acme", stream)
+    assert bundle["format"] == "exoarmur.evidence-bundle/v2"
+    verdict = verify_bundle(bundle, key)
+    assert verdict.passed, verdict.failures
+    assert any("was held for evidence: corroborated required, none met" in n for n in verdict.notes)
+    assert spec_check(bundle, key) == []
+    pack = export_pack(governor.ledger, "acme", stream)
+    assert verify_bundle(pack, key).passed
+    assert check_pack(pack_bytes(pack), key) == []
+    # the same story read as format v1 (which had no evidence holds) fails in both
+    old = forge(bundle, lambda events, context: None, governor.ledger.key)
+    old["format"] = "exoarmur.evidence-bundle/v1"
+    old["bundle_hash"] = content_hash({k: v for k, v in old.items() if k != "bundle_hash"})
+    failures, spec = _verdicts(old, key)
+    assert any("bundle format v1" in f for f in failures)
+    assert spec
+
+
+def _met(level: str) -> Callable[[list[Entry], list[Entry]], None]:
+    def edit(events: list[Entry], _: list[Entry]) -> None:
+        of_type(events, "evidence.satisfied").event["payload"]["met"] = level
+
+    return edit
+
+
+def _unattested(events: list[Entry], _: list[Entry]) -> None:
+    events.remove(of_type(events, "evidence.attested"))
+
+
+def _asks_less(events: list[Entry], _: list[Entry]) -> None:
+    for kind in ("decision.recorded", "gate.blocked"):
+        payload = of_type(events, kind).event["payload"]
+        gate = payload["decision"]["gate"] if kind == "decision.recorded" else payload
+        gate["evidence"]["required"] = "observed"
+
+
+def _escalate_to(quorum: int) -> Callable[[list[Entry], list[Entry]], None]:
+    def edit(events: list[Entry], _: list[Entry]) -> None:
+        of_type(events, "approval.escalated").event["payload"]["quorum"] = quorum
+
+    return edit
+
+
+def _released_at_once(events: list[Entry], _: list[Entry]) -> None:
+    decided = of_type(events, "decision.recorded").event["payload"]["decision"]
+    decided["gate"]["evidence"]["met"] = "corroborated"
+
+
+@pytest.mark.parametrize(
+    ("edit", "words"),
+    [
+        (_met("observed"), "does not meet the corroborated the decision required"),
+        (_unattested, "no evidence.attested of this intent comes before"),
+        (_asks_less, "policy asks corroborated"),
+        (_escalate_to(1), "the ladder says"),
+        (_released_at_once, "held for evidence it met"),
+    ],
+    ids=["met-below", "attested-by-nobody", "requirement-lowered", "ladder", "held-though-met"],
+)
+def test_a_forged_release_or_escalation_fails_in_both_checkers(
+    waited: tuple[Governor, str], edit: Callable[[list[Entry], list[Entry]], None], words: str
+) -> None:
+    governor, stream = waited
+    key = governor.ledger.key.verifier_key()
+    bundle = forge(export_bundle(governor.ledger, "acme", stream), edit, governor.ledger.key)
+    failures, spec = _verdicts(bundle, key)
+    assert any(words in f for f in failures), failures
+    assert spec, "the spec checker passed a forgery verify-bundle refuses"
