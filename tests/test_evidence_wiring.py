@@ -126,6 +126,9 @@ LADDER = """
 @id("tickets-attested-or-corroborated") @evidence("corroborated") @approval("1")
 @escalate_after("900") @escalate_quorum("2")
 permit (principal, action == Action::"ticket.create", resource);
+
+@id("closing-needs-an-attestation") @evidence("attested") @evidence_unmet("deny")
+permit (principal, action == Action::"ticket.close", resource);
 """
 
 
@@ -151,6 +154,9 @@ def waited(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Governor,
     kinds = [e.type for e in governor.story("acme", held.intent_id)]
     assert {"evidence.attested", "evidence.satisfied", "approval.escalated"} <= set(kinds)
     assert "intent.approved" in kinds
+    denied = governor.submit(_ticket({}) | {"action": "ticket.close"})
+    assert denied.decision.gate is not None
+    assert denied.decision.gate["controls"] == ["evidence:attested"]
     yield governor, held.correlation_id
     governor.close()
 
@@ -182,6 +188,30 @@ def test_a_bundle_of_an_intent_that_waited_for_evidence_verifies_offline(
     assert spec
 
 
+def test_a_bundle_of_an_intent_denied_for_its_evidence_verifies_in_both_checkers(
+    waited: tuple[Governor, str],
+) -> None:
+    governor, _ = waited
+    (closing,) = [
+        e
+        for e in governor.ledger.store.events("acme")
+        if e.type == "intent.recorded" and e.payload["intent"]["action"] == "ticket.close"
+    ]
+    key = governor.ledger.key.verifier_key()
+    bundle = export_bundle(governor.ledger, "acme", closing.correlation_id)
+    assert bundle["format"] == "exoarmur.evidence-bundle/v1"  # nothing of v2 in its story
+    assert _verdicts(bundle, key) == ([], [])
+
+    def ask_less(events: list[Entry], _: list[Entry]) -> None:
+        gate = of_type(events, "decision.recorded").event["payload"]["decision"]["gate"]
+        gate["controls"] = ["evidence:observed"]
+        gate["reason"] = "evidence: observed required, none met"
+
+    failures, spec = _verdicts(forge(bundle, ask_less, governor.ledger.key), key)
+    assert any("policy asks attested" in f for f in failures), failures
+    assert spec
+
+
 def _met(level: str) -> Callable[[list[Entry], list[Entry]], None]:
     def edit(events: list[Entry], _: list[Entry]) -> None:
         of_type(events, "evidence.satisfied").event["payload"]["met"] = level
@@ -207,6 +237,24 @@ def _escalate_to(quorum: int) -> Callable[[list[Entry], list[Entry]], None]:
     return edit
 
 
+def _self_attested(events: list[Entry], _: list[Entry]) -> None:
+    of_type(events, "evidence.attested").event["payload"]["principal"] = "agent-7"
+
+
+def _early_escalation(events: list[Entry], _: list[Entry]) -> None:
+    escalation = of_type(events, "approval.escalated").event
+    escalation["process_time"] = of_type(events, "approval.requested").event["process_time"]
+
+
+def _released_to_allow(events: list[Entry], _: list[Entry]) -> None:
+    of_type(events, "evidence.satisfied").event["payload"]["verdict"] = "allow"
+
+
+def _unreadable_influence(events: list[Entry], _: list[Entry]) -> None:
+    decided = of_type(events, "decision.recorded").event["payload"]["decision"]
+    decided["gate"]["evidence"]["influences"] = [{"origin": "x", "level": "max", "reason": ""}]
+
+
 def _released_at_once(events: list[Entry], _: list[Entry]) -> None:
     decided = of_type(events, "decision.recorded").event["payload"]["decision"]
     decided["gate"]["evidence"]["met"] = "corroborated"
@@ -220,8 +268,22 @@ def _released_at_once(events: list[Entry], _: list[Entry]) -> None:
         (_asks_less, "policy asks corroborated"),
         (_escalate_to(1), "the ladder says"),
         (_released_at_once, "held for evidence it met"),
+        (_self_attested, "may not attest its evidence"),
+        (_early_escalation, "escalated before"),
+        (_released_to_allow, "payload.verdict"),
+        (_unreadable_influence, "influences[0]: must be an object"),
     ],
-    ids=["met-below", "attested-by-nobody", "requirement-lowered", "ladder", "held-though-met"],
+    ids=[
+        "met-below",
+        "attested-by-nobody",
+        "requirement-lowered",
+        "ladder",
+        "held-though-met",
+        "self-attested",
+        "early-escalation",
+        "released-to-allow",
+        "unreadable-influence",
+    ],
 )
 def test_a_forged_release_or_escalation_fails_in_both_checkers(
     waited: tuple[Governor, str], edit: Callable[[list[Entry], list[Entry]], None], words: str
