@@ -1,8 +1,8 @@
-"""Writes observations and beliefs for the evidence tests (tests/ is on sys.path).
+"""Records observations (and the beliefs detectors form on them) for the evidence tests.
 
-They go through the governor's normal append path with the contract's payload
-shapes. When the observe room is merged, these should call its API instead
-(``exoarmur.observations``), which records the same events.
+Everything goes through the governor's observation desk, as ``exoarmur observe``
+does: replay re-derives every belief from its observations, so a test never
+appends a ``belief.formed`` of its own.
 """
 
 from __future__ import annotations
@@ -10,11 +10,11 @@ from __future__ import annotations
 from typing import Any
 
 from exoarmur.clock import StepClock
-from exoarmur.evidence_levels import BELIEF_FORMED, OBSERVATION_RECORDED
 from exoarmur.gate import GateConfig
 from exoarmur.ids import SeededIds
 from exoarmur.ledger.log import Ledger
-from exoarmur.model.event import Event
+from exoarmur.observations import parse_observation
+from exoarmur.observations.intake import Batch, desk_of
 from exoarmur.pipeline import Governor
 from exoarmur.policy import PolicyBundle, PolicyEngine
 from exoarmur.principals import Principal
@@ -51,37 +51,50 @@ def person(g: Governor, name: str) -> Principal:
     return found
 
 
-def observe(g: Governor, tenant: str, observation_id: str, source: str) -> Event:
-    payload: dict[str, Any] = {
-        "observation": {
-            "observation_id": observation_id,
-            "source": source,
-            "subject": {"kind": "identity", "id": "carol"},
-            "kind": "login.failed",
-            "attributes": {},
-            "event_time": "2026-11-30T08:00:00Z",
-        }
+def observation(observation_id: str, source: str, kind: str) -> dict[str, Any]:
+    return {
+        "observation_id": observation_id,
+        "source": source,
+        "subject": {"kind": "identity", "id": "carol"},
+        "kind": kind,
+        "attributes": {},
+        "event_time": "2026-11-30T08:00:00Z",
     }
-    return g.state.append_one(
-        tenant, g.drafts.for_log(tenant, OBSERVATION_RECORDED, payload, SENSOR)
+
+
+def observe(
+    g: Governor, tenant: str, observation_id: str, source: str, kind: str = "login.failed"
+) -> Batch:
+    """Record one observation about identity carol (no shipped detector forms a belief on one).
+
+    The batch's ``released`` names the intents this evidence released.
+    """
+    return desk_of(g).record(
+        tenant, [parse_observation(observation(observation_id, source, kind))], SENSOR
     )
 
 
-def believe(
-    g: Governor, tenant: str, belief_id: str, detector: str, observations: dict[str, str]
-) -> Event:
-    payload = {
-        "belief": {
-            "belief_id": belief_id,
-            "detector": detector,
-            "detector_version": "1",
-            "kind": "credential.stuffing",
-            "subject": {"kind": "identity", "id": "carol"},
-            "observation_ids": sorted(observations),
-            "sources": sorted(set(observations.values())),
-        }
+def believe(g: Governor, tenant: str, detector: str, observations: dict[str, str]) -> str:
+    """Record ``observations`` (id -> source); ``detector`` forms one belief on them all.
+
+    The detector is a configured threshold rule that fires on exactly this many
+    ``credential.probe`` observations; returns the belief id it derived.
+    """
+    rule = {
+        "name": detector,
+        "type": "threshold",
+        "match": "credential.probe",
+        "threshold": len(observations),
+        "window_seconds": 3600,
+        "belief": "credential.stuffing",
     }
-    return g.state.append_one(tenant, g.drafts.for_log(tenant, BELIEF_FORMED, payload, SENSOR))
+    batch = [
+        parse_observation(observation(oid, source, "credential.probe"))
+        for oid, source in sorted(observations.items())
+    ]
+    done = desk_of(g).record(tenant, batch, SENSOR, detectors={"rules": [rule]})
+    (belief_id,) = done[-1].beliefs
+    return belief_id
 
 
 def ticket(refs: dict[str, list[str]] | None = None, **overrides: Any) -> dict[str, Any]:

@@ -38,6 +38,76 @@ ARTIFACT_ENTRY = {"artifact_type", "schema_version", "canonical_hash", "required
 ARTIFACT_TYPE = re.compile(r"^[a-z0-9][a-z0-9._-]{0,63}$")
 CONTENT_HASH = re.compile(r"^sha256:[0-9a-f]{64}$")
 CLASSES = ["A0", "A1", "A2", "A3"]
+LEVELS = ["none", "observed", "corroborated", "attested"]
+LEGACY = {"low": "observed", "standard": "corroborated", "high": "attested"}
+FORMATS = ["exoarmur.evidence-bundle/v1", "exoarmur.evidence-bundle/v2"]
+#: what format v2 adds to a story
+V2 = {"evidence.attested", "evidence.satisfied", "approval.escalated"}
+
+
+def level(name: str) -> int:
+    return LEVELS.index(LEGACY.get(name, name))
+
+
+def held(
+    policy: dict[str, Any], expect: dict[str, Any], intent: dict[str, Any], d: dict[str, Any]
+) -> dict[str, Any] | None:
+    """Format v2: the evidence hold, from the recorded level met and influences (None: bad)."""
+    if expect["verdict"] == "deny":
+        return expect
+    own = "none"
+    if intent["action"].startswith("containment.") and isinstance(
+        intent["params"].get("containment"), dict
+    ):
+        named = intent["params"]["containment"].get("evidence")
+        own = named if isinstance(named, str) else "none"
+    minimum = LEVELS[max(level(policy["obligations"].get("evidence", "none")), level(own))]
+    gate = d.get("gate") or {}
+    if d["verdict"] == "pending_evidence":
+        ev = gate["evidence"]
+        if set(ev) != {"required", "met", "influences"} or any(
+            set(i) != {"origin", "level", "reason"} or i["level"] not in LEVELS
+            for i in ev["influences"]
+        ):
+            return None
+        required, met = ev["required"], ev["met"]
+        raised = [level(i["level"]) for i in ev["influences"]]
+    else:
+        control = [c for c in gate.get("controls") or [] if c.startswith("evidence:")]
+        if not control:
+            return expect  # met as recorded: the tenant log shows it
+        required = control[0].removeprefix("evidence:")
+        met = gate.get("reason", "").split(f"evidence: {required} required, ")[-1][: -len(" met")]
+        raised = [level(required)] if required in LEVELS else []
+    if required not in LEVELS or met not in LEVELS:
+        return None
+    if LEVELS[max([level(minimum), *raised])] != required or level(met) >= level(required):
+        return None
+    base = expect.get("gate") or {"policy_verdict": expect["verdict"], "controls": []}
+    text = f"evidence: {required} required, {met} met"
+    if expect["obligations"].get("evidence_unmet") == "deny":
+        return {
+            "verdict": "deny",
+            "obligations": {},
+            "gate": {"policy_verdict": expect["verdict"], "controls": [f"evidence:{required}"]},
+        }
+    if not gate.get("reason", "").endswith(text):
+        return None
+    return expect | {
+        "verdict": "pending_evidence",
+        "gate": base
+        | {
+            "controls": [*base["controls"], f"evidence:{required}"],
+            "held": expect["verdict"],
+            "evidence": {"required": required, "met": met, "influences": ev_list(d)},
+        },
+    }
+
+
+def ev_list(d: dict[str, Any]) -> list[Any]:
+    return list(((d.get("gate") or {}).get("evidence") or {}).get("influences", []))
+
+
 STORY = {
     "intent.recorded",
     "decision.recorded",
@@ -66,6 +136,8 @@ BOUND = {
     "execution.blocked",
     "execution.retry",
     "execution.finished",
+    "evidence.attested",
+    "evidence.satisfied",
 }
 
 
@@ -202,14 +274,23 @@ def decide(
     for pid, _, notes in names:
         if pid not in reasons:
             continue
-        for key, pick in (("approval", max), ("approval_window", min), ("ttl_max", min)):
+        for key, pick in (
+            ("approval", max),
+            ("approval_window", min),
+            ("ttl_max", min),
+            ("escalate_after", min),
+            ("escalate_quorum", max),
+        ):
             if key in notes:
                 now = int(notes[key])
                 obligations[key] = str(pick(now, int(obligations.get(key, now))))
         if "evidence" in notes:
-            levels = ["low", "standard", "high"]
-            best = max(notes["evidence"], obligations.get("evidence", "low"), key=levels.index)
+            best = max(notes["evidence"], obligations.get("evidence", "none"), key=level)
             obligations["evidence"] = best
+        if "evidence_unmet" in notes:
+            unmet = ["wait", "deny"]
+            worst = max(notes["evidence_unmet"], obligations.get("evidence_unmet", "wait"))
+            obligations["evidence_unmet"] = max(worst, notes["evidence_unmet"], key=unmet.index)
     verdict = "require_approval" if "approval" in obligations else "allow"
     return {
         "verdict": verdict,
@@ -334,7 +415,8 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
         bundle["governance_artifacts"]
     ):
         bad("governance_artifacts")
-    if bundle["format"] != "exoarmur.evidence-bundle/v1" or bundle["public_key"] != vkey:
+    version = FORMATS.index(bundle["format"]) + 1 if bundle["format"] in FORMATS else 0
+    if not version or bundle["public_key"] != vkey:
         return bad("format or key")
     if chash({k: v for k, v in bundle.items() if k != "bundle_hash"}) != bundle["bundle_hash"]:
         return bad("bundle_hash")
@@ -449,6 +531,15 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
                 policies[d["policy_hash"]], s["intent"], p["posture"], config.get("gate", {})
             )
             expect = policy | gated(policy, s["intent"], p["posture"], config.get("gate", {}), d)
+            if d["verdict"] == "pending_evidence" and version < 2:
+                bad("type")
+                continue
+            if config.get("gate", {}).get("evidence", {}).get("enforced"):
+                found = held(policy, expect, s["intent"], d)
+                if found is None:
+                    bad("evidence")
+                    continue
+                expect = found
             got = {k: d.get(k) for k in expect}
             if expect.get("gate") is not None and d.get("gate"):
                 got["gate"] = {k: d["gate"].get(k) for k in expect["gate"]}
@@ -456,7 +547,11 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
                 bad("decision")
             s["decision"], s["decided_at"], s["config"] = expect, event["process_time"], config
             s["recorded_gate"] = d.get("gate")
-            s["state"] = {"allow": "allowed", "deny": "denied"}.get(expect["verdict"], "pending")
+            s["state"] = {
+                "allow": "allowed",
+                "deny": "denied",
+                "pending_evidence": "waiting",
+            }.get(expect["verdict"], "pending")
             if d.get("gate") is not None:
                 s["next"].append("gate.blocked")
             if expect["verdict"] == "require_approval":
@@ -476,12 +571,22 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
             )
             deadline = when(s["decided_at"]) + timedelta(seconds=window)
             s["deadline"] = deadline
-            if p != {
+            wanted = {
                 "quorum": s["quorum"],
                 "window_seconds": window,
                 "intent_hash": s["hash"],
                 "deadline": deadline.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
-            }:
+            }
+            rung = s["decision"]["obligations"].get("escalate_after")
+            if rung is not None:
+                at = when(s["decided_at"]) + timedelta(seconds=int(rung))
+                s["ladder"] = (int(s["decision"]["obligations"]["escalate_quorum"]), at)
+                wanted["escalate"] = {
+                    "after_seconds": int(rung),
+                    "quorum": s["ladder"][0],
+                    "at": at.strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            if p != wanted:
                 bad("request")
         elif kind in ("approval.granted", "approval.rejected"):
             who = p["approver"]
@@ -557,6 +662,52 @@ def _check(bundle: Any, vkey: str, problems: list[str]) -> None:
             if s["state"] != "started" or p["started_event_id"] != s.get("started"):
                 bad("unknown")
             s["state"] = "unknown"
+        elif kind in V2 and version < 2:
+            bad("type")
+        elif kind == "evidence.attested":
+            if p["intent_id"] != iid or p["principal"] == s["intent"]["actor"]["id"]:
+                bad("attested")
+            s["attested"] = True
+        elif kind == "evidence.satisfied":
+            if s["state"] != "waiting":
+                bad("satisfied")
+                continue
+            ev = s["decision"]["gate"]["evidence"]
+            then = s["decision"]["gate"]["held"]
+            if (
+                set(p) != {"intent_hash", "required", "met", "controls", "verdict"}
+                or p["required"] != ev["required"]
+                or p["met"] not in LEVELS
+                or level(p["met"]) < level(ev["required"])
+                or (p["met"] == "attested" and not s.get("attested"))
+                or p["verdict"] != then
+            ):
+                bad("satisfied")
+                continue
+            s["decision"] = s["decision"] | {"verdict": then}
+            if then == "require_approval":
+                s["state"], s["decided_at"] = "pending", event["process_time"]
+                s["quorum"] = int(s["decision"]["obligations"]["approval"])
+                s["next"].append("approval.requested")
+            else:
+                s["state"] = "allowed"
+        elif kind == "approval.escalated":
+            ladder = s.get("ladder")
+            if (
+                s["state"] != "pending"
+                or ladder is None
+                or s.get("escalated")
+                or when(event["process_time"]) < ladder[1]
+                or p
+                != {
+                    "quorum": ladder[0],
+                    "from": s["quorum"],
+                    "at": ladder[1].strftime("%Y-%m-%dT%H:%M:%S.%fZ"),
+                }
+            ):
+                bad("escalated")
+                continue
+            s["quorum"], s["escalated"] = max(s["quorum"], ladder[0]), True
         elif kind != "approval.refused":
             bad("type")
     if any(s["next"] for s in stories.values()):

@@ -122,7 +122,8 @@ def _check(raw: bytes, vkey: str, problems: list[str]) -> None:
         bad("summary hashes")
     # the rest is the bundle's: the stream's events with the context, as a bundle
     bundle = {
-        "format": "exoarmur.evidence-bundle/v1",
+        # a pack's stream is checked with the story rules of bundle format v2
+        "format": "exoarmur.evidence-bundle/v2",
         "tenant": tenant,
         "correlation_id": stream_id,
         "public_key": at["public_key"],

@@ -87,7 +87,9 @@ def test_the_tick_records_the_rung_once_at_the_injected_time(ledger: Ledger) -> 
 def test_the_serving_loop_tick_escalates_and_releases_what_evidence_now_meets(
     ledger: Ledger,
 ) -> None:
-    from evidence_kit import observe
+    from evidence_kit import SENSOR, observation
+    from exoarmur.observations import parse_observation
+    from exoarmur.observations.intake import ObservationDesk
     from exoarmur.server.expiry import ExpiryLoop
 
     g = governor(ledger, LADDER.replace("@approval", '@evidence("observed") @approval'))
@@ -95,7 +97,9 @@ def test_the_serving_loop_tick_escalates_and_releases_what_evidence_now_meets(
     assert held.status == OutcomeStatus.PENDING_EVIDENCE
     loop = ExpiryLoop(g)
     assert loop.tick() == 0
-    observe(g, "acme", "o1", "edr")
+    # recorded by another process (its desk does not release this governor's intents)
+    other = ObservationDesk(g.state, g.drafts)
+    other.record("acme", [parse_observation(observation("o1", "edr", "login.failed"))], SENSOR)
     assert loop.tick() == 1  # released: its approval is requested now
     assert g.outcome("acme", held.intent_id).status == OutcomeStatus.PENDING_APPROVAL
     g.clock.advance(timedelta(seconds=901))  # type: ignore[attr-defined]

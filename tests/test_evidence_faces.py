@@ -74,7 +74,7 @@ def test_demo_trust_influence_is_stable_in_two_fresh_homes_and_trust_show_reads_
         app, ["--home", str(tmp_path / "a"), "trust", "show", "--tenant", "acme", "--json"]
     )
     scores = json.loads(as_json.stdout)["scores"]
-    assert {s["name"] for s in scores} == {"stuffing", "idp"}
+    assert {s["name"] for s in scores} == {"stuffing", "idp", "edr"}
     released = CliRunner().invoke(
         app, ["--home", str(tmp_path / "a"), "evidence", "recheck", "--tenant", "acme"]
     )

@@ -129,12 +129,12 @@ def test_below_the_level_it_waits_then_runs_once_a_second_source_corroborates(
     }
     assert g.recheck_evidence("acme") == []
     assert ran == []
-    observe(g, "globex", "o2", "idp")  # another tenant's evidence never counts
+    # another tenant's evidence never counts
+    assert observe(g, "globex", "o2", "idp").released == []
     assert g.recheck_evidence("acme") == []
     assert ran == []
-    observe(g, "acme", "o2", "idp")
-    (released,) = g.recheck_evidence("acme")
-    assert released.status == OutcomeStatus.EXECUTED
+    # recording the evidence releases what waited for it: no tick, no recheck needed
+    assert observe(g, "acme", "o2", "idp").released == [first.intent_id]
     assert ran == [first.intent_id]
     assert g.recheck_evidence("acme") == []  # released once
     assert g.outcome("acme", first.intent_id).status == OutcomeStatus.EXECUTED
@@ -248,8 +248,8 @@ def test_containment_names_its_own_level_only_when_it_says_one(ledger: Ledger) -
 
 def test_recorded_trust_scores_are_re_derived_by_replay(ledger: Ledger) -> None:
     g = governor(ledger, enforced=False)
-    believe(g, "acme", "b1", "stuffing", {"o1": "idp", "o2": "edr"})
-    g.submit(ticket({"beliefs": ["b1"]}))
+    belief_id = believe(g, "acme", "stuffing", {"o1": "idp", "o2": "edr"})
+    g.submit(ticket({"beliefs": [belief_id]}))
     with pytest.raises(PermissionDenied):
         g.record_trust("acme", person(g, "mallory"))
     event = g.record_trust("acme", person(g, "alice"))
@@ -307,9 +307,7 @@ def test_a_kill_switch_engaged_while_it_waited_still_blocks_the_release(ledger: 
     held = g.submit(ticket({"observations": ["o1", "o2"]}))
     g.engage_killswitch("tenant:acme", "incident", person(g, "alice"))
     observe(g, "acme", "o1", "edr")
-    observe(g, "acme", "o2", "idp")
-    (released,) = g.recheck_evidence("acme")
-    assert released.status == OutcomeStatus.BLOCKED
+    assert observe(g, "acme", "o2", "idp").released == [held.intent_id]
     assert ran == []
     assert g.outcome("acme", held.intent_id).status == OutcomeStatus.BLOCKED
     assert replay(ledger.store, "acme").verified

@@ -700,7 +700,7 @@ MALFORMED: list[tuple[str, Callable[[dict[str, Any]], None], str]] = [
     ("event-not-text", _entry("events", event=7), "events[0]: event is not JSON"),
     ("log-elsewhere", _entry("context", log="globex"), "context[0]: log 'globex'"),
     ("public-key-not-text", lambda b: b.update(public_key=7), "public_key"),
-    ("format-other", lambda b: b.update(format="exoarmur.evidence-bundle/v2"), "format"),
+    ("format-other", lambda b: b.update(format="exoarmur.evidence-bundle/v3"), "format"),
     (
         "proof-altered",
         lambda b: b["events"][0]["proof"].__setitem__(0, "0" * 64),
@@ -741,9 +741,10 @@ def test_a_bundle_that_is_not_an_object_counts_nothing() -> None:
 
 
 def test_another_format_is_the_one_failure(golden: Ledger) -> None:
-    bundle = _story(golden, BASES["approved"]) | {"format": "exoarmur.evidence-bundle/v2"}
+    bundle = _story(golden, BASES["approved"]) | {"format": "exoarmur.evidence-bundle/v3"}
     assert verify_bundle(bundle).failures == [
-        "format: expected 'exoarmur.evidence-bundle/v1', found 'exoarmur.evidence-bundle/v2'"
+        "format: expected one of exoarmur.evidence-bundle/v1, exoarmur.evidence-bundle/v2, "
+        "found 'exoarmur.evidence-bundle/v3'"
     ]
 
 

@@ -159,6 +159,113 @@ def test_shadows_never_loosen_a_decision_or_a_quorum(
             assert with_shadow.status.value in ("pending_approval", "denied")
 
 
+@pytest.fixture(scope="module")
+def enforcing(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Governor]:
+    """A governor that enforces evidence: where a shadow raises what an intent needs."""
+    from exoarmur.clock import StepClock
+    from exoarmur.executors import EchoExecutor, ExecutorRegistry
+    from exoarmur.gate import GateConfig
+    from exoarmur.ids import SeededIds
+    from exoarmur.ledger.keys import SigningKey
+    from exoarmur.ledger.log import Ledger
+    from exoarmur.ledger.sqlite import SqliteStore
+
+    store = SqliteStore(tmp_path_factory.mktemp("enforced") / "ledger.db")
+    executors = ExecutorRegistry()
+    executors.bind("fs.*", EchoExecutor())
+    governor = Governor(
+        ledger=Ledger(store, SigningKey.generate("test.exoarmur/enforced")),
+        policy=PolicyEngine(PolicyBundle.from_text(POLICY)),
+        executors=executors,
+        clock=StepClock(),
+        ids=SeededIds(14),
+        gate=GateConfig(evidence_enforced=True),
+    )
+    yield governor
+    store.close()
+
+
+#: pending_evidence holds the policy's verdict: stricter than allowing or asking, looser than deny
+WAITING = {Verdict.ALLOW: 0, Verdict.REQUIRE_APPROVAL: 1, Verdict.PENDING_EVIDENCE: 2}
+
+
+def required(decision: Decision) -> int:
+    from exoarmur.evidence_levels import rank
+
+    return rank(str((decision.gate or {}).get("evidence", {}).get("required", "none")))
+
+
+@settings(
+    max_examples=20,
+    deadline=None,
+    suppress_health_check=[HealthCheck.function_scoped_fixture, HealthCheck.too_slow],
+)
+@given(st.lists(observation, max_size=10), st.lists(st.sampled_from(SUBJECTS), max_size=3))
+def test_wired_shadows_only_raise_the_evidence_an_enforcing_gate_asks(
+    enforcing: Governor, raw: list[dict[str, Any]], cited: list[str]
+) -> None:
+    """Through the live intake (shadows are a standing influence): never looser, never run."""
+    number = next(_tenants)
+    shadowed, quiet = f"wired-{number}", f"still-{number}"
+    desk = desk_of(enforcing)
+    done = desk.record(
+        shadowed, [parse_observation(o) for o in raw], {"id": "t", "kind": "agent"}, TUNED
+    )
+    # the ready plan (Door Net) is a suggestion: recording telemetry submits nothing
+    assert not [e for e in enforcing.ledger.store.events(shadowed) if e.intent_id is not None]
+    assert done.released == []
+    for loud, calm in zip(intents(shadowed), intents(quiet), strict=True):
+        if cited:  # the shadowed subjects it mentions as plan-like scopes
+            scopes = [{"kind": c.partition(":")[0], "id": c.partition(":")[2]} for c in cited]
+            for item in (loud, calm):
+                item["params"] = item.get("params", {}) | {
+                    "plan": {"steps": [{"scope": x} for x in scopes]}
+                }
+        with_shadow = enforcing.submit(loud)
+        without = enforcing.submit(calm)
+        v, w = with_shadow.decision.verdict, without.decision.verdict
+        if w == Verdict.DENY:
+            assert v == Verdict.DENY
+        else:
+            assert v == Verdict.DENY or WAITING[v] >= WAITING[w]
+        assert required(with_shadow.decision) >= required(without.decision)
+        if v != Verdict.DENY and w != Verdict.DENY:
+            assert quorum(with_shadow.decision) >= quorum(without.decision)
+        if with_shadow.status.value == "executed":
+            assert without.status.value == "executed"
+
+
+def test_a_shadowed_subject_waits_for_corroboration_and_replay_agrees(
+    enforcing: Governor,
+) -> None:
+    """The example the wired property is about, and the join that makes it hold."""
+    from exoarmur.replay import replay
+
+    burst = [
+        {
+            "source": "okta",
+            "subject": {"kind": "identity", "id": "alice"},
+            "kind": "login.failed",
+            "event_time": f"2026-11-30T08:00:0{n}Z",
+        }
+        for n in range(2)
+    ]
+    desk = desk_of(enforcing)
+    desk.record(
+        "wired-real", [parse_observation(o) for o in burst], {"id": "t", "kind": "agent"}, TUNED
+    )
+    key = desk.status("wired-real", "identity:alice").shadow_key
+    read = intents("wired-real")[0]  # fs.read of identity:alice: allowed by policy alone
+    held = enforcing.submit(read)
+    assert held.decision.verdict == Verdict.PENDING_EVIDENCE
+    assert held.decision.gate is not None
+    assert held.decision.gate["evidence"]["required"] == "corroborated"
+    assert [i["origin"] for i in held.decision.gate["evidence"]["influences"]] == [f"shadow:{key}"]
+    quiet = enforcing.submit(intents("wired-quiet")[0])
+    assert quiet.decision.verdict == Verdict.ALLOW  # no shadow, nothing raised
+    assert replay(enforcing.ledger.store, "wired-real").verified
+
+
 def test_the_property_meets_real_shadows(shared: Governor) -> None:
     """The example the property is about: a shadowed identity, Door Net ready, still two votes."""
     burst = [

@@ -228,7 +228,7 @@ suggestions = st.one_of(
     ),
     st.dictionaries(
         st.sampled_from(["posture", "ttl_seconds", "approve", "quorum"]),
-        st.none() | st.booleans() | st.integers() | st.text(max_size=5),
+        st.none() | st.booleans() | st.integers(-(2**53) + 1, 2**53 - 1) | st.text(max_size=5),
         max_size=3,
     ),
     st.none(),

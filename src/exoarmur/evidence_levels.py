@@ -45,6 +45,8 @@ BELIEF_FORMED = "belief.formed"
 EVIDENCE_ATTESTED = "evidence.attested"
 EVIDENCE_SATISFIED = "evidence.satisfied"
 TRUST_SCORED = "trust.scored"
+SHADOW_OPENED = ("shadow.created", "shadow.updated")
+SHADOW_CLOSED = "shadow.closed"
 #: what an unmet requirement does: wait for evidence (default) or deny at once
 UNMET_ACTIONS = ("wait", "deny")
 
@@ -52,6 +54,10 @@ UNMET_ACTIONS = ("wait", "deny")
 LOW_TRUST = 5000
 #: the level low trust raises a requirement to
 LOW_TRUST_LEVEL = "corroborated"
+#: the level an open identity shadow raises the requirement of what concerns its subject to
+SHADOW_LEVEL = "corroborated"
+#: the subject kinds an intent's ``target`` may name (``kind:id``)
+SUBJECT_KINDS = ("identity", "endpoint", "workload", "service")
 
 
 def level_of(name: str) -> str:
@@ -157,6 +163,10 @@ class EvidenceFold:
     observations: dict[str, str] = field(default_factory=dict)
     #: belief id -> (detector, its sources)
     beliefs: dict[str, tuple[str, tuple[str, ...]]] = field(default_factory=dict)
+    #: observation or belief id -> the subject it is about (``kind:id``)
+    subjects: dict[str, str] = field(default_factory=dict)
+    #: open identity shadows: shadow key -> the identifiers it follows
+    shadows: dict[str, tuple[str, ...]] = field(default_factory=dict)
     #: intent id -> (intent hash, principal) of each attestation
     attested: dict[str, list[tuple[str, str]]] = field(default_factory=dict)
     #: intents waiting for evidence (decided pending_evidence, not yet satisfied)
@@ -178,10 +188,17 @@ class EvidenceFold:
             oid, source = observation["observation_id"], observation["source"]
             if isinstance(oid, str) and isinstance(source, str):
                 self.observations.setdefault(oid, source)
+                self.subjects.setdefault(oid, _subject(observation["subject"]))
         elif kind == BELIEF_FORMED:
             belief = payload["belief"]
             sources = tuple(sorted({str(s) for s in belief["sources"]}))
             self.beliefs.setdefault(str(belief["belief_id"]), (str(belief["detector"]), sources))
+            self.subjects.setdefault(str(belief["belief_id"]), _subject(belief["subject"]))
+        elif kind in SHADOW_OPENED:
+            shadow = payload["shadow"]
+            self.shadows[str(shadow["shadow_key"])] = tuple(str(i) for i in shadow["identifiers"])
+        elif kind == SHADOW_CLOSED:
+            self.shadows.pop(str(payload["shadow"]["shadow_key"]), None)
         elif kind == EVIDENCE_ATTESTED and intent_id is not None:
             record = (str(payload["intent_hash"]), str(payload["principal"]))
             self.attested.setdefault(intent_id, []).append(record)
@@ -289,6 +306,65 @@ class TrustInfluence:
             for t in fold.trust()
             if (t.kind, t.name) in rests_on and t.score < LOW_TRUST
         ]
+
+
+def _subject(raw: Mapping[str, Any]) -> str:
+    return f"{raw['kind']}:{raw['id']}"
+
+
+def concerned(intent: ActionIntent, refs: EvidenceRefs, fold: EvidenceFold) -> set[str]:
+    """The subjects (``kind:id``) an intent concerns, as far as a shadow is concerned.
+
+    Its ``target`` when it names a subject, its ``params.containment.scope``,
+    every step scope of a ``params.plan``, and the subjects of the
+    observations and beliefs it references. Anything unreadable among them
+    names nothing (the gate refuses malformed containment on its own).
+    """
+    found: set[str] = set()
+    kind, _, ident = intent.target.partition(":")
+    if kind in SUBJECT_KINDS and ident:
+        found.add(intent.target)
+    scopes: list[object] = []
+    containment = intent.params.get("containment")
+    if isinstance(containment, Mapping):
+        scopes.append(containment.get("scope"))
+    plan = intent.params.get("plan")
+    steps = plan.get("steps") if isinstance(plan, Mapping) else None
+    if isinstance(steps, list):
+        scopes.extend(s.get("scope") for s in steps if isinstance(s, Mapping))
+    for scope in scopes:
+        if isinstance(scope, Mapping) and isinstance(scope.get("kind"), str):
+            found.add(f"{scope['kind']}:{scope.get('id')}")
+    found.update(
+        fold.subjects[i] for i in (*refs.observations, *refs.beliefs) if i in fold.subjects
+    )
+    return found
+
+
+class ShadowInfluence:
+    """An open identity shadow raises what concerns its subject to :data:`SHADOW_LEVEL`.
+
+    Read from the tenant's evidence fold, so the live decision and its replay
+    see the shadows open at the same log position. It never lowers anything.
+    """
+
+    def influences(
+        self, intent: ActionIntent, refs: EvidenceRefs, fold: EvidenceFold, position: int
+    ) -> Sequence[Influence]:
+        subjects = concerned(intent, refs, fold)
+        return [
+            Influence(
+                f"shadow:{key}",
+                SHADOW_LEVEL,
+                f"{', '.join(sorted(subjects.intersection(ids)))} is shadowed ({key})",
+            )
+            for key, ids in sorted(fold.shadows.items())
+            if subjects.intersection(ids)
+        ]
+
+
+#: the influences every evidence check reads (live, replay and verify-bundle alike)
+STANDING: tuple[InfluenceSource, ...] = (TrustInfluence(), ShadowInfluence())
 
 
 def level_met(refs: EvidenceRefs, fold: EvidenceFold, intent_id: str, intent_hash: str) -> str:

@@ -84,7 +84,13 @@ def observe(
             actor = recording_actor(acting_principal(governor, key_file), _tenant(tenant))
             done = desk_of(governor).record(tenant, observations, actor, settings)
     if as_json:
-        print_json({"tenant": tenant, "observations": [d.to_json() for d in done]})
+        print_json(
+            {
+                "tenant": tenant,
+                "observations": [d.to_json() for d in done],
+                "released": done.released,
+            }
+        )
         return
     for d in done:
         state = "recorded" if d.recorded else "already recorded"
@@ -95,6 +101,8 @@ def observe(
             typer.echo(f"  {change['type']} {change['shadow_key']}")
     fresh = sum(d.recorded for d in done)
     typer.echo(f"{fresh} recorded, {len(done) - fresh} already recorded, in {tenant}")
+    for intent_id in done.released:
+        typer.echo(visible(f"released {intent_id}: its evidence arrived"))
 
 
 def _shadow_lines(shadow: dict[str, Any]) -> list[str]:

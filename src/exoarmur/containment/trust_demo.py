@@ -1,10 +1,13 @@
 """The trust_influence demo: a detector whose last action was compensated is trusted less.
 
-A belief from the ``stuffing`` detector leads to a Door Net plan whose third
-step fails and is compensated; the next action resting on the same belief
-asks only for ``observed`` evidence, but low trust in the detector raises it
-to ``corroborated``, so the action waits (``pending_evidence``): trust raised
-the requirement and allowed nothing.
+Telemetry goes through the observation desk: the ``stuffing`` detector (a
+configured threshold rule) forms a belief on a failed login, which opens a
+shadow on identity alice. A Door Net plan resting on that belief, corroborated
+by an EDR observation, runs; its third step fails and is compensated. The next
+action resting on the belief alone asks only for ``observed`` evidence, but low
+trust in the detector (and the open shadow) raise it to ``corroborated``, so
+the action waits (``pending_evidence``): trust raised the requirement and
+allowed nothing.
 """
 
 from __future__ import annotations
@@ -12,9 +15,10 @@ from __future__ import annotations
 from typing import Any
 
 from ..approvals.book import Vote
-from ..evidence_levels import BELIEF_FORMED, OBSERVATION_RECORDED
 from ..governor.facade import Governor
 from ..model.decision import OutcomeStatus
+from ..observations import parse_observation
+from ..observations.intake import desk_of
 from .demos import DEMO_TENANT, DOOR_NET_TARGETS, operators, replay_verified
 from .plans import door_net
 from .room import plan_intent
@@ -25,46 +29,45 @@ FAILING_STEP = 3
 _SENSOR = {"id": "idp-sensor", "kind": "service"}
 
 
-def _record(governor: Governor, kind: str, payload: dict[str, Any]) -> None:
-    # Until the observe room is merged, the demo records the contract's events itself.
-    draft = governor.drafts.for_log(DEMO_TENANT, kind, payload, _SENSOR)
-    governor.state.append_one(DEMO_TENANT, draft)
+_STUFFING = {
+    "name": DETECTOR,
+    "type": "threshold",
+    "match": "login.failed",
+    "threshold": 1,
+    "window_seconds": 600,
+    "belief": "credential.stuffing",
+}
+
+
+def _observation(observation_id: str, source: str, kind: str) -> dict[str, Any]:
+    return {
+        "observation_id": observation_id,
+        "source": source,
+        "subject": {"kind": "identity", "id": "alice"},
+        "kind": kind,
+        "attributes": {"count": 40},
+        "event_time": "2026-11-30T08:00:00Z",
+    }
 
 
 def trust_influence(governor: Governor) -> dict[str, str]:
     subject = {"kind": "identity", "id": "alice"}
-    _record(
-        governor,
-        OBSERVATION_RECORDED,
-        {
-            "observation": {
-                "observation_id": "obs-1",
-                "source": "idp",
-                "subject": subject,
-                "kind": "login.failed",
-                "attributes": {"count": 40},
-                "event_time": "2026-11-30T08:00:00Z",
-            }
-        },
+    desk = desk_of(governor)
+    (login,) = desk.record(
+        DEMO_TENANT,
+        [parse_observation(_observation("obs-1", "idp", "login.failed"))],
+        _SENSOR,
+        detectors={"rules": [_STUFFING]},
     )
-    _record(
-        governor,
-        BELIEF_FORMED,
-        {
-            "belief": {
-                "belief_id": "belief-1",
-                "detector": DETECTOR,
-                "detector_version": "1",
-                "kind": "credential.stuffing",
-                "subject": subject,
-                "observation_ids": ["obs-1"],
-                "sources": ["idp"],
-            }
-        },
+    desk.record(
+        DEMO_TENANT, [parse_observation(_observation("obs-2", "edr", "session.anomaly"))], _SENSOR
     )
-    refs = {"evidence_refs": {"beliefs": ["belief-1"]}}
+    (belief,) = login.beliefs
+    refs = {"evidence_refs": {"beliefs": [belief]}}
+    # the plan is corroborated by the EDR observation: the open shadow asks that much
+    corroborated = {"evidence_refs": {"beliefs": [belief], "observations": ["obs-2"]}}
     plan = plan_intent(door_net(DEMO_TENANT, DOOR_NET_TARGETS), DEMO_TENANT, "soc-agent")
-    plan["params"] = plan["params"] | refs
+    plan["params"] = plan["params"] | corroborated
     first = governor.submit(plan)
     approvers = operators(governor, 2)
     for operator in approvers:

@@ -25,8 +25,13 @@ from ..model.event import (
     SYSTEM_LOG,
     Event,
 )
+from .story import needs_v2
 
 BUNDLE_FORMAT = "exoarmur.evidence-bundle/v1"
+#: v2 adds evidence holds and releases and approval escalations to an intent's story;
+#: a bundle is written as v2 only when its story needs it, so v1 readers keep reading the rest
+BUNDLE_FORMAT_V2 = "exoarmur.evidence-bundle/v2"
+BUNDLE_FORMATS = (BUNDLE_FORMAT, BUNDLE_FORMAT_V2)
 
 
 def _entry(ledger: Ledger, log: str, event: Event, size: int) -> dict[str, Any]:
@@ -86,8 +91,9 @@ def export_bundle(
     decisions = [e for e in events if e.type == DECISION_RECORDED]
     context, logs = _context(ledger, tenant, decisions)
     checkpoints = {log: ledger.current_checkpoint(log) for log in sorted({tenant, *logs})}
+    v2 = needs_v2([{"type": e.type, "payload": e.payload} for e in events])
     bundle: dict[str, Any] = {
-        "format": BUNDLE_FORMAT,
+        "format": BUNDLE_FORMAT_V2 if v2 else BUNDLE_FORMAT,
         "tenant": tenant,
         "correlation_id": correlation,
         "public_key": ledger.key.verifier_key(),

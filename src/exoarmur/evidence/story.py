@@ -13,7 +13,11 @@ sign any log. What such a forger cannot make consistent is checked here:
   ``intent.recorded``, carries that intent's hash, and comes where the
   pipeline and the approval book put it (one decision, one start, one end);
 - each intent's state at export is reported, so that a story cut short
-  (a pending approval, a start with no end) is visible, never a silent pass.
+  (a pending approval, a start with no end) is visible, never a silent pass;
+- (format v2) an intent held for evidence is held exactly as policy's
+  minimum raised by its recorded influences says, is released only at a
+  level that meets it (``attested`` only after an operator's attestation),
+  and an escalation raises the quorum only as its request's ladder says.
 
 Pure: no store, no clock, no network.
 """
@@ -21,17 +25,29 @@ Pure: no store, no clock, no network.
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ..approvals.book import approval_request
 from ..encoding import content_hash, format_time, parse_time
 from ..errors import ExoArmurError
+from ..evidence_levels import (
+    EVIDENCE_ATTESTED,
+    EVIDENCE_SATISFIED,
+    LEVELS,
+    Influence,
+    rank,
+    released,
+    required_level,
+    strictest,
+)
 from ..gate import POSTURES, Controls, GateConfig, Posture, parse_scope
 from ..gate import check as gate_check
+from ..gate.gate import held_for_evidence, own_evidence
 from ..model.decision import Decision, Verdict
 from ..model.event import (
+    APPROVAL_ESCALATED,
     APPROVAL_GRANTED,
     APPROVAL_REFUSED,
     APPROVAL_REJECTED,
@@ -55,7 +71,14 @@ from ..policy import PolicyEngine
 #: a failure: where (``events[3]``) and what
 Fail = Callable[[str, str], None]
 
-_STRICTNESS = {Verdict.ALLOW: 0, Verdict.REQUIRE_APPROVAL: 1, Verdict.DENY: 2}
+_STRICTNESS = {
+    Verdict.ALLOW: 0,
+    Verdict.REQUIRE_APPROVAL: 1,
+    Verdict.PENDING_EVIDENCE: 1,
+    Verdict.DENY: 2,
+}
+#: what format v2 adds to an intent's story (a v1 bundle holding any of it fails)
+V2_TYPES = frozenset({EVIDENCE_ATTESTED, EVIDENCE_SATISFIED, APPROVAL_ESCALATED})
 #: approval window when the configuration names none (as replay assumes)
 _DEFAULT_WINDOW = 3600
 #: gate controls whose state lives outside any bundle (control logs, recorded times):
@@ -73,6 +96,8 @@ _BOUND = frozenset(
         EXECUTION_BLOCKED,
         EXECUTION_RETRY,
         EXECUTION_FINISHED,
+        EVIDENCE_ATTESTED,
+        EVIDENCE_SATISFIED,
     }
 )
 
@@ -81,6 +106,7 @@ RECORDED = "recorded, not decided"
 DENIED = "denied"
 ALLOWED = "allowed; nothing started in ExoArmur (the caller carries it out)"
 PENDING = "pending approval"
+WAITING = "waiting for evidence"
 APPROVED = "approved, not started"
 REJECTED = "rejected"
 EXPIRED = "expired"
@@ -88,7 +114,7 @@ STARTED = "started, not finished"
 BLOCKED = "blocked before the side effect"
 UNKNOWN = "outcome unknown"
 FINISHED = "finished"
-OPEN_STATES = frozenset({RECORDED, PENDING, APPROVED, STARTED})
+OPEN_STATES = frozenset({RECORDED, PENDING, WAITING, APPROVED, STARTED})
 
 
 class Malformed(ValueError):
@@ -132,6 +158,11 @@ class Story:
     deadline: datetime | None = None
     approvers: list[str] = field(default_factory=list)
     rejected_by: str | None = None
+    #: the escalation ladder its approval request set: (raised quorum, from when)
+    ladder: tuple[int, datetime] | None = None
+    escalated: bool = False
+    #: operators who attested its evidence
+    attested_by: list[str] = field(default_factory=list)
     started_id: str | None = None
     attempts: int = 0
     outcome: str = ""
@@ -153,12 +184,33 @@ class Told:
     #: policy and config hashes the decisions name (the context must hold exactly these)
     named: set[tuple[str, str]] = field(default_factory=set)
     notes: list[str] = field(default_factory=list)
+    #: the bundle format's version (v1 knows no evidence holds)
+    version: int = 2
+
+
+def needs_v2(events: list[dict[str, Any]]) -> bool:
+    """Whether a story uses what format v2 adds (evidence holds, releases, escalations)."""
+    return any(
+        e.get("type") in V2_TYPES
+        or (
+            e.get("type") == DECISION_RECORDED
+            and isinstance(e.get("payload"), dict)
+            and isinstance(e["payload"].get("decision"), dict)
+            and e["payload"]["decision"].get("verdict") == Verdict.PENDING_EVIDENCE.value
+        )
+        for e in events
+    )
 
 
 def check_story(
-    tenant: str, events: list[tuple[str, dict[str, Any]]], context: Context, fail: Fail
+    tenant: str,
+    events: list[tuple[str, dict[str, Any]]],
+    context: Context,
+    fail: Fail,
+    version: int = 2,
 ) -> Told:
-    told = Told()
+    """Check every intent's story; ``version`` is the bundle format's (1 lacks V2_TYPES)."""
+    told = Told(version=version)
     for where, event in events:
         kind = event.get("type")
         intent_id = event.get("intent_id")
@@ -192,8 +244,11 @@ def check_story(
                     fail(where, "a vote refused before the intent was decided")
                 continue
             step = _STEPS.get(str(kind))
-            if step is None:
-                fail(where, f"type {kind!r} is not part of an intent's story (bundle format v1)")
+            if step is None or (version < 2 and kind in V2_TYPES):
+                fail(
+                    where,
+                    f"type {kind!r} is not part of an intent's story (bundle format v{version})",
+                )
                 continue
             step(where, event, payload, story, context, told, fail)
         except (Malformed, KeyError, TypeError, ValueError, ExoArmurError) as exc:
@@ -261,6 +316,9 @@ def _decided(
         return
     told.decisions += 1
     recorded = Decision.from_canonical(_get(payload, "decision", dict))
+    if recorded.verdict == Verdict.PENDING_EVIDENCE and told.version < 2:
+        fail(where, "decision.verdict: pending_evidence is not a verdict of bundle format v1")
+        return
     told.named.add(("policy", recorded.policy_hash))
     if recorded.config_hash is not None:
         told.named.add(("config", recorded.config_hash))
@@ -272,6 +330,7 @@ def _decided(
         Verdict.ALLOW: ALLOWED,
         Verdict.DENY: DENIED,
         Verdict.REQUIRE_APPROVAL: PENDING,
+        Verdict.PENDING_EVIDENCE: WAITING,
     }[decision.verdict]
     if decision.gate is not None:
         story.expect.append(GATE_BLOCKED)
@@ -336,14 +395,22 @@ def _rederive(
     else:
         tenant = Controls(intent.tenant)
         tenant.posture = Posture(posture)
+        # as replay reads a snapshot: one from before the class floor had none
+        gate_config = GateConfig.from_recorded(config.get("gate"))
         derived = gate_check(
             intent,
             policy,
             system=Controls(SYSTEM_LOG),
             tenant=tenant,
-            config=gate_config,
+            # the evidence a tenant's log holds is not in the bundle: checked apart
+            config=replace(gate_config, evidence_enforced=False),
             now=story.recorded_at,
         )
+        if gate_config.evidence_enforced:
+            held = _evidence_held(where, intent, derived, recorded, told, fail)
+            if held is None:
+                return None
+            derived = held
     wanted, found = derived.to_canonical(), recorded.to_canonical()
     for name in ("verdict", "reasons", "obligations", "errors", "policy_hash", "gate"):
         if wanted.get(name) != found.get(name):
@@ -354,6 +421,89 @@ def _rederive(
             )
             return derived
     return derived
+
+
+def _influences(raw: object) -> list[Influence]:
+    if not isinstance(raw, list):
+        raise Malformed("decision.gate.evidence.influences: not a list")
+    found = []
+    for number, item in enumerate(raw):
+        if (
+            not isinstance(item, dict)
+            or set(item) != {"origin", "level", "reason"}
+            or not all(isinstance(v, str) for v in item.values())
+            or item["level"] not in LEVELS
+        ):
+            raise Malformed(
+                f"decision.gate.evidence.influences[{number}]: must be an object of origin, "
+                f"level (one of {', '.join(LEVELS)}) and reason"
+            )
+        found.append(Influence(item["origin"], item["level"], item["reason"]))
+    return found
+
+
+def _evidence_held(
+    where: str,
+    intent: ActionIntent,
+    base: Decision,
+    recorded: Decision,
+    told: Told,
+    fail: Fail,
+) -> Decision | None:
+    """The evidence check, as far as a bundle can make it (format v2).
+
+    The level an intent's evidence met, and the influences (shadows, trust)
+    that raised its requirement, are folded from the whole tenant log, which
+    a bundle does not carry: they are taken as recorded, and noted. What is
+    checked is that the requirement is exactly policy's minimum raised by the
+    recorded influences (never lower), that a held intent's evidence was below
+    it, and that the hold is the gate's record of exactly that.
+    """
+    if base.verdict == Verdict.DENY:
+        return base
+    minimum = strictest([base.obligations.get("evidence", "none"), own_evidence(intent)])
+    gate = recorded.gate or {}
+    if recorded.verdict == Verdict.PENDING_EVIDENCE:
+        record = gate.get("evidence")
+        if not isinstance(record, dict) or set(record) != {"required", "met", "influences"}:
+            raise Malformed("decision.gate.evidence: must hold required, met and influences")
+        influences = _influences(record["influences"])
+        required, met = record["required"], record["met"]
+    else:
+        control = next(
+            (c for c in gate.get("controls") or () if str(c).startswith("evidence:")), None
+        )
+        if control is None:
+            if minimum != "none":
+                told.notes.append(
+                    f"intent {intent.intent_id}: its evidence met the level it required "
+                    f"(at least {minimum}) as recorded; the tenant log shows it (replay)"
+                )
+            return base
+        # denied for evidence (@evidence_unmet("deny")): the record names no influences
+        required = str(control).removeprefix("evidence:")
+        met = str(gate.get("reason", "")).rpartition(f"evidence: {required} required, ")[2]
+        met = met.removesuffix(" met")
+        influences = [Influence("recorded", required, "as recorded")] if required in LEVELS else []
+    if required not in LEVELS or met not in LEVELS:
+        fail(where, f"decision.gate.evidence: {required!r} and {met!r} must be evidence levels")
+        return None
+    wanted = required_level(minimum, influences)
+    if required != wanted:
+        fail(
+            where,
+            f"decision.gate.evidence.required: policy asks {minimum} and the recorded influences "
+            f"raise it to {wanted}; the record says {required}",
+        )
+        return None
+    if rank(met) >= rank(required):
+        fail(where, f"held for evidence it met: {met} meets {required}")
+        return None
+    told.notes.append(
+        f"intent {intent.intent_id} was held for evidence: {required} required, {met} met, as "
+        "recorded (the level met and the influences are the tenant log's; replay shows them)"
+    )
+    return held_for_evidence(base, required, met, influences)
 
 
 def _outside(gate: dict[str, Any]) -> bool:
@@ -453,6 +603,9 @@ def _requested(
         "intent_hash": story.intent_hash
     }
     story.deadline = parse_time(wanted["deadline"])
+    ladder = wanted.get("escalate")
+    if isinstance(ladder, dict):
+        story.ladder = (int(ladder["quorum"]), parse_time(str(ladder["at"])))
     if _get(payload, "quorum", int) != wanted["quorum"]:
         fail(
             where,
@@ -671,6 +824,97 @@ def _unknown(
     story.state = UNKNOWN
 
 
+def _attested(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    principal = _get(payload, "principal", str)
+    if _get(payload, "intent_id", str) != story.intent_id:
+        fail(where, f"payload.intent_id: {payload['intent_id']}, the event's is {story.intent_id}")
+        return
+    if principal == story.intent.actor.id:
+        fail(where, f"{principal} requested this intent and may not attest its evidence")
+        return
+    _get(payload, "note", str)
+    story.attested_by.append(principal)
+
+
+def _satisfied(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    decision = story.decision
+    if story.state != WAITING or decision is None or decision.gate is None:
+        fail(where, f"evidence.satisfied while the intent was {story.state}, not waiting for it")
+        return
+    fields = {"intent_hash", "required", "met", "controls", "verdict"}
+    if set(payload) != fields:
+        fail(where, f"payload: must hold exactly {', '.join(sorted(fields))}")
+        return
+    required = decision.gate["evidence"]["required"]
+    met = _get(payload, "met", str)
+    if payload["required"] != required:
+        fail(where, f"payload.required: {payload['required']}, the decision required {required}")
+        return
+    if met not in LEVELS or rank(met) < rank(required):
+        fail(where, f"payload.met: {met!r} does not meet the {required} the decision required")
+        return
+    if met == "attested" and not story.attested_by:
+        fail(where, "payload.met: attested, but no evidence.attested of this intent comes before")
+        return
+    then = released(decision)
+    if payload["verdict"] != then.verdict.value:
+        fail(where, f"payload.verdict: {payload['verdict']}, the held verdict is {then.verdict}")
+        return
+    if met != "attested":
+        told.notes.append(
+            f"intent {story.intent_id} was released at {met} as recorded (the evidence is the "
+            "tenant log's; replay re-checks the release)"
+        )
+    story.decision = then
+    if then.verdict == Verdict.REQUIRE_APPROVAL:
+        story.state = PENDING
+        story.decided_at = parse_time(_get(event, "process_time", str))
+        story.quorum = int(then.obligations["approval"])
+        story.expect.append(APPROVAL_REQUESTED)
+    else:
+        story.state = ALLOWED
+
+
+def _escalated(
+    where: str,
+    event: dict[str, Any],
+    payload: dict[str, Any],
+    story: Story,
+    context: Context,
+    told: Told,
+    fail: Fail,
+) -> None:
+    if story.state != PENDING or story.ladder is None or story.escalated:
+        fail(where, "an escalation its approval request's ladder does not make")
+        return
+    quorum, at = story.ladder
+    wanted = {"quorum": quorum, "from": story.quorum, "at": format_time(at)}
+    if payload != wanted:
+        fail(where, f"payload: {payload!r}, the ladder says {wanted!r}")
+        return
+    if parse_time(_get(event, "process_time", str)) < at:
+        fail(where, f"escalated before {format_time(at)}, when its ladder allows")
+        return
+    story.quorum = max(story.quorum, quorum)
+    story.escalated = True
+
+
 _Step = Callable[
     [str, dict[str, Any], dict[str, Any], Story, Context, Told, Fail],
     None,
@@ -689,4 +933,7 @@ _STEPS: dict[str, _Step] = {
     EXECUTION_BLOCKED: _blocked,
     EXECUTION_FINISHED: _finished,
     EXECUTION_OUTCOME_UNKNOWN: _unknown,
+    EVIDENCE_ATTESTED: _attested,
+    EVIDENCE_SATISFIED: _satisfied,
+    APPROVAL_ESCALATED: _escalated,
 }

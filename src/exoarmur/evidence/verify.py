@@ -38,7 +38,7 @@ from ..ledger.merkle import leaf_hash, verify_inclusion
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
 from ..policy import PolicyBundle, PolicyEngine
 from .artifacts import BLOCK, ArtifactsReport, check_artifacts
-from .bundle import BUNDLE_FORMAT
+from .bundle import BUNDLE_FORMATS
 from .story import Context, check_story, explain
 
 _TOP_LEVEL = {
@@ -139,9 +139,12 @@ def verify_bundle(
             + "".join(f"; missing field {name!r}" for name in sorted(_TOP_LEVEL - found)),
         )
         return verdict
-    if bundle["format"] != BUNDLE_FORMAT:
-        verdict.fail("format", f"expected {BUNDLE_FORMAT!r}, found {bundle['format']!r}")
+    if bundle["format"] not in BUNDLE_FORMATS:
+        verdict.fail(
+            "format", f"expected one of {', '.join(BUNDLE_FORMATS)}, found {bundle['format']!r}"
+        )
         return verdict
+    version = BUNDLE_FORMATS.index(bundle["format"]) + 1
     body = {k: v for k, v in bundle.items() if k != "bundle_hash"}
     try:
         if content_hash(body) != bundle["bundle_hash"]:
@@ -167,7 +170,7 @@ def verify_bundle(
     verdict.events = len(events) + len(context)
     _structure(events, context, bundle, verdict)
     if not verdict.failures:
-        _redecide(tenant, events, context, verdict)
+        _redecide(tenant, events, context, verdict, version)
     verdict.artifacts = check_artifacts(bundle, enforce_artifacts, verdict.fail)
     return verdict
 
@@ -357,10 +360,11 @@ def _redecide(
     events: list[tuple[str, dict[str, Any]]],
     context: list[tuple[str, dict[str, Any]]],
     verdict: BundleVerdict,
+    version: int = 2,
 ) -> None:
     loaded, places = _load_context(context, verdict)
     _recheck_containment(events, verdict)
-    told = check_story(tenant, events, loaded, verdict.fail)
+    told = check_story(tenant, events, loaded, verdict.fail, version)
     verdict.decisions = told.decisions
     verdict.notes.extend(told.notes)
     for key, where in places.items():

@@ -35,8 +35,9 @@ from ..containment.model import PLAN_ACTION, is_containment, parse_spec
 from ..containment.plans import parse_plan
 from ..errors import ContainmentError
 from ..evidence_levels import (
+    STANDING,
+    Influence,
     InfluenceSource,
-    TrustInfluence,
     level_met,
     parse_refs,
     rank,
@@ -158,7 +159,8 @@ def check(
     """The decision, tightened by the gate (``decision.gate`` says how, if at all).
 
     ``influences`` (the identity shadow, say) may only raise the evidence an
-    intent needs; trust in what it rests on is always one of them.
+    intent needs; trust in what it rests on and the open identity shadows are
+    always among them (:data:`~exoarmur.evidence_levels.STANDING`).
     """
     try:
         tightened = _check(intent, decision, system=system, tenant=tenant, config=config, now=now)
@@ -169,7 +171,7 @@ def check(
         return _deny(decision, GATE_ERROR, _failure(exc))
 
 
-def _own_evidence(intent: ActionIntent) -> str:
+def own_evidence(intent: ActionIntent) -> str:
     """The level a containment action asks for itself (only when it names one)."""
     raw = intent.params.get("containment") if is_containment(intent.action) else None
     named = raw.get("evidence") if isinstance(raw, dict) else None
@@ -184,16 +186,27 @@ def _evidence(
 ) -> Decision:
     """Hold (or deny) an action whose referenced evidence is below the level required."""
     refs = parse_refs(intent.params)
-    minimum = strictest([decision.obligations.get("evidence", "none"), _own_evidence(intent)])
+    minimum = strictest([decision.obligations.get("evidence", "none"), own_evidence(intent)])
     found = [
         i
-        for source in (TrustInfluence(), *extra)
+        for source in (*STANDING, *extra)
         for i in source.influences(intent, refs, tenant.evidence, tenant.position)
     ]
     required = required_level(minimum, found)
     met = level_met(refs, tenant.evidence, intent.intent_id, intent.intent_hash())
     if rank(met) >= rank(required):
         return decision
+    return held_for_evidence(decision, required, met, found)
+
+
+def held_for_evidence(
+    decision: Decision, required: str, met: str, found: Sequence[Influence]
+) -> Decision:
+    """What a decision becomes when its evidence (``met``) is below ``required``.
+
+    Pure; the evidence bundle's check builds the same record from a
+    decision's recorded requirement, level and influences.
+    """
     control = f"evidence:{required}"
     reason = f"evidence: {required} required, {met} met"
     if decision.obligations.get("evidence_unmet") == "deny":

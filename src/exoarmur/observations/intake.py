@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import threading
 import weakref
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -22,6 +22,7 @@ from ..errors import DuplicateIntent, NotFound, ObservationError, PermissionDeni
 from ..governor.drafts import Drafts
 from ..governor.facade import Governor
 from ..governor.state import ControlState
+from ..model.decision import Outcome
 from ..model.event import Event, EventDraft
 from ..model.intent import SYSTEM_ACTOR
 from ..principals import Principal
@@ -71,12 +72,32 @@ class Recorded:
         }
 
 
-class ObservationDesk:
-    """Records observations for every tenant of one governor; keeps each tenant's fold."""
+class Batch(list[Recorded]):
+    """What a batch of observations led to, and the waiting intents it released."""
 
-    def __init__(self, state: ControlState, drafts: Drafts) -> None:
+    def __init__(self, done: Sequence[Recorded], released: Sequence[str] = ()) -> None:
+        super().__init__(done)
+        #: ids of intents that waited for evidence (``pending_evidence``) and now went on
+        self.released = list(released)
+
+
+class ObservationDesk:
+    """Records observations for every tenant of one governor; keeps each tenant's fold.
+
+    ``release`` is called with the tenant after every batch: evidence that has
+    just arrived releases the intents waiting for it at once, not at the next
+    tick. It returns what it released (the governor's ``recheck_evidence``).
+    """
+
+    def __init__(
+        self,
+        state: ControlState,
+        drafts: Drafts,
+        release: Callable[[str], Sequence[Outcome]] | None = None,
+    ) -> None:
         self.state = state
         self.drafts = drafts
+        self.release = release
         self.lock = threading.RLock()
         self._logs: dict[str, ObservationLog] = {}
 
@@ -135,8 +156,24 @@ class ObservationDesk:
         observations: Sequence[Observation],
         actor: dict[str, str],
         detectors: object = None,
+    ) -> Batch:
+        """Record a checked batch in order; refuse it whole if an id is reused for other content.
+
+        Then release what waited for this evidence (outside the desk's lock:
+        releasing takes the governor's own locks and may run executors).
+        """
+        done = self._record(tenant, observations, actor, detectors)
+        if self.release is None:
+            return Batch(done)
+        return Batch(done, [o.intent_id for o in self.release(tenant)])
+
+    def _record(
+        self,
+        tenant: str,
+        observations: Sequence[Observation],
+        actor: dict[str, str],
+        detectors: object,
     ) -> list[Recorded]:
-        """Record a checked batch in order; refuse it whole if an id is reused for other content."""
         with self.lock:
             fold = self.log(tenant)
             batch: dict[str, dict[str, Any]] = {}
@@ -251,5 +288,7 @@ def desk_of(governor: Governor) -> ObservationDesk:
     with _DESKS_LOCK:
         desk = _DESKS.get(governor)
         if desk is None:
-            desk = _DESKS[governor] = ObservationDesk(governor.state, governor.drafts)
+            desk = _DESKS[governor] = ObservationDesk(
+                governor.state, governor.drafts, governor.recheck_evidence
+            )
         return desk

@@ -75,6 +75,9 @@ class RecordedObservation(_Body):
 class ObservationsAnswer(_Body):
     tenant: str
     observations: list[RecordedObservation]
+    released: list[str] = Field(
+        description="Intents that waited for evidence (pending_evidence) and went on now."
+    )
 
 
 async def observation_document(request: Request) -> bytes:
@@ -119,4 +122,5 @@ def record_observations(
     return ObservationsAnswer(
         tenant=tenant,
         observations=[RecordedObservation(**d.to_json()) for d in done],
+        released=done.released,
     )
