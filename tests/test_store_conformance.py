@@ -470,6 +470,7 @@ def test_a_checkpoint_is_replaced_only_over_the_note_stored(filled: Ledger) -> N
     assert store.checkpoint_at("acme", 13) == cosigned
     assert store.latest_checkpoint("acme") == (13, cosigned)
     assert not store.replace_checkpoint("acme", 13, plain, more)  # a second swap from plain loses
+    assert not store.replace_checkpoint("acme", 13, plain, cosigned)  # done once, not twice
     store.save_checkpoint("acme", 13, plain)  # saving never replaces
     assert store.latest_checkpoint("acme") == (13, cosigned)
     filled.append("acme", [draft(99)])
