@@ -455,6 +455,32 @@ def test_checkpoints_sign_the_tree_and_the_latest_wins(filled: Ledger) -> None:
     assert verification.checkpoint_size == 14
 
 
+def test_a_checkpoint_is_replaced_only_over_the_note_stored(filled: Ledger) -> None:
+    store = filled.store
+    plain = filled.checkpoint("acme").note
+    cosigned = plain + "\u2014 witness.test/w1 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    more = cosigned + "\u2014 witness.test/w2 AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA\n"
+    assert store.checkpoint_at("acme", 13) == plain
+    assert store.checkpoint_at("acme", 12) is None
+    assert store.checkpoint_at("globex", 13) is None
+    assert not store.replace_checkpoint("acme", 13, cosigned, more)  # not what is stored
+    assert not store.replace_checkpoint("acme", 12, plain, cosigned)  # nothing stored there
+    assert store.checkpoint_at("acme", 12) is None
+    assert store.replace_checkpoint("acme", 13, plain, cosigned)
+    assert store.checkpoint_at("acme", 13) == cosigned
+    assert store.latest_checkpoint("acme") == (13, cosigned)
+    assert not store.replace_checkpoint("acme", 13, plain, more)  # a second swap from plain loses
+    assert not store.replace_checkpoint("acme", 13, plain, cosigned)  # done once, not twice
+    store.save_checkpoint("acme", 13, plain)  # saving never replaces
+    assert store.latest_checkpoint("acme") == (13, cosigned)
+    filled.append("acme", [draft(99)])
+    later = filled.checkpoint("acme").note
+    # Swapping an older checkpoint leaves the latest one where it is.
+    assert store.replace_checkpoint("acme", 13, cosigned, more)
+    assert store.checkpoint_at("acme", 13) == more
+    assert store.latest_checkpoint("acme") == (14, later)
+
+
 def test_verify_finds_an_edited_event(filled: Ledger, backend: Backend) -> None:
     filled.checkpoint("acme")
     original = next(filled.store.events("acme", 5, 6)).canonical

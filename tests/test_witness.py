@@ -42,7 +42,7 @@ from exoarmur.errors import (
     StoreError,
 )
 from exoarmur.home import Home
-from exoarmur.ledger.checkpoint import Checkpoint, sign_checkpoint
+from exoarmur.ledger.checkpoint import Checkpoint, sign_checkpoint, sign_note
 from exoarmur.ledger.keys import SigningKey, Verifier, write_signing_key
 from exoarmur.ledger.merkle import EMPTY_ROOT, Frontier, consistency_proof
 from exoarmur.model.event import EventDraft
@@ -53,6 +53,7 @@ from exoarmur.witness import (
     collect_cosignatures,
     verify_cosignatures,
 )
+from exoarmur.witness.cosignature import cosigned_upgrade
 from exoarmur.witness.protocol import AddCheckpoint, parse_add_checkpoint, parse_size_body
 from exoarmur.witness.service import Witness, WitnessServer
 from exoarmur.witness.state import Cosigned, WitnessState
@@ -118,6 +119,54 @@ def test_an_altered_cosigned_checkpoint_is_rejected_and_unknown_cosigners_ignore
     # The log's own signature line is no cosignature, even under the same name.
     same_name = CosignatureVerifier(LOG_KEY.name, LOG_KEY.public_bytes())
     assert verify_cosignatures(sign_checkpoint(checkpoint, LOG_KEY), [same_name]) == []
+
+
+def test_a_cosigned_checkpoint_replaces_a_stored_one_only_by_adding_signatures() -> None:
+    checkpoint = Checkpoint(ORIGIN, 5, bytes(32))
+    body = checkpoint.body()
+    w1, w2 = Cosigner(WITNESS_KEY), Cosigner(SigningKey.from_seed("witness.test/w2", _seed(3)))
+    keys = [w1.verifier(), w2.verifier()]
+    log = [LOG_KEY.verifier()]
+    plain = sign_checkpoint(checkpoint, LOG_KEY)
+    one = plain + w1.cosign(body, 7)
+    both = one + w2.cosign(body, 8)
+    assert cosigned_upgrade(plain, one, log, keys) is None
+    assert cosigned_upgrade(one, both, log, keys) is None
+    # A witness that cosigned again later still counts as the same signer.
+    assert cosigned_upgrade(one, plain + w1.cosign(body, 9) + w2.cosign(body, 9), log, keys) is None
+    # Fewer, other or the same signatures: the stored one is kept.
+    assert "lacks signatures the stored one carries (witness.test/w1+" in str(
+        cosigned_upgrade(one, plain, log, keys)
+    )
+    assert "lacks signatures" in str(cosigned_upgrade(one, plain + w2.cosign(body, 8), log, keys))
+    assert "no signature the stored one lacks" in str(cosigned_upgrade(both, both, log, keys))
+    # A signature this check cannot verify is neither dropped nor added.
+    stranger = SigningKey.from_seed("stranger.test/k", _seed(4))
+    foreign = sign_note(body, [LOG_KEY, stranger])
+    assert "a signature by a key not given" in str(
+        cosigned_upgrade(foreign, plain + w1.cosign(body, 7), log, keys)
+    )
+    assert cosigned_upgrade(foreign, foreign + w1.cosign(body, 7), log, keys) is None
+    assert "by keys not given" in str(cosigned_upgrade(plain, foreign, log, keys))
+    # Another size is another checkpoint, not this one's.
+    later = sign_checkpoint(Checkpoint(ORIGIN, 6, bytes(32)), LOG_KEY)
+    assert "not of example.test/log at size 6" in str(cosigned_upgrade(plain, later, log, keys))
+    # Another root at the same size is a fork: refused loudly, whichever way round.
+    fork = Checkpoint(ORIGIN, 5, bytes(31) + b"\x01")
+    forked = sign_checkpoint(fork, LOG_KEY) + w1.cosign(fork.body(), 7)
+    for stored, cosigned in ((plain, forked), (forked, plain + w1.cosign(body, 7))):
+        with pytest.raises(
+            CheckpointError, match=r"fork: the stored checkpoint .* size 5 has root"
+        ):
+            cosigned_upgrade(stored, cosigned, log, keys)
+    extended = Checkpoint(ORIGIN, 5, bytes(32), ("note",))
+    with pytest.raises(CheckpointError, match="other extension lines"):
+        cosigned_upgrade(plain, sign_checkpoint(extended, LOG_KEY), log, keys)
+    # Neither note may carry a bad signature, nor lack the log's.
+    with pytest.raises(CheckpointError, match="bad cosignature"):
+        cosigned_upgrade(plain, plain + w1.cosign(fork.body(), 7), log, keys)
+    with pytest.raises(CheckpointError, match="no signature by"):
+        cosigned_upgrade(sign_note(body, [stranger]), one, log, keys)
 
 
 @pytest.mark.parametrize(
@@ -984,16 +1033,22 @@ def test_a_bundle_with_a_quorum_of_cosignatures_verifies_offline(
         published = (tiles / "checkpoint").read_text()  # the stored, cosigned note
         assert [cosignature_time(published, k) for k in wkeys] == [77, 77]
 
-        # A plain checkpoint already stored at a size is kept; the cosigned one is only printed.
+        # A plain checkpoint stored at a size goes into bundles until a cosigned one
+        # of that same checkpoint replaces it; a plain one signed after that does not.
         runner.invoke(app, [*home, "submit", "-"], input=READ_INTENT)
         runner.invoke(app, [*home, "checkpoint", "--tenant", "acme"])
+        stale = tmp_path / "stale.json"
+        export = [*home, "evidence", "export", "-t", "acme", "-c", correlation, "-o"]
+        runner.invoke(app, [*export, str(stale)])
         late = runner.invoke(app, [*home, "checkpoint", "--tenant", "acme", *asking])
         assert late.exit_code == 0, late.output
-        assert "already stored" in late.stderr
-        stale = tmp_path / "stale.json"
-        runner.invoke(
-            app, [*home, "evidence", "export", "-t", "acme", "-c", correlation, "-o", str(stale)]
-        )
+        assert "warning" not in late.stderr
+        runner.invoke(app, [*home, "checkpoint", "--tenant", "acme"])
+        upgraded = tmp_path / "upgraded.json"
+        runner.invoke(app, [*export, str(upgraded)])
+        note = json.loads(upgraded.read_text())["checkpoints"]["acme"]
+        assert note == late.stdout
+        assert [cosignature_time(note, k) for k in wkeys] == [77, 77]
     for state in states:
         state.close()
 

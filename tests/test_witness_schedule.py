@@ -31,13 +31,15 @@ from typer.testing import CliRunner
 
 from c2sp_reference import cosignature_time, log_signed_body
 from exoarmur.cli import app
-from exoarmur.errors import ConfigError
+from exoarmur.errors import CheckpointError, ConfigError
 from exoarmur.home import Home
+from exoarmur.ledger.checkpoint import Checkpoint, sign_checkpoint, sign_note
 from exoarmur.ledger.keys import SigningKey, write_signing_key
 from exoarmur.model.event import EventDraft
 from exoarmur.server.settings import ServiceSettings
 from exoarmur.server.witnessing import WitnessLoop, WitnessSchedule
 from exoarmur.witness import Cosigner
+from exoarmur.witness.publish import cosign_and_store, sign_head
 from exoarmur.witness.service import Witness, WitnessServer
 from exoarmur.witness.state import WitnessState
 
@@ -282,14 +284,77 @@ def test_a_tick_cosigns_each_log_once_until_it_grows(
         loop.tick()
         assert (loop.cosigned, loop.failed) == (2, 0)  # nothing new to cosign
         ledger.append("acme", [_draft(3)])
-        ledger.checkpoint("acme")  # signed by the log alone at the new size: kept as it is
+        plain = ledger.checkpoint("acme")  # signed by the log alone: the cosigned one replaces it
+        loop.tick()
+        assert (loop.cosigned, loop.failed) == (3, 0)
+        stored = ledger.store.latest_checkpoint("acme")
+        assert stored is not None
+        assert stored[0] == 4
+        assert stored[1].startswith(plain.note)
+        assert cosignature_time(stored[1], K1) == 99
+        ledger.append("acme", [_draft(4)])
+        # Stored with a signature by a key nobody here knows: replacing it would lose that one.
+        stranger = SigningKey.from_seed("stranger.example", hashlib.sha256(b"stranger").digest())
+        plain = ledger.checkpoint("acme")
+        foreign = sign_note(plain.checkpoint.body(), [ledger.key, stranger])
+        assert ledger.store.replace_checkpoint("acme", 5, plain.note, foreign)
         with caplog.at_level(logging.WARNING, "exoarmur.server"):
             loop.tick()
-        assert "stored before without the witnesses" in caplog.text
-        assert (loop.cosigned, loop.failed) == (2, 0)
-        ledger.append("acme", [_draft(4)])
+        assert "lacks signatures the stored one carries" in caplog.text
+        assert (loop.cosigned, loop.failed) == (3, 0)
+        assert ledger.store.checkpoint_at("acme", 5) == foreign
+        ledger.append("acme", [_draft(5)])
         loop.tick()
-        assert loop.cosigned == 3
+        assert loop.cosigned == 4
+    finally:
+        ledger.store.close()
+
+
+class _LosesTheRace:
+    """A store where another cosigner stores more signatures just before each swap."""
+
+    def __init__(self, store: Any, rival: SigningKey) -> None:
+        self._store, self._rival = store, rival
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def replace_checkpoint(self, tenant: str, size: int, old: str, new: str) -> bool:
+        text = new[: new.index("\n\n") + 1]
+        more = new + sign_note(text, [self._rival]).rsplit("\n\n", 1)[1]
+        assert self._store.replace_checkpoint(tenant, size, old, more)
+        return bool(self._store.replace_checkpoint(tenant, size, old, new))
+
+
+def test_cosigning_never_stores_over_a_fork_nor_over_a_rival_with_more(
+    in_process: tuple[Path, list[str]],
+) -> None:
+    home, urls = in_process
+    grow(home, 3)
+    ledger = Home(home).ledger()
+    keys = (C1.verifier(), C2.verifier())
+    try:
+        with httpx.Client(timeout=PATIENCE_SECONDS) as client:
+            head, note = sign_head(ledger, "acme")
+            fork = sign_checkpoint(Checkpoint(head.origin, head.size, bytes(32)), ledger.key)
+            ledger.store.save_checkpoint("acme", head.size, fork)
+            with pytest.raises(CheckpointError, match=r"fork: .* at size 3 has root 0000"):
+                cosign_and_store(
+                    ledger, "acme", head, note, witnesses=urls, keys=keys, quorum=2, client=client
+                )
+            assert ledger.store.checkpoint_at("acme", 3) == fork
+            ledger.append("acme", [_draft(3)])
+            ledger.checkpoint("acme")
+            rival = SigningKey.from_seed("rival.example", hashlib.sha256(b"rival").digest())
+            ledger.store = _LosesTheRace(ledger.store, rival)
+            head, note = sign_head(ledger, "acme")
+            published = cosign_and_store(
+                ledger, "acme", head, note, witnesses=urls, keys=keys, quorum=2, client=client
+            )
+        assert published.kept_other is not None
+        assert "a signature by a key not given" in published.kept_other
+        stored = ledger.store.checkpoint_at("acme", 4)
+        assert stored == published.note + stored.rsplit("\n", 2)[1] + "\n"
     finally:
         ledger.store.close()
 

@@ -72,9 +72,10 @@ class Witnessing:
 
         What each refusing witness said goes to stderr and, as JSON, to
         ``evidence``. Below the quorum: :class:`QuorumNotReached`, and nothing
-        is stored. The cosigned note is stored only if no checkpoint of that
-        size is stored yet (stored checkpoints are never replaced); it is
-        what ``evidence export`` then puts in bundles.
+        is stored. The cosigned note replaces one stored at that size before
+        only if it adds signatures to the same checkpoint (a fork raises
+        :class:`CheckpointError`); it is what ``evidence export`` then puts in
+        bundles.
         """
 
         head, note = sign_head(ledger, tenant)
@@ -96,11 +97,12 @@ class Witnessing:
         _write_evidence(self.evidence, tenant, note, published.refusals)
         for refusal in published.refusals:
             err_console.print(f"warning: {refusal.describe()}", markup=False, soft_wrap=True)
-        if not published.stored:
+        if published.kept_other is not None:
             err_console.print(
-                f"warning: a checkpoint of size {head.size} was already stored; "
-                "the cosigned one is printed, not stored",
+                f"warning: another checkpoint of size {head.size} was stored and is kept "
+                f"({published.kept_other}); the cosigned one is printed, not stored",
                 markup=False,
+                soft_wrap=True,
             )
         return published.note
 

@@ -705,6 +705,15 @@ class PostgresStore:
             what="checkpoint save",
         )
 
+    def replace_checkpoint(self, tenant: str, size: int, old_note: str, new_note: str) -> bool:
+        rows = self._run(
+            "UPDATE checkpoints SET note = %s WHERE tenant = %s AND size = %s AND note = %s "
+            "RETURNING size",
+            (new_note, tenant, size, old_note),
+            what="checkpoint replace",
+        )
+        return bool(rows)
+
     # -- failures ---------------------------------------------------------
 
     @staticmethod
@@ -847,6 +856,12 @@ class PostgresStore:
             (tenant,),
         )
         return (int(rows[0][0]), str(rows[0][1])) if rows else None
+
+    def checkpoint_at(self, tenant: str, size: int) -> str | None:
+        rows = self._run(
+            "SELECT note FROM checkpoints WHERE tenant = %s AND size = %s", (tenant, size)
+        )
+        return str(rows[0][0]) if rows else None
 
     def index_problems(self, tenant: str, size: int) -> list[str]:
         # Every row's columns are checked against its bytes as the walk reads it.

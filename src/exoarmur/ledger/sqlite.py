@@ -399,6 +399,16 @@ class SqliteStore:
         except sqlite3.Error as exc:
             raise StoreError(f"cannot save checkpoint: {exc}") from None
 
+    def replace_checkpoint(self, tenant: str, size: int, old_note: str, new_note: str) -> bool:
+        try:
+            cursor = self._reader().execute(
+                "UPDATE checkpoints SET note = ? WHERE tenant = ? AND size = ? AND note = ?",
+                (new_note, tenant, size, old_note),
+            )
+        except sqlite3.Error as exc:
+            raise StoreError(f"cannot replace checkpoint: {exc}") from None
+        return cursor.rowcount == 1
+
     # -- reads ------------------------------------------------------------
 
     @staticmethod
@@ -553,6 +563,12 @@ class SqliteStore:
             (tenant,),
         )
         return (int(str(row[0])), str(row[1])) if row else None
+
+    def checkpoint_at(self, tenant: str, size: int) -> str | None:
+        row = self._fetchone(
+            "SELECT note FROM checkpoints WHERE tenant = ? AND size = ?", (tenant, size)
+        )
+        return str(row[0]) if row else None
 
     def settings(self) -> dict[str, str]:
         """The durability settings as SQLite reports them on this store's own connections."""

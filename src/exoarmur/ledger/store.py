@@ -99,6 +99,20 @@ class LedgerStore(Protocol):
 
     def latest_checkpoint(self, tenant: str) -> tuple[int, str] | None: ...
 
+    def checkpoint_at(self, tenant: str, size: int) -> str | None:
+        """The note stored for ``tenant``'s log at ``size``, if any."""
+        ...
+
+    def replace_checkpoint(self, tenant: str, size: int, old_note: str, new_note: str) -> bool:
+        """Swap the note stored at ``size`` for ``new_note`` if it is still ``old_note``.
+
+        A compare-and-set: True if this call swapped them, False if another
+        note (or none) is stored there. The store does not judge the notes;
+        the caller has checked that ``new_note`` is ``old_note`` with more
+        signatures (:func:`~exoarmur.witness.cosignature.cosigned_upgrade`).
+        """
+        ...
+
     def index_problems(self, tenant: str, size: int) -> list[str]:
         """Where a column or index entry outside the hashed bytes disagrees with them.
 

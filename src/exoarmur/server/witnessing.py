@@ -175,12 +175,13 @@ class WitnessLoop:
             return
         for refusal in published.refusals:
             logger.warning("witness cosigning of log %r: %s", tenant, refusal.describe())
-        if not published.stored:
+        if published.kept_other is not None:
             logger.warning(
-                "log %r: a checkpoint of size %d was stored before without the witnesses; "
+                "log %r: another checkpoint of size %d is stored and kept (%s); "
                 "the next one, once the log grows, will be cosigned",
                 tenant,
                 published.size,
+                published.kept_other,
             )
             return
         self.cosigned += 1

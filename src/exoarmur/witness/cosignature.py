@@ -32,7 +32,13 @@ from cryptography.exceptions import InvalidSignature
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 
 from ..errors import CheckpointError, InputError, KeyFileError, QuorumNotReached
-from ..ledger.checkpoint import Checkpoint, open_checkpoint, split_note
+from ..ledger.checkpoint import (
+    Checkpoint,
+    open_checkpoint,
+    open_note,
+    parse_checkpoint_body,
+    split_note,
+)
 from ..ledger.keys import SigningKey, Verifier, is_valid_key_name
 
 __all__ = [
@@ -41,6 +47,7 @@ __all__ = [
     "CosignatureVerifier",
     "Cosigner",
     "cosigned_message",
+    "cosigned_upgrade",
     "open_cosigned",
     "verify_cosignatures",
 ]
@@ -223,6 +230,73 @@ def open_cosigned(
             f"{len(found)} of the {quorum} witness cosignatures needed (valid: {names})"
         )
     return checkpoint, found
+
+
+def cosigned_upgrade(
+    stored: str,
+    cosigned: str,
+    log: Sequence[Verifier],
+    witnesses: Sequence[CosignatureVerifier],
+) -> str | None:
+    """None when ``cosigned`` may replace ``stored``; otherwise why it may not.
+
+    It may when it is the same checkpoint (the very same signed text, so the
+    same origin, size, root hash and extensions), signed by the log, and its
+    valid signatures (the log's keys in ``log``, witnesses in ``witnesses``)
+    are a strict superset of the stored note's: nothing a reader relied on is
+    lost, something is gained. A stored signature by a key not given here
+    must be carried over byte for byte, and ``cosigned`` may add none such.
+
+    Raises :class:`CheckpointError` when either note does not verify, and
+    when both are checkpoints of one origin and size with different roots or
+    text: a fork, which must never be papered over by a replacement.
+    """
+    new_text = open_note(cosigned, log)
+    old_text = open_note(stored, log)
+    if old_text != new_text:
+        old, new = parse_checkpoint_body(old_text), parse_checkpoint_body(new_text)
+        if old.origin == new.origin and old.size == new.size:
+            raise CheckpointError(
+                f"fork: the stored checkpoint of {new.origin} at size {new.size} has root "
+                f"{old.root_hash.hex()}"
+                + ("" if old.root_hash != new.root_hash else " and other extension lines")
+                + f", the cosigned one {new.root_hash.hex()}; the stored one is kept"
+            )
+        return (
+            f"the stored checkpoint is of {old.origin} at size {old.size}, "
+            f"not of {new.origin} at size {new.size}"
+        )
+    old_valid, old_other = _signers(stored, log, witnesses)
+    new_valid, new_other = _signers(cosigned, log, witnesses)
+    lost = sorted(f"{name}+{key_id.hex()}" for name, key_id in old_valid - new_valid)
+    if lost or not old_other <= new_other:
+        gone = ", ".join(lost) or "a signature by a key not given"
+        return f"the cosigned checkpoint lacks signatures the stored one carries ({gone})"
+    if new_other - old_other:
+        return "the cosigned checkpoint carries signatures by keys not given"
+    if not new_valid - old_valid:
+        return "the cosigned checkpoint carries no signature the stored one lacks"
+    return None
+
+
+def _signers(
+    note: str, log: Sequence[Verifier], witnesses: Sequence[CosignatureVerifier]
+) -> tuple[set[tuple[str, bytes]], set[tuple[str, bytes, bytes]]]:
+    """Who validly signed ``note`` (log keys and witnesses), and the lines by anyone else.
+
+    The note's log signatures were verified by the caller (``open_note``
+    rejects a note with any bad one); cosignatures are verified here.
+    """
+    logs = {(v.name, v.key_id) for v in log}
+    valid = {(c.witness, c.key_id) for c in verify_cosignatures(note, witnesses)}
+    known = {(w.name, w.key_id) for w in witnesses}
+    other: set[tuple[str, bytes, bytes]] = set()
+    for name, key_id, signature in split_note(note)[1]:
+        if (name, key_id) in logs:
+            valid.add((name, key_id))
+        elif (name, key_id) not in known:
+            other.add((name, key_id, signature))
+    return valid, other
 
 
 def _b64decode_canonical(text: str) -> bytes | None:

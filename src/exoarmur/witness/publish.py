@@ -15,7 +15,7 @@ from ..errors import CheckpointError, InputError
 from ..ledger.checkpoint import Checkpoint, sign_checkpoint
 from ..ledger.log import Ledger
 from .client import Refusal, collect_cosignatures
-from .cosignature import CosignatureVerifier, verify_cosignatures
+from .cosignature import CosignatureVerifier, cosigned_upgrade, verify_cosignatures
 
 
 @dataclass(frozen=True)
@@ -25,8 +25,12 @@ class Published:
     note: str
     size: int
     refusals: tuple[Refusal, ...]
-    #: False when a checkpoint of that size was stored before (stored ones are never replaced)
-    stored: bool
+    #: why the store kept another note at that size; None when it holds this one
+    kept_other: str | None = None
+
+    @property
+    def stored(self) -> bool:
+        return self.kept_other is None
 
 
 def sign_head(ledger: Ledger, tenant: str) -> tuple[Checkpoint, str]:
@@ -49,8 +53,12 @@ def cosign_and_store(
 ) -> Published:
     """Collect ``quorum`` cosignatures on ``note`` and store the cosigned note.
 
-    Raises :class:`QuorumNotReached` (carrying the refusals) below the
-    quorum; nothing is stored then.
+    A note stored at the same size before (say the plain one ``demo
+    quickstart`` or ``GET /v1/tenants/T/checkpoint`` signed) is replaced when
+    the cosigned one only adds signatures to it; otherwise it is kept and
+    :attr:`Published.kept_other` says why. Raises :class:`QuorumNotReached`
+    (carrying the refusals) below the quorum, and :class:`CheckpointError`
+    when the stored note has another root (a fork); nothing is stored then.
     """
 
     def consistency(old: int, new: int) -> Sequence[bytes]:
@@ -69,16 +77,39 @@ def cosign_and_store(
         quorum=quorum,
         client=client,
     )
-    ledger.store.save_checkpoint(tenant, head.size, cosigned.note)
-    if ledger.on_checkpoint is not None:  # the home keeps it beside the store too
-        ledger.on_checkpoint(tenant, head, cosigned.note)
-    stored = ledger.store.latest_checkpoint(tenant)
-    return Published(
-        cosigned.note,
-        head.size,
-        cosigned.refusals,
-        stored is not None and stored[1] == cosigned.note,
-    )
+    kept_other = _store(ledger, tenant, head.size, cosigned.note, keys)
+    if kept_other is None and ledger.on_checkpoint is not None:
+        ledger.on_checkpoint(tenant, head, cosigned.note)  # the home keeps it beside the store too
+    return Published(cosigned.note, head.size, cosigned.refusals, kept_other)
+
+
+#: compare-and-set rounds lost to concurrent cosigners before giving up (each
+#: lost round means another cosigner stored more signatures first)
+_REPLACE_ROUNDS = 8
+
+
+def _store(
+    ledger: Ledger, tenant: str, size: int, note: str, keys: Sequence[CosignatureVerifier]
+) -> str | None:
+    """Store ``note`` at ``size``, over a stored note it only adds signatures to.
+
+    None once the store holds ``note``; otherwise why it keeps the other one.
+    Raises :class:`CheckpointError` when the stored note is a fork of it.
+    """
+    store = ledger.store
+    store.save_checkpoint(tenant, size, note)
+    for _ in range(_REPLACE_ROUNDS):
+        stored = store.checkpoint_at(tenant, size)
+        if stored is None:  # the store lost it between two calls: say so, do not guess
+            return f"the store holds no checkpoint of size {size} after saving one"
+        if stored == note:
+            return None
+        problem = cosigned_upgrade(stored, note, ledger.verifiers, keys)
+        if problem is not None:
+            return problem
+        if store.replace_checkpoint(tenant, size, stored, note):
+            return None
+    return f"other cosigners kept replacing the checkpoint of size {size}"
 
 
 @dataclass(frozen=True)

@@ -837,6 +837,69 @@ class JetStreamStore:
         value = json.dumps({"size": size, "note": note}).encode()
         await self._kv.advance(self.layout.tree, f"{t}.{_CHECKPOINT}", size + 1, value, _checkpoint)
 
+    def replace_checkpoint(self, tenant: str, size: int, old_note: str, new_note: str) -> bool:
+        return self._call(
+            self._replace_checkpoint(tenant, size, old_note, new_note), "checkpoint replace"
+        )
+
+    async def _replace_checkpoint(
+        self, tenant: str, size: int, old_note: str, new_note: str
+    ) -> bool:
+        t = subject_token(tenant)
+        key = f"{t}.{_CHECKPOINT}.{size}"
+        stored = await self._kv.get(self.layout.tree, key)
+        swapped = False
+        if stored is not None and stored.data == old_note.encode():
+            revision = stored.seq
+            written = await self._kv.put(
+                self.layout.tree,
+                key,
+                new_note.encode(),
+                revision=revision,
+                what="checkpoint replace",
+            )
+            swapped = written is not None
+        if swapped or (stored is not None and stored.data == new_note.encode()):
+            # The size's own key decides; the latest key follows it. Also when an
+            # earlier swap stopped between the two, so a retry heals the latest key.
+            await self._follow_latest(t, size, old_note, new_note)
+        return swapped
+
+    async def _follow_latest(self, t: str, size: int, old_note: str, new_note: str) -> None:
+        """Point the latest-checkpoint key at ``new_note`` while it still holds ``old_note``."""
+        key = f"{t}.{_CHECKPOINT}"
+        value = json.dumps({"size": size, "note": new_note}).encode()
+        while True:
+            stored = await self._kv.get(self.layout.tree, key)
+            if stored is None:
+                return
+            try:
+                held = json.loads(stored.data)
+            except ValueError:
+                return  # latest_checkpoint reports it as corrupt
+            if held != {"size": size, "note": old_note}:
+                return  # a later checkpoint, or already the new one
+            written = await self._kv.put(
+                self.layout.tree, key, value, revision=stored.seq, what="checkpoint replace"
+            )
+            if written is not None:
+                return
+
+    def checkpoint_at(self, tenant: str, size: int) -> str | None:
+        return self._call(self._checkpoint_at(tenant, size))
+
+    async def _checkpoint_at(self, tenant: str, size: int) -> str | None:
+        key = f"{subject_token(tenant)}.{_CHECKPOINT}.{size}"
+        stored = await self._kv.get(self.layout.tree, key)
+        if stored is None:
+            return None
+        try:
+            return stored.data.decode()
+        except UnicodeDecodeError:
+            raise LedgerCorrupt(
+                f"tenant {tenant!r}: its checkpoint at size {size} is not UTF-8"
+            ) from None
+
     # -- reads ------------------------------------------------------------------
 
     def size(self, tenant: str) -> int:
