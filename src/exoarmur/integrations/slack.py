@@ -106,6 +106,8 @@ def parse_click(body: bytes) -> Click:
         (raw,) = fields["payload"]
         payload = json.loads(raw)
         user = str(payload["user"]["id"])
+        if not _USER_ID.match(user):  # it names a refusal's source: only Slack's own ids
+            raise InputError(f"payload.user.id: {user[:40]!r} is not a Slack user id")
         kind = payload.get("type")
         if kind == "view_submission":
             view = payload["view"]
