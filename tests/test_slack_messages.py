@@ -159,7 +159,17 @@ def test_a_slack_outage_is_retried_later_and_not_recorded(
         assert alice is not None
         governor.vote("acme", intent_id, alice, Vote.APPROVE, "one")
         assert messages.deliver_due().failed == [intent_id]  # no token: nothing sent
-    assert len(slack.requests) == 2
+        monkeypatch.setenv(TOKEN_ENV, "xoxb-test")
+        # settled before any pass saw it: nothing left to ask in Slack
+        rejected = ask(governor, "tickets/10")
+        governor.vote("acme", rejected, alice, Vote.REJECT, "no")
+        clock.advance(timedelta(seconds=10))
+        assert messages.deliver_due().posted == []
+    assert len(slack.requests) == 3  # the post, and the edit after alice's vote
+    nobody = SlackMessages(governor, HttpSlackApi("http://127.0.0.1:9", TOKEN_ENV), "C0X")
+    assert nobody.deliver_due().failed == []  # every message is already posted
+    waiting = ask(governor, "tickets/11")
+    assert nobody.deliver_due().failed == [waiting]  # nothing listens there
     governor.close()
 
 
