@@ -122,11 +122,11 @@ def test_a_signed_click_by_a_bound_user_is_that_principals_vote(setting) -> None
 
 @pytest.mark.parametrize(
     ("case", "status"),
-    [("unsigned", 401), ("wrong secret", 401), ("stale", 401), ("unbound", 403), ("tampered", 401)],
+    [("unsigned", 401), ("wrong secret", 401), ("stale", 401), ("tampered", 401)],
 )
-def test_refused_clicks_record_nothing(setting, case: str, status: int) -> None:  # type: ignore[no-untyped-def]
+def test_unauthenticated_clicks_record_nothing(setting, case: str, status: int) -> None:  # type: ignore[no-untyped-def]
     governor, client, clock, intent_id = setting
-    body = press(governor, intent_id, "U0MALLORY" if case == "unbound" else "U0ALICE")
+    body = press(governor, intent_id, "U0ALICE")
     headers = signed(body, clock.now())
     if case == "unsigned":
         del headers["X-Slack-Signature"]
@@ -140,6 +140,62 @@ def test_refused_clicks_record_nothing(setting, case: str, status: int) -> None:
     answer = client.post(URL, content=body, headers=headers)
     assert answer.status_code == status, answer.text
     assert sizes(governor) == before
+
+
+def refusals(governor: Governor) -> list[dict[str, object]]:
+    events = governor.ledger.store.events(SYSTEM_LOG)
+    return [e.payload for e in events if e.type == "access.refused"]
+
+
+@pytest.mark.parametrize("case", ["unbound", "revoked", "auditor", "wrong tenant"])
+def test_a_signed_click_by_someone_who_may_not_vote_is_refused_and_recorded(  # type: ignore[no-untyped-def]
+    setting, case: str
+) -> None:
+    governor, client, clock, intent_id = setting
+    bindings = SlackBindings(governor)
+    user = "U0MALLORY"
+    if case == "revoked":
+        user = "U0ALICE"
+        governor.revoke_principal("alice")
+    elif case in ("auditor", "wrong tenant"):
+        role, tenants = ("auditor", ["acme"]) if case == "auditor" else ("operator", ["globex"])
+        governor.add_principal("carol", role, tenants)
+        bindings.bind("carol", "U0CAROL", "local-admin")
+        user = "U0CAROL"
+    body = press(governor, intent_id, user)
+    answer = client.post(URL, content=body, headers=signed(body, clock.now()))
+    assert answer.status_code == 403, answer.text
+    assert governor.pending("acme")[0].approvers == ()
+    if case in ("unbound", "revoked"):
+        (refusal,) = refusals(governor)
+        assert refusal["source"] == "testclient"
+        assert f"Slack user {user}" in str(refusal["detail"])
+        assert refusal["attempted"] == f"slack approve acme/{intent_id}"
+    elif case == "auditor":
+        assert "approval.refused" in [e.type for e in governor.story("acme", intent_id)]
+    else:
+        (refusal,) = refusals(governor)
+        assert refusal["principal"] == "carol"
+        assert refusal["tenant"] == "acme"
+
+
+def test_a_flood_of_unbound_clicks_is_counted_not_recorded_one_by_one(setting) -> None:  # type: ignore[no-untyped-def]
+    governor, client, clock, intent_id = setting
+    body = press(governor, intent_id, "U0MALLORY")
+    for _ in range(25):
+        answer = client.post(URL, content=body, headers=signed(body, clock.now()))
+        assert answer.status_code == 403
+    assert len(refusals(governor)) == 10  # the refusal budget's per-source default
+    clock.advance(timedelta(seconds=300))
+    client.post(URL, content=body, headers=signed(body, clock.now()))
+    (counted,) = [
+        e.payload
+        for e in governor.ledger.store.events(SYSTEM_LOG)
+        if e.type == "access.refused.counted"
+    ]
+    assert counted["counted"] == 15
+    flood = {"source": "testclient", "key_id": "slack:U0MALLORY", "count": 15}
+    assert counted["sources"] == [flood]
 
 
 def test_bindings_are_recorded_and_checked(setting) -> None:  # type: ignore[no-untyped-def]

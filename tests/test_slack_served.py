@@ -33,7 +33,11 @@ def _wait_for(receiver: Receiver, count: int) -> None:
         time.sleep(0.05)
 
 
-def test_an_approval_posted_to_slack_is_approved_by_a_click(tmp_path: Path) -> None:
+def test_an_approval_posted_to_slack_is_approved_by_a_click(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("EXOARMUR_TEST_SLACK_BOT", "xoxb-served")
+    slack_api = Receiver(answer=b'{"ok": true, "channel": "C0OPS", "ts": "1.000200"}')
     home = tmp_path / "home"
     keys = prepare(home)
     secret = tmp_path / "slack.secret"
@@ -43,9 +47,11 @@ def test_an_approval_posted_to_slack_is_approved_by_a_click(tmp_path: Path) -> N
         config.write(
             f'\n[server]\npublic_url = "https://exo.example"\n'
             f'\n[slack]\nsigning_secret_file = "{secret}"\n'
+            f'bot_token_env = "EXOARMUR_TEST_SLACK_BOT"\nchannel = "C0OPS"\n'
+            f'api_url = "{slack_api.base}"\n'
         )
     _cli(home, "principal", "bind-slack", "alice", "U0ALICE")
-    with Receiver() as slack:
+    with Receiver() as slack, slack_api:
         _cli(
             home,
             "webhook",
@@ -102,4 +108,8 @@ def test_an_approval_posted_to_slack_is_approved_by_a_click(tmp_path: Path) -> N
             ).json()
             assert story["approval"]["status"] == "approved"
             _wait_for(slack, 2)  # the decision is pushed too
+            # the bot's own message was posted, then edited in place at the quorum
+            _wait_for(slack_api, 2)
+            assert [r.path for r in slack_api.requests] == ["/chat.postMessage", "/chat.update"]
+            assert json.loads(slack_api.requests[1].body)["ts"] == "1.000200"
     assert "intent.approved" in json.loads(slack.requests[1].body)["text"]

@@ -10,6 +10,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from exoarmur.approvals import Vote
 from exoarmur.clock import FixedClock
 from exoarmur.errors import AuthenticationError, ConfigError, InputError
 from exoarmur.ids import SeededIds
@@ -380,3 +381,32 @@ def test_a_failed_pass_is_logged_and_the_loop_goes_on(
     loop.stop()
     governor.close()
     assert "webhook outbox pass failed" in caplog.text
+
+
+def test_containment_changes_are_delivered(tmp_path: Path) -> None:
+    from containment_kit import action
+    from containment_kit import governor as containment_governor
+    from exoarmur.containment.plans import door_net
+    from exoarmur.containment.room import plan_intent
+
+    ledger = Ledger(SqliteStore(tmp_path / "ledger.db"), SigningKey.generate("t/webhooks"))
+    governor = containment_governor(ledger, {"rate_limit": ["identity:alice"]})
+    with Receiver() as receiver:
+        hook = Webhook("soc", receiver.url, secret_file=secret_file(tmp_path))
+        governor.submit(action("revoke_sessions", "identity:bob", ttl=60))
+        governor.containment.tick(governor.clock.now() + timedelta(seconds=61))
+        operator, _ = governor.add_principal("op", "operator", ["acme"])
+        for target in ("identity:alice", "identity:carol"):  # alice's step fails: compensated
+            plan = governor.submit(plan_intent(door_net("acme", [target]), "acme", "soc"))
+            governor.vote("acme", plan.intent_id, operator, Vote.APPROVE, "contain")
+        Outbox(governor, [hook], HttpTransport()).deliver_due()
+    seen = {json.loads(r.body)["event"]["type"] for r in receiver.requests}
+    assert {
+        "execution.finished",  # the control applied
+        "containment.expired",
+        "containment.reverted",  # released: at expiry, and by the plan's compensation
+        "plan.started",
+        "plan.compensated",
+        "plan.completed",
+    } <= seen
+    governor.close()

@@ -106,6 +106,8 @@ def parse_click(body: bytes) -> Click:
         (raw,) = fields["payload"]
         payload = json.loads(raw)
         user = str(payload["user"]["id"])
+        if not _USER_ID.match(user):  # it names a refusal's source: only Slack's own ids
+            raise InputError(f"payload.user.id: {user[:40]!r} is not a Slack user id")
         kind = payload.get("type")
         if kind == "view_submission":
             view = payload["view"]
@@ -163,19 +165,21 @@ def reason_modal(click: Click) -> dict[str, Any]:
 
 @dataclass(frozen=True)
 class SlackSettings:
-    """``[slack]`` of config.toml: the app's signing secret, and its bot token for modals."""
+    """``[slack]`` of config.toml: the app's signing secret, its bot token, where to post."""
 
     signing_secret_file: str
     #: the environment variable holding the bot token (``xoxb-…``); None: no reason modal
     bot_token_env: str | None = None
     api_url: str = DEFAULT_API_URL
+    #: where the bot posts approval messages it then edits in place (needs the bot token)
+    channel: str | None = None
 
     @classmethod
     def from_config(cls, config: Mapping[str, Any]) -> SlackSettings | None:
         table = config.get("slack")
         if table is None:
             return None
-        allowed = {"signing_secret_file", "bot_token_env", "api_url"}
+        allowed = {"signing_secret_file", "bot_token_env", "api_url", "channel"}
         if not isinstance(table, Mapping) or not set(table) <= allowed:
             raise ConfigError(f"slack: must be a table of {', '.join(sorted(allowed))}")
         path = table.get("signing_secret_file")
@@ -185,7 +189,15 @@ class SlackSettings:
         if token_env is not None and not (isinstance(token_env, str) and token_env.isidentifier()):
             raise ConfigError("slack.bot_token_env: must be an environment variable name")
         api_url = check_public_url(table.get("api_url", DEFAULT_API_URL), "slack.api_url")
-        return cls(path, token_env, api_url)
+        channel = table.get("channel")
+        if channel is not None:
+            from .slack_messages import CHANNEL
+
+            if not isinstance(channel, str) or not CHANNEL.match(channel):
+                raise ConfigError("slack.channel: must be a channel id (C…) or #name")
+            if token_env is None:
+                raise ConfigError("slack.channel: needs slack.bot_token_env (the bot posts)")
+        return cls(path, token_env, api_url, channel)
 
     def secret(self) -> bytes:
         return read_secret_file(Path(self.signing_secret_file), "slack.signing_secret_file")

@@ -78,6 +78,9 @@ WEBHOOK_GAVE_UP: Final = "webhook.gave_up"
 # Slack (system log): which Slack user votes as which principal, made by an admin.
 SLACK_USER_BOUND: Final = "slack.user_bound"
 SLACK_USER_UNBOUND: Final = "slack.user_unbound"
+# Slack (system log): an approval message posted with the bot token, and each edit of it.
+SLACK_MESSAGE_POSTED: Final = "slack.message_posted"
+SLACK_MESSAGE_UPDATED: Final = "slack.message_updated"
 
 #: The log of events that belong to no tenant (runs; later, global controls).
 #: Tenant names cannot start with "_", so no tenant can reach it.
@@ -221,6 +224,10 @@ def idempotency_key_of(
         return f"webhook settled {payload['delivery_id']}"
     if event_type == WEBHOOK_FAILED:
         return f"webhook failed {payload['delivery_id']} {payload['attempt']}"
+    if event_type == SLACK_MESSAGE_POSTED:
+        return f"slack posted {payload['tenant']} {payload['intent_id']}"
+    if event_type == SLACK_MESSAGE_UPDATED:
+        return f"slack updated {payload['tenant']} {payload['intent_id']} {payload['through_seq']}"
     return None
 
 

@@ -36,8 +36,10 @@ from ..errors import ExoArmurError
 from ..home import STORE_ENV, Home, open_governor, resolve_home
 from ..integrations.claude_code import tool_classes
 from ..integrations.slack import SlackSettings
+from ..integrations.slack_messages import HttpSlackApi, SlackMessages
 from ..integrations.webhooks import HttpTransport, Outbox, OutboxLoop
 from ..integrations.webhooks import load as load_webhooks
+from ..integrations.webhooks.outbox import Pass
 from ..pipeline import Governor
 from . import slack as slack_approvals
 from . import tracing
@@ -313,12 +315,21 @@ def serve(
         )
         service.app.state.hook_classes = tool_classes(where.config())
         service.app.state.public_url = settings.public_url
-        slack_approvals.install(service.app, SlackSettings.from_config(where.config()))
+        slack = SlackSettings.from_config(where.config())
+        slack_approvals.install(service.app, slack)
         webhooks = load_webhooks(where.path)
+        passes: list[Pass] = []
         if webhooks:
-            service.outbox = OutboxLoop(
+            passes.append(
                 Outbox(governor, webhooks, HttpTransport(), public_url=settings.public_url)
             )
+        if slack is not None and slack.channel is not None and slack.bot_token_env is not None:
+            api = HttpSlackApi(slack.api_url, slack.bot_token_env)
+            passes.append(
+                SlackMessages(governor, api, slack.channel, public_url=settings.public_url)
+            )
+        if passes:
+            service.outbox = OutboxLoop(passes[0], more=passes[1:])
         governor.record_service(settings.to_canonical())
     except BaseException:
         listening.close()

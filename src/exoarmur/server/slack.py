@@ -1,11 +1,14 @@
 """Slack's interaction callback: a signed button press becomes a vote of the bound principal.
 
-Refusals write nothing: an unsigned or stale request is 401 and an unbound
-Slack user 403, before any vote is ruled on (a forger must not be able to
-grow the ledger). A bound principal's vote takes the one vote path, whose own
-refusals (a principal not acting for the tenant, a second vote) are recorded
-as they are for every other face. Slack shows the answer's ``text`` to the
-person who clicked.
+An unsigned or stale request is 401 and writes nothing: whoever sent it is
+unknown, and a forger must not be able to grow the ledger. A click Slack
+signed but by a Slack user bound to no active principal is 403 and recorded
+as ``access.refused`` (source ``slack:<user id>``) within the same refusal
+budget as strangers' 401s, so a person clicking in a loop cannot either. A
+bound principal's vote takes the one vote path, whose own refusals (a
+principal not acting for the tenant, a role that may not vote, a second
+vote) are recorded as they are for every other face; the first two are 403.
+Slack shows the answer's ``text`` to the person who clicked.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from ..integrations.slack import (
     parse_click,
     verify_request,
 )
+from .audit import RefusalAudit
 from .errors import error_response
 from .limits import write_slot
 from .schemas import problems
@@ -52,7 +56,13 @@ async def slack_interactions(request: Request) -> Any:
     name = bindings.current().get(click.slack_user)
     principal = None if name is None else governor.principals().get(name)
     if principal is None:
-        raise PermissionDenied(f"Slack user {click.slack_user} is bound to no active principal")
+        detail = f"Slack user {click.slack_user} is bound to no active principal"
+        audit: RefusalAudit = request.app.state.refusals
+        source = request.client.host if request.client else "unknown"
+        attempted = f"slack {click.vote.value} {click.tenant}/{click.intent_id}"
+        key = f"slack:{click.slack_user}"
+        await run_in_threadpool(audit.refuse, source, key, attempted, detail)
+        raise PermissionDenied(detail)
     if click.vote == Vote.REJECT and click.reason is None:
         try:
             opened = await run_in_threadpool(settings.open_reason_modal, click)
@@ -75,6 +85,8 @@ async def slack_interactions(request: Request) -> Any:
         if click.reason is None:
             raise
         return {"response_action": "errors", "errors": {REASON_BLOCK: str(exc)}}
+    if result.forbidden:  # recorded as approval.refused by the vote path
+        raise PermissionDenied(result.message)
     if click.reason is not None:  # a modal: close it, or say in it why the vote was refused
         if result.accepted:
             return {}

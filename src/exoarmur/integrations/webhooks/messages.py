@@ -13,7 +13,7 @@ from __future__ import annotations
 from typing import Any, Final
 
 from ...approvals.book import IntentState
-from ...encoding import canonical_bytes
+from ...encoding import canonical_bytes, format_time
 from ...model.event import APPROVAL_REQUESTED, Event
 
 BODY_FORMAT: Final = "exoarmur.webhook/v1"
@@ -53,10 +53,21 @@ def summary(event: Event, state: IntentState | None) -> str:
 
 
 def slack_body(event: Event, state: IntentState | None, console_url: str | None) -> bytes:
+    buttons = event.type == APPROVAL_REQUESTED
+    return canonical_bytes(slack_message(event, state, console_url, buttons=buttons))
+
+
+def slack_message(
+    event: Event, state: IntentState | None, console_url: str | None, *, buttons: bool
+) -> dict[str, Any]:
+    """``text`` and ``blocks`` saying what ``event`` did; the vote buttons while ``buttons``."""
     text = summary(event, state)
     blocks: list[dict[str, Any]] = [{"type": "section", "text": _plain(text)}]
     if state is not None:
         intent = state.intent
+        deadline = event.payload.get("deadline") or (
+            "-" if state.deadline is None else format_time(state.deadline)
+        )
         blocks.append(
             {
                 "type": "section",
@@ -64,11 +75,11 @@ def slack_body(event: Event, state: IntentState | None, console_url: str | None)
                     _plain(f"actor: {intent.actor.id}"),
                     _plain(f"quorum: {state.quorum}"),
                     _plain(f"intent hash: {state.intent_hash}"),
-                    _plain(f"deadline: {event.payload.get('deadline', '-')}"),
+                    _plain(f"deadline: {deadline}"),
                 ],
             }
         )
-    if event.type == APPROVAL_REQUESTED and state is not None:
+    if buttons and state is not None:
         value = canonical_bytes(
             {"tenant": event.tenant, "intent_id": state.intent.intent_id, "hash": state.intent_hash}
         ).decode()
@@ -94,6 +105,10 @@ def slack_body(event: Event, state: IntentState | None, console_url: str | None)
                 ],
             }
         )
+    if state is not None and event.type != APPROVAL_REQUESTED:
+        votes = ", ".join(f"{a.vote.value} by {a.approver}" for a in state.approvals) or "none"
+        line = f"status: {state.status.value}; votes: {votes}"
+        blocks.append({"type": "section", "text": _plain(line)})
     if console_url is not None:
         blocks.append({"type": "context", "elements": [_plain(f"console: {console_url}")]})
-    return canonical_bytes({"text": text, "blocks": blocks})
+    return {"text": text, "blocks": blocks}

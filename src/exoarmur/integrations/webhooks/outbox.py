@@ -277,11 +277,18 @@ class Outbox:
             self.governor.ledger.append(SYSTEM_LOG, [draft])
 
 
+class Pass(Protocol):
+    def deliver_due(self) -> object:
+        """Send what the ledger says is due now, recording each attempt."""
+        ...
+
+
 class OutboxLoop:
     """While serving: a pass every ``every`` seconds (and one at start, for what fell due)."""
 
-    def __init__(self, outbox: Outbox, every: float = 1.0) -> None:
+    def __init__(self, outbox: Pass, every: float = 1.0, *, more: Sequence[Pass] = ()) -> None:
         self.outbox = outbox
+        self.passes = [outbox, *more]
         self.every = every
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="exoarmur-outbox", daemon=True)
@@ -296,8 +303,9 @@ class OutboxLoop:
 
     def _run(self) -> None:
         while not self._stop.is_set():
-            try:
-                self.outbox.deliver_due()
-            except Exception:  # the loop must outlive a failed pass; the ledger keeps the debt
-                logger.exception("webhook outbox pass failed; retrying at the next pass")
+            for one in self.passes:
+                try:
+                    one.deliver_due()
+                except Exception:  # the loop must outlive a failed pass; the ledger keeps the debt
+                    logger.exception("webhook outbox pass failed; retrying at the next pass")
             self._stop.wait(self.every)

@@ -21,6 +21,13 @@ from pathlib import Path
 from typing import Any, Final
 from urllib.parse import urlsplit
 
+from ...containment.fold import (
+    CONTAINMENT_EXPIRED,
+    CONTAINMENT_REVERTED,
+    PLAN_COMPENSATED,
+    PLAN_COMPLETED,
+    PLAN_STARTED,
+)
 from ...errors import ConfigError, InputError
 from ...model.event import (
     APPROVAL_GRANTED,
@@ -53,6 +60,12 @@ DELIVERABLE: Final = (
     KILLSWITCH_RELEASED,
     POSTURE_SET,
     POSTURE_EXPIRED,
+    # containment changes: a control applied is its intent's execution.finished
+    CONTAINMENT_EXPIRED,
+    CONTAINMENT_REVERTED,
+    PLAN_STARTED,
+    PLAN_COMPLETED,
+    PLAN_COMPENSATED,
 )
 FORMATS: Final = ("exoarmur", "slack")
 FILE_NAME: Final = "webhooks.json"
