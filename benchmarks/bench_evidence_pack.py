@@ -7,6 +7,11 @@ that is not linear (a lookup by scanning, say). Issue 11 asks for a
 10k-event verification under one second.
 
     python benchmarks/bench_evidence_pack.py [--sizes 2500,5000,10000] [--profile]
+    python benchmarks/bench_evidence_pack.py --against REF [--rounds 3]
+
+``--against`` verifies the same bundle and pack bytes with the source of a
+git commit (before) and with this tree's (after), alternating in one run so
+that a busy machine slows both alike, and prints the best of each.
 
 This module never decides anything from a time: it only reports them.
 """
@@ -16,7 +21,10 @@ from __future__ import annotations
 import argparse
 import cProfile
 import json
+import os
 import pstats
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
@@ -26,6 +34,7 @@ from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bun
 from history import build_history
 
 CORRELATION = "bench-evidence-pack"
+_REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(path: Path, events: int) -> dict[str, Any]:
@@ -55,12 +64,80 @@ def measure(path: Path, events: int) -> dict[str, Any]:
     return timings
 
 
+_VERIFY = """
+import sys, time
+from exoarmur.evidence import verify_bundle_text
+data, key = open(sys.argv[1], "rb").read(), sys.argv[2]
+start = time.perf_counter()
+verdict = verify_bundle_text(data, key)
+took = time.perf_counter() - start
+assert verdict.passed, verdict.failures[:3]
+print(took)
+"""
+
+
+def _verify_with(source: Path | None, path: Path, key: str) -> float:
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    done = subprocess.run(
+        [sys.executable, "-c", _VERIFY, str(path), key],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
+    """Verify one bundle and one pack with ``reference``'s source and this tree's, alternating."""
+    with tempfile.TemporaryDirectory() as work:
+        root = Path(work)
+        archive = subprocess.run(
+            ["git", "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
+        ).stdout
+        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        history = build_history(root / "h", events, correlation=CORRELATION)
+        ledger = history.home.ledger()
+        try:
+            key = ledger.key.verifier_key()
+            files = {
+                "bundle": json.dumps(export_bundle(ledger, history.tenant, CORRELATION)).encode(),
+                "pack": pack_bytes(export_pack(ledger, history.tenant, CORRELATION)),
+            }
+        finally:
+            ledger.store.close()
+        best: dict[str, float] = {}
+        for name, data in files.items():
+            path = root / name
+            path.write_bytes(data)
+            for _ in range(rounds):
+                for side, source in (("before", root / "src"), ("after", None)):
+                    took = _verify_with(source, path, key)
+                    label = f"{name}_verify_s_{side}"
+                    best[label] = min(best.get(label, took), took)
+    found: dict[str, Any] = {"events": history.events, "reference": reference}
+    for name in files:
+        before, after = best[f"{name}_verify_s_before"], best[f"{name}_verify_s_after"]
+        found[f"{name}_verify_s_before"] = round(before, 3)
+        found[f"{name}_verify_s_after"] = round(after, 3)
+        found[f"{name}_speedup"] = round(before / after, 2)
+    return found
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2500,5000,10000")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
+    parser.add_argument("--against", metavar="REF", help="git commit to compare with (before)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --against")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.against:
+        for size in sizes:
+            print(json.dumps(compare(args.against, size, args.rounds), sort_keys=True))
+        return
     with tempfile.TemporaryDirectory() as work:
         for number, size in enumerate(sizes):
             where = Path(work) / f"h{number}"

@@ -317,12 +317,12 @@ def rule_ahead(events: list[tuple[str, dict[str, Any]]], context: Context) -> Ru
             first.setdefault(intent.intent_id, intent)
         elif kind == DECISION_RECORDED:
             decision, posture = payload.get("decision"), payload.get("posture")
-            intent = first.get(event.get("intent_id"))
-            if intent is None or not isinstance(decision, dict) or posture not in POSTURES:
+            named = first.get(str(event.get("intent_id")))
+            if named is None or not isinstance(decision, dict) or posture not in POSTURES:
                 continue
             policy_hash, config_hash = decision.get("policy_hash"), decision.get("config_hash")
             if policy_hash in context.engines and config_hash in context.configs:
-                runs.setdefault((policy_hash, config_hash, posture), []).append(intent)
+                runs.setdefault((policy_hash, config_hash, posture), []).append(named)
     for (policy_hash, config_hash, posture), intents in runs.items():
         try:
             tightened = context.gate(config_hash, context.configs[config_hash]).policy_context(
