@@ -31,6 +31,7 @@ from pathlib import Path
 from typing import Any
 
 from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
+from bench_replay import replay_floor
 from history import build_history
 
 CORRELATION = "bench-evidence-pack"
@@ -76,12 +77,27 @@ print(took)
 """
 
 
-def _verify_with(source: Path | None, path: Path, key: str) -> float:
+_REPLAY = """
+import sys, time
+from exoarmur.home import Home
+from exoarmur.replay import Replayer
+ledger = Home(__import__("pathlib").Path(sys.argv[1])).ledger()
+replayer = Replayer(ledger.store, sys.argv[2])
+replayer.verifier = ledger.key.verifier()
+start = time.perf_counter()
+report = replayer.run()
+took = time.perf_counter() - start
+assert report.verified
+print(took)
+"""
+
+
+def _run_with(source: Path | None, script: str, *args: str) -> float:
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = str(source)
     done = subprocess.run(
-        [sys.executable, "-c", _VERIFY, str(path), key],
+        [sys.executable, "-c", script, *args],
         env=env,
         check=True,
         capture_output=True,
@@ -110,19 +126,28 @@ def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
             ledger.store.close()
         best: dict[str, float] = {}
         for name, data in files.items():
-            path = root / name
-            path.write_bytes(data)
-            for _ in range(rounds):
+            (root / name).write_bytes(data)
+        runs = {f"{name}_verify": (_VERIFY, str(root / name), key) for name in files}
+        runs["replay"] = (_REPLAY, str(history.home.path), history.tenant)
+        for _ in range(rounds):
+            for name, (script, *args) in runs.items():
                 for side, source in (("before", root / "src"), ("after", None)):
-                    took = _verify_with(source, path, key)
-                    label = f"{name}_verify_s_{side}"
+                    took = _run_with(source, script, *args)
+                    label = f"{name}_s_{side}"
                     best[label] = min(best.get(label, took), took)
+        floor = replay_floor(history.home.ledger_path, history.tenant, history.events)
     found: dict[str, Any] = {"events": history.events, "reference": reference}
-    for name in files:
-        before, after = best[f"{name}_verify_s_before"], best[f"{name}_verify_s_after"]
-        found[f"{name}_verify_s_before"] = round(before, 3)
-        found[f"{name}_verify_s_after"] = round(after, 3)
+    for name in runs:
+        before, after = best[f"{name}_s_before"], best[f"{name}_s_after"]
+        found[f"{name}_s_before"] = round(before, 3)
+        found[f"{name}_s_after"] = round(after, 3)
         found[f"{name}_speedup"] = round(before / after, 2)
+    floor_rate = floor["events_per_s"]
+    for side in ("before", "after"):
+        rate = history.events / best[f"replay_s_{side}"]
+        found[f"replay_events_per_s_{side}"] = round(rate)
+        found[f"replay_over_floor_{side}"] = round(rate / floor_rate, 3)
+    found["replay_floor_events_per_s"] = round(floor_rate)
     return found
 
 

@@ -273,6 +273,7 @@ class Replayer:
             self.system.retention,
         )
         self.engines: dict[str, PolicyEngine] = {}
+        self.gates: dict[str, GateConfig] = {}
         self.containment = ContainmentAudit(tenant)
         self.beliefs = BeliefAudit()
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
@@ -338,7 +339,13 @@ class Replayer:
                 "no config.snapshot with this hash precedes the decision in the system log",
             )
             return None
-        return GateConfig.from_recorded(config["gate"])
+        # content-addressed: a hash names one configuration, read once
+        gate = self.gates.get(config_hash) if config_hash is not None else None
+        if gate is None:
+            gate = GateConfig.from_recorded(config["gate"])
+            if config_hash is not None:
+                self.gates[config_hash] = gate
+        return gate
 
     def window(self, position: int, config_hash: str | None) -> int:
         config = self.system.config(position, config_hash) or {}
