@@ -20,18 +20,21 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import json
 import os
 import pstats
+import shutil
 import subprocess
 import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
-from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
 from bench_replay import replay_floor
+from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
 from history import build_history
 
 CORRELATION = "bench-evidence-pack"
@@ -110,10 +113,14 @@ def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
     """Verify one bundle and one pack with ``reference``'s source and this tree's, alternating."""
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
+        git = shutil.which("git")
+        if git is None:
+            raise SystemExit("--against needs git on PATH")
         archive = subprocess.run(
-            ["git", "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
+            [git, "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
         ).stdout
-        subprocess.run(["tar", "-x", "-C", str(root)], input=archive, check=True)
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(root, filter="data")
         history = build_history(root / "h", events, correlation=CORRELATION)
         ledger = history.home.ledger()
         try:
