@@ -654,7 +654,12 @@ class Replayer:
             return
         self.counts["decisions"] += 1
         intent_event = tracked.events[0]
-        intent = ActionIntent.from_canonical(intent_event.payload["intent"])
+        # read ahead from this very event (same log position), so read once
+        seen = self.recent.get(str(event.intent_id))
+        if seen is not None and seen[0] == intent_event.seq:
+            intent = seen[1]
+        else:
+            intent = ActionIntent.from_canonical(intent_event.payload["intent"])
         positions = event.payload["controls"]
         if not self.positions_ok(event, positions, "controls"):
             return
