@@ -158,6 +158,30 @@ def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
     return found
 
 
+def table(found: dict[str, Any]) -> str:
+    """:func:`compare`'s figures as the Markdown table benchmarks/README.md holds."""
+    events = f"{found['events']:,}"
+    rows = [
+        "| measurement (best of the rounds, same run) | before | after | after ÷ before |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, what in (("bundle_verify", "bundle verify"), ("pack_verify", "pack verify")):
+        before, after = found[f"{name}_s_before"], found[f"{name}_s_after"]
+        rows.append(
+            f"| {what}, {events} events | {before:.2f} s | {after:.2f} s | {after / before:.2f}× |"
+        )
+    before, after = found["replay_events_per_s_before"], found["replay_events_per_s_after"]
+    rows.append(
+        f"| replay, {events} events | {before:,} events/s | {after:,} events/s "
+        f"| {after / before:.2f}× |"
+    )
+    rows.append(
+        f"| replay ÷ hash-only floor ({found['replay_floor_events_per_s']:,} events/s) "
+        f"| {found['replay_over_floor_before']:.3f}× | {found['replay_over_floor_after']:.3f}× | |"
+    )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2500,5000,10000")
@@ -168,7 +192,9 @@ def main() -> None:
     sizes = [int(s) for s in args.sizes.split(",")]
     if args.against:
         for size in sizes:
-            print(json.dumps(compare(args.against, size, args.rounds), sort_keys=True))
+            found = compare(args.against, size, args.rounds)
+            print(json.dumps(found, sort_keys=True))
+            print(table(found))
         return
     with tempfile.TemporaryDirectory() as work:
         for number, size in enumerate(sizes):

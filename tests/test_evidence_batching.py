@@ -125,6 +125,16 @@ def test_a_decision_whose_inputs_cannot_be_read_is_left_to_be_decided_alone() ->
             },
         ),
     ]
+    events.append(
+        (
+            "events[4]",
+            {
+                "type": "decision.recorded",
+                "intent_id": raw["intent_id"],
+                "payload": {"decision": {"policy_hash": [policy]}, "posture": "normal"},
+            },
+        )
+    )
     ruled = rule_ahead(events, Context(engines=dict(ENGINES), configs=dict(TABLES)))
     assert len(ruled.intents) == 1
     assert ruled.decided == {}

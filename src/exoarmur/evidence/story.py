@@ -321,6 +321,8 @@ def rule_ahead(events: list[tuple[str, dict[str, Any]]], context: Context) -> Ru
             if named is None or not isinstance(decision, dict) or posture not in POSTURES:
                 continue
             policy_hash, config_hash = decision.get("policy_hash"), decision.get("config_hash")
+            if not isinstance(policy_hash, str) or not isinstance(config_hash, str):
+                continue
             if policy_hash in context.engines and config_hash in context.configs:
                 runs.setdefault((policy_hash, config_hash, posture), []).append(named)
     for (policy_hash, config_hash, posture), intents in runs.items():

@@ -461,7 +461,11 @@ class Replayer:
                 continue
             try:
                 named = event.payload["decision"]
-                engine = self.candidate or self.engines.get(named["policy_hash"])
+                engine = (
+                    self.candidate
+                    if self.candidate is not None
+                    else self.engines.get(named["policy_hash"])
+                )
                 config_hash = named.get("config_hash")
                 config = self.gates.get(config_hash) if config_hash is not None else None
                 posture = str(event.payload["posture"])
