@@ -1,13 +1,16 @@
-"""A bundle's decisions decided again in batches give exactly what each decided alone gives."""
+"""Verifying a bundle for less: batched re-decisions and plainness noted while parsing, exact."""
 
 from __future__ import annotations
 
+import json
 from datetime import UTC, datetime
 from typing import Any
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
+from exoarmur import jsontext
+from exoarmur.encoding import _plain, canonical_bytes
 from exoarmur.evidence.story import Context, rule_ahead
 from exoarmur.gate import POSTURES, GateConfig
 from exoarmur.model.intent import ActionIntent, parse_intent
@@ -138,3 +141,32 @@ def test_a_decision_whose_inputs_cannot_be_read_is_left_to_be_decided_alone() ->
     ruled = rule_ahead(events, Context(engines=dict(ENGINES), configs=dict(TABLES)))
     assert len(ruled.intents) == 1
     assert ruled.decided == {}
+
+
+json_values = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**60), max_value=2**60)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=4),
+    lambda inner: (
+        st.lists(inner, max_size=4)
+        | st.dictionaries(
+            st.text(alphabet=st.sampled_from("ab\u00e9\U0001f600"), max_size=3), inner, max_size=4
+        )
+    ),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=30, deadline=None)
+@given(json_values)
+@example({"\U0001f600": 1})
+@example([2**53, -(2**53) + 1])
+@example({"a": [1.5]})
+def test_plainness_noted_while_parsing_is_plainness_found_by_walking(value: Any) -> None:
+    text = json.dumps(value, ensure_ascii=False)
+    parsed, plain = jsontext.loads_plain(text)
+    assert plain == _plain(parsed)
+    if plain:
+        assert canonical_bytes(parsed, plain=plain) == canonical_bytes(parsed)

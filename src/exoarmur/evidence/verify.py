@@ -254,8 +254,8 @@ def _entries(
             verdict.fail(where, f"no verified checkpoint for log {log!r}")
             continue
         try:
-            event = jsontext.loads(raw)
-            canonical = canonical_bytes(event)
+            event, plain = jsontext.loads_plain(raw)
+            canonical = canonical_bytes(event, plain=plain)
         except (json.JSONDecodeError, ExoArmurError, TypeError) as exc:
             verdict.fail(where, f"event is not JSON: {exc}")
             continue
