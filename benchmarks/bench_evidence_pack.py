@@ -7,6 +7,11 @@ that is not linear (a lookup by scanning, say). Issue 11 asks for a
 10k-event verification under one second.
 
     python benchmarks/bench_evidence_pack.py [--sizes 2500,5000,10000] [--profile]
+    python benchmarks/bench_evidence_pack.py --against REF [--rounds 3]
+
+``--against`` verifies the same bundle and pack bytes with the source of a
+git commit (before) and with this tree's (after), alternating in one run so
+that a busy machine slows both alike, and prints the best of each.
 
 This module never decides anything from a time: it only reports them.
 """
@@ -15,17 +20,25 @@ from __future__ import annotations
 
 import argparse
 import cProfile
+import io
 import json
+import os
 import pstats
+import shutil
+import subprocess
+import sys
+import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from bench_replay import replay_floor
 from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
 from history import build_history
 
 CORRELATION = "bench-evidence-pack"
+_REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(path: Path, events: int) -> dict[str, Any]:
@@ -55,12 +68,134 @@ def measure(path: Path, events: int) -> dict[str, Any]:
     return timings
 
 
+_VERIFY = """
+import sys, time
+from exoarmur.evidence import verify_bundle_text
+data, key = open(sys.argv[1], "rb").read(), sys.argv[2]
+start = time.perf_counter()
+verdict = verify_bundle_text(data, key)
+took = time.perf_counter() - start
+assert verdict.passed, verdict.failures[:3]
+print(took)
+"""
+
+
+_REPLAY = """
+import sys, time
+from exoarmur.home import Home
+from exoarmur.replay import Replayer
+ledger = Home(__import__("pathlib").Path(sys.argv[1])).ledger()
+replayer = Replayer(ledger.store, sys.argv[2])
+replayer.verifier = ledger.key.verifier()
+start = time.perf_counter()
+report = replayer.run()
+took = time.perf_counter() - start
+assert report.verified
+print(took)
+"""
+
+
+def _run_with(source: Path | None, script: str, *args: str) -> float:
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    done = subprocess.run(
+        [sys.executable, "-c", script, *args],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
+    """Verify one bundle and one pack with ``reference``'s source and this tree's, alternating."""
+    with tempfile.TemporaryDirectory() as work:
+        root = Path(work)
+        git = shutil.which("git")
+        if git is None:
+            raise SystemExit("--against needs git on PATH")
+        archive = subprocess.run(
+            [git, "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
+        ).stdout
+        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+            tar.extractall(root, filter="data")
+        history = build_history(root / "h", events, correlation=CORRELATION)
+        ledger = history.home.ledger()
+        try:
+            key = ledger.key.verifier_key()
+            files = {
+                "bundle": json.dumps(export_bundle(ledger, history.tenant, CORRELATION)).encode(),
+                "pack": pack_bytes(export_pack(ledger, history.tenant, CORRELATION)),
+            }
+        finally:
+            ledger.store.close()
+        best: dict[str, float] = {}
+        for name, data in files.items():
+            (root / name).write_bytes(data)
+        runs = {f"{name}_verify": (_VERIFY, str(root / name), key) for name in files}
+        runs["replay"] = (_REPLAY, str(history.home.path), history.tenant)
+        for _ in range(rounds):
+            for name, (script, *args) in runs.items():
+                for side, source in (("before", root / "src"), ("after", None)):
+                    took = _run_with(source, script, *args)
+                    label = f"{name}_s_{side}"
+                    best[label] = min(best.get(label, took), took)
+        floor = replay_floor(history.home.ledger_path, history.tenant, history.events)
+    found: dict[str, Any] = {"events": history.events, "reference": reference}
+    for name in runs:
+        before, after = best[f"{name}_s_before"], best[f"{name}_s_after"]
+        found[f"{name}_s_before"] = round(before, 3)
+        found[f"{name}_s_after"] = round(after, 3)
+        found[f"{name}_speedup"] = round(before / after, 2)
+    floor_rate = floor["events_per_s"]
+    for side in ("before", "after"):
+        rate = history.events / best[f"replay_s_{side}"]
+        found[f"replay_events_per_s_{side}"] = round(rate)
+        found[f"replay_over_floor_{side}"] = round(rate / floor_rate, 3)
+    found["replay_floor_events_per_s"] = round(floor_rate)
+    return found
+
+
+def table(found: dict[str, Any]) -> str:
+    """:func:`compare`'s figures as the Markdown table benchmarks/README.md holds."""
+    events = f"{found['events']:,}"
+    rows = [
+        "| measurement (best of the rounds, same run) | before | after | after ÷ before |",
+        "| --- | ---: | ---: | ---: |",
+    ]
+    for name, what in (("bundle_verify", "bundle verify"), ("pack_verify", "pack verify")):
+        before, after = found[f"{name}_s_before"], found[f"{name}_s_after"]
+        rows.append(
+            f"| {what}, {events} events | {before:.2f} s | {after:.2f} s | {after / before:.2f}× |"
+        )
+    before, after = found["replay_events_per_s_before"], found["replay_events_per_s_after"]
+    rows.append(
+        f"| replay, {events} events | {before:,} events/s | {after:,} events/s "
+        f"| {after / before:.2f}× |"
+    )
+    rows.append(
+        f"| replay ÷ hash-only floor ({found['replay_floor_events_per_s']:,} events/s) "
+        f"| {found['replay_over_floor_before']:.3f}× | {found['replay_over_floor_after']:.3f}× | |"
+    )
+    return "\n".join(rows)
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--sizes", default="2500,5000,10000")
     parser.add_argument("--profile", action="store_true", help="cProfile the largest size")
+    parser.add_argument("--against", metavar="REF", help="git commit to compare with (before)")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations with --against")
     args = parser.parse_args()
     sizes = [int(s) for s in args.sizes.split(",")]
+    if args.against:
+        for size in sizes:
+            found = compare(args.against, size, args.rounds)
+            print(json.dumps(found, sort_keys=True))
+            print(table(found))
+        return
     with tempfile.TemporaryDirectory() as work:
         for number, size in enumerate(sizes):
             where = Path(work) / f"h{number}"

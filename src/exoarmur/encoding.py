@@ -60,15 +60,17 @@ def _plain(value: JSONValue) -> bool:
     return True
 
 
-def canonical_bytes(value: JSONValue) -> bytes:
+def canonical_bytes(value: JSONValue, *, plain: bool | None = None) -> bytes:
     """RFC 8785 canonical JSON of a plain JSON value.
 
     Raises :class:`InputError` for values JSON cannot carry exactly (NaN,
     infinities, integers beyond the interoperable range, non-string keys).
     The common case takes a fast path through the standard library, proven
     byte-identical to the reference implementation by a property test.
+    ``plain`` is what ``jsontext.loads_plain`` found while parsing ``value``
+    (so it need not be walked again); None to find it here.
     """
-    if _plain(value):
+    if _plain(value) if plain is None else plain:
         return _dumps(value).encode()
     try:
         return rfc8785.dumps(value)

@@ -40,17 +40,39 @@ class _Repeated(dict[str, Any]):
     key: str = ""
 
 
+#: the largest integer RFC 8785 writes as the standard library does (I-JSON's range)
+_SAFE_INT = 2**53 - 1
+
+
 def loads(raw: bytes | str) -> Any:
     """Parse one JSON document, refusing repeated keys and non-JSON numbers.
 
     Raises :class:`~exoarmur.errors.JSONTextError`: ``field`` is the dotted
     path of the value at fault (``None`` when the text is not JSON at all).
     """
+    return loads_plain(raw)[0]
+
+
+def loads_plain(raw: bytes | str) -> tuple[Any, bool]:
+    """:func:`loads`, and whether the document is *plain*, as ``encoding._plain`` means it.
+
+    Plain: no float, no integer beyond ±(2**53 - 1), no object key with a
+    character outside the Basic Multilingual Plane; then the standard
+    library's sorted, compact dump is the document's RFC 8785 form. Noted
+    while parsing (the hooks see every number and key), so that a verifier
+    checking many documents' canonical bytes need not walk each one again.
+    """
     refused = False
+    plain = True
 
     def pairs(items: list[tuple[str, Any]]) -> dict[str, Any]:
-        nonlocal refused
+        nonlocal refused, plain
         value = dict(items)
+        if plain:
+            for key in value:
+                if not key.isascii() and max(key) > "\uffff":
+                    plain = False
+                    break
         if len(value) == len(items):
             return value
         refused = True
@@ -64,17 +86,21 @@ def loads(raw: bytes | str) -> Any:
         return repeated
 
     def integer(digits: str) -> Any:
-        nonlocal refused
+        nonlocal refused, plain
         count = len(digits) - digits.startswith("-")
         if count > MAX_INTEGER_DIGITS:
             refused = True
             return _Refused(
                 f"an integer of {count} digits exceeds the limit of {MAX_INTEGER_DIGITS} digits"
             )
-        return int(digits)
+        value = int(digits)
+        if count > 15 and not -_SAFE_INT <= value <= _SAFE_INT:
+            plain = False
+        return value
 
     def number(text: str) -> Any:
-        nonlocal refused
+        nonlocal refused, plain
+        plain = False
         value = float(text)
         if math.isfinite(value):
             return value
@@ -102,7 +128,7 @@ def loads(raw: bytes | str) -> Any:
         raise JSONTextError(None, "malformed JSON: nested too deeply") from None
     if refused:
         _raise_first_refusal(document)
-    return document
+    return document, plain
 
 
 def _raise_first_refusal(document: Any) -> None:

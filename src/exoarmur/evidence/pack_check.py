@@ -26,7 +26,6 @@ from .verify import (
     BundleVerdict,
     _checkpoints,
     _entries,
-    _recheck_containment,
     _redecide,
     _verifier,
 )
@@ -106,8 +105,7 @@ def verify_pack(
             verdict.fail(
                 f"evidence.{name}", f"{said[name]!r}; the stream's events say {derived[name]!r}"
             )
-    if not verdict.failures:
-        _recheck_containment(stream, verdict)
+    if not verdict.failures:  # _redecide re-checks the containment plans too
         _redecide(tenant, stream, context, verdict)
     return verdict
 

@@ -137,6 +137,29 @@ class Context:
 
     engines: dict[str, PolicyEngine] = field(default_factory=dict)
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
+    #: each configuration's gate as recorded, read once per config hash
+    gates: dict[str, GateConfig] = field(default_factory=dict)
+
+    def gate(self, config_hash: str, config: dict[str, Any]) -> GateConfig:
+        """The gate ``config`` records (``config`` is the one ``config_hash`` names)."""
+        found = self.gates.get(config_hash)
+        if found is None:
+            found = self.gates[config_hash] = GateConfig.from_recorded(config.get("gate"))
+        return found
+
+
+@dataclass
+class Ruled:
+    """Policy's decisions, made ahead in one Cedar call per run of like decisions.
+
+    Keyed by the very intent object a story holds (its ``id``), with the policy,
+    configuration and posture the decision names: a story whose intent is not
+    the one decided ahead falls back to deciding alone, never to another's result.
+    """
+
+    #: intent objects by the ``intent.recorded`` payload they were read from (``id``)
+    intents: dict[int, ActionIntent] = field(default_factory=dict)
+    decided: dict[tuple[str, str, str, int], Decision] = field(default_factory=dict)
 
 
 @dataclass
@@ -211,6 +234,7 @@ def check_story(
 ) -> Told:
     """Check every intent's story; ``version`` is the bundle format's (1 lacks V2_TYPES)."""
     told = Told(version=version)
+    ruled = rule_ahead(events, context)
     for where, event in events:
         kind = event.get("type")
         intent_id = event.get("intent_id")
@@ -219,7 +243,7 @@ def check_story(
             if not isinstance(payload, dict):
                 raise Malformed("payload: not an object")
             if kind == INTENT_RECORDED:
-                _recorded(tenant, where, event, payload, told, fail)
+                _recorded(tenant, where, event, payload, told, fail, ruled)
                 continue
             if intent_id is None and kind not in _STEPS and kind != APPROVAL_REFUSED:
                 continue  # an event of no intent (a control event sharing the correlation)
@@ -250,7 +274,10 @@ def check_story(
                     f"type {kind!r} is not part of an intent's story (bundle format v{version})",
                 )
                 continue
-            step(where, event, payload, story, context, told, fail)
+            if kind == DECISION_RECORDED:
+                _decided(where, event, payload, story, context, told, fail, ruled)
+            else:
+                step(where, event, payload, story, context, told, fail)
         except (Malformed, KeyError, TypeError, ValueError, ExoArmurError) as exc:
             fail(where, f"cannot be checked: {explain(exc)}")
     for story in told.stories.values():
@@ -260,6 +287,55 @@ def check_story(
                 f"the story stops before {story.expect[0]} (recorded in the same append)",
             )
     return told
+
+
+def rule_ahead(events: list[tuple[str, dict[str, Any]]], context: Context) -> Ruled:
+    """Policy's decision for every decision the events record, batched by policy, config, posture.
+
+    Only the cost is shared: Cedar decides each request of a batch on its own,
+    so each result is what :meth:`PolicyEngine.decide` gives for it alone. A
+    decision whose inputs cannot be read here is left to :func:`_rederive`,
+    which decides it alone and reports what is wrong with it.
+    """
+    ruled = Ruled()
+    first: dict[str, ActionIntent] = {}
+    runs: dict[tuple[str, str, str], list[ActionIntent]] = {}
+    for _, event in events:
+        payload = event.get("payload")
+        if not isinstance(payload, dict):
+            continue
+        kind = event.get("type")
+        if kind == INTENT_RECORDED:
+            raw = payload.get("intent")
+            if not isinstance(raw, dict):
+                continue
+            try:
+                intent = ActionIntent.from_canonical(raw)
+            except (KeyError, TypeError, ValueError, ExoArmurError):
+                continue  # _recorded reads it again and reports why
+            ruled.intents[id(raw)] = intent
+            first.setdefault(intent.intent_id, intent)
+        elif kind == DECISION_RECORDED:
+            decision, posture = payload.get("decision"), payload.get("posture")
+            named = first.get(str(event.get("intent_id")))
+            if named is None or not isinstance(decision, dict) or posture not in POSTURES:
+                continue
+            policy_hash, config_hash = decision.get("policy_hash"), decision.get("config_hash")
+            if not isinstance(policy_hash, str) or not isinstance(config_hash, str):
+                continue
+            if policy_hash in context.engines and config_hash in context.configs:
+                runs.setdefault((policy_hash, config_hash, posture), []).append(named)
+    for (policy_hash, config_hash, posture), intents in runs.items():
+        try:
+            tightened = context.gate(config_hash, context.configs[config_hash]).policy_context(
+                posture
+            )
+        except (KeyError, TypeError, ValueError, ExoArmurError):
+            continue  # _rederive meets the same error and reports it
+        batch = context.engines[policy_hash].decide_batch(intents, posture, tightened)
+        for intent, decision in zip(intents, batch, strict=True):
+            ruled.decided[(policy_hash, config_hash, posture, id(intent))] = decision
+    return ruled
 
 
 def explain(exc: Exception) -> str:
@@ -275,9 +351,11 @@ def _recorded(
     payload: dict[str, Any],
     told: Told,
     fail: Fail,
+    ruled: Ruled | None = None,
 ) -> None:
     raw = _get(payload, "intent", dict)
-    intent = ActionIntent.from_canonical(raw)
+    known = ruled.intents.get(id(raw)) if ruled is not None else None
+    intent = known if known is not None else ActionIntent.from_canonical(raw)
     if intent.intent_id in told.stories:
         fail(where, f"intent {intent.intent_id} is recorded twice")
         return
@@ -310,6 +388,7 @@ def _decided(
     context: Context,
     told: Told,
     fail: Fail,
+    ruled: Ruled | None = None,
 ) -> None:
     if story.state != RECORDED:
         fail(where, f"a second decision for intent {story.intent_id}")
@@ -323,7 +402,7 @@ def _decided(
     if recorded.config_hash is not None:
         told.named.add(("config", recorded.config_hash))
     story.decided_at = parse_time(_get(event, "process_time", str))
-    derived = _rederive(where, story, recorded, payload, context, told, fail)
+    derived = _rederive(where, story, recorded, payload, context, told, fail, ruled)
     decision = derived or recorded
     story.decision = decision
     story.state = {
@@ -347,6 +426,7 @@ def _rederive(
     context: Context,
     told: Told,
     fail: Fail,
+    ruled: Ruled | None = None,
 ) -> Decision | None:
     """The decision as the bundle's policy and configuration make it (None if they cannot)."""
     engine = context.engines.get(recorded.policy_hash)
@@ -367,11 +447,12 @@ def _rederive(
         return None
     intent = story.intent
     # as recorded: rules that came later read as they were then (replay does the same)
-    gate_config = GateConfig.from_recorded(config.get("gate"))
-    tightened = gate_config.policy_context(posture)
-    policy = engine.decide(intent, posture, tightened).model_copy(
-        update={"config_hash": recorded.config_hash}
-    )
+    gate_config = context.gate(recorded.config_hash, config)
+    key = (recorded.policy_hash, recorded.config_hash, posture, id(intent))
+    ahead = ruled.decided.get(key) if ruled is not None else None
+    if ahead is None:
+        ahead = engine.decide(intent, posture, gate_config.policy_context(posture))
+    policy = ahead.model_copy(update={"config_hash": recorded.config_hash})
     gate = recorded.gate
     said = Verdict(gate["policy_verdict"]) if gate is not None else recorded.verdict
     if policy.verdict != said:
@@ -395,8 +476,6 @@ def _rederive(
     else:
         tenant = Controls(intent.tenant)
         tenant.posture = Posture(posture)
-        # as replay reads a snapshot: one from before the class floor had none
-        gate_config = GateConfig.from_recorded(config.get("gate"))
         derived = gate_check(
             intent,
             policy,

@@ -20,6 +20,7 @@ from __future__ import annotations
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
+from itertools import islice
 from typing import Any
 
 from ..approvals.book import (
@@ -45,7 +46,7 @@ from ..evidence_levels import (
 )
 from ..gate import GateConfig, recheck, revoked, vote_over_limit
 from ..gate.controls import Controls
-from ..governor.deciding import decide, engine_in_force
+from ..governor.deciding import decide, engine_in_force, gate_many
 from ..ledger.checkpoint import open_checkpoint
 from ..ledger.keys import Verifier
 from ..ledger.merkle import Frontier, consistency_proof, leaf_hash, verify_consistency
@@ -83,6 +84,8 @@ from .folds import LogFold
 _DEFAULT_WINDOW = 3600
 #: intents whose events are kept in memory; older ones are re-read when needed
 _OPEN_INTENTS = 2_000
+#: events read ahead to decide their decisions' policy part in Cedar batches
+_AHEAD = 512
 _MAX_DIVERGENCES = 50
 
 
@@ -273,6 +276,13 @@ class Replayer:
             self.system.retention,
         )
         self.engines: dict[str, PolicyEngine] = {}
+        self.gates: dict[str, GateConfig] = {}
+        #: policy's decisions made ahead, by (intent event's seq, engine, posture, config hash)
+        self.ahead: dict[tuple[int, int, str, str | None], Decision] = {}
+        #: recently recorded intents by id: (the intent.recorded event's seq, the intent)
+        self.recent: dict[str, tuple[int, ActionIntent]] = {}
+        #: decisions whose policy part came from a batch (the rest were decided alone)
+        self.batched = 0
         self.containment = ContainmentAudit(tenant)
         self.beliefs = BeliefAudit()
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
@@ -338,7 +348,13 @@ class Replayer:
                 "no config.snapshot with this hash precedes the decision in the system log",
             )
             return None
-        return GateConfig.from_recorded(config["gate"])
+        # content-addressed: a hash names one configuration, read once
+        gate = self.gates.get(config_hash) if config_hash is not None else None
+        if gate is None:
+            gate = GateConfig.from_recorded(config["gate"])
+            if config_hash is not None:
+                self.gates[config_hash] = gate
+        return gate
 
     def window(self, position: int, config_hash: str | None) -> int:
         config = self.system.config(position, config_hash) or {}
@@ -354,27 +370,14 @@ class Replayer:
         if want_root == 0:
             roots[0] = frontier.root()
         size = self.store.size(self.tenant)
-        for event in self.store.events(self.tenant, 0, size):
-            self.check_bytes(event, frontier.size)
-            frontier.append(leaf_hash(event.canonical))
-            if frontier.size == want_root:
-                roots[want_root] = frontier.root()
-            if event.intent_id is not None:
-                try:
-                    self.on_intent_event(event)
-                except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
-                    self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
-            for where, recorded, replayed, reason in self.containment.check(event):
-                if event.seq >= self.start:
-                    self.diverge(event, where, recorded, replayed, reason)
-            for where, recorded, replayed, reason in self.beliefs.check(event):
-                if event.seq >= self.start:
-                    self.diverge(event, where, recorded, replayed, reason)
-            if event.type == TRUST_SCORED and event.seq >= self.start:
-                self.on_trust(event)
-            self.fold.offer(event)
-            if progress is not None:
-                progress(1)
+        events = iter(self.store.events(self.tenant, 0, size))
+        while chunk := list(islice(events, _AHEAD)):
+            self.decide_ahead(chunk)
+            for event in chunk:
+                self.replay_event(event, frontier, want_root, roots)
+                if progress is not None:
+                    progress(1)
+        self.ahead.clear()
         for event, (where, recorded, replayed, reason) in self.beliefs.missing():
             if event.seq >= self.start:
                 self.diverge(event, where, recorded, replayed, reason)
@@ -409,6 +412,80 @@ class Replayer:
             start=self.start,
             fold_rebuilds=self.fold.rebuilds + self.system.fold.rebuilds,
         )
+
+    def replay_event(
+        self, event: Event, frontier: Frontier, want_root: int | None, roots: dict[int, bytes]
+    ) -> None:
+        self.check_bytes(event, frontier.size)
+        frontier.append(leaf_hash(event.canonical))
+        if frontier.size == want_root:
+            roots[want_root] = frontier.root()
+        if event.intent_id is not None:
+            try:
+                self.on_intent_event(event)
+            except (ExoArmurError, KeyError, TypeError, ValueError) as exc:
+                self.diverge(event, "payload", None, None, f"cannot replay: {exc}")
+        for where, recorded, replayed, reason in self.containment.check(event):
+            if event.seq >= self.start:
+                self.diverge(event, where, recorded, replayed, reason)
+        for where, recorded, replayed, reason in self.beliefs.check(event):
+            if event.seq >= self.start:
+                self.diverge(event, where, recorded, replayed, reason)
+        if event.type == TRUST_SCORED and event.seq >= self.start:
+            self.on_trust(event)
+        self.fold.offer(event)
+
+    def decide_ahead(self, chunk: list[Event]) -> None:
+        """Policy's decision for the chunk's decisions, one Cedar call per engine and posture.
+
+        A guess at the inputs (the engine the decision names, the posture it
+        records), keyed by every input policy reads: :meth:`on_decision` uses a
+        result only when the inputs it derives from the folds are the same ones,
+        and decides alone otherwise. Cedar decides each request of a batch on its
+        own, so a result used is exactly what deciding alone gives.
+        """
+        self.ahead.clear()
+        if len(self.recent) > 2 * _AHEAD:
+            self.recent = dict(list(self.recent.items())[-_AHEAD:])
+        runs: dict[tuple[int, str, str | None], list[tuple[int, ActionIntent]]] = {}
+        engines: dict[int, tuple[PolicyEngine, GateConfig]] = {}
+        for event in chunk:
+            if event.type == INTENT_RECORDED and event.intent_id is not None:
+                try:
+                    intent = ActionIntent.from_canonical(event.payload["intent"])
+                except (ExoArmurError, KeyError, TypeError, ValueError):
+                    continue  # on_decision reads it again and reports why
+                self.recent[event.intent_id] = (event.seq, intent)
+                continue
+            if event.type != DECISION_RECORDED or event.intent_id not in self.recent:
+                continue
+            try:
+                named = event.payload["decision"]
+                engine = (
+                    self.candidate
+                    if self.candidate is not None
+                    else self.engines.get(named["policy_hash"])
+                )
+                config_hash = named.get("config_hash")
+                config = self.gates.get(config_hash) if config_hash is not None else None
+                posture = str(event.payload["posture"])
+            except (KeyError, TypeError, AttributeError):
+                continue
+            if engine is None or config is None:
+                continue  # the first decision under them loads them, alone
+            engines[id(engine)] = (engine, config)
+            runs.setdefault((id(engine), posture, config_hash), []).append(
+                self.recent[str(event.intent_id)]
+            )
+        for (engine_id, posture, config_hash), cases in runs.items():
+            engine, config = engines[engine_id]
+            try:
+                tightened = config.policy_context(posture)
+            except (ExoArmurError, KeyError, TypeError, ValueError):
+                continue
+            batch = engine.decide_batch([intent for _, intent in cases], posture, tightened)
+            for (seq, _), decision in zip(cases, batch, strict=True):
+                self.ahead[(seq, engine_id, posture, config_hash)] = decision
 
     def check_bytes(self, event: Event, seq: int) -> None:
         if leaf_hash(event.canonical) != event.leaf_hash:
@@ -581,7 +658,12 @@ class Replayer:
             return
         self.counts["decisions"] += 1
         intent_event = tracked.events[0]
-        intent = ActionIntent.from_canonical(intent_event.payload["intent"])
+        # read ahead from this very event (same log position), so read once
+        seen = self.recent.get(str(event.intent_id))
+        if seen is not None and seen[0] == intent_event.seq:
+            intent = seen[1]
+        else:
+            intent = ActionIntent.from_canonical(intent_event.payload["intent"])
         positions = event.payload["controls"]
         if not self.positions_ok(event, positions, "controls"):
             return
@@ -602,7 +684,16 @@ class Replayer:
         config = self.gate_config(event, positions["system"], recorded.config_hash)
         if config is None:
             return
-        decided = decide(intent, engine, system, tenant, config, at, recorded.config_hash)
+        state = tenant.posture_at(at)
+        key = (intent_event.seq, id(engine), state.posture, recorded.config_hash)
+        ahead = self.ahead.pop(key, None)
+        if ahead is not None and self.gates.get(recorded.config_hash or "") is config:
+            # decide() is this policy decision, then the gate (see decide_many)
+            ruled = [(ahead.model_copy(update={"config_hash": recorded.config_hash}), state)]
+            decided = gate_many([(intent, at)], ruled, system, tenant, config)[0]
+            self.batched += 1
+        else:
+            decided = decide(intent, engine, system, tenant, config, at, recorded.config_hash)
         posture = decided.posture
         if check and event.payload.get("posture") != posture:
             self.diverge(
