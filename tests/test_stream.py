@@ -163,6 +163,25 @@ def test_the_evidence_of_a_correlation_is_exported_for_readers_of_the_ledger(
         dep.client.get("/v1/evidence", params=missing, headers=dep.auth("audrey")).status_code
         == 404
     )
+    # the audit stream id is the same id under the name the CLI's --audit-stream-id gives it
+    stream = {"tenant": "acme", "audit_stream_id": denied["correlation_id"]}
+    again = dep.client.get("/v1/evidence", params=stream, headers=dep.auth("audrey"))
+    assert again.status_code == 200, again.text
+    assert verify_bundle_text(again.text).passed
+    # the refusals above grew the system log; the stream's own events are the same
+    assert again.json()["events"] == bundle.json()["events"]
+    unknown = stream | {"audit_stream_id": "nothing-here"}
+    assert (
+        dep.client.get("/v1/evidence", params=unknown, headers=dep.auth("audrey")).status_code
+        == 404
+    )
+    for bad, field in (
+        ({"tenant": "acme"}, "correlation_id"),
+        (query | {"audit_stream_id": "another-one"}, "audit_stream_id"),
+    ):
+        refused = dep.client.get("/v1/evidence", params=bad, headers=dep.auth("audrey"))
+        assert refused.status_code == 422, refused.text
+        assert field in refused.text
 
 
 def test_the_server_package_loads_its_parts_lazily() -> None:

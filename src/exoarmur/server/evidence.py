@@ -12,6 +12,7 @@ from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Query, Response
 
+from ..errors import InputError
 from ..evidence import export_bundle, export_pack, pack_bytes
 from ..model.intent import TENANT_PATTERN, TOKEN_PATTERN
 from .access import Right
@@ -37,13 +38,28 @@ def evidence(
     caller: CallerDep,
     tenant: Annotated[str, Query(pattern=TENANT_PATTERN, max_length=63, description="A tenant.")],
     correlation_id: Annotated[
-        str,
+        str | None,
         Query(pattern=TOKEN_PATTERN, min_length=1, max_length=256, description="The correlation."),
-    ],
+    ] = None,
+    audit_stream_id: Annotated[
+        str | None,
+        Query(
+            pattern=TOKEN_PATTERN,
+            min_length=1,
+            max_length=256,
+            description="The same id under its audit-stream name (give one of the two).",
+        ),
+    ] = None,
 ) -> dict[str, Any]:
     """Every event of the correlation with proofs, checkpoints and what its decisions name."""
+    if correlation_id is None and audit_stream_id is None:
+        raise InputError("correlation_id: required (or audit_stream_id, the same id)")
+    if None not in (correlation_id, audit_stream_id) and correlation_id != audit_stream_id:
+        raise InputError("audit_stream_id: names another stream than correlation_id; give one")
+    stream = correlation_id if correlation_id is not None else audit_stream_id
+    assert stream is not None
     caller.require(Right.READ_LEDGER, tenant)
-    return export_bundle(caller.governor.ledger, tenant, correlation_id)
+    return export_bundle(caller.governor.ledger, tenant, stream)
 
 
 @router.get(
