@@ -33,7 +33,7 @@ from pathlib import Path
 from typing import Any
 
 from .approvals.book import Vote
-from .containment.demos import DEMO_TENANT, DOOR_NET_TARGETS, operators
+from .containment.demos import DEMO_TENANT, DOOR_NET_TARGETS, operators, prepare_home
 from .containment.fold import PLAN_STEP_FINISHED
 from .containment.plans import Plan, door_net
 from .containment.room import plan_intent
@@ -342,11 +342,7 @@ class WowReport:
 
 def prepare(home: Home) -> None:
     """A home for the demo: made if missing, with the wow policy beside the default one."""
-    if not home.exists():
-        home.init()
-    policy = home.policy_dir / "containment.cedar"
-    if not policy.exists():
-        policy.write_text(WOW_POLICY, encoding="utf-8")
+    prepare_home(home, WOW_POLICY)
 
 
 def run_wow(

@@ -214,14 +214,9 @@ def list_plans(ctx: typer.Context, tenant: Tenant = "default", as_json: Json = F
 
 
 def _demo_home(ctx: typer.Context, fail_at: int | None = None) -> Any:
-    from ..containment.demos import DEMO_POLICY, DOOR_NET_TARGETS
+    from ..containment.demos import DOOR_NET_TARGETS, prepare_home
 
-    home = current_home(ctx)
-    if not home.exists():
-        home.init()
-    policy = home.policy_dir / "containment.cedar"
-    if not policy.exists():
-        policy.write_text(DEMO_POLICY, encoding="utf-8")
+    home = prepare_home(current_home(ctx))
     if fail_at is not None:
         plan = door_net("acme", DOOR_NET_TARGETS)
         if not 1 <= fail_at <= len(plan.steps):

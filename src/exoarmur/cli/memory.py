@@ -217,17 +217,12 @@ def demo_memory_snapshot(
     ] = False,
 ) -> None:
     """Contain, expire, contain again; then remember and record the advice (applying none)."""
-    from ..containment.demos import DEMO_POLICY, DEMO_TENANT, markers_text
+    from ..containment.demos import DEMO_TENANT, markers_text, prepare_home
     from ..home import open_governor
     from ..memory.demo import memory_snapshot
 
     with errors():
-        home = current_home(ctx)
-        if not home.exists():
-            home.init()
-        policy = home.policy_dir / "containment.cedar"
-        if not policy.exists():
-            policy.write_text(DEMO_POLICY, encoding="utf-8")
+        home = prepare_home(current_home(ctx))
         with open_governor(home, seed=0 if deterministic else None) as governor:
             bundle = home.policy()
             if governor.policy_for(DEMO_TENANT).policy_hash != bundle.policy_hash:

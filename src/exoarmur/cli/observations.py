@@ -208,17 +208,12 @@ def demo_identity_shadow(
     ] = False,
 ) -> None:
     """Failed logins and a new location shadow an identity; Door Net is made ready, not run."""
-    from ..containment.demos import DEMO_POLICY, markers_text
+    from ..containment.demos import markers_text, prepare_home
     from ..home import open_governor
     from ..observations.demo import identity_shadow
 
     with errors():
-        home = current_home(ctx)
-        if not home.exists():
-            home.init()
-        policy = home.policy_dir / "containment.cedar"
-        if not policy.exists():
-            policy.write_text(DEMO_POLICY, encoding="utf-8")
+        home = prepare_home(current_home(ctx))
         with open_governor(home, seed=0 if deterministic else None) as governor:
             bundle = home.policy()
             if governor.policy_for("acme").policy_hash != bundle.policy_hash:

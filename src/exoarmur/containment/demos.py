@@ -10,7 +10,7 @@ from __future__ import annotations
 
 from datetime import timedelta
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ..approvals.book import Vote
 from ..governor.facade import Governor
@@ -21,6 +21,9 @@ from ..replay import replay
 from .fold import PLAN_COMPENSATED, PLAN_STEP_FINISHED
 from .plans import door_net
 from .room import plan_intent
+
+if TYPE_CHECKING:
+    from ..home import Home
 
 DEMO_TENANT = "acme"
 #: the policy a demo home gets next to its default one
@@ -42,6 +45,16 @@ PRIMITIVES = (
     ("freeze_identity", "identity:alice"),
     ("disable_workload", "workload:payments-api"),
 )
+
+
+def prepare_home(home: Home, policy: str = DEMO_POLICY) -> Home:
+    """A home for a containment demo: made if missing, with ``policy`` beside the default one."""
+    if not home.exists():
+        home.init()
+    path = home.policy_dir / "containment.cedar"
+    if not path.exists():
+        path.write_text(policy, encoding="utf-8")
+    return home
 
 
 def operators(governor: Governor, count: int) -> list[Principal]:
