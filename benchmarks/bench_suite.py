@@ -802,6 +802,7 @@ def run_determinism(args: argparse.Namespace, out: Console, err: Console) -> int
             f"{result['runs']} runs × {result['concurrency']} concurrent submitters × "
             f"{intents} intents each, fresh home per run"
         )
+        out.print(f"runs side by side in {result['processes']} worker process(es), one per core")
         for run, root in enumerate(result["roots"]):
             out.print(f"run {run}: root {root}")
         print(f"DISTINCT_ROOTS={result['distinct_roots']}")

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import importlib.util
 import json
+import os
 import subprocess
 import sys
 from pathlib import Path
@@ -371,12 +372,61 @@ def test_determinism_load_prints_the_core_block(tmp_path: Path) -> None:
     assert "3 runs × 40 concurrent submitters × 4 intents each, fresh home per run" in lines
 
 
+@pytest.mark.slow
+def test_the_core_readme_determinism_command_holds_as_written(tmp_path: Path) -> None:
+    """ExoArmur-Core's command, flags exactly as its README has them, on this machine.
+
+    A child process, as a user would type it; coverage is not carried into it
+    (the suite lives in benchmarks/, not src/, and tracing would only slow the
+    hundred runs down). Its temporary homes go under ``tmp_path``, and each is
+    deleted once its root is taken.
+    """
+    env = {k: v for k, v in os.environ.items() if not k.startswith("COVERAGE_")}
+    env["TMPDIR"] = str(tmp_path)
+    command = ["benchmark", "--determinism-load", "--runs", "100", "--concurrency", "500"]
+    done = subprocess.run(
+        [str(Path(sys.executable).with_name("exoarmur")), *command],
+        env=env,
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout[-2000:] + done.stderr[-2000:]
+    lines = [line.strip() for line in done.stdout.splitlines()]
+    assert lines[-5:] == [
+        "DETERMINISM",
+        "Concurrency: 500",
+        "Executions: 100",
+        "Unique Hashes: 1",
+        "STATUS: PASS",
+    ]
+    assert "100 runs × 500 concurrent submitters × 1 intents each, fresh home per run" in lines
+    roots = {line.split(": root ")[1] for line in lines if line.startswith("run ")}
+    assert len(roots) == 1
+    assert len([line for line in lines if line.startswith("run ")]) == 100
+
+
+@pytest.mark.slow
+def test_a_determinism_run_leaves_no_home_behind(tmp_path: Path) -> None:
+    sys.path.insert(0, str(Path(find_suite()).parent))
+    try:
+        from bench_determinism import one_run
+    finally:
+        sys.path.pop(0)
+    result = one_run(tmp_path, 7, 3, 2)
+    assert len(result["logs"]) == 3
+    assert list(tmp_path.iterdir()) == []
+
+
 def test_the_determinism_load_stays_bounded_at_any_concurrency() -> None:
     sys.path.insert(0, str(Path(find_suite()).parent))
     try:
-        from bench_determinism import MAX_THREADS, intents_per_submitter, pool_size
+        from bench_determinism import MAX_THREADS, intents_per_submitter, pool_size, workers_for
     finally:
         sys.path.pop(0)
+    assert workers_for(100, 2) == 2
+    assert workers_for(1, 2) == 1
+    assert workers_for(3, 0) == 1
     assert pool_size(500) == MAX_THREADS <= 16
     assert pool_size(2) == 2
     assert intents_per_submitter(40, 4) == 40

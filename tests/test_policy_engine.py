@@ -364,3 +364,32 @@ def test_an_activation_rebuilds_the_engine_it_names() -> None:
 def test_an_activation_whose_bundle_is_not_its_hash_is_corrupt() -> None:
     with pytest.raises(LedgerCorrupt, match="activation-1 names a bundle it does not hold"):
         engine_from_activation(_activation(bundle(READ), bundle(ANY).hash))
+
+
+def test_one_parse_serves_every_activation_of_the_same_bundle() -> None:
+    recorded = bundle(READ)
+    first = engine_from_activation(_activation(recorded, recorded.hash))
+    # another governor, another home: the same bundle is the same immutable engine
+    assert engine_from_activation(_activation(recorded, recorded.hash)) is first
+
+
+def test_a_forged_activation_is_refused_even_after_the_real_one_was_parsed() -> None:
+    real = bundle(READ)
+    engine_from_activation(_activation(real, real.hash))
+    # names the cached hash over other text: must not be answered from the cache
+    with pytest.raises(LedgerCorrupt, match="names a bundle it does not hold"):
+        engine_from_activation(_activation(bundle(ANY), real.hash))
+
+
+def test_the_shared_engines_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None:
+    from exoarmur.policy import engine as engine_module
+
+    monkeypatch.setattr(engine_module, "ACTIVATED_CACHE_SIZE", 1)
+    read, anything = bundle(READ), bundle(ANY)
+    first = engine_from_activation(_activation(read, read.hash))
+    engine_from_activation(_activation(anything, anything.hash))
+    assert len(engine_module._ACTIVATED) == 1
+    # the older one was dropped: parsed again, a new (equal) engine
+    again = engine_from_activation(_activation(read, read.hash))
+    assert again is not first
+    assert again.policy_hash == first.policy_hash

@@ -29,13 +29,15 @@ from __future__ import annotations
 import contextlib
 import json
 import sys
+import threading
+from collections import OrderedDict
 from collections.abc import Iterator, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
 import cedarpy
 
-from ..encoding import canonical_bytes, format_time
+from ..encoding import canonical_bytes, format_time, sha256_hex
 from ..errors import LedgerCorrupt, PolicyError
 from ..model.decision import Decision, Verdict
 from ..model.event import Event
@@ -250,13 +252,37 @@ class PolicyEngine:
         return [self._decision(result) for result in results]
 
 
+#: parsed engines shared by every governor and replay of this process, newest last
+_ACTIVATED: OrderedDict[tuple[str, str], PolicyEngine] = OrderedDict()
+_ACTIVATED_LOCK = threading.Lock()
+#: bundles kept parsed at once: a process holds a handful (one per tenant policy at most)
+ACTIVATED_CACHE_SIZE = 64
+
+
 def engine_from_activation(event: Event) -> PolicyEngine:
     """The policy engine a ``policy.activated`` event holds, checked against its hash.
 
     Here, next to the engine, so that replay can rebuild it without importing
-    the pipeline (which imports the executors).
+    the pipeline (which imports the executors). Engines are immutable, so one
+    parse serves every governor of the process: many governors over one
+    ledger (a server's workers, the determinism load) would otherwise each
+    lex the same bundle. The cache is keyed by the hash of the bundle's own
+    canonical bytes as well as the hash the event names, so a forged
+    activation naming a known hash over other text still misses the cache
+    and is refused below.
     """
-    engine = PolicyEngine(PolicyBundle.from_canonical(event.payload["bundle"]))
+    bundle = event.payload["bundle"]
+    key = (str(event.payload["policy_hash"]), sha256_hex(canonical_bytes(bundle)))
+    with _ACTIVATED_LOCK:
+        engine = _ACTIVATED.get(key)
+        if engine is not None:
+            _ACTIVATED.move_to_end(key)
+            return engine
+    engine = PolicyEngine(PolicyBundle.from_canonical(bundle))
     if engine.policy_hash != event.payload["policy_hash"]:
         raise LedgerCorrupt(f"activation {event.event_id} names a bundle it does not hold")
+    with _ACTIVATED_LOCK:
+        _ACTIVATED[key] = engine
+        while len(_ACTIVATED) > ACTIVATED_CACHE_SIZE:
+            _ACTIVATED.popitem(last=False)
     return engine
