@@ -445,6 +445,17 @@ def targets(
         why_write or "less durable than ours: reported, no target",
         now="not measured",
     )
+    for c in (1, 32):  # the same, at the other ends, reported beside it
+        for mode, what in (("fsync", "fsync before reply"), ("write", "its default")):
+            theirs, why = _peer_ops(peers, "tracekit-ai", f"{mode}_allow_c{c}")
+            add(
+                f"allow C={c} ÷ tracekit-ai C={c}, {what}",
+                _ops(_row(scenarios, "allow", c)),
+                theirs,
+                None,
+                why or "reported, no target",
+                now="not measured",
+            )
     add(
         "allow C=32 ÷ allow C=1 (group commit scaling)",
         _ops(many),
@@ -522,16 +533,6 @@ def targets(
         # in as many transactions as the pipeline committed
         floor = "its floor" if s.concurrency == 1 else "its batched floor"
         add(f"{s.path} C={s.concurrency} ÷ {floor}", s.ops, s.floor_ops, 0.5)
-    for c in (1, 32):
-        for mode, what in (("fsync", "fsync before reply"), ("write", "its default")):
-            theirs, why = _peer_ops(peers, "tracekit-ai", f"{mode}_allow_c{c}")
-            add(
-                f"allow C={c} ÷ tracekit-ai C={c}, {what}",
-                _ops(_row(scenarios, "allow", c)),
-                theirs,
-                None,
-                why or "reported, no target",
-            )
     return found
 
 

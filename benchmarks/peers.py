@@ -100,8 +100,8 @@ PEERS = (
             for c in (1, 8, 32)
         ),
         does_less=(
-            "no idempotency key: a retried call is deduplicated by request id, in memory only",
-            "no write-before-execute: nothing is recorded between the decision and the tool",
+            "no durable idempotency key: retries are answered from request ids kept in memory",
+            "no executor: the agent runs the tool and reports its result",
             "rules are regular expressions over the call's fields, not a policy language"
             " with principals, entities and typed context",
         ),
