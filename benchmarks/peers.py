@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -182,16 +183,21 @@ def describe(peer: Peer) -> dict[str, Any]:
     }
 
 
-def driver_argv(peer: Peer, n: int, data_dir: Path | None) -> list[str]:
+def driver_argv(peer: Peer, n: int, data_dir: Path | None, extra: Sequence[str] = ()) -> list[str]:
     """The driver's arguments: a durable peer writes where our durable ledgers are written."""
     argv = ["--n", str(n)]
     if peer.durable and data_dir is not None:
         argv += ["--dir", str(data_dir)]
-    return argv
+    return argv + list(extra)
 
 
 def run_peer(
-    peer: Peer, peers_dir: Path, n: int, drivers: Path = DRIVERS, data_dir: Path | None = None
+    peer: Peer,
+    peers_dir: Path,
+    n: int,
+    drivers: Path = DRIVERS,
+    data_dir: Path | None = None,
+    extra: Sequence[str] = (),
 ) -> dict[str, Any]:
     """Install (if needed) and run one peer; a dict with ``status`` ok or unavailable."""
     base = describe(peer)
@@ -204,7 +210,7 @@ def run_peer(
                 str(_python(env_dir)),
                 "-I",
                 str(drivers / peer.driver),
-                *driver_argv(peer, n, data_dir),
+                *driver_argv(peer, n, data_dir, extra),
             ],
             capture_output=True,
             text=True,
