@@ -361,10 +361,11 @@ def _peer_ops(peers: dict[str, Any], key: str, row: str) -> tuple[float | None, 
     return measured["ops"], ""
 
 
-#: (compare, wanted) -> how the wanted value reads
+#: how a wanted value reads, by the comparison that meets it
 _WANTED = {"≥": "≥ {}×", "≤": "≤ {}×", "<": "< {} s"}
 
-#: ExoArmur durable vs its peers beside one another, and the sizes a target is stated for
+#: where the first rows come from, and the sizes its time and memory targets are stated at
+#: (a smaller run reports the figure without a verdict)
 ISSUE = "issue 11"
 EVIDENCE_TARGET_EVENTS = 10_000
 MEMORY_TARGET_EVENTS = 1_000_000

@@ -28,6 +28,7 @@ import shutil
 import statistics
 import sys
 import tempfile
+import time
 from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
@@ -65,20 +66,31 @@ def _tracekit(peers_dir: Path, n: int, where: Path, levels: Sequence[int]) -> di
     if found["status"] != "ok":
         raise SystemExit(f"tracekit-ai: {found['reason']}")
     rows = found["rows"]
+    named = {mode: {c: rows[f"{mode}_allow_c{c}"] for c in levels} for mode in MODES}
     return {
         "version": found["version"],
-        "rows": {mode: {c: rows[f"{mode}_allow_c{c}"]["ops"] for c in levels} for mode in MODES},
+        "rows": {mode: {c: row["ops"] for c, row in by_c.items()} for mode, by_c in named.items()},
+        "cpu_ms": {mode: {c: _cpu(row) for c, row in by_c.items()} for mode, by_c in named.items()},
     }
 
 
-def _ours(where: Path, n: int, levels: Sequence[int], number: int) -> dict[int, float]:
-    found = {}
+def _cpu(row: dict[str, Any]) -> dict[str, float | None]:
+    return {"client": row.get("client_cpu_ms"), "signer": row.get("signer_cpu_ms")}
+
+
+def _ours(
+    where: Path, n: int, levels: Sequence[int], number: int
+) -> tuple[dict[int, float], dict[int, float]]:
+    """Rates, and CPU milliseconds per action of this process (all of ExoArmur's work is here)."""
+    found, cpu = {}, {}
     for c in levels:
+        started = time.process_time()
         result = bench_pipeline.run_pipeline(
             where / f"{number}-c{c}.db", bench_pipeline.PATHS["allow"], n, c, lambda _: None
         )
+        cpu[c] = (time.process_time() - started) / n * 1e3
         found[c] = result.ops
-    return found
+    return found, cpu
 
 
 def measure(args: argparse.Namespace) -> dict[str, Any]:
@@ -96,7 +108,8 @@ def measure(args: argparse.Namespace) -> dict[str, Any]:
                 ours = _ours(where, args.n, args.concurrency, number)
             version = theirs["version"]
             rounds.append({"first": "ExoArmur" if first_ours else "tracekit-ai"})
-            rounds[-1] |= {"ours": ours, "tracekit": theirs["rows"]}
+            rounds[-1] |= {"ours": ours[0], "tracekit": theirs["rows"]}
+            rounds[-1] |= {"ours_cpu_ms": ours[1], "tracekit_cpu_ms": theirs["cpu_ms"]}
             print(f"round {number + 1} of {args.rounds}: {json.dumps(rounds[-1])}", file=sys.stderr)
         machine = bench_pipeline.machine_info(where)
     finally:
@@ -134,7 +147,41 @@ def markdown(report: dict[str, Any]) -> str:
     for c, fsync in report["medians"]["fsync"].items():
         write = report["medians"]["write"][c]
         lines.append(f"| **median** | {c} | | | **{fsync:.2f}×** | | **{write:.2f}×** |")
+    cpu = cpu_medians(report["rounds"])
+    if cpu:
+        lines += [
+            "",
+            "CPU milliseconds per call, median over the rounds (ExoArmur: its one process; "
+            "tracekit-ai: the client process and the signer process, user + system time):",
+            "",
+            "| C | ExoArmur | tracekit-ai fsync: client + signer | tracekit-ai default: "
+            "client + signer |",
+            "| ---: | ---: | ---: | ---: |",
+        ]
+        for c, row in cpu.items():
+            lines.append(
+                f"| {c} | {row['ours']:.2f} | {row['fsync_client']:.2f} + "
+                f"{row['fsync_signer']:.2f} | {row['write_client']:.2f} + "
+                f"{row['write_signer']:.2f} |"
+            )
     return "\n".join(lines) + "\n"
+
+
+def cpu_medians(rounds: Sequence[dict[str, Any]]) -> dict[int, dict[str, float]]:
+    """C -> median CPU ms per call of each side; empty when a round has no signer figure."""
+    if not all("ours_cpu_ms" in r for r in rounds):
+        return {}
+    found: dict[int, dict[str, float]] = {}
+    for c in rounds[0]["ours_cpu_ms"]:
+        row = {"ours": statistics.median(r["ours_cpu_ms"][c] for r in rounds)}
+        for mode in MODES:
+            for side in ("client", "signer"):
+                values = [r["tracekit_cpu_ms"][mode][c][side] for r in rounds]
+                if any(v is None for v in values):
+                    return {}
+                row[f"{mode}_{side}"] = statistics.median(values)
+        found[c] = row
+    return found
 
 
 def _levels(text: str) -> list[int]:

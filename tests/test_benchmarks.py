@@ -578,3 +578,39 @@ def test_a_peer_row_is_compared_with_ours_at_its_concurrency() -> None:
     assert rows["tracekit-ai fsync_allow_c8"][6:] == ["ExoArmur allow C=8 ÷ this", "2.000"]
     assert rows["tracekit-ai fsync_allow_c8"][1] == "JSONL"
     assert tables["Peers, per call"] == [["tracekit-ai", "decide, complete", "no idempotency key"]]
+
+
+def test_alternating_rounds_pair_each_row_with_the_peer_at_its_concurrency() -> None:
+    alternate = _bench_module("bench_tracekit")
+    rounds = [
+        {
+            "first": "ExoArmur",
+            "ours": {1: 300.0, 8: 600.0},
+            "tracekit": {"fsync": {1: 100.0, 8: 400.0}, "write": {1: 600.0, 8: 1200.0}},
+        },
+        {
+            "first": "tracekit-ai",
+            "ours": {1: 200.0, 8: 900.0},
+            "tracekit": {"fsync": {1: 200.0, 8: 300.0}, "write": {1: 400.0, 8: 900.0}},
+        },
+        {
+            "first": "ExoArmur",
+            "ours": {1: 100.0, 8: 800.0},
+            "tracekit": {"fsync": {1: 50.0, 8: 200.0}, "write": {1: 100.0, 8: 800.0}},
+        },
+    ]
+    assert alternate.ratios(rounds)["fsync"] == {1: [3.0, 1.0, 2.0], 8: [1.5, 3.0, 4.0]}
+    medians = alternate.medians(rounds)
+    assert medians == {"fsync": {1: 2.0, 8: 3.0}, "write": {1: 0.5, 8: 1.0}}
+    report = {
+        "date": "d",
+        "command": "c",
+        "n": 3000,
+        "tracekit_version": "1.4.2",
+        "machine": dict.fromkeys(("cpu", "cores", "filesystem", "python", "sqlite"), "x"),
+        "rounds": rounds,
+        "medians": medians,
+    }
+    text = alternate.markdown(report)
+    assert "| 2 (tracekit-ai) | 8 | 900 | 300 | 3.00× | 900 | 1.00× |" in text
+    assert "| **median** | 8 | | | **3.00×** | | **1.00×** |" in text

@@ -31,6 +31,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 import shutil
 import subprocess
 import sys
@@ -102,6 +103,21 @@ def records_per_call(lines_before: int, lines_after: int, calls: int) -> float:
             f"fewer than the {RECORDS_PER_CALL} a decided and completed call writes"
         )
     return gained
+
+
+def cpu_seconds(stat: str, ticks_per_s: float) -> float:
+    """User + system CPU of a process from its ``/proc/PID/stat`` line (fields 14 and 15,
+    counted after the parenthesised command name, which may hold spaces)."""
+    fields = stat.rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / ticks_per_s
+
+
+def _signer_cpu(pid: int) -> float | None:
+    try:
+        stat = Path(f"/proc/{pid}/stat").read_text(encoding="ascii")
+    except OSError:  # not Linux: no figure rather than a guess
+        return None
+    return cpu_seconds(stat, os.sysconf("SC_CLK_TCK"))
 
 
 def _lines(path: Path) -> int:
@@ -216,10 +232,16 @@ def measure_mode(where: Path, mode: str, n: int, levels: list[int]) -> dict[str,
             for k, caller in enumerate(callers):  # each connection's first calls, untimed
                 caller(-1 - k)
             before = _lines(signer.records)
+            signer_before, client_before = _signer_cpu(signer.process.pid), time.process_time()
             # C = 1 too: `timed` would warm up inside the count of records
             row = timed_concurrent(row_name(mode, c), n, callers, _completed)
+            signer_after, client_after = _signer_cpu(signer.process.pid), time.process_time()
             after = _lines(signer.records)
             row["records_per_call"] = records_per_call(before, after, n)
+            # CPU per call on each side of the socket (the signer's includes its fsync calls)
+            row["client_cpu_ms"] = (client_after - client_before) / n * 1e3
+            if signer_before is not None and signer_after is not None:
+                row["signer_cpu_ms"] = (signer_after - signer_before) / n * 1e3
             row["ledger"] = LEDGERS[mode]
             row["durability"] = MODES[mode]
             rows[row_name(mode, c)] = row
