@@ -430,6 +430,9 @@ def test_the_tracekit_driver_configures_each_mode_and_counts_its_records(tmp_pat
         assert config["limits"]["events_per_s"] >= 1e6  # its rate limit never the measurement
         assert config["fsck_every_s"] == 0
     assert driver.row_name("fsync", 8) == "fsync_allow_c8"
+    # a command name with spaces and a parenthesis must not shift the fields
+    stat = "4242 (python -m (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0"
+    assert driver.cpu_seconds(stat, 100.0) == 3.0  # utime 250 + stime 50 ticks
     assert driver.records_per_call(10, 610, 300) == 2.0
     with pytest.raises(SystemExit, match="fewer than the 2"):
         driver.records_per_call(10, 309, 300)  # one record short: a call went unrecorded
@@ -614,3 +617,19 @@ def test_alternating_rounds_pair_each_row_with_the_peer_at_its_concurrency() -> 
     text = alternate.markdown(report)
     assert "| 2 (tracekit-ai) | 8 | 900 | 300 | 3.00× | 900 | 1.00× |" in text
     assert "| **median** | 8 | | | **3.00×** | | **1.00×** |" in text
+    assert "CPU milliseconds" not in text  # rounds measured without CPU figures
+    for k, measured in enumerate(rounds):
+        measured["ours_cpu_ms"] = {1: 1.0 + k, 8: 2.0}
+        sides = {"client": 0.5, "signer": 1.5 + k}
+        measured["tracekit_cpu_ms"] = {mode: {1: sides, 8: sides} for mode in ("fsync", "write")}
+    cpu = alternate.cpu_medians(rounds)
+    assert cpu[1] == {
+        "ours": 2.0,
+        "fsync_client": 0.5,
+        "fsync_signer": 2.5,
+        "write_client": 0.5,
+        "write_signer": 2.5,
+    }
+    assert "| 1 | 2.00 | 0.50 + 2.50 | 0.50 + 2.50 |" in alternate.markdown(report)
+    rounds[0]["tracekit_cpu_ms"]["fsync"][1] = {"client": 0.5, "signer": None}  # not Linux
+    assert alternate.cpu_medians(rounds) == {}
