@@ -20,6 +20,7 @@ import os
 import subprocess
 import sys
 import venv
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,12 @@ class Peer:
     rows: tuple[tuple[str, str], ...]
     #: what the peer does not do that ExoArmur's measured path does
     does_less: tuple[str, ...]
+    #: what one timed call of the peer does, shown beside its rows
+    per_call: str = ""
+    #: it keeps a durable record: its driver is given ``--dir``, where ours are written
+    durable: bool = False
+    #: the suite's size that says how many calls a row makes
+    size: str = "peer_n"
 
 
 PEERS = (
@@ -53,6 +60,11 @@ PEERS = (
             "audit events kept in a Python list: no durable write, no fsync",
             "no signature, no Merkle tree, no canonical bytes or hash of any record",
             "no idempotency check, no policy language (a Python allow-list of domains/methods)",
+        ),
+        per_call=(
+            "builds a pydantic ActionIntent; ProxyPipeline.execute_with_trace: policy rule,"
+            " safety gate, verdict, target check, echo executor, an audit event and a trace"
+            " appended to Python lists"
         ),
     ),
     Peer(
@@ -72,6 +84,37 @@ PEERS = (
             "no executor and no idempotency check; rules are field comparisons in Python",
             "kernel: StatelessKernel.execute writes no audit record at all",
         ),
+        per_call=(
+            "allow/deny: PolicyEvaluator.evaluate on a three-rule PolicyDocument, then one"
+            " AuditEntry appended to a Python list; kernel: StatelessKernel.execute under its"
+            " read_only policy"
+        ),
+    ),
+    Peer(
+        key="tracekit-ai",
+        title="tracekit-ai 1.4.2 signer",
+        requirement="tracekit-ai==1.4.2",
+        driver="tracekit_ai.py",
+        rows=tuple(
+            (f"{mode}_allow_c{c}", f"allow C={c}")
+            for mode in ("fsync", "write")
+            for c in (1, 8, 32)
+        ),
+        does_less=(
+            "no durable idempotency key: retries are answered from request ids kept in memory",
+            "no executor: the agent runs the tool and reports its result",
+            "rules are regular expressions over the call's fields, not a policy language"
+            " with principals, entities and typed context",
+        ),
+        per_call=(
+            "over a Unix socket to its signer process: decide (policy v2 match, one Ed25519-signed,"
+            " hash-chained policy.decision record), the echo tool, complete (one signed tool.result"
+            " record); each record a leaf of an RFC 6962 tree, appended to a JSONL file by one"
+            " batching writer; fsync: fdatasync before the reply, write (its default): synced"
+            " within 5 ms after"
+        ),
+        durable=True,
+        size="pipeline_n",
     ),
 )
 
@@ -129,20 +172,46 @@ def ensure_env(peer: Peer, peers_dir: Path) -> tuple[Path | None, str]:
     return env_dir, "installed"
 
 
-def run_peer(peer: Peer, peers_dir: Path, n: int, drivers: Path = DRIVERS) -> dict[str, Any]:
-    """Install (if needed) and run one peer; a dict with ``status`` ok or unavailable."""
-    base: dict[str, Any] = {
+def describe(peer: Peer) -> dict[str, Any]:
+    """What the report says of a peer whether or not it ran."""
+    return {
         "title": peer.title,
         "requirement": peer.requirement,
         "does_less": list(peer.does_less),
+        "per_call": peer.per_call,
         "compared_with": dict(peer.rows),
     }
+
+
+def driver_argv(peer: Peer, n: int, data_dir: Path | None, extra: Sequence[str] = ()) -> list[str]:
+    """The driver's arguments: a durable peer writes where our durable ledgers are written."""
+    argv = ["--n", str(n)]
+    if peer.durable and data_dir is not None:
+        argv += ["--dir", str(data_dir)]
+    return argv + list(extra)
+
+
+def run_peer(
+    peer: Peer,
+    peers_dir: Path,
+    n: int,
+    drivers: Path = DRIVERS,
+    data_dir: Path | None = None,
+    extra: Sequence[str] = (),
+) -> dict[str, Any]:
+    """Install (if needed) and run one peer; a dict with ``status`` ok or unavailable."""
+    base = describe(peer)
     env_dir, how = ensure_env(peer, peers_dir)
     if env_dir is None:
         return base | {"status": "unavailable", "reason": how}
     try:
         done = subprocess.run(
-            [str(_python(env_dir)), "-I", str(drivers / peer.driver), "--n", str(n)],
+            [
+                str(_python(env_dir)),
+                "-I",
+                str(drivers / peer.driver),
+                *driver_argv(peer, n, data_dir, extra),
+            ],
             capture_output=True,
             text=True,
             timeout=RUN_TIMEOUT_S,

@@ -31,6 +31,7 @@ PATHS = ("allow", "decided", "deny")
 CONCURRENCY = (1, 8)
 MEASURES = ("ops", "p50_ms", "p99_ms", "p999_ms", "floor_ops", "ratio")
 MACHINE = ("cpu", "cores", "python", "cedarpy", "rfc8785", "sqlite")
+EQUAL_DURABILITY = "allow C=8 ÷ tracekit-ai C=8, fsync before reply (equal durability)"
 
 
 @pytest.fixture(scope="module")
@@ -217,13 +218,15 @@ def test_memory_is_sampled_through_the_run(suite: dict[str, Any]) -> None:
 @pytest.mark.slow
 def test_peers_are_skipped_and_targets_still_listed(suite: dict[str, Any]) -> None:
     peers = suite["results"]["peers"]
-    assert set(peers) == {"exoarmur-core", "agent-governance-toolkit"}
+    assert set(peers) == {"exoarmur-core", "agent-governance-toolkit", "tracekit-ai"}
     for peer in peers.values():
         assert peer["status"] == "skipped"
         assert peer["does_less"]
+        assert peer["per_call"]
     by_name = {t["target"]: t for t in suite["targets"]}
     assert by_name["allow C=1 ÷ exoarmur-core allow (in memory)"]["met"] is None
-    floors = [t for t in suite["targets"] if t["target"].endswith("its floor")]
+    assert by_name[EQUAL_DURABILITY]["met"] is None
+    floors = [t for t in suite["targets"] if t["target"].endswith(("its floor", "batched floor"))]
     assert len(floors) == 7  # six pipeline rows and replay
     for target in floors:
         assert _positive(target["ratio"]), target
@@ -446,3 +449,237 @@ def test_the_plan_lookup_benchmark_runs_and_finds_the_plan(
     out = capsys.readouterr().out
     assert "tenant log: 200 events" in out
     assert "plan show, after" in out
+
+
+def _bench_module(name: str, where: str = "benchmarks") -> Any:
+    """A benchmark script imported by path (benchmarks/ is not a package)."""
+    folder = ROOT / where
+    sys.path.insert(0, str(folder))
+    try:
+        spec = importlib.util.spec_from_file_location(f"bench_{name}", folder / f"{name}.py")
+        assert spec is not None
+        assert spec.loader is not None
+        module = importlib.util.module_from_spec(spec)
+        sys.modules[spec.name] = module
+        spec.loader.exec_module(module)
+    finally:
+        sys.path.remove(str(folder))
+    return module
+
+
+def test_the_tracekit_driver_configures_each_mode_and_counts_its_records(tmp_path: Path) -> None:
+    """Its pure parts (tracekit itself is imported only where a signer runs)."""
+    driver = _bench_module("tracekit_ai", "benchmarks/peer_drivers")
+    modes = {
+        mode: driver.signer_config(tmp_path, tmp_path / "s.sock", tmp_path / "p.json", mode)
+        for mode in ("fsync", "write")
+    }
+    assert modes["fsync"]["durability"] == "ack-on-fsync"  # the flush-before-reply mode
+    assert modes["write"]["durability"] == "ack-on-write"  # its default
+    for config in modes.values():
+        assert config["limits"]["events_per_s"] >= 1e6  # its rate limit never the measurement
+        assert config["fsck_every_s"] == 0
+    assert driver.row_name("fsync", 8) == "fsync_allow_c8"
+    # a command name with spaces and a parenthesis must not shift the fields
+    stat = "4242 (python -m (x) y) S 1 2 3 4 5 6 7 8 9 10 250 50 0 0 20 0 1 0"
+    assert driver.cpu_seconds(stat, 100.0) == 3.0  # utime 250 + stime 50 ticks
+    assert driver.records_per_call(10, 610, 300) == 2.0
+    with pytest.raises(SystemExit, match="fewer than the 2"):
+        driver.records_per_call(10, 309, 300)  # one record short: a call went unrecorded
+    peers = _peers_module()
+    tracekit = next(p for p in peers.PEERS if p.key == "tracekit-ai")
+    assert {row for row, _ in tracekit.rows} == {
+        driver.row_name(mode, c) for mode in driver.MODES for c in (1, 8, 32)
+    }
+
+
+def test_timed_concurrent_makes_every_call_once_and_refuses_a_wrong_one() -> None:
+    timing = _bench_module("_timing", "benchmarks/peer_drivers")
+    made: list[int] = []
+    callers = [made.append for _ in range(3)]  # list.append is thread-safe and returns None
+    row = timing.timed_concurrent("calls", 10, callers, lambda result: result is None)
+    assert sorted(made) == list(range(10))
+    assert row["n"] == len(row["latencies_s"]) == 10
+    assert row["concurrency"] == 3
+    assert row["p50_ms"] <= row["p99_ms"] <= row["p999_ms"]
+    with pytest.raises(SystemExit, match="1 of 4 calls went wrong"):
+        timing.timed_concurrent("calls", 4, [lambda i: i], lambda result: result != 2)
+
+
+def test_a_durable_peer_writes_where_our_ledgers_are(tmp_path: Path) -> None:
+    peers = _peers_module()
+    env = tmp_path / f"fake-py{sys.version_info.major}{sys.version_info.minor}"
+    (env / "bin").mkdir(parents=True)
+    (env / "bin" / "python").symlink_to(sys.executable)
+    drivers = tmp_path / "drivers"
+    drivers.mkdir()
+    (drivers / "argv.py").write_text(
+        "import json, sys\nprint(json.dumps({'version': '0', 'rows': {}, 'argv': sys.argv[1:]}))\n"
+    )
+    found = {}
+    for durable in (True, False):
+        peer = peers.Peer("fake", "Fake", "fake==0", "argv.py", (), ("all",), durable=durable)
+        (env / peers._MARKER).write_text(peer.requirement)
+        found[durable] = peers.run_peer(peer, tmp_path, 7, drivers=drivers, data_dir=tmp_path)
+    assert found[True]["argv"] == ["--n", "7", "--dir", str(tmp_path)]
+    assert found[False]["argv"] == ["--n", "7"]
+
+
+def _scenario(c: int, ops: float, floor_ops: float, path: str = "allow") -> Any:
+    from types import SimpleNamespace
+
+    return SimpleNamespace(path=path, concurrency=c, ops=ops, floor_ops=floor_ops)
+
+
+def _tracekit(ops: dict[str, float]) -> dict[str, Any]:
+    rows = {
+        name: {"ops": value, "p50_ms": 1.0, "p99_ms": 2.0, "p999_ms": 3.0, "ledger": "JSONL"}
+        for name, value in ops.items()
+    }
+    return {"status": "ok", "version": "1.4.2", "rows": rows}
+
+
+def test_each_target_divides_the_rows_it_names() -> None:
+    suite = _bench_module("bench_suite")
+    scenarios = [
+        _scenario(1, 400.0, 500.0),
+        _scenario(8, 600.0, 900.0),
+        _scenario(32, 1600.0, 1800.0),
+    ]
+    tracekit = {"fsync_allow_c1": 100.0, "fsync_allow_c8": 250.0, "fsync_allow_c32": 320.0}
+    tracekit |= {"write_allow_c1": 700.0, "write_allow_c8": 1200.0, "write_allow_c32": 1600.0}
+    results: dict[str, Any] = {
+        "peers": {
+            "exoarmur-core": {"status": "ok", "rows": {"allow": {"ops": 1000.0}}},
+            "tracekit-ai": _tracekit(tracekit),
+        },
+        "evidence": {"bundle_events": 10_003, "verify_s": 0.9},
+        "memory": {
+            "replay": {
+                "complete": True,
+                "done": 1_000_000,
+                "target": 1_000_000,
+                "rss_mib": {"10": 100.0, "100": 115.0},
+            }
+        },
+    }
+    found = {t["target"]: t for t in suite.targets(scenarios, results)}
+    equal = found[EQUAL_DURABILITY]
+    assert (equal["ours"], equal["theirs"], equal["ratio"]) == (600.0, 250.0, 2.4)
+    assert equal["met"] is True
+    assert equal["brief"] == "issue 11"
+    default = found["allow C=8 ÷ tracekit-ai C=8, its default (synced ≤ 5 ms after reply)"]
+    assert default["ratio"] == 0.5
+    assert default["met"] is None  # less durable than ours: reported, never judged
+    assert suite.verdict(default) == "reported"
+    assert found["allow C=32 ÷ tracekit-ai C=32, fsync before reply"]["ratio"] == 5.0
+    core = found["allow C=32 (SQLite, fsync) ÷ exoarmur-core allow (in memory)"]
+    assert (core["ratio"], core["met"]) == (1.6, False)
+    assert found["allow C=32 ÷ allow C=1 (group commit scaling)"]["ratio"] == 4.0
+    assert found["allow C=1 ÷ its floor"]["ratio"] == 0.8
+    batched = found["allow C=32 ÷ its batched floor"]
+    assert (batched["theirs"], batched["met"]) == (1800.0, True)
+    evidence = found["evidence bundle of 10,000 events: offline verify"]
+    assert (evidence["measured"], evidence["met"], evidence["wanted_text"]) == (0.9, True, "< 1 s")
+    rss = found["RSS replaying 1,000,000 events: at 100 % ÷ at 10 %"]
+    assert rss["met"] is False  # 15 % more at the end than at a tenth
+    # measured at another size than the target's: a figure, no verdict
+    results["evidence"]["bundle_events"] = 200
+    results["memory"]["replay"] |= {"done": 800, "target": 800}
+    small = {t["target"]: t for t in suite.targets(scenarios, results)}
+    for name in (evidence["target"], rss["target"]):
+        assert small[name]["met"] is None
+        assert suite.verdict(small[name]) == "no verdict"
+    markdown = suite.markdown(
+        {
+            "date": "d",
+            "command": "c",
+            "sizes": {},
+            "budget_s": 1.0,
+            "memory_filesystem": "tmpfs",
+            "machine": dict.fromkeys(
+                ("cpu", "cores", "usable_cores", "platform", "filesystem", "python"), "x"
+            )
+            | dict.fromkeys(("exoarmur", "cedarpy", "sqlite"), "x"),
+            "results": {},
+            "targets": list(found.values()),
+        }
+    )
+    cells = "issue 11 | 1.25–1.5× (by hand) | ≥ 2× | 600/s | 250/s | 2.400× | met"
+    assert f"| {EQUAL_DURABILITY} | {cells} |" in markdown
+
+
+def test_a_peer_row_is_compared_with_ours_at_its_concurrency() -> None:
+    suite = _bench_module("bench_suite")
+    assert suite.ours_path("allow") == ("allow", 1)
+    assert suite.ours_path("allow C=32") == ("allow", 32)
+    scenarios = [
+        {"path": "allow", "concurrency": c, "ops": ops, "p50_ms": 1.0, "p99_ms": 2.0}
+        | {"p999_ms": 3.0, "floor_ops": 1.0, "ratio": 1.0}
+        for c, ops in ((1, 300.0), (8, 900.0))
+    ]
+    peer = _tracekit({"fsync_allow_c1": 100.0, "fsync_allow_c8": 450.0})
+    peer |= {
+        "compared_with": {"fsync_allow_c1": "allow C=1", "fsync_allow_c8": "allow C=8"},
+        "per_call": "decide, complete",
+        "does_less": ["no idempotency key"],
+    }
+    report = {"results": {"pipeline": {"scenarios": scenarios}, "peers": {"tracekit-ai": peer}}}
+    tables = {title: rows for title, _, rows in suite.sections(report)}
+    rows = {row[0]: row for row in tables["Governed actions"]}
+    assert rows["tracekit-ai fsync_allow_c1"][6:] == ["ExoArmur allow C=1 ÷ this", "3.000"]
+    assert rows["tracekit-ai fsync_allow_c8"][6:] == ["ExoArmur allow C=8 ÷ this", "2.000"]
+    assert rows["tracekit-ai fsync_allow_c8"][1] == "JSONL"
+    assert tables["Peers, per call"] == [["tracekit-ai", "decide, complete", "no idempotency key"]]
+
+
+def test_alternating_rounds_pair_each_row_with_the_peer_at_its_concurrency() -> None:
+    alternate = _bench_module("bench_tracekit")
+    rounds = [
+        {
+            "first": "ExoArmur",
+            "ours": {1: 300.0, 8: 600.0},
+            "tracekit": {"fsync": {1: 100.0, 8: 400.0}, "write": {1: 600.0, 8: 1200.0}},
+        },
+        {
+            "first": "tracekit-ai",
+            "ours": {1: 200.0, 8: 900.0},
+            "tracekit": {"fsync": {1: 200.0, 8: 300.0}, "write": {1: 400.0, 8: 900.0}},
+        },
+        {
+            "first": "ExoArmur",
+            "ours": {1: 100.0, 8: 800.0},
+            "tracekit": {"fsync": {1: 50.0, 8: 200.0}, "write": {1: 100.0, 8: 800.0}},
+        },
+    ]
+    assert alternate.ratios(rounds)["fsync"] == {1: [3.0, 1.0, 2.0], 8: [1.5, 3.0, 4.0]}
+    medians = alternate.medians(rounds)
+    assert medians == {"fsync": {1: 2.0, 8: 3.0}, "write": {1: 0.5, 8: 1.0}}
+    report = {
+        "date": "d",
+        "command": "c",
+        "n": 3000,
+        "tracekit_version": "1.4.2",
+        "machine": dict.fromkeys(("cpu", "cores", "filesystem", "python", "sqlite"), "x"),
+        "rounds": rounds,
+        "medians": medians,
+    }
+    text = alternate.markdown(report)
+    assert "| 2 (tracekit-ai) | 8 | 900 | 300 | 3.00× | 900 | 1.00× |" in text
+    assert "| **median** | 8 | | | **3.00×** | | **1.00×** |" in text
+    assert "CPU milliseconds" not in text  # rounds measured without CPU figures
+    for k, measured in enumerate(rounds):
+        measured["ours_cpu_ms"] = {1: 1.0 + k, 8: 2.0}
+        sides = {"client": 0.5, "signer": 1.5 + k}
+        measured["tracekit_cpu_ms"] = {mode: {1: sides, 8: sides} for mode in ("fsync", "write")}
+    cpu = alternate.cpu_medians(rounds)
+    assert cpu[1] == {
+        "ours": 2.0,
+        "fsync_client": 0.5,
+        "fsync_signer": 2.5,
+        "write_client": 0.5,
+        "write_signer": 2.5,
+    }
+    assert "| 1 | 2.00 | 0.50 + 2.50 | 0.50 + 2.50 |" in alternate.markdown(report)
+    rounds[0]["tracekit_cpu_ms"]["fsync"][1] = {"client": 0.5, "signer": None}  # not Linux
+    assert alternate.cpu_medians(rounds) == {}
