@@ -10,7 +10,9 @@ puts the quick path beside the careful one on good and tampered input.
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -340,7 +342,7 @@ def test_quick_and_careful_verification_give_one_verdict(
     [
         ("[1]", "event is a JSON list, not an object"),
         ('"acme"', "event is a JSON str, not an object"),
-        ('{"seq":0,"x":"\\ud800"}', "event is not JSON: 'utf-8' codec can't encode"),
+        ('{"seq":0,"x":"\\ud800"}', "event is not JSON: text with no UTF-8 form"),
     ],
 )
 def test_an_event_that_is_no_object_or_no_utf8_is_named_not_a_crash(
@@ -393,3 +395,75 @@ def test_a_large_bundle_verifies_with_quick_paths_as_with_careful_ones(tmp_path:
     assert quick.passed, quick.failures
     assert quick.to_json() == careful.to_json()
     assert quick.decisions == 30
+
+
+@pytest.mark.parametrize(
+    ("kind", "path", "named"),
+    [
+        ("bundle", ("correlation_id",), "bundle: text with no UTF-8 form"),
+        ("pack", ("evidence", "audit_stream_id"), "pack: not canonical JSON: text with no UTF-8"),
+    ],
+)
+def test_a_lone_surrogate_anywhere_in_the_file_is_named_not_a_crash(
+    documents: dict[str, Any], kind: str, path: tuple[str, ...], named: str
+) -> None:
+    document = json.loads(json.dumps(documents[kind]))
+    holder = document
+    for name in path[:-1]:
+        holder = holder[name]
+    holder[path[-1]] = "\ud800"
+    verdict = verify_bundle_text(json.dumps(document), KEY.verifier_key())  # escaped: ASCII
+    assert not verdict.passed
+    assert verdict.failures[0].startswith(named), verdict.failures
+
+
+def test_the_cycle_collector_is_paused_while_verifying_and_resumed_as_it_was(
+    documents: dict[str, Any],
+) -> None:
+    seen: list[bool] = []
+    real = verify_module.check_story
+
+    def story(*args: Any, **kwargs: Any) -> Any:
+        seen.append(gc.isenabled())
+        return real(*args, **kwargs)
+
+    data = json.dumps(documents["bundle"])
+    with mock.patch.object(verify_module, "check_story", story):
+        assert gc.isenabled()
+        assert verify_bundle_text(data, KEY.verifier_key()).passed
+        assert gc.isenabled()
+        gc.disable()
+        try:
+            assert verify_module.verify_bundle(documents["bundle"], KEY.verifier_key()).passed
+            assert not gc.isenabled()  # left as it was: off
+        finally:
+            gc.enable()
+    assert seen == [False, False]
+
+
+def test_verifications_on_several_threads_resume_the_collector_once_all_have_ended(
+    documents: dict[str, Any],
+) -> None:
+    pause = verify_module._CollectorPause()
+    with pause:
+        with pause:
+            assert not gc.isenabled()
+        assert not gc.isenabled()  # the outer one is still verifying
+    assert gc.isenabled()
+    done = threading.Barrier(3)
+
+    def verify() -> None:
+        with verify_module._COLLECTOR:
+            done.wait(timeout=30)
+            assert verify_bundle_text(json.dumps(documents["bundle"])).passed
+            done.wait(timeout=30)
+
+    threads = [threading.Thread(target=verify) for _ in range(2)]
+    for thread in threads:
+        thread.start()
+    done.wait(timeout=30)
+    assert not gc.isenabled()
+    done.wait(timeout=30)
+    for thread in threads:
+        thread.join(timeout=30)
+    assert gc.isenabled()
