@@ -478,42 +478,9 @@ def test_verifications_on_several_threads_resume_the_collector_once_all_have_end
     assert gc.isenabled()
 
 
-# --- bundle and pack bytes written by parts --------------------------------------------------
+# --- pack bytes written by parts -----------------------------------------------------------
 
 plain_text = st.text(alphabet=st.sampled_from('ab"\\\n\x01\x7f\u00e9\u2028'), max_size=6)
-entries = st.lists(
-    st.fixed_dictionaries(
-        {
-            "event": plain_text,
-            "leaf_index": st.integers(min_value=0, max_value=2**40) | st.booleans(),
-            "log": plain_text,
-            "proof": st.lists(
-                st.sampled_from(["0" * 64, "ab" * 32]) | plain_text | st.integers(-9, 9), max_size=3
-            ),
-        },
-        optional={"extra": st.none()},
-    )
-    | plain_text,
-    max_size=4,
-)
-
-
-@settings(max_examples=50, deadline=None)
-@given(entries, entries, st.dictionaries(st.sampled_from("xyz"), plain_text, max_size=2))
-@example([{"event": "{}", "leaf_index": 3, "log": "acme", "proof": []}], [], {})
-def test_a_body_written_by_parts_is_the_body_written_whole(
-    events: list[Any], context: list[Any], checkpoints: dict[str, str]
-) -> None:
-    body = {
-        "checkpoints": checkpoints,
-        "context": context,
-        "correlation_id": "c\u00e9",
-        "events": events,
-        "format": "exoarmur.bundle/v2",
-        "public_key": "k",
-        "tenant": "acme",
-    }
-    assert verify_module._body_bytes(body) == canonical_bytes(body)
 
 
 @settings(max_examples=30, deadline=None)

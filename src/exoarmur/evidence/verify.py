@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import gc
 import json
-import re
 import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
@@ -197,7 +196,8 @@ def _verify_bundle(
     version = BUNDLE_FORMATS.index(bundle["format"]) + 1
     body = {k: v for k, v in bundle.items() if k != "bundle_hash"}
     try:
-        written = _body_bytes(body) if plain else canonical_bytes(body)
+        # a plain document's body is plain; otherwise canonical_bytes finds out
+        written = canonical_bytes(body, plain=plain or None)
         if "sha256:" + sha256_hex(written) != bundle["bundle_hash"]:
             verdict.fail("bundle_hash", "does not match the bundle's content")
     except (ExoArmurError, UnicodeEncodeError) as exc:
@@ -237,58 +237,6 @@ def unencodable(exc: Exception) -> str:
 def _content_hash(value: Any, plain: bool | None) -> str:
     """:func:`content_hash`, told ``plain`` when the parse found it."""
     return "sha256:" + sha256_hex(canonical_bytes(value, plain=plain))
-
-
-def _body_bytes(body: dict[str, Any]) -> bytes:
-    """The canonical bytes of a plain bundle's body (every field but ``bundle_hash``).
-
-    Written as the whole would be, with the entry lists written entry by
-    entry when each has the usual shape: an object of an event's text, its
-    leaf index, its log and proof hashes that need no escaping. The general
-    writer spends most of its time on those ten thousand small lists.
-    """
-    members = []
-    for name in sorted(body):
-        value = body[name]
-        text = _entry_list_text(value) if name in ("events", "context") else None
-        if text is None:
-            text = canonical_bytes(value, plain=True).decode()
-        members.append(f'"{name}":{text}')
-    return ("{" + ",".join(members) + "}").encode()
-
-
-def _entry_list_text(entries: Any) -> str | None:
-    """``entries`` as the canonical writer writes them, or None when one is unusual."""
-    if type(entries) is not list:
-        return None
-    written = []
-    for entry in entries:
-        if type(entry) is not dict or entry.keys() != _ENTRY:
-            return None
-        raw, position, log, proof = (
-            entry["event"],
-            entry["leaf_index"],
-            entry["log"],
-            entry["proof"],
-        )
-        if not (type(raw) is str and type(position) is int and type(log) is str):
-            return None
-        if type(proof) is not list or not all(type(h) is str for h in proof):
-            return None
-        hashes = '","'.join(proof)
-        if _ESCAPED.search(hashes) is not None:
-            return None
-        written.append(
-            f'{{"event":{_string(raw)},"leaf_index":{position},"log":{_string(log)},'
-            f'"proof":[{chr(34) + hashes + chr(34) if proof else ""}]}}'
-        )
-    return "[" + ",".join(written) + "]"
-
-
-#: characters the canonical writer escapes inside a string
-_ESCAPED = re.compile(r'["\\\x00-\x1f]')
-#: how the canonical writer spells a string (RFC 8785 for text in the BMP)
-_string = json.encoder.encode_basestring
 
 
 def _is_pack(document: Any) -> bool:
