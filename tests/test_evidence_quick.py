@@ -476,22 +476,3 @@ def test_verifications_on_several_threads_resume_the_collector_once_all_have_end
     for thread in threads:
         thread.join(timeout=30)
     assert gc.isenabled()
-
-
-# --- pack bytes written by parts -----------------------------------------------------------
-
-plain_text = st.text(alphabet=st.sampled_from('ab"\\\n\x01\x7f\u00e9\u2028'), max_size=6)
-
-
-@settings(max_examples=30, deadline=None)
-@given(st.dictionaries(st.sampled_from(["a", "b\u00e9", '"']), plain_text, max_size=3), plain_text)
-def test_a_pack_written_by_parts_is_the_pack_written_whole(
-    member: dict[str, str], text: str
-) -> None:
-    from exoarmur.evidence.pack_check import _canonical_pack
-
-    pack = {"attestation": member, "evidence": {"t": text}, "evidence_hash": text, "format": "f"}
-    whole, evidence = _canonical_pack(pack, True)
-    assert whole == canonical_bytes(pack)
-    assert evidence == canonical_bytes(pack["evidence"])
-    assert _canonical_pack({**pack, "other": 1}, True)[1] is None

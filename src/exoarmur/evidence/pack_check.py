@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..encoding import canonical_bytes, sha256_hex
+from ..encoding import canonical_bytes
 from ..errors import ExoArmurError
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG
 from .pack import PACK_FORMAT
@@ -62,14 +62,13 @@ def verify_pack(
     """
     # a plain document's members are plain; otherwise canonical_bytes finds out
     plain = plain or None
-    evidence_bytes: bytes | None = None
     if raw is not None:
         try:
-            canonical, evidence_bytes = _canonical_pack(pack, plain)
+            canonical = canonical_bytes(pack, plain=plain) + b"\n"
         except (ExoArmurError, UnicodeEncodeError) as exc:
             verdict.fail("pack", f"not canonical JSON: {unencodable(exc)}")
             return verdict
-        if raw != canonical + b"\n":
+        if raw != canonical:
             verdict.fail(
                 "pack", "the file is not the pack's canonical bytes (RFC 8785) and one newline"
             )
@@ -78,12 +77,7 @@ def verify_pack(
     evidence, attestation = pack["evidence"], pack["attestation"]
     verdict.evidence_hash = str(pack["evidence_hash"])
     try:
-        found = (
-            _content_hash(evidence, plain)
-            if evidence_bytes is None
-            else "sha256:" + sha256_hex(evidence_bytes)
-        )
-        if found != pack["evidence_hash"]:
+        if _content_hash(evidence, plain) != pack["evidence_hash"]:
             verdict.fail("evidence_hash", "does not match the content hash of evidence")
     except (ExoArmurError, UnicodeEncodeError) as exc:
         verdict.fail("evidence", unencodable(exc))
@@ -127,20 +121,6 @@ def verify_pack(
     if not verdict.failures:  # _redecide re-checks the containment plans too
         _redecide(tenant, stream, context, verdict, plain_events=plain_events)
     return verdict
-
-
-def _canonical_pack(pack: Any, plain: bool | None) -> tuple[bytes, bytes | None]:
-    """The pack's canonical bytes and, when they were made by parts, its evidence's.
-
-    A plain pack of the four members is written member by member, exactly
-    as the whole would be (keys in order, no space): the evidence's bytes,
-    which its hash covers, are then at hand, not written a second time.
-    """
-    if not plain or not isinstance(pack, dict) or pack.keys() != _TOP:
-        return canonical_bytes(pack, plain=plain), None
-    parts = {name: canonical_bytes(pack[name], plain=True) for name in sorted(_TOP)}
-    members = b",".join(b'"%s":%s' % (name.encode(), parts[name]) for name in sorted(_TOP))
-    return b"{" + members + b"}", parts["evidence"]
 
 
 def _shaped(pack: Any, verdict: BundleVerdict) -> bool:
