@@ -99,6 +99,8 @@ def test_proofs_sharing_nodes_answer_as_each_proof_alone(
         data = leaves[shown % size]
         alone = verify_inclusion(leaf_hash(data), index, size, proof, root)
         assert shared.includes(data, index, proof) == alone, (index, shown, how, where)
+    # one node per level is kept, whatever the number of leaves
+    assert len(shared._path) <= (size - 1).bit_length()
 
 
 def test_a_proof_that_meets_a_known_node_with_other_hashes_above_is_walked_to_the_root() -> None:

@@ -15,6 +15,11 @@ ends at the signed root as that one did. Nothing is taken on trust from
 another proof that is not in this one: a proof that differs anywhere from what
 was seen is walked to the end and judged by the root alone.
 
+Only the last proof's path is kept, one node per level: a bundle's leaves
+come in log order, and a leaf's nearest shared node with every leaf before it
+is on the path of the one just before. Memory stays O(log n) for a bundle of
+any size; leaves out of order only cost more hashing.
+
 Pure: no store, no clock, no network.
 """
 
@@ -26,13 +31,14 @@ from ..ledger.merkle import HASH_SIZE, leaf_hash, node_hash
 class CheckpointProofs:
     """Inclusion in the tree of ``size`` leaves whose head is ``root`` (a signed checkpoint's)."""
 
-    __slots__ = ("_root", "_seen", "_size")
+    __slots__ = ("_path", "_root", "_size")
 
     def __init__(self, size: int, root: bytes) -> None:
         self._size = size
         self._root = root
-        #: a node some proof climbed through to the root: (level, index) -> (hash, hashes above)
-        self._seen: dict[tuple[int, int], tuple[bytes, list[bytes]]] = {}
+        #: the nodes the last proof that reached the root climbed through:
+        #: level -> (index at that level, hash, the proof's hashes above it)
+        self._path: dict[int, tuple[int, bytes, list[bytes]]] = {}
 
     def includes(self, leaf_bytes: bytes, index: int, proof: list[bytes]) -> bool:
         """Whether ``leaf_bytes`` is the leaf at ``index``: :func:`verify_inclusion`'s answer.
@@ -46,8 +52,8 @@ class CheckpointProofs:
             return False
         fn, sn, level = index, self._size - 1, 0
         result = leaf
-        climbed: list[tuple[tuple[int, int], bytes, int]] = []
-        seen = self._seen
+        climbed: list[tuple[int, int, bytes, int]] = []
+        path = self._path
         for step, sibling in enumerate(proof):
             if sn == 0 or not _is_hash(sibling):
                 return False
@@ -63,23 +69,25 @@ class CheckpointProofs:
             fn >>= 1
             sn >>= 1
             level += 1
-            node = (level, fn)
-            known = seen.get(node)
-            if known is not None and known[0] == result and known[1] == proof[step + 1 :]:
+            known = path.get(level)
+            if (
+                known is not None
+                and known[0] == fn
+                and known[1] == result
+                and known[2] == proof[step + 1 :]
+            ):
                 # the rest of this walk is one that reached the signed root
                 self._remember(climbed, proof)
                 return True
-            climbed.append((node, result, step + 1))
+            climbed.append((level, fn, result, step + 1))
         if sn != 0 or result != self._root:
             return False
         self._remember(climbed, proof)
         return True
 
-    def _remember(
-        self, climbed: list[tuple[tuple[int, int], bytes, int]], proof: list[bytes]
-    ) -> None:
-        for node, value, above in climbed:
-            self._seen.setdefault(node, (value, proof[above:]))
+    def _remember(self, climbed: list[tuple[int, int, bytes, int]], proof: list[bytes]) -> None:
+        for level, index, value, above in climbed:
+            self._path[level] = (index, value, proof[above:])
 
 
 def _is_hash(value: object) -> bool:
