@@ -17,7 +17,7 @@ from __future__ import annotations
 
 from typing import Any
 
-from ..encoding import canonical_bytes, content_hash
+from ..encoding import canonical_bytes
 from ..errors import ExoArmurError
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG
 from .pack import PACK_FORMAT
@@ -25,9 +25,11 @@ from .provenance import PROVENANCE_TYPES, chain, missing, provenance, summary
 from .verify import (
     BundleVerdict,
     _checkpoints,
+    _content_hash,
     _entries,
     _redecide,
     _verifier,
+    unencodable,
 )
 
 _TOP = frozenset({"format", "evidence", "evidence_hash", "attestation"})
@@ -47,14 +49,24 @@ _ATTESTATION = frozenset({"public_key", "checkpoints", "proofs", "context"})
 
 
 def verify_pack(
-    pack: Any, raw: bytes | None, trusted_key: str | None, verdict: BundleVerdict
+    pack: Any,
+    raw: bytes | None,
+    trusted_key: str | None,
+    verdict: BundleVerdict,
+    *,
+    plain: bool | None = None,
 ) -> BundleVerdict:
-    """Verify a parsed pack; ``raw`` the file's bytes when it was read from one."""
+    """Verify a parsed pack; ``raw`` the file's bytes when it was read from one.
+
+    ``plain``: what ``jsontext.loads_plain`` found reading it (None: not read so).
+    """
+    # a plain document's members are plain; otherwise canonical_bytes finds out
+    plain = plain or None
     if raw is not None:
         try:
-            canonical = canonical_bytes(pack) + b"\n"
-        except ExoArmurError as exc:
-            verdict.fail("pack", f"not canonical JSON: {exc}")
+            canonical = canonical_bytes(pack, plain=plain) + b"\n"
+        except (ExoArmurError, UnicodeEncodeError) as exc:
+            verdict.fail("pack", f"not canonical JSON: {unencodable(exc)}")
             return verdict
         if raw != canonical:
             verdict.fail(
@@ -65,17 +77,18 @@ def verify_pack(
     evidence, attestation = pack["evidence"], pack["attestation"]
     verdict.evidence_hash = str(pack["evidence_hash"])
     try:
-        if content_hash(evidence) != pack["evidence_hash"]:
+        if _content_hash(evidence, plain) != pack["evidence_hash"]:
             verdict.fail("evidence_hash", "does not match the content hash of evidence")
-    except ExoArmurError as exc:
-        verdict.fail("evidence", str(exc))
+    except (ExoArmurError, UnicodeEncodeError) as exc:
+        verdict.fail("evidence", unencodable(exc))
         return verdict
     verifier = _verifier(attestation, trusted_key, verdict)
     if verifier is None:
         return verdict
     roots = _checkpoints(attestation, verifier, verdict)
     tenant, stream_id = evidence["tenant"], evidence["audit_stream_id"]
-    proved = _proved_events(evidence, attestation, roots, verdict)
+    plain_events: set[int] = set()
+    proved = _proved_events(evidence, attestation, roots, verdict, plain_events)
     context = _entries(
         {"attestation.context": attestation["context"]},
         "attestation.context",
@@ -106,7 +119,7 @@ def verify_pack(
                 f"evidence.{name}", f"{said[name]!r}; the stream's events say {derived[name]!r}"
             )
     if not verdict.failures:  # _redecide re-checks the containment plans too
-        _redecide(tenant, stream, context, verdict)
+        _redecide(tenant, stream, context, verdict, plain_events=plain_events)
     return verdict
 
 
@@ -155,6 +168,7 @@ def _proved_events(
     attestation: dict[str, Any],
     roots: dict[str, Any],
     verdict: BundleVerdict,
+    plain_events: set[int],
 ) -> list[tuple[str, dict[str, Any]]]:
     """Each event with its proof, checked as a bundle's events are (in the tenant's log)."""
     tenant = evidence["tenant"]
@@ -169,7 +183,9 @@ def _proved_events(
             entries.append({})
             continue
         entries.append({"log": tenant, **entry, "proof": proof})
-    return _entries({"evidence.events": entries}, "evidence.events", roots, verdict, {tenant})
+    return _entries(
+        {"evidence.events": entries}, "evidence.events", roots, verdict, {tenant}, plain_events
+    )
 
 
 def _order(

@@ -24,13 +24,13 @@ Pure: no store, no clock, no network.
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field, replace
 from datetime import datetime
 from typing import Any
 
 from ..approvals.book import approval_request
-from ..encoding import content_hash, format_time, parse_time
+from ..encoding import canonical_bytes, content_hash, format_time, parse_time, sha256_hex
 from ..errors import ExoArmurError
 from ..evidence_levels import (
     EVIDENCE_ATTESTED,
@@ -139,12 +139,21 @@ class Context:
     configs: dict[str, dict[str, Any]] = field(default_factory=dict)
     #: each configuration's gate as recorded, read once per config hash
     gates: dict[str, GateConfig] = field(default_factory=dict)
+    #: the same, with the evidence check left to :func:`_evidence_held`
+    unenforced: dict[str, GateConfig] = field(default_factory=dict)
 
     def gate(self, config_hash: str, config: dict[str, Any]) -> GateConfig:
         """The gate ``config`` records (``config`` is the one ``config_hash`` names)."""
         found = self.gates.get(config_hash)
         if found is None:
             found = self.gates[config_hash] = GateConfig.from_recorded(config.get("gate"))
+        return found
+
+    def gate_without_evidence(self, config_hash: str, recorded: GateConfig) -> GateConfig:
+        """``recorded`` (the gate of ``config_hash``) with its evidence check off."""
+        found = self.unenforced.get(config_hash)
+        if found is None:
+            found = self.unenforced[config_hash] = replace(recorded, evidence_enforced=False)
         return found
 
 
@@ -160,6 +169,8 @@ class Ruled:
     #: intent objects by the ``intent.recorded`` payload they were read from (``id``)
     intents: dict[int, ActionIntent] = field(default_factory=dict)
     decided: dict[tuple[str, str, str, int], Decision] = field(default_factory=dict)
+    #: events (``id``) read as plain: the canonical bytes of their parts need no walk
+    plain: Collection[int] = ()
 
 
 @dataclass
@@ -231,10 +242,14 @@ def check_story(
     context: Context,
     fail: Fail,
     version: int = 2,
+    plain: Collection[int] = (),
 ) -> Told:
-    """Check every intent's story; ``version`` is the bundle format's (1 lacks V2_TYPES)."""
+    """Check every intent's story; ``version`` is the bundle format's (1 lacks V2_TYPES).
+
+    ``plain``: the ids of the events read as plain (``jsontext.loads_plain``).
+    """
     told = Told(version=version)
-    ruled = rule_ahead(events, context)
+    ruled = rule_ahead(events, context, plain)
     for where, event in events:
         kind = event.get("type")
         intent_id = event.get("intent_id")
@@ -289,7 +304,9 @@ def check_story(
     return told
 
 
-def rule_ahead(events: list[tuple[str, dict[str, Any]]], context: Context) -> Ruled:
+def rule_ahead(
+    events: list[tuple[str, dict[str, Any]]], context: Context, plain: Collection[int] = ()
+) -> Ruled:
     """Policy's decision for every decision the events record, batched by policy, config, posture.
 
     Only the cost is shared: Cedar decides each request of a batch on its own,
@@ -297,7 +314,7 @@ def rule_ahead(events: list[tuple[str, dict[str, Any]]], context: Context) -> Ru
     decision whose inputs cannot be read here is left to :func:`_rederive`,
     which decides it alone and reports what is wrong with it.
     """
-    ruled = Ruled()
+    ruled = Ruled(plain=plain)
     first: dict[str, ActionIntent] = {}
     runs: dict[tuple[str, str, str], list[ActionIntent]] = {}
     for _, event in events:
@@ -363,7 +380,8 @@ def _recorded(
     if intent.to_canonical() != raw:
         fail(where, "payload.intent is not in its canonical form")
         return
-    if content_hash(raw) != recorded_hash:
+    canonical = canonical_bytes(raw, plain=True if ruled and id(event) in ruled.plain else None)
+    if "sha256:" + sha256_hex(canonical) != recorded_hash:
         fail(where, "payload.intent_hash: the intent does not hash to its recorded hash")
         return
     for name, found, wanted in (
@@ -482,7 +500,7 @@ def _rederive(
             system=Controls(SYSTEM_LOG),
             tenant=tenant,
             # the evidence a tenant's log holds is not in the bundle: checked apart
-            config=replace(gate_config, evidence_enforced=False),
+            config=context.gate_without_evidence(recorded.config_hash, gate_config),
             now=story.recorded_at,
         )
         if gate_config.evidence_enforced:

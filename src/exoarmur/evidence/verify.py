@@ -24,21 +24,24 @@ Pure: no store, no clock, no network.
 
 from __future__ import annotations
 
+import gc
 import json
+import threading
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsontext
 from ..containment.audit import ContainmentAudit
-from ..encoding import canonical_bytes, content_hash, parse_time
+from ..encoding import canonical_bytes, content_hash, parse_time, sha256_hex
 from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
-from ..ledger.merkle import leaf_hash, verify_inclusion
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
 from ..policy import PolicyBundle, PolicyEngine
 from .artifacts import BLOCK, ArtifactsReport, check_artifacts
 from .bundle import BUNDLE_FORMATS
+from .inclusion import CheckpointProofs
 from .story import Context, check_story, explain
 
 _TOP_LEVEL = {
@@ -101,17 +104,18 @@ def verify_bundle_text(
 ) -> BundleVerdict:
     """Verify a bundle as read from its file."""
     verdict = BundleVerdict()
-    try:
-        bundle = jsontext.loads(text)
-    except JSONTextError as exc:
-        verdict.fail("bundle", f"not JSON ExoArmur accepts: {exc}")
-        return verdict
-    if _is_pack(bundle):
-        from .pack_check import verify_pack
+    with _COLLECTOR:
+        try:
+            bundle, plain = jsontext.loads_plain(text)
+        except JSONTextError as exc:
+            verdict.fail("bundle", f"not JSON ExoArmur accepts: {exc}")
+            return verdict
+        if _is_pack(bundle):
+            from .pack_check import verify_pack
 
-        raw = text.encode() if isinstance(text, str) else text
-        return verify_pack(bundle, raw, trusted_key, verdict)
-    return verify_bundle(bundle, trusted_key, verdict, enforce_artifacts=enforce_artifacts)
+            raw = text.encode() if isinstance(text, str) else text
+            return verify_pack(bundle, raw, trusted_key, verdict, plain=plain)
+        return _verify_bundle(bundle, trusted_key, verdict, enforce_artifacts, plain)
 
 
 def verify_bundle(
@@ -121,12 +125,57 @@ def verify_bundle(
     *,
     enforce_artifacts: bool = False,
 ) -> BundleVerdict:
-    verdict = verdict or BundleVerdict()
+    with _COLLECTOR:
+        return _verify_bundle(
+            bundle, trusted_key, verdict or BundleVerdict(), enforce_artifacts, None
+        )
+
+
+class _CollectorPause:
+    """No cycle collection while a bundle is verified; reference counting frees as ever.
+
+    A parsed bundle is a million young objects (dicts, strings, lists) that
+    hold no reference cycles, and the verifier allocates as it goes: the
+    cycle collector walked them again and again, a sixth of a 10,000-event
+    bundle's time. Counted, so that verifications on several threads resume
+    it once, when the last one ends, and only if it was running before.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._depth = 0
+        self._resume = False
+
+    def __enter__(self) -> None:
+        with self._lock:
+            if self._depth == 0:
+                self._resume = gc.isenabled()
+                gc.disable()
+            self._depth += 1
+
+    def __exit__(self, *_: object) -> None:
+        with self._lock:
+            self._depth -= 1
+            if self._depth == 0 and self._resume:
+                gc.enable()
+
+
+_COLLECTOR = _CollectorPause()
+
+
+def _verify_bundle(
+    bundle: Any,
+    trusted_key: str | None,
+    verdict: BundleVerdict,
+    enforce_artifacts: bool,
+    plain: bool | None,
+) -> BundleVerdict:
+    """``plain``: what ``jsontext.loads_plain`` found reading ``bundle`` (None: not read so)."""
     verdict.artifacts.enforced = enforce_artifacts
     if _is_pack(bundle):  # a pack extends the bundle: the same checks, and its own
         from .pack_check import verify_pack
 
-        return verify_pack(bundle, None, trusted_key, verdict)
+        return verify_pack(bundle, None, trusted_key, verdict, plain=plain)
     if not isinstance(bundle, dict) or not _TOP_LEVEL <= set(bundle) <= _TOP_LEVEL | _OPTIONAL:
         found = set(bundle) if isinstance(bundle, dict) else set()
         verdict.fail(
@@ -147,17 +196,20 @@ def verify_bundle(
     version = BUNDLE_FORMATS.index(bundle["format"]) + 1
     body = {k: v for k, v in bundle.items() if k != "bundle_hash"}
     try:
-        if content_hash(body) != bundle["bundle_hash"]:
+        # a plain document's body is plain; otherwise canonical_bytes finds out
+        written = canonical_bytes(body, plain=plain or None)
+        if "sha256:" + sha256_hex(written) != bundle["bundle_hash"]:
             verdict.fail("bundle_hash", "does not match the bundle's content")
-    except ExoArmurError as exc:
-        verdict.fail("bundle", str(exc))
+    except (ExoArmurError, UnicodeEncodeError) as exc:
+        verdict.fail("bundle", unencodable(exc))
         return verdict
     verifier = _verifier(bundle, trusted_key, verdict)
     if verifier is None:
         return verdict
     roots = _checkpoints(bundle, verifier, verdict)
     tenant, correlation = bundle["tenant"], bundle["correlation_id"]
-    events = _entries(bundle, "events", roots, verdict, {tenant})
+    plain_events: set[int] = set()
+    events = _entries(bundle, "events", roots, verdict, {tenant}, plain_events)
     context = _entries(bundle, "context", roots, verdict, {tenant, SYSTEM_LOG})
     for where, event in events:  # their tenant is the bundle's: _entries filed them under it
         if event.get("correlation_id") != correlation:
@@ -170,9 +222,21 @@ def verify_bundle(
     verdict.events = len(events) + len(context)
     _structure(events, context, bundle, verdict)
     if not verdict.failures:
-        _redecide(tenant, events, context, verdict, version)
+        _redecide(tenant, events, context, verdict, version, plain_events)
     verdict.artifacts = check_artifacts(bundle, enforce_artifacts, verdict.fail)
     return verdict
+
+
+def unencodable(exc: Exception) -> str:
+    """What is wrong, said the same wherever in a document a lone surrogate sits."""
+    if isinstance(exc, UnicodeEncodeError):
+        return f"text with no UTF-8 form ({exc.reason}: {exc.object[exc.start : exc.end]!r})"
+    return str(exc)
+
+
+def _content_hash(value: Any, plain: bool | None) -> str:
+    """:func:`content_hash`, told ``plain`` when the parse found it."""
+    return "sha256:" + sha256_hex(canonical_bytes(value, plain=plain))
 
 
 def _is_pack(document: Any) -> bool:
@@ -228,21 +292,30 @@ def _entries(
     roots: dict[str, Checkpoint],
     verdict: BundleVerdict,
     logs: set[str],
+    plain_events: set[int] | None = None,
 ) -> list[tuple[str, dict[str, Any]]]:
+    """The entries whose event is proved; ``plain_events`` collects the ids of plain ones.
+
+    Plain as ``jsontext.loads_plain`` means it: their parts' canonical bytes
+    need no walk to find out.
+    """
     out: list[tuple[str, dict[str, Any]]] = []
     entries = bundle[name]
     if not isinstance(entries, list):
         verdict.fail(name, "must be a list")
         return out
+    # one reading per proof hash and one walk per tree node, shared by all entries
+    digests: dict[str, bytes] = {}
+    proofs = {log: CheckpointProofs(c.size, c.root_hash) for log, c in roots.items()}
     for index, entry in enumerate(entries):
         where = f"{name}[{index}]"
         try:
             log, position = entry["log"], entry["leaf_index"]
             raw: str = entry["event"]
-            proof = [_digest(h) for h in entry["proof"]]
-            extra = sorted(set(entry) - _ENTRY)
+            proof = _proof(entry["proof"], digests)
+            extra = entry.keys() - _ENTRY
             if extra:
-                raise ValueError(f"unexpected field {extra[0]!r}")
+                raise ValueError(f"unexpected field {sorted(extra)[0]!r}")
         except (KeyError, TypeError, ValueError, AttributeError) as exc:
             verdict.fail(where, f"malformed entry: {exc}")
             continue
@@ -253,15 +326,27 @@ def _entries(
         if checkpoint is None:
             verdict.fail(where, f"no verified checkpoint for log {log!r}")
             continue
-        try:
-            event, plain = jsontext.loads_plain(raw)
-            canonical = canonical_bytes(event, plain=plain)
-        except (json.JSONDecodeError, ExoArmurError, TypeError) as exc:
-            verdict.fail(where, f"event is not JSON: {exc}")
-            continue
-        if canonical != raw.encode():
-            verdict.fail(where, "event bytes are not in canonical form (RFC 8785)")
-            continue
+        read = _canonical_event(raw)
+        if read is None:
+            try:
+                event, plain = jsontext.loads_plain(raw)
+                canonical = canonical_bytes(event, plain=plain)
+                # a lone surrogate (written as an escape) has no UTF-8 bytes
+                unchanged = canonical == raw.encode()
+            except (json.JSONDecodeError, ExoArmurError, TypeError, UnicodeEncodeError) as exc:
+                verdict.fail(where, f"event is not JSON: {unencodable(exc)}")
+                continue
+            if not unchanged:
+                verdict.fail(where, "event bytes are not in canonical form (RFC 8785)")
+                continue
+            if not isinstance(event, dict):
+                verdict.fail(where, f"event is a JSON {type(event).__name__}, not an object")
+                continue
+        else:
+            event, canonical = read
+            plain = True
+        if plain_events is not None and plain:
+            plain_events.add(id(event))
         if not isinstance(position, int) or event.get("seq") != position:
             verdict.fail(
                 where, f"event seq {event.get('seq')!r} is not its leaf index {position!r}"
@@ -270,9 +355,7 @@ def _entries(
         if event.get("tenant") != log:
             verdict.fail(where, f"event of {event.get('tenant')!r} filed under log {log!r}")
             continue
-        if not verify_inclusion(
-            leaf_hash(canonical), position, checkpoint.size, proof, checkpoint.root_hash
-        ):
+        if not proofs[log].includes(canonical, position, proof):
             verdict.fail(
                 where,
                 f"inclusion proof does not reach the signed root of {log} "
@@ -281,6 +364,67 @@ def _entries(
             continue
         out.append((where, event))
     return out
+
+
+class _NotPlain(Exception):
+    """A number the quick reading leaves to :func:`jsontext.loads_plain`."""
+
+
+def _refuse(text: str) -> Any:
+    raise _NotPlain(text)
+
+
+def _integer(digits: str) -> int:
+    # 15 characters hold every integer of I-JSON's range that loads_plain calls plain
+    if len(digits) > 15:
+        raise _NotPlain(digits)
+    return int(digits)
+
+
+def _canonical_event(raw: object) -> tuple[dict[str, Any], bytes] | None:
+    """``raw`` parsed, with its bytes, when it is plainly canonical; else None.
+
+    The common case, read in C: text with no float, no long integer, no
+    character beyond the Basic Multilingual Plane, whose sorted compact dump
+    is itself. Such text is exactly what :func:`jsontext.loads_plain` reads as
+    plain, without a refusal (a repeated key would be missing from the dump),
+    and whose canonical bytes are the text: the careful reading would reach
+    the same event. Anything else (None) gets the careful reading, which
+    names what is wrong.
+    """
+    if type(raw) is not str or not (raw.isascii() or max(raw, default="") <= "\uffff"):
+        return None
+    try:
+        # one value from the first character to the last: canonical text has no space around it
+        event, end = _SCAN(raw, 0)
+        data = raw.encode()
+        if end != len(raw) or type(event) is not dict:
+            return None
+        if canonical_bytes(event, plain=True) != data:
+            return None
+    except (_NotPlain, StopIteration, ValueError, TypeError, RecursionError):
+        return None
+    return event, data
+
+
+#: the standard library's scanner, told to leave floats, constants and long integers alone
+_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
+    parse_int=_integer, parse_float=_refuse, parse_constant=_refuse
+).scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not in typeshed
+
+
+def _proof(hashes: Any, digests: dict[str, bytes]) -> list[bytes]:
+    """The proof's hashes as bytes, each spelling read once per bundle."""
+    proof: list[bytes] = []
+    try:
+        for text in hashes:
+            digest = digests.get(text)
+            if digest is None:
+                digest = digests[text] = _digest(text)
+            proof.append(digest)
+    except TypeError:  # not a list of strings: the plain reading says what it is
+        return [_digest(h) for h in hashes]
+    return proof
 
 
 _ENTRY = frozenset({"log", "leaf_index", "event", "proof"})
@@ -367,10 +511,11 @@ def _redecide(
     context: list[tuple[str, dict[str, Any]]],
     verdict: BundleVerdict,
     version: int = 2,
+    plain_events: Collection[int] = (),
 ) -> None:
     loaded, places = _load_context(context, verdict)
     _recheck_containment(events, verdict)
-    told = check_story(tenant, events, loaded, verdict.fail, version)
+    told = check_story(tenant, events, loaded, verdict.fail, version, plain_events)
     verdict.decisions = told.decisions
     verdict.notes.extend(told.notes)
     for key, where in places.items():
