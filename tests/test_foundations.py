@@ -168,3 +168,13 @@ def test_the_fast_path_is_byte_identical_to_rfc8785(value: object) -> None:
 )
 def test_known_edges_match_rfc8785(value: object) -> None:
     assert canonical_bytes(value) == rfc8785.dumps(value)
+
+
+@pytest.mark.parametrize(
+    "value",
+    [{"text": "\ud800"}, ["a", "\udfff"], {"\ud800": 1}, {"ratio": 1.5, "text": "\ud800"}],
+)
+def test_a_lone_surrogate_is_bad_input_not_a_crash(value: object) -> None:
+    # "\ud800" in JSON text parses to a lone surrogate, which has no UTF-8 form
+    with pytest.raises(InputError, match="UTF-8"):
+        canonical_bytes(value)  # type: ignore[arg-type]

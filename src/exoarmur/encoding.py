@@ -70,10 +70,13 @@ def canonical_bytes(value: JSONValue, *, plain: bool | None = None) -> bytes:
     ``plain`` is what ``jsontext.loads_plain`` found while parsing ``value``
     (so it need not be walked again); None to find it here.
     """
-    if _plain(value) if plain is None else plain:
-        return _dumps(value).encode()
     try:
+        if _plain(value) if plain is None else plain:
+            return _dumps(value).encode()
         return rfc8785.dumps(value)
+    except UnicodeEncodeError as exc:
+        # a lone surrogate (as "\ud800" in JSON text parses to) has no UTF-8 form
+        raise InputError(f"value cannot be canonicalized as JSON: text with no UTF-8 form ({exc.reason})") from None
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalized as JSON (RFC 8785): {exc}") from exc
 
