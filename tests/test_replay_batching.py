@@ -269,8 +269,8 @@ def test_kept_snapshots_thin_out_with_distance_and_never_come_back() -> None:
             target = newest - distance
             if target >= 0:
                 nearest = max(n for n in kept if n <= target)
-                assert target - nearest <= distance // 2 + 1
-    assert len(kept) <= 2 * (2000).bit_length() + 2
+                assert target - nearest <= distance // 3 + 1
+    assert len(kept) <= 4 * (2000).bit_length() + 4
 
 
 def test_the_key_filter_never_forgets_a_key() -> None:

@@ -10,9 +10,9 @@ snapshot are read again: never the log from its start.
 
 Snapshots are taken every ``SNAPSHOT_EVERY`` events and thinned as the fold
 moves on, so that the ones kept lie densely just behind the fold and ever
-more sparsely further back: about two per doubling of the distance, so
+more sparsely further back: about four per doubling of the distance, so
 memory grows with the logarithm of the log, and a position ``d`` events
-behind the fold is at most about ``d / 2`` events after a snapshot.
+behind the fold is at most about ``d / 3`` events after a snapshot.
 """
 
 from __future__ import annotations
@@ -35,11 +35,12 @@ SNAPSHOT_EVERY = 128
 def kept(snapshot: int, newest: int) -> bool:
     """Whether the ``snapshot``-th snapshot is still kept once the ``newest``-th is taken.
 
-    Kept when its number is a multiple of ``2 ** (level - 1)`` for a distance
-    of ``2 ** level`` or more: the rule only tightens as ``newest`` grows, so
-    a snapshot dropped is never wanted back.
+    Kept when its number is a multiple of ``2 ** (level - 2)`` for a distance
+    of ``2 ** level`` or more (the spacing is at most a quarter of the
+    distance): the rule only tightens as ``newest`` grows, so a snapshot
+    dropped is never wanted back.
     """
-    level = max(0, (newest - snapshot).bit_length() - 2)
+    level = max(0, (newest - snapshot).bit_length() - 3)
     return snapshot % (1 << level) == 0
 
 
