@@ -13,24 +13,48 @@ rate is measured over the events it reached, the floor does exactly that many
 events, and the result says so. The per-tenth rates show whether replay slows
 down as it goes (a cost per event that grows with the log) or not.
 
+Run alone, it measures one log of ``--events`` events (the suite does the
+same in its ``replay`` and ``memory`` rows):
+
+    python benchmarks/bench_replay.py --events 10000                 # events/s and the floor
+    python benchmarks/bench_replay.py --events 200000 --rss          # and RSS at 10 % vs 100 %
+    python benchmarks/bench_replay.py --events 10000 --against REF --rounds 3
+
+``--rss`` replays in a child process (``bench_memory.py replay``) that reads
+its RSS at every tenth of the log: flat means RSS at 100 % is within 10 % of
+RSS at 10 %. ``--against`` replays the same log with the source of a git
+commit (before) and with this tree's (after), alternating in one run so that
+a busy machine slows both alike; it prints the best of each (and, with
+``--rss``, each side's RSS).
+
 This module never decides anything from a time.
 """
 
 from __future__ import annotations
 
+import argparse
 import base64
 import hashlib
+import io
 import json
+import os
+import shutil
 import sqlite3
+import subprocess
+import sys
+import tarfile
+import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
 
 from exoarmur.errors import ExoArmurError
 from exoarmur.evidence import export_bundle, verify_bundle_text
 from exoarmur.replay import Replayer
-from history import History
+from history import History, build_history
+
+HERE = Path(__file__).resolve().parent
 
 
 class BudgetSpent(Exception):
@@ -227,3 +251,141 @@ def evidence_run(history: History, correlation: str) -> dict[str, Any]:
         "verify_events_per_s": events / verify_s if verify_s > 0 else 0.0,
         "passed": verdict.passed,
     }
+
+
+# -- run alone: one log, this tree's replay against another commit's ----------------
+
+_TIMED = """
+import sys, time
+from pathlib import Path
+from exoarmur.home import Home
+from exoarmur.replay import Replayer
+ledger = Home(Path(sys.argv[1])).ledger()
+replayer = Replayer(ledger.store, sys.argv[2])
+replayer.verifier = ledger.key.verifier()
+start = time.perf_counter()
+report = replayer.run()
+took = time.perf_counter() - start
+assert report.verified, report.divergences[:3]
+print(took)
+"""
+
+
+def _env(source: Path | None) -> dict[str, str]:
+    env = dict(os.environ)
+    if source is not None:
+        env["PYTHONPATH"] = str(source)
+    return env
+
+
+def timed_replay(home: Path, tenant: str, source: Path | None) -> float:
+    """Seconds one replay of ``home``'s log takes in a fresh process (``source``: another src)."""
+    done = subprocess.run(
+        [sys.executable, "-c", _TIMED, str(home), tenant],
+        env=_env(source),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(done.stdout.strip().splitlines()[-1])
+
+
+def replay_rss(home: Path, events: int, budget_s: float, source: Path | None) -> dict[str, Any]:
+    """``bench_memory.py replay`` in a child: RSS at the baseline and at every tenth."""
+    done = subprocess.run(
+        [
+            sys.executable,
+            str(HERE / "bench_memory.py"),
+            "replay",
+            "--home",
+            str(home),
+            "--n",
+            str(events),
+            "--budget",
+            str(budget_s),
+        ],
+        cwd=HERE,
+        env=_env(source),
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    found: dict[str, Any] = json.loads(done.stdout.strip().splitlines()[-1])
+    return found
+
+
+def rss_summary(found: dict[str, Any]) -> dict[str, Any]:
+    """RSS at 10 % and at 100 % of the log, and their ratio (the target: at most 1.10)."""
+    rss = found["rss_mib"]
+    first, last = rss.get("10"), rss.get("100")
+    return {
+        "events_replayed": found["done"],
+        "complete": found["complete"],
+        "rss_10_mib": first,
+        "rss_100_mib": last,
+        "peak_mib": found["peak_mib"],
+        "rss_100_over_10": last / first if first and last else None,
+        "flat": found["flat"],
+    }
+
+
+def _source_of(reference: str, into: Path) -> Path:
+    git = shutil.which("git")
+    if git is None:
+        raise SystemExit("--against needs git on PATH")
+    archive = subprocess.run(
+        [git, "archive", reference, "src"], cwd=HERE.parent, check=True, capture_output=True
+    ).stdout
+    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
+        tar.extractall(into, filter="data")
+    return into / "src"
+
+
+def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
+    """Build one log; replay it (each side, alternating, with --against); the floor once."""
+    history = build_history(work / "h", args.events)
+    sides: dict[str, Path | None] = {"after": None}
+    if args.against:
+        sides = {"before": _source_of(args.against, work / "before"), "after": None}
+    best: dict[str, float] = {}
+    for _ in range(args.rounds):
+        for side, source in sides.items():
+            took = timed_replay(history.home.path, history.tenant, source)
+            best[side] = min(best.get(side, took), took)
+    floor = replay_floor(history.home.ledger_path, history.tenant, history.events)
+    found: dict[str, Any] = {
+        "events": history.events,
+        "rounds": args.rounds,
+        "reference": args.against,
+        "floor_events_per_s": round(floor["events_per_s"]),
+    }
+    for side in sides:
+        rate = history.events / best[side]
+        found[f"replay_events_per_s_{side}"] = round(rate)
+        found[f"replay_over_floor_{side}"] = round(rate / floor["events_per_s"], 3)
+    if args.rss:
+        for side, source in sides.items():
+            found[f"rss_{side}"] = rss_summary(
+                replay_rss(history.home.path, history.events, args.budget, source)
+            )
+    return found
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--events", type=int, default=10_000, help="events in the log")
+    parser.add_argument("--against", metavar="REF", help="git commit to compare with (before)")
+    parser.add_argument("--rounds", type=int, default=3, help="replays per side (best kept)")
+    parser.add_argument("--rss", action="store_true", help="RSS at 10 %% vs 100 %% of the log")
+    parser.add_argument("--budget", type=float, default=1800.0, help="seconds per RSS replay")
+    args = parser.parse_args(argv)
+    if args.events < 1 or args.rounds < 1 or args.budget <= 0:
+        parser.error("--events and --rounds must be at least 1, --budget positive")
+    with tempfile.TemporaryDirectory() as work:
+        found = measure(args, Path(work))
+    print(json.dumps(found, sort_keys=True))
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
