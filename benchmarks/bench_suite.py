@@ -364,8 +364,18 @@ def targets(
     """The brief's targets, as ratios of numbers measured in this run."""
     found: list[dict[str, Any]] = []
 
-    def add(name: str, ours: float | None, theirs: float | None, wanted: float, note: str) -> None:
+    def add(
+        name: str,
+        ours: float | None,
+        theirs: float | None,
+        wanted: float,
+        note: str,
+        at_most: bool = False,
+    ) -> None:
         ratio = ours / theirs if ours and theirs else None
+        met = None
+        if ratio is not None:
+            met = ratio <= wanted if at_most else ratio >= wanted
         found.append(
             {
                 "target": name,
@@ -373,7 +383,8 @@ def targets(
                 "theirs": theirs,
                 "ratio": ratio,
                 "wanted": wanted,
-                "met": None if ratio is None else ratio >= wanted,
+                "at_most": at_most,
+                "met": met,
                 "note": note,
             }
         )
@@ -412,6 +423,14 @@ def targets(
     if replay:
         note = "stopped by budget; over the events reached" if replay["stopped_by_budget"] else ""
         add("replay ÷ its floor", replay["events_per_s"], replay["floor_events_per_s"], 0.5, note)
+    memory = results.get("memory")
+    if memory:
+        replayed = memory["replay"]
+        rss = replayed["rss_mib"]
+        note = f"MiB at 100 % and at 10 % of {replayed['done']:,} events replayed"
+        if replayed["stopped_by_budget"]:
+            note += " (stopped by budget)"
+        add("RSS replaying: 100 % ÷ 10 %", rss.get("100"), rss.get("10"), 1.1, note, True)
     return found
 
 
@@ -598,7 +617,7 @@ def sections(report: dict[str, Any]) -> list[tuple[str, list[str], list[list[str
             _f(t["ours"]),
             _f(t["theirs"]),
             "—" if t["ratio"] is None else f"{t['ratio']:.3f}",
-            f"≥ {t['wanted']:g}",
+            f"{'≤' if t.get('at_most') else '≥'} {t['wanted']:g}",
             {True: "met", False: "missed", None: "not measured"}[t["met"]],
             t["note"],
         ]

@@ -396,3 +396,27 @@ def test_the_plan_lookup_benchmark_runs_and_finds_the_plan(
     out = capsys.readouterr().out
     assert "tenant log: 200 events" in out
     assert "plan show, after" in out
+
+
+def test_replay_s_rss_is_a_target_met_when_flat(tmp_path: Path) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_replay import rss_summary
+        from bench_suite import sections, targets
+    finally:
+        sys.path.pop(0)
+    rss = {str(p): 100.0 + p / 10 for p in range(10, 101, 10)}
+    replayed = {"done": 1000, "target": 1000, "stopped_by_budget": False, "rss_mib": rss}
+    memory = {"govern": replayed | {"flat": True}, "replay": replayed}
+    (row,) = [t for t in targets([], {"memory": memory}) if t["target"].startswith("RSS")]
+    assert row["ratio"] == pytest.approx(110 / 101)
+    assert row["met"] is True
+    rss["100"] = 112.0  # grows past 10 %
+    (row,) = [t for t in targets([], {"memory": memory}) if t["target"].startswith("RSS")]
+    assert row["met"] is False
+    shown = {title: rows for title, _, rows in sections({"results": {}, "targets": [row]})}
+    assert shown["Targets"][0][4] == "≤ 1.1"
+    found = replayed | {"complete": True, "peak_mib": 120.0, "flat": False}
+    summary = rss_summary(found)
+    assert summary["rss_100_over_10"] == pytest.approx(112 / 101)
+    assert summary["events_replayed"] == 1000
