@@ -420,3 +420,15 @@ def test_replay_s_rss_is_a_target_met_when_flat(tmp_path: Path) -> None:
     summary = rss_summary(found)
     assert summary["rss_100_over_10"] == pytest.approx(112 / 101)
     assert summary["events_replayed"] == 1000
+
+
+def test_replay_s_per_tenth_rates_come_from_sampled_times() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_replay import _tenths
+    finally:
+        sys.path.pop(0)
+    # 1,000 events sampled every 10, one second per 100 events
+    marks = [(n, n / 100) for n in range(10, 1001, 10)]
+    assert _tenths(marks, 0.0) == pytest.approx([100.0] * 10)
+    assert _tenths([(9, 1.0)], 0.0) == []

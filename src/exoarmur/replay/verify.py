@@ -86,9 +86,10 @@ from .recorded import recorded_intent
 from .seen_keys import SeenKeys
 
 _DEFAULT_WINDOW = 3600
-#: bytes of intents' events kept in memory; the least recently seen beyond are
-#: dropped and re-read from the store if a later event names them
-_OPEN_BYTES = 8 * 1024 * 1024
+#: intents' events kept in memory, in bytes of their canonical form (parsed, they
+#: take a few times more); the least recently seen beyond are dropped, and read
+#: again from the store if a later event names them
+_OPEN_BYTES = 4 * 1024 * 1024
 #: after these, the pipeline records nothing more for an intent: its events are dropped
 _TERMINAL = frozenset({EXECUTION_FINISHED, INTENT_REJECTED, INTENT_EXPIRED})
 #: events read ahead to decide their decisions' policy part in Cedar batches
