@@ -6,7 +6,10 @@ work no verifier can skip: read every event's stored bytes in order, decode
 them (``json.loads``), hash each into its RFC 9162 leaf, compare it with the
 stored leaf hash and fold it into the Merkle frontier, and compare the root
 with the signed checkpoint's. The floor is plain ``sqlite3``, ``json`` and
-``hashlib``: it never calls into ``exoarmur`` and makes no decision.
+``hashlib``: it never calls into ``exoarmur`` and makes no decision. The
+*Cedar-batched floor* adds the one thing replay cannot skip either: it
+re-decides every decision in Cedar (``cedarpy`` directly), one batch call per
+page of events; issue 11's target is replay at half of it.
 
 Replay can be stopped by a time budget (the suite's ``--budget``): then the
 rate is measured over the events it reached, the floor does exactly that many
@@ -50,6 +53,8 @@ import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any
+
+import cedarpy
 
 from exoarmur.errors import ExoArmurError
 from exoarmur.evidence import export_bundle, verify_bundle_text
@@ -179,16 +184,73 @@ def _checkpoint_root(db: Path, tenant: str) -> tuple[int, bytes] | None:
     return int(size), base64.b64decode(note.split("\n")[2])
 
 
-def replay_floor(db: Path, tenant: str, count: int) -> dict[str, Any]:
-    """Read, decode, leaf-hash and fold the first ``count`` events; compare with the record."""
+#: Cedar principal entity types by actor kind, as the policy engine names them
+_PRINCIPALS = {"agent": "Agent", "service": "Service", "operator": "Operator", "system": "System"}
+#: what a posture tightens when it tightens nothing (the shape policy reads)
+_UNTIGHTENED = {"extra_approvals": 0, "extra_approval_classes": [], "approval_above": "A3"}
+
+
+def _policies(db: Path) -> Any:
+    """The Cedar policy set of the latest global activation, from its stored bytes."""
+    conn = sqlite3.connect(db)
+    try:
+        row = conn.execute(
+            "SELECT canonical FROM events WHERE tenant = '_system' AND type = 'policy.activated' "
+            "ORDER BY seq DESC LIMIT 1"
+        ).fetchone()
+    finally:
+        conn.close()
+    files = json.loads(row[0])["payload"]["bundle"]["files"]
+    return cedarpy.PolicySet.from_str("\n".join(files[name] for name in sorted(files)))
+
+
+def _cedar_request(intent: dict[str, Any], posture: str) -> tuple[dict[str, Any], list[Any]]:
+    actor = intent["actor"]
+    kind = _PRINCIPALS[actor["kind"]]
+    quoted = {k: json.dumps(intent[k]) for k in ("action", "target")}
+    request = {
+        "principal": f"{kind}::{json.dumps(actor['id'])}",
+        "action": f"Action::{quoted['action']}",
+        "resource": f"Target::{quoted['target']}",
+        "context": {
+            "action": intent["action"],
+            "target": intent["target"],
+            "params": intent["params"],
+            "safety_class": intent["safety_class"],
+            "tenant": intent["tenant"],
+            "posture": posture,
+            "event_time": intent["event_time"],
+            "event_epoch": 0,
+            "tightened": _UNTIGHTENED,
+        },
+    }
+    entities = [
+        {"uid": {"type": kind, "id": actor["id"]}, "attrs": {"kind": actor["kind"]}, "parents": []},
+        {"uid": {"type": "Target", "id": intent["target"]}, "attrs": {}, "parents": []},
+    ]
+    return request, entities
+
+
+def replay_floor(db: Path, tenant: str, count: int, decide: bool = False) -> dict[str, Any]:
+    """Read, decode, leaf-hash and fold the first ``count`` events; compare with the record.
+
+    With ``decide``, also re-decide every decision in Cedar, one batch call per
+    page of events (the intents of the page's decisions, with the policies of
+    the latest activation): the floor of a replay that re-decides, which issue
+    11 measures replay against. Its verdicts are compared with the recorded
+    ones (allow or approval against Cedar's allow) and the differences counted.
+    """
     conn = sqlite3.connect(db)
     page = 1000  # as the store pages its reads
     stack: list[bytes] = []
     sizes: list[int] = []
     mismatches = 0
+    verdict_mismatches = 0
+    decided = 0
     done = 0
     checkpoint = _checkpoint_root(db, tenant)
     checkpoint_matches: bool | None = None
+    policies = _policies(db) if decide else None
     start = time.perf_counter()
     try:
         while done < count:
@@ -199,11 +261,26 @@ def replay_floor(db: Path, tenant: str, count: int) -> dict[str, Any]:
             ).fetchall()
             if not rows:
                 break
+            intents: dict[str, dict[str, Any]] = {}
+            requests: list[dict[str, Any]] = []
+            entities: dict[tuple[str, str], Any] = {}
+            recorded: list[bool] = []
             for canonical, stored in rows:
                 record = json.loads(canonical)
                 leaf = _leaf(canonical)
                 if leaf != stored or record["seq"] != done:
                     mismatches += 1
+                if decide and record["type"] == "intent.recorded":
+                    intents[record["intent_id"]] = record["payload"]["intent"]
+                elif decide and record["type"] == "decision.recorded":
+                    intent = intents.pop(record["intent_id"], None)
+                    if intent is not None:
+                        request, ents = _cedar_request(intent, record["payload"]["posture"])
+                        requests.append(request)
+                        for entity in ents:
+                            entities[(entity["uid"]["type"], entity["uid"]["id"])] = entity
+                        verdict = record["payload"]["decision"]["verdict"]
+                        recorded.append(verdict in ("allow", "require_approval"))
                 # fold the leaf into the frontier: merge equal-sized subtrees
                 carry, size = leaf, 1
                 while sizes and sizes[-1] == size:
@@ -214,6 +291,11 @@ def replay_floor(db: Path, tenant: str, count: int) -> dict[str, Any]:
                 done += 1
                 if checkpoint is not None and done == checkpoint[0]:
                     checkpoint_matches = _root(stack) == checkpoint[1]
+            if requests:
+                results = cedarpy.is_authorized_batch(requests, policies, list(entities.values()))
+                decided += len(results)
+                for result, allowed in zip(results, recorded, strict=True):
+                    verdict_mismatches += (result.decision == cedarpy.Decision.Allow) != allowed
         root = _root(stack)
     finally:
         conn.close()
@@ -225,6 +307,8 @@ def replay_floor(db: Path, tenant: str, count: int) -> dict[str, Any]:
         "mismatches": mismatches,
         "root_hash": root.hex(),
         "checkpoint_matches": checkpoint_matches,
+        "decided": decided,
+        "verdict_mismatches": verdict_mismatches,
     }
 
 
@@ -365,16 +449,20 @@ def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
             took = timed_replay(history.home.path, history.tenant, source)
             best[side] = min(best.get(side, took), took)
     floor = replay_floor(history.home.ledger_path, history.tenant, history.events)
+    cedar = replay_floor(history.home.ledger_path, history.tenant, history.events, decide=True)
     found: dict[str, Any] = {
         "events": history.events,
         "rounds": args.rounds,
         "reference": args.against,
         "floor_events_per_s": round(floor["events_per_s"]),
+        "cedar_floor_events_per_s": round(cedar["events_per_s"]),
+        "cedar_floor_verdict_mismatches": cedar["verdict_mismatches"],
     }
     for side in sides:
         rate = history.events / best[side]
         found[f"replay_events_per_s_{side}"] = round(rate)
         found[f"replay_over_floor_{side}"] = round(rate / floor["events_per_s"], 3)
+        found[f"replay_over_cedar_floor_{side}"] = round(rate / cedar["events_per_s"], 3)
     if args.rss:
         for side, source in sides.items():
             found[f"rss_{side}"] = rss_summary(

@@ -258,6 +258,11 @@ def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) 
         raise SystemExit(f"replay floor: {floor['mismatches']} events do not match their leaves")
     if result["complete"] and floor["root_hash"] != result["root_hash"]:
         raise SystemExit("replay floor: its root differs from replay's; the floor is wrong")
+    cedar = replay_floor(
+        history.home.ledger_path, history.tenant, result["events_replayed"], decide=True
+    )
+    if cedar["verdict_mismatches"]:
+        raise SystemExit(f"replay's Cedar floor: {cedar['verdict_mismatches']} verdicts differ")
     return result | {
         "governed_events": history.governed,
         "stamped_events": history.stamped,
@@ -265,6 +270,7 @@ def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) 
         "floor": floor,
         "floor_events_per_s": floor["events_per_s"],
         "ratio": result["events_per_s"] / floor["events_per_s"],
+        "cedar_floor_events_per_s": cedar["events_per_s"],
     }
 
 
@@ -423,6 +429,8 @@ def targets(
     if replay:
         note = "stopped by budget; over the events reached" if replay["stopped_by_budget"] else ""
         add("replay ÷ its floor", replay["events_per_s"], replay["floor_events_per_s"], 0.5, note)
+        cedar = replay.get("cedar_floor_events_per_s")
+        add("replay ÷ its Cedar-batched floor", replay["events_per_s"], cedar, 0.5, note)
     memory = results.get("memory")
     if memory:
         replayed = memory["replay"]
