@@ -452,8 +452,9 @@ class Replayer:
     def replay_event(
         self, event: Event, frontier: Frontier, want_root: int | None, roots: dict[int, bytes]
     ) -> None:
-        self.check_bytes(event, frontier.size)
-        frontier.append(leaf_hash(event.canonical))
+        leaf = leaf_hash(event.canonical)
+        self.check_bytes(event, frontier.size, leaf)
+        frontier.append(leaf)
         if frontier.size == want_root:
             roots[want_root] = frontier.root()
         if event.intent_id is not None:
@@ -549,13 +550,13 @@ class Replayer:
             gate = self.gates[config_hash] = GateConfig.from_recorded(config["gate"])
         return gate
 
-    def check_bytes(self, event: Event, seq: int) -> None:
-        if leaf_hash(event.canonical) != event.leaf_hash:
+    def check_bytes(self, event: Event, seq: int, leaf: bytes) -> None:
+        if leaf != event.leaf_hash:
             self.diverge(
                 event,
                 "leaf_hash",
                 event.leaf_hash.hex(),
-                leaf_hash(event.canonical).hex(),
+                leaf.hex(),
                 "the event's bytes do not hash to its stored leaf hash",
             )
         if event.seq != seq:
