@@ -699,13 +699,13 @@ class Replayer:
     def on_recorded(self, event: Event, check: bool) -> None:
         self.counts["intents"] += 1
         intent = event.payload["intent"]
-        key = intent["idempotency_key"]
+        key, actor = intent["idempotency_key"], intent["actor"]["id"]
         indexed = event.intent_id
         # A key met for the first time in the log cannot be a second use of it. One
         # the filter may have met is looked up in the store's idempotency index, which
         # holds one intent per key: another intent there is a key already used.
         if self.seen_keys.add(str(key)):
-            indexed = self.store.intent_for_key(self.tenant, intent_key(intent["actor"]["id"], key))
+            indexed = self.store.intent_for_key(self.tenant, intent_key(actor, key))
             if indexed is None:  # a ledger written before keys were scoped to the actor
                 indexed = self.store.intent_for_key(self.tenant, key)
         if indexed != event.intent_id and check:
