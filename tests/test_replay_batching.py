@@ -24,6 +24,8 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
+from evidence_kit import governor as evidence_governor
+from evidence_kit import observe, person, ticket
 from exoarmur.clock import StepClock
 from exoarmur.executors import EchoExecutor, ExecutorRegistry
 from exoarmur.ids import SeededIds
@@ -41,6 +43,10 @@ from exoarmur.replay.seen_keys import SeenKeys
 from test_replay import GOLDEN, KEY, MANIFEST, load
 
 NAMES = ["good", *sorted(MANIFEST["doctored"])]
+TENANT_POLICY = (
+    '@id("reads-only") permit (principal, action == Action::"fs.read", resource) '
+    'when { context.safety_class == "A0" };'
+)
 Lines = list[dict[str, Any]]
 
 
@@ -143,6 +149,8 @@ def concurrent(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Lines]:
     def operate() -> None:
         governor.engage_killswitch("tenant:acme/action:fs.write", "drill", LOCAL_ADMIN)
         governor.set_posture("acme", "heightened", "drill", LOCAL_ADMIN)
+        # the tenant's own bundle from here on: its activation is in the tenant's log
+        governor.activate_policy(PolicyBundle.from_text(TENANT_POLICY), tenant="acme")
         governor.release_killswitch("tenant:acme/action:fs.write", "over", LOCAL_ADMIN)
         governor.set_posture("acme", "normal", "over", LOCAL_ADMIN)
 
@@ -254,6 +262,26 @@ def test_a_decision_behind_the_fold_goes_back_to_a_snapshot_not_to_the_start(
     # each time from the snapshot at or before, not from the start
     assert fast.fold.reread <= fast.fold.rebuilds * (10 + 4 + 2)
     assert plain.fold.reread > len(tenant) - 4
+
+
+def test_intents_dropped_from_memory_are_read_again_when_named(tmp_path: Path) -> None:
+    """Held for evidence, then released by an attestation after another intent."""
+    ledger = Ledger(SqliteStore(tmp_path / "l.db"), KEY)
+    g = evidence_governor(
+        ledger,
+        '@id("t") @evidence("high") @approval("1")\n'
+        'permit (principal, action == Action::"ticket.create", resource);',
+    )
+    observe(g, "acme", "o1", "edr")
+    held = g.submit(ticket({"observations": ["o1"]}))
+    g.submit(ticket({"observations": ["o1"]}))  # another intent in between
+    g.attest_evidence("acme", held.intent_id, person(g, "alice"), "checked the EDR")
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(replay_verify, "_OPEN_BYTES", 0)  # nothing kept but the intent at hand
+        report, _, replayer = _replayed(ledger.store, fast=True)  # type: ignore[arg-type]
+    assert report["verified"], report["first_divergence"]
+    assert replayer.reread > 0
+    g.close()
 
 
 # -- the pieces ---------------------------------------------------------------------------

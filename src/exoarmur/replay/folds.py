@@ -73,11 +73,6 @@ class LogFold:
             return Controls(self.log)
         return Controls(self.log, self._horizon, self._retention)
 
-    @property
-    def snapshots(self) -> list[int]:
-        """The positions snapshots are kept at, oldest first."""
-        return [number * SNAPSHOT_EVERY for number in sorted(self._snapshots)]
-
     def offer(self, event: Event) -> None:
         """The reader has reached ``event``; fold it when asked for."""
         self._pending.append(event)

@@ -610,12 +610,6 @@ class Replayer:
             for e in earlier:
                 if e.type == DECISION_RECORDED:
                     tracked.decision = Decision.from_canonical(e.payload["decision"])
-                elif (
-                    e.type == EVIDENCE_SATISFIED
-                    and tracked.decision is not None
-                    and tracked.decision.verdict == Verdict.PENDING_EVIDENCE
-                ):
-                    tracked.decision = released(tracked.decision)  # as on_satisfied left it
             self.intents[event.intent_id] = tracked
             self.held += tracked.size
         else:
