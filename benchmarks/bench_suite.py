@@ -250,6 +250,11 @@ def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) 
         raise SystemExit(f"replay floor: {floor['mismatches']} events do not match their leaves")
     if result["complete"] and floor["root_hash"] != result["root_hash"]:
         raise SystemExit("replay floor: its root differs from replay's; the floor is wrong")
+    cedar = replay_floor(
+        history.home.ledger_path, history.tenant, result["events_replayed"], decide=True
+    )
+    if cedar["verdict_mismatches"]:
+        raise SystemExit(f"replay's Cedar floor: {cedar['verdict_mismatches']} verdicts differ")
     return result | {
         "governed_events": history.governed,
         "stamped_events": history.stamped,
@@ -257,6 +262,7 @@ def measure_replay(args: argparse.Namespace, workdir: Path, progress: Progress) 
         "floor": floor,
         "floor_events_per_s": floor["events_per_s"],
         "ratio": result["events_per_s"] / floor["events_per_s"],
+        "cedar_floor_events_per_s": cedar["events_per_s"],
     }
 
 
@@ -475,14 +481,22 @@ def targets(
     )
     replay = results.get("replay")
     stopped = bool(replay and replay["stopped_by_budget"])
+    budget_note = "; stopped by budget, over the events reached" if replay and stopped else ""
     add(
-        "replay ÷ its floor",
+        "replay ÷ its Cedar-batched floor",
+        replay["events_per_s"] if replay else None,
+        replay.get("cedar_floor_events_per_s") if replay else None,
+        0.5,
+        "the floor reads, decodes, hashes and re-decides every decision in one Cedar batch"
+        " per page" + budget_note,
+        now="0.068× (of the hash-only floor)",
+    )
+    add(
+        "replay ÷ its hash-only floor",
         replay["events_per_s"] if replay else None,
         replay["floor_events_per_s"] if replay else None,
-        0.5,
-        "the floor reads, decodes and hashes; the issue's floor also re-decides in Cedar"
-        " batches (not built)"
-        + ("; stopped by budget, over the events reached" if replay and stopped else ""),
+        None,
+        "the floor reads, decodes and hashes: reported, no target" + budget_note,
         now="0.068×",
     )
     evidence = results.get("evidence")

@@ -683,3 +683,49 @@ def test_alternating_rounds_pair_each_row_with_the_peer_at_its_concurrency() -> 
     assert "| 1 | 2.00 | 0.50 + 2.50 | 0.50 + 2.50 |" in alternate.markdown(report)
     rounds[0]["tracekit_cpu_ms"]["fsync"][1] = {"client": 0.5, "signer": None}  # not Linux
     assert alternate.cpu_medians(rounds) == {}
+
+
+def test_replay_s_rss_is_a_target_met_when_flat(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        import bench_suite
+        from bench_replay import rss_summary
+        from bench_suite import sections, targets
+    finally:
+        sys.path.pop(0)
+    monkeypatch.setattr(bench_suite, "MEMORY_TARGET_EVENTS", 1000)
+    rss = {str(p): 100.0 + p / 10 for p in range(10, 101, 10)}
+    replayed = {
+        "done": 1000,
+        "target": 1000,
+        "complete": True,
+        "stopped_by_budget": False,
+        "rss_mib": rss,
+    }
+    memory = {"govern": replayed | {"flat": True}, "replay": replayed}
+    (row,) = [t for t in targets([], {"memory": memory}) if t["target"].startswith("RSS")]
+    assert row["ratio"] == pytest.approx(110 / 101)
+    assert row["met"] is True
+    rss["100"] = 112.0  # grows past 10 %
+    (row,) = [t for t in targets([], {"memory": memory}) if t["target"].startswith("RSS")]
+    assert row["met"] is False
+    shown = {title: rows for title, _, rows in sections({"results": {}, "targets": [row]})}
+    assert shown["Targets"][0][3] == "≤ 1.1"
+    found = replayed | {"complete": True, "peak_mib": 120.0, "flat": False}
+    summary = rss_summary(found)
+    assert summary["rss_100_over_10"] == pytest.approx(112 / 101)
+    assert summary["events_replayed"] == 1000
+
+
+def test_replay_s_per_tenth_rates_come_from_sampled_times() -> None:
+    sys.path.insert(0, str(ROOT / "benchmarks"))
+    try:
+        from bench_replay import _tenths
+    finally:
+        sys.path.pop(0)
+    # 1,000 events sampled every 10, one second per 100 events
+    marks = [(n, n / 100) for n in range(10, 1001, 10)]
+    assert _tenths(marks, 0.0) == pytest.approx([100.0] * 10)
+    assert _tenths([(9, 1.0)], 0.0) == []

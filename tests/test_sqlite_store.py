@@ -190,6 +190,21 @@ def test_latest_of_type_uses_an_index_not_a_scan(store: SqliteStore) -> None:
     assert store.latest_of_type("acme", "no.such.type") is None
 
 
+def test_events_of_type_uses_an_index_not_a_scan(store: SqliteStore) -> None:
+    store.append("acme", [draft(n) for n in range(50)])
+    with sqlite3.connect(store.path) as conn:
+        plan = " ".join(
+            str(row[3])
+            for row in conn.execute(
+                "EXPLAIN QUERY PLAN SELECT canonical FROM events INDEXED BY events_by_type "
+                "WHERE tenant = ? AND type IN (?, ?) AND seq < ? ORDER BY seq",
+                ("acme", "test.event", "other", 10),
+            )
+        )
+    assert "USING INDEX events_by_type" in plan
+    assert [e.seq for e in store.events_of_type("acme", "test.event", stop=3)] == [0, 1, 2]
+
+
 @pytest.mark.parametrize(
     ("query", "index"),
     [

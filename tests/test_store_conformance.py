@@ -653,6 +653,31 @@ def test_intent_queries(store: LedgerStore) -> None:
     ]
 
 
+def test_events_of_type_reads_the_kinds_asked_for_in_order(backend: Backend) -> None:
+    store = backend.open()
+    kinds = ["policy.activated", "config.snapshot", "intent.recorded", "test.event"]
+    for n in range(12):
+        intent = f"i-{n}" if kinds[n % 4] == "intent.recorded" else None
+        store.append("acme", [draft(n, intent=intent, type=kinds[n % 4])])
+    store.append("globex", [draft(0, tenant="globex", type="policy.activated")])
+    assert [e.seq for e in store.events_of_type("acme", "policy.activated")] == [0, 4, 8]
+    assert [e.seq for e in store.events_of_type("acme", "config.snapshot", "intent.recorded")] == [
+        1,
+        2,
+        5,
+        6,
+        9,
+        10,
+    ]
+    assert [e.seq for e in store.events_of_type("acme", "policy.activated", stop=8)] == [0, 4]
+    assert store.events_of_type("acme", "no.such.type") == []
+    assert store.events_of_type("acme") == []
+    assert [e.event_id for e in store.events_of_type("globex", "policy.activated")] == [
+        "ev-globex-0"
+    ]
+    assert all(e.payload == {"n": e.seq} for e in store.events_of_type("acme", "test.event"))
+
+
 # -- the governor on top ---------------------------------------------------------
 
 GOVERNED_POLICY = (

@@ -53,19 +53,18 @@ def _context(ledger: Ledger, tenant: str, decisions: list[Event]) -> tuple[list[
         if d.payload["decision"].get("config_hash")
     }
     found: dict[tuple[str, str], Event] = {}
+    # through the store's by-type index: the logs themselves can be long
     for log in (tenant, SYSTEM_LOG):
-        for event in ledger.store.events(log):
-            if event.type == POLICY_ACTIVATED:
-                key = ("policy", event.payload["policy_hash"])
-            elif event.type == CONFIG_SNAPSHOT:
-                key = ("config", event.payload["config_hash"])
-            else:
+        for event_type, kind, field, wanted in (
+            (POLICY_ACTIVATED, "policy", "policy_hash", policy_hashes),
+            (CONFIG_SNAPSHOT, "config", "config_hash", config_hashes),
+        ):
+            if not wanted:
                 continue
-            wanted = (key[0] == "policy" and key[1] in policy_hashes) or (
-                key[0] == "config" and key[1] in config_hashes
-            )
-            if wanted and key not in found:
-                found[key] = event
+            for event in ledger.store.events_of_type(log, event_type):
+                key = (kind, event.payload[field])
+                if key[1] in wanted and key not in found:
+                    found[key] = event
     missing = [f"policy {h}" for h in policy_hashes if ("policy", h) not in found]
     missing += [f"config {h}" for h in config_hashes if ("config", h) not in found]
     if missing:

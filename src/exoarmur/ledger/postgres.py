@@ -83,6 +83,7 @@ from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
 from .store import (
     EVENT_COLUMNS,
+    NO_STOP,
     check_key_owner,
     derive_keys,
     event_from_row,
@@ -836,6 +837,18 @@ class PostgresStore:
             (tenant, has, list(lacks)),
         )
         return [str(row[0]) for row in rows]
+
+    def events_of_type(
+        self, tenant: str, *event_types: str, stop: int | None = None
+    ) -> list[Event]:
+        if not event_types:
+            return []
+        rows = self._run(
+            f"SELECT {EVENT_COLUMNS} FROM events WHERE tenant = %s AND type = ANY(%s) "
+            "AND seq < %s ORDER BY seq",
+            (tenant, list(event_types), NO_STOP if stop is None else stop),
+        )
+        return [event_from_row(tenant, row) for row in rows]
 
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         rows = self._run(

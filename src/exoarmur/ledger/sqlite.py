@@ -52,6 +52,7 @@ from .batching import GroupCommit, PendingAppend, check_preconditions
 from .merkle import Frontier, NodeKey, leaf_hash
 from .store import (
     EVENT_COLUMNS,
+    NO_STOP,
     check_key_owner,
     derive_keys,
     event_from_row,
@@ -543,6 +544,20 @@ class SqliteStore:
             (tenant, has, *lacks),
         )
         return [str(row[0]) for row in rows]
+
+    def events_of_type(
+        self, tenant: str, *event_types: str, stop: int | None = None
+    ) -> list[Event]:
+        if not event_types:
+            return []
+        marks = ",".join("?" * len(event_types))
+        rows = self._fetchall(
+            # the (tenant, type) index carries seq (the primary key): only these rows are read
+            f"SELECT {EVENT_COLUMNS} FROM events INDEXED BY events_by_type "
+            f"WHERE tenant = ? AND type IN ({marks}) AND seq < ? ORDER BY seq",
+            (tenant, *event_types, NO_STOP if stop is None else stop),
+        )
+        return [event_from_row(tenant, row) for row in rows]
 
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         row = self._fetchone(

@@ -93,6 +93,17 @@ class LedgerStore(Protocol):
         """The most recent event of one type in a tenant's log."""
         ...
 
+    def events_of_type(
+        self, tenant: str, *event_types: str, stop: int | None = None
+    ) -> list[Event]:
+        """Every event of these types before ``stop`` in a tenant's log, oldest first.
+
+        For the few events of a kind (policy activations, configuration
+        snapshots, evidence) that a reader would otherwise find by reading the
+        whole log. Each is checked against its bytes, as every read is.
+        """
+        ...
+
     def tenants(self) -> list[str]: ...
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None: ...
@@ -135,6 +146,8 @@ class LedgerStore(Protocol):
 EVENT_COLUMNS = "canonical, leaf_hash, seq, event_id, type, correlation_id, intent_id"
 #: events read per query when walking a log, so that memory stays flat
 PAGE = 1000
+#: a stop beyond every position (the largest integer an SQL column holds)
+NO_STOP = 2**63 - 1
 
 
 def decode_event(log: str, seq: object, canonical: bytes, leaf: bytes) -> Event:

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 from collections.abc import Callable, Iterator
+from contextlib import suppress
 from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
@@ -70,6 +71,7 @@ from ..model.event import (
     INTENT_EXPIRED,
     INTENT_RECORDED,
     INTENT_REJECTED,
+    POLICY_ACTIVATED,
     SYSTEM_LOG,
     Event,
     intent_key,
@@ -80,10 +82,16 @@ from ..policy import PolicyEngine
 from ..policy.engine import engine_from_activation
 from ..principals import PRINCIPAL_EVENTS, PrincipalBook
 from .folds import LogFold
+from .recorded import recorded_intent
+from .seen_keys import SeenKeys
 
 _DEFAULT_WINDOW = 3600
-#: intents whose events are kept in memory; older ones are re-read when needed
-_OPEN_INTENTS = 2_000
+#: intents' events kept in memory, in bytes of their canonical form (parsed, they
+#: take a few times more); the least recently seen beyond are dropped, and read
+#: again from the store if a later event names them
+_OPEN_BYTES = 4 * 1024 * 1024
+#: after these, the pipeline records nothing more for an intent: its events are dropped
+_TERMINAL = frozenset({EXECUTION_FINISHED, INTENT_REJECTED, INTENT_EXPIRED})
 #: events read ahead to decide their decisions' policy part in Cedar batches
 _AHEAD = 512
 _MAX_DIVERGENCES = 50
@@ -205,11 +213,15 @@ class SystemHistory:
         for event in self.events:
             self.fold.offer(event)
         self._configs: dict[str, tuple[int, dict[str, Any]]] = {}
+        #: policy hash -> the first activation of it in the system log
+        self.activations: dict[str, str] = {}
         for event in self.events:
             if event.type == CONFIG_SNAPSHOT:
                 self._configs.setdefault(
                     event.payload["config_hash"], (event.seq, event.payload["config"])
                 )
+            elif event.type == POLICY_ACTIVATED:
+                self.activations.setdefault(str(event.payload["policy_hash"]), event.event_id)
         self._books: dict[int, PrincipalBook] = {}
         # What any recorded configuration needs a fold to keep: the longest window,
         # and per key kind the most recent times its largest limit can count.
@@ -231,6 +243,11 @@ class SystemHistory:
             return None
         return found[1]
 
+    def any_config(self, config_hash: str) -> dict[str, Any] | None:
+        """The configuration with this hash wherever it lies (a guess, for reading ahead)."""
+        found = self._configs.get(config_hash)
+        return found[1] if found is not None else None
+
     def principals(self, position: int) -> PrincipalBook:
         book = self._books.get(position)
         if book is None:
@@ -249,6 +266,10 @@ class _Tracked:
     #: ruling records still expected after the first one of a vote
     expected: list[tuple[str, dict[str, Any]]] = field(default_factory=list)
     decision: Decision | None = None
+    #: the recorded intent, once parsed
+    intent: ActionIntent | None = None
+    #: bytes of ``events``
+    size: int = 0
 
 
 class Replayer:
@@ -277,15 +298,30 @@ class Replayer:
         )
         self.engines: dict[str, PolicyEngine] = {}
         self.gates: dict[str, GateConfig] = {}
+        #: policy hash -> (log, event id) of an activation of it, for loading engines ahead
+        self.activations: dict[str, tuple[str, str]] = {
+            policy_hash: (SYSTEM_LOG, event_id)
+            for policy_hash, event_id in self.system.activations.items()
+        }
         #: policy's decisions made ahead, by (intent event's seq, engine, posture, config hash)
         self.ahead: dict[tuple[int, int, str, str | None], Decision] = {}
-        #: recently recorded intents by id: (the intent.recorded event's seq, the intent)
-        self.recent: dict[str, tuple[int, ActionIntent]] = {}
+        #: recently recorded intents by id: (the intent.recorded event's seq, the intent,
+        #: the hash of its canonical bytes)
+        self.recent: dict[str, tuple[int, ActionIntent, str]] = {}
+        #: the idempotency keys of the intents met so far
+        self.seen_keys = SeenKeys(store.size(tenant))
+        #: keep every (decision event, re-derived decision): a correlation's are few,
+        #: a whole log's are not (memory would grow with the log)
+        self.keep_rederived = correlation is not None
+        #: bytes of events held in ``intents``
+        self.held = 0
         #: decisions whose policy part came from a batch (the rest were decided alone)
         self.batched = 0
         self.containment = ContainmentAudit(tenant)
         self.beliefs = BeliefAudit()
         self.intents: OrderedDict[str, _Tracked] = OrderedDict()
+        #: intents dropped from memory and read again from the store
+        self.reread = 0
         self.divergences: list[Divergence] = []
         self.counts = {"intents": 0, "decisions": 0, "votes": 0, "executions": 0}
         #: (intent, recorded decision, candidate decision) for what-if
@@ -416,8 +452,9 @@ class Replayer:
     def replay_event(
         self, event: Event, frontier: Frontier, want_root: int | None, roots: dict[int, bytes]
     ) -> None:
-        self.check_bytes(event, frontier.size)
-        frontier.append(leaf_hash(event.canonical))
+        leaf = leaf_hash(event.canonical)
+        self.check_bytes(event, frontier.size, leaf)
+        frontier.append(leaf)
         if frontier.size == want_root:
             roots[want_root] = frontier.root()
         if event.intent_id is not None:
@@ -452,10 +489,16 @@ class Replayer:
         for event in chunk:
             if event.type == INTENT_RECORDED and event.intent_id is not None:
                 try:
-                    intent = ActionIntent.from_canonical(event.payload["intent"])
+                    intent, computed = recorded_intent(event.payload)
                 except (ExoArmurError, KeyError, TypeError, ValueError):
                     continue  # on_decision reads it again and reports why
-                self.recent[event.intent_id] = (event.seq, intent)
+                self.recent[event.intent_id] = (event.seq, intent, computed)
+                continue
+            if event.type == POLICY_ACTIVATED and event.tenant == self.tenant:
+                with suppress(KeyError, TypeError):
+                    self.activations.setdefault(
+                        str(event.payload["policy_hash"]), (self.tenant, event.event_id)
+                    )
                 continue
             if event.type != DECISION_RECORDED or event.intent_id not in self.recent:
                 continue
@@ -464,19 +507,18 @@ class Replayer:
                 engine = (
                     self.candidate
                     if self.candidate is not None
-                    else self.engines.get(named["policy_hash"])
+                    else self.engine_named(str(named["policy_hash"]))
                 )
                 config_hash = named.get("config_hash")
-                config = self.gates.get(config_hash) if config_hash is not None else None
+                config = self.gate_named(config_hash)
                 posture = str(event.payload["posture"])
-            except (KeyError, TypeError, AttributeError):
-                continue
+            except (ExoArmurError, KeyError, TypeError, AttributeError, ValueError):
+                continue  # a guess only: on_decision decides it alone and reports why
             if engine is None or config is None:
-                continue  # the first decision under them loads them, alone
+                continue
             engines[id(engine)] = (engine, config)
-            runs.setdefault((id(engine), posture, config_hash), []).append(
-                self.recent[str(event.intent_id)]
-            )
+            seq, intent, _ = self.recent[str(event.intent_id)]
+            runs.setdefault((id(engine), posture, config_hash), []).append((seq, intent))
         for (engine_id, posture, config_hash), cases in runs.items():
             engine, config = engines[engine_id]
             try:
@@ -487,13 +529,34 @@ class Replayer:
             for (seq, _), decision in zip(cases, batch, strict=True):
                 self.ahead[(seq, engine_id, posture, config_hash)] = decision
 
-    def check_bytes(self, event: Event, seq: int) -> None:
-        if leaf_hash(event.canonical) != event.leaf_hash:
+    def engine_named(self, policy_hash: str) -> PolicyEngine | None:
+        """The engine of a policy hash a decision names, loaded from an activation of it."""
+        engine = self.engines.get(policy_hash)
+        if engine is None and policy_hash in self.activations:
+            log, event_id = self.activations[policy_hash]
+            # content-addressed: any activation holding this hash holds this bundle
+            engine = self._load_engine(log, policy_hash, event_id)
+        return engine
+
+    def gate_named(self, config_hash: Any) -> GateConfig | None:
+        """The gate configuration of a config hash a decision names, read once."""
+        if not isinstance(config_hash, str):
+            return None
+        gate = self.gates.get(config_hash)
+        if gate is None:
+            config = self.system.any_config(config_hash)
+            if config is None:
+                return None
+            gate = self.gates[config_hash] = GateConfig.from_recorded(config["gate"])
+        return gate
+
+    def check_bytes(self, event: Event, seq: int, leaf: bytes) -> None:
+        if leaf != event.leaf_hash:
             self.diverge(
                 event,
                 "leaf_hash",
                 event.leaf_hash.hex(),
-                leaf_hash(event.canonical).hex(),
+                leaf.hex(),
                 "the event's bytes do not hash to its stored leaf hash",
             )
         if event.seq != seq:
@@ -535,25 +598,36 @@ class Replayer:
         if tracked is None and event.type == INTENT_RECORDED:
             tracked = _Tracked()  # its first event: nothing earlier to read
             self.intents[event.intent_id] = tracked
-            while len(self.intents) > _OPEN_INTENTS:
-                self.intents.popitem(last=False)
         elif tracked is None:
-            # Evicted (or first seen): its earlier events are in the ledger.
+            # Dropped (or first seen): its earlier events are in the ledger.
+            self.reread += 1
             earlier = [
                 e
                 for e in self.store.events_for_intent(self.tenant, event.intent_id)
                 if e.seq < event.seq
             ]
-            tracked = _Tracked(events=earlier)
+            tracked = _Tracked(events=earlier, size=sum(len(e.canonical) for e in earlier))
             for e in earlier:
                 if e.type == DECISION_RECORDED:
                     tracked.decision = Decision.from_canonical(e.payload["decision"])
             self.intents[event.intent_id] = tracked
-            while len(self.intents) > _OPEN_INTENTS:
-                self.intents.popitem(last=False)
+            self.held += tracked.size
         else:
             self.intents.move_to_end(event.intent_id)
         return tracked
+
+    def hold(self, event: Event, tracked: _Tracked) -> None:
+        """Keep ``event`` with its intent's; drop what later events will not need."""
+        tracked.events.append(event)
+        tracked.size += len(event.canonical)
+        self.held += len(event.canonical)
+        if event.type in _TERMINAL and not tracked.expected:
+            assert event.intent_id is not None
+            if self.intents.pop(event.intent_id, None) is tracked:
+                self.held -= tracked.size
+        while self.held > _OPEN_BYTES and len(self.intents) > 1:
+            _, oldest = self.intents.popitem(last=False)
+            self.held -= oldest.size
 
     def checking(self, event: Event, tracked: _Tracked) -> bool:
         if event.seq < self.start:
@@ -614,18 +688,20 @@ class Replayer:
                 )
         elif kind in (INTENT_APPROVED, INTENT_REJECTED) and check:
             self.diverge(event, "type", kind, None, "no vote in the record leads to this")
-        tracked.events.append(event)
+        self.hold(event, tracked)
 
     def on_recorded(self, event: Event, check: bool) -> None:
         self.counts["intents"] += 1
         intent = event.payload["intent"]
-        # The store's idempotency index holds one intent per key: a second intent
-        # recorded under the same key (or a doctored index) shows up as a mismatch,
-        # without replay remembering every key it has seen.
-        key = intent["idempotency_key"]
-        indexed = self.store.intent_for_key(self.tenant, intent_key(intent["actor"]["id"], key))
-        if indexed is None:  # a ledger written before keys were scoped to the actor
-            indexed = self.store.intent_for_key(self.tenant, key)
+        key, actor = intent["idempotency_key"], intent["actor"]["id"]
+        indexed = event.intent_id
+        # A key met for the first time in the log cannot be a second use of it. One
+        # the filter may have met is looked up in the store's idempotency index, which
+        # holds one intent per key: another intent there is a key already used.
+        if self.seen_keys.add(str(key)):
+            indexed = self.store.intent_for_key(self.tenant, intent_key(actor, key))
+            if indexed is None:  # a ledger written before keys were scoped to the actor
+                indexed = self.store.intent_for_key(self.tenant, key)
         if indexed != event.intent_id and check:
             self.diverge(
                 event,
@@ -635,11 +711,13 @@ class Replayer:
                 "the idempotency index names another intent for this key: already used",
             )
         if check:
+            seen = self.recent.get(str(event.intent_id))
+            computed = seen[2] if seen is not None and seen[0] == event.seq else None
             self.compare(
                 event,
                 "intent_hash",
                 event.payload["intent_hash"],
-                content_hash(intent),
+                computed or content_hash(intent),
                 "the recorded intent does not hash to its recorded hash",
             )
 
@@ -664,6 +742,7 @@ class Replayer:
             intent = seen[1]
         else:
             intent = ActionIntent.from_canonical(intent_event.payload["intent"])
+        tracked.intent = intent
         positions = event.payload["controls"]
         if not self.positions_ok(event, positions, "controls"):
             return
@@ -706,7 +785,8 @@ class Replayer:
                 self.changes.append((intent, recorded, replayed))
             return
         if check:
-            self.rederived.append((event, replayed))
+            if self.keep_rederived:
+                self.rederived.append((event, replayed))
             self.compare(
                 event,
                 "decision",
@@ -739,7 +819,7 @@ class Replayer:
             if check:
                 self.diverge(event, "type", event.type, None, "nothing was waiting for evidence")
             return
-        intent = ActionIntent.from_canonical(tracked.events[0].payload["intent"])
+        intent = tracked.intent or ActionIntent.from_canonical(tracked.events[0].payload["intent"])
         intent_hash = tracked.events[0].payload["intent_hash"]
         position = event.payload["controls"]["tenant"]
         if not self.positions_ok(event, {"tenant": position}, "controls"):
@@ -902,7 +982,7 @@ class Replayer:
                 self.diverge(event, "type", event.type, None, "no execution.started before it")
             return
         positions = event.payload.get("controls")
-        intent = ActionIntent.from_canonical(tracked.events[0].payload["intent"])
+        intent = tracked.intent or ActionIntent.from_canonical(tracked.events[0].payload["intent"])
         if positions is not None and check and self.positions_ok(event, positions, "controls"):
             verdict = recheck(
                 intent, self.system.controls(positions["system"]), self.fold.at(positions["tenant"])

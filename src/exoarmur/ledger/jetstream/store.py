@@ -1087,6 +1087,16 @@ class JetStreamStore:
         }
         return [intent for _, intent in having if intent in open_]
 
+    def events_of_type(
+        self, tenant: str, *event_types: str, stop: int | None = None
+    ) -> list[Event]:
+        # The by-type index holds intents' events only (``ty``, kept for intents_with):
+        # events of other types are found by reading the log, once for all the types.
+        wanted = set(event_types)
+        if not wanted:
+            return []
+        return [event for event in self.events(tenant, 0, stop) if event.type in wanted]
+
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         return self._call(self._latest_of_type(tenant, event_type))
 
