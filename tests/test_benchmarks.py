@@ -712,7 +712,7 @@ def test_replay_s_rss_is_a_target_met_when_flat(
     (row,) = [t for t in targets([], {"memory": memory}) if t["target"].startswith("RSS")]
     assert row["met"] is False
     shown = {title: rows for title, _, rows in sections({"results": {}, "targets": [row]})}
-    assert shown["Targets"][0][3] == "≤ 1.1"
+    assert shown["Targets"][0][3] == "≤ 1.1×"
     found = replayed | {"complete": True, "peak_mib": 120.0, "flat": False}
     summary = rss_summary(found)
     assert summary["rss_100_over_10"] == pytest.approx(112 / 101)
