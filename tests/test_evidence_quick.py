@@ -157,7 +157,7 @@ def _careful(raw: str) -> tuple[Any, bytes] | None:
         canonical = canonical_bytes(event, plain=plain)
         if canonical != raw.encode():
             return None
-    except (json.JSONDecodeError, ValueError, TypeError):
+    except (json.JSONDecodeError, ValueError, TypeError, InputError):
         return None
     return event, canonical
 

@@ -77,7 +77,7 @@ def canonical_bytes(value: JSONValue, *, plain: bool | None = None) -> bytes:
     except UnicodeEncodeError as exc:
         # a lone surrogate (as "\ud800" in JSON text parses to) has no UTF-8 form
         raise InputError(
-            f"value cannot be canonicalized as JSON: text with no UTF-8 form ({exc.reason})"
+            f"text with no UTF-8 form ({exc.reason}: {exc.object[exc.start : exc.end]!r})"
         ) from None
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalized as JSON (RFC 8785): {exc}") from exc

@@ -34,7 +34,7 @@ from typing import Any
 from .. import jsontext
 from ..containment.audit import ContainmentAudit
 from ..encoding import canonical_bytes, content_hash, parse_time, sha256_hex
-from ..errors import ExoArmurError, JSONTextError
+from ..errors import ExoArmurError, InputError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
@@ -402,7 +402,7 @@ def _canonical_event(raw: object) -> tuple[dict[str, Any], bytes] | None:
             return None
         if canonical_bytes(event, plain=True) != data:
             return None
-    except (_NotPlain, StopIteration, ValueError, TypeError, RecursionError):
+    except (_NotPlain, StopIteration, ValueError, TypeError, RecursionError, InputError):
         return None
     return event, data
 
