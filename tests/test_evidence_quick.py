@@ -280,7 +280,8 @@ def _reproof(proof: list[Any], how: int, where: int) -> None:
         return
     at = where % len(proof)
     if how == 0:
-        proof[at] = proof[at].upper()
+        # an earlier edit may have left no text here (a list, a number): then zeros
+        proof[at] = proof[at].upper() if isinstance(proof[at], str) else "0" * 64
     elif how == 1:
         proof[at] = "0" * 64
     elif how == 2:
