@@ -12,6 +12,8 @@ refusals the database makes).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -21,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -240,6 +242,99 @@ def test_a_batch_the_database_refuses_fails_whole_and_the_store_goes_on(
     with pytest.raises(StoreError, match="ledger read failed"):
         store.latest_checkpoint("acme")
     assert store.size("acme") == 4
+
+
+def keyed(n: int) -> EventDraft:
+    """An intent's first event, with its key, as intake appends it."""
+    return dataclasses.replace(draft(n), intent_id=f"i-{n}", idempotency_key=f"k-{n}")
+
+
+@contextlib.contextmanager
+def writer_held(db: PostgresBackend, tenant: str = "acme") -> Iterator[None]:
+    """Hold ``tenant``'s append lock from outside until the store's writer waits for it.
+
+    Appends submitted meanwhile queue behind the writer's first batch, so that
+    they reach the writer together when the block ends.
+    """
+    import psycopg
+
+    with psycopg.connect(db.spec) as blocker:
+        blocker.execute("SELECT size FROM trees WHERE tenant = %s FOR UPDATE", (tenant,))
+        yield
+        wait_until(
+            lambda: (
+                db.server.execute(
+                    db.database,
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s AND wait_event_type = 'Lock'",
+                    db.database,
+                )
+                == [(1,)]
+            ),
+            10,
+            "the writer to wait for the tree lock",
+        )
+        blocker.rollback()
+
+
+def test_a_batch_takes_three_statements_whatever_its_size(db: PostgresBackend) -> None:
+    store = db.open()
+    store.append("acme", [draft(0)])
+    conn, _ = store._write_link.get()
+    statements: list[str] = []
+    execute = conn.execute
+
+    def counted(query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query)[:30])
+        return execute(query, *args, **kwargs)
+
+    conn.execute = counted  # type: ignore[method-assign]
+    commits: list[int] = []
+    store.observe_commits(commits.append)
+    appends = 12
+    pool = []
+    with writer_held(db):
+        for n in range(1, appends + 1):
+            expect = {"expect": (f"i-{n}", -1)}
+            pool.append(
+                threading.Thread(target=store.append, args=("acme", [keyed(n)]), kwargs=expect)
+            )
+            pool[-1].start()
+    for thread in pool:
+        thread.join()
+    assert sum(commits) == appends
+    # the tree locks, the keys and expectations, every row: per batch, not per append
+    assert len(statements) == 3 * len(commits), statements
+    assert store.size("acme") == appends + 1
+    verified(store)
+
+
+def test_a_row_the_database_refuses_in_a_batch_refuses_its_append_alone(
+    db: PostgresBackend,
+) -> None:
+    store = db.open()
+    store.append("acme", [draft(0)])
+    results: dict[int, int | StoreError] = {}
+
+    def work(n: int) -> None:
+        # n == 3 reuses a recorded event id: only the database's index sees it
+        event = draft(n, event_id="ev-acme-0" if n == 3 else None)
+        try:
+            results[n] = store.append("acme", [event])[0].seq
+        except StoreError as exc:
+            results[n] = exc
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(1, 7)]
+    with writer_held(db):
+        for thread in pool:
+            thread.start()
+    for thread in pool:
+        thread.join()
+    refused = results.pop(3)
+    assert isinstance(refused, StoreError)
+    assert "already recorded" in str(refused)
+    assert sorted(seq for seq in results.values() if isinstance(seq, int)) == [1, 2, 3, 4, 5]
+    verified(store)
 
 
 def test_missing_tree_nodes_fail_the_append_not_the_store(db: PostgresBackend) -> None:
