@@ -104,6 +104,7 @@ __all__ = ["MIGRATIONS", "Migration", "PostgresStore", "RunLock", "upgrade"]
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
+Cursor = psycopg.Cursor[Row]
 _T = TypeVar("_T")
 
 
@@ -543,12 +544,11 @@ class _Rows:
         return recorded
 
 
-def _recorded(
-    conn: Connection, batch: Sequence[PendingAppend]
-) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
-    """The batch's idempotency keys already recorded, and its expected intents' last seqs.
+def _ask_recorded(conn: Connection, batch: Sequence[PendingAppend]) -> Cursor | None:
+    """Ask for the batch's idempotency keys already recorded and its expected intents' last seqs.
 
-    One statement, or none when no append carries a key or an ``expect=``.
+    One statement (read with :func:`_answers`), or none when no append carries
+    a key or an ``expect=``.
     """
     keys = sorted(
         {
@@ -559,17 +559,24 @@ def _recorded(
         }
     )
     intents = sorted({(r.tenant, r.expect[0]) for r in batch if r.expect is not None})
-    recorded: dict[tuple[str, str], str] = {}
-    last_seq: dict[tuple[str, str], int] = {}
     if not keys and not intents:
-        return recorded, last_seq
+        return None
     params = {
         "key_tenant": [tenant for tenant, _ in keys],
         "key": [key for _, key in keys],
         "intent_tenant": [tenant for tenant, _ in intents],
         "intent": [intent for _, intent in intents],
     }
-    for kind, tenant, name, owner, seq in conn.execute(_PRECONDITIONS, params):
+    return conn.execute(_PRECONDITIONS, params)
+
+
+def _answers(
+    asked: Cursor | None,
+) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
+    """(tenant, key) -> owner recorded, and (tenant, intent) -> seq of its last event."""
+    recorded: dict[tuple[str, str], str] = {}
+    last_seq: dict[tuple[str, str], int] = {}
+    for kind, tenant, name, owner, seq in [] if asked is None else asked.fetchall():
         if kind == "k":
             recorded[(str(tenant), str(name))] = str(owner)
         elif seq is not None:
@@ -709,24 +716,25 @@ class PostgresStore:
         committing = False
         try:
             self._create_trees(conn, tenants)
-            with conn.transaction():
-                sizes = _lock_trees(conn, tenants)
-                missing = [tenant for tenant in tenants if tenant not in sizes]
-                if missing:
-                    # Deleted behind our back: created again by the next batch.
-                    self._trees.difference_update(missing)
-                    raise StoreError(f"the tree of tenant {missing[0]!r} has no row to lock")
-                self._trees.update(tenants)
-                if not one_by_one:
-                    self._write_batch(conn, working, sizes, batch)
-                else:
+            if one_by_one:
+                with conn.transaction():
+                    sizes = self._locked(tenants, _lock_trees(conn, tenants).fetchall())
                     for request in batch:
                         if alone:
                             request.result = self._apply(conn, working, sizes, request)
                         else:
                             self._apply_in_savepoint(conn, working, sizes, request)
                     _write_rows(conn, _Rows(), working, sizes)
-                committing = True  # leaving the block sends COMMIT
+                    committing = True  # leaving the block sends COMMIT
+            else:
+                # Pipelined: BEGIN, the locks and the lookups travel in one round
+                # trip, then the rows, then COMMIT.
+                with conn.pipeline() as pipeline, conn.transaction():
+                    locked = _lock_trees(conn, tenants)
+                    asked = _ask_recorded(conn, batch)
+                    sizes = self._locked(tenants, locked.fetchall())
+                    self._write_batch(conn, working, sizes, batch, asked, pipeline.sync)
+                    committing = True  # leaving the block sends COMMIT
         except _Redo:
             return self._commit_once(batch, retry=retry, one_by_one=True)
         except _REFUSALS as exc:
@@ -758,12 +766,25 @@ class PostgresStore:
                 (new,),
             )
 
+    def _locked(self, tenants: Sequence[str], rows: Sequence[Row]) -> dict[str, int]:
+        """The sizes ``_lock_trees`` returned, every tenant's row there (else StoreError)."""
+        sizes = {str(tenant): int(size) for tenant, size in rows}
+        missing = [tenant for tenant in tenants if tenant not in sizes]
+        if missing:
+            # Deleted behind our back: created again by the next batch.
+            self._trees.difference_update(missing)
+            raise StoreError(f"the tree of tenant {missing[0]!r} has no row to lock")
+        self._trees.update(tenants)
+        return sizes
+
     def _write_batch(
         self,
         conn: Connection,
         working: dict[str, Frontier],
         sizes: Mapping[str, int],
         batch: list[PendingAppend],
+        asked: Cursor | None,
+        sync: Callable[[], None],
     ) -> None:
         """Check every append of the batch, stage the accepted ones, write them in one statement.
 
@@ -773,7 +794,7 @@ class PostgresStore:
         nothing to undo. Raises :class:`_Redo` when the database refuses a row.
         """
         try:
-            rows = _Rows(*_recorded(conn, batch))
+            rows = _Rows(*_answers(asked))
             for request in batch:
                 try:
                     rows.check(request)
@@ -784,6 +805,7 @@ class PostgresStore:
                 frontier = self._frontier_in_tx(conn, working, tenant, sizes[tenant])
                 request.result = rows.stage(frontier, request)
             _write_rows(conn, rows, working, sizes)
+            sync()  # a row the database refuses is refused here, inside the transaction
         except (pg_errors.UniqueViolation, psycopg.DataError):
             raise _Redo from None
 
@@ -852,7 +874,7 @@ class PostgresStore:
         self, conn: Connection, working: dict[str, Frontier], size: int, request: PendingAppend
     ) -> list[Event]:
         """One append on its own: its checks read the database, its rows take one statement."""
-        rows = _Rows(*_recorded(conn, [request]))
+        rows = _Rows(*_answers(_ask_recorded(conn, [request])))
         rows.check(request)
         frontier = self._frontier_in_tx(conn, working, request.tenant, size)
         recorded = rows.stage(frontier, request)
@@ -1138,18 +1160,17 @@ class RunLock:
         self._link.close()
 
 
-def _lock_trees(conn: Connection, tenants: Sequence[str]) -> dict[str, int]:
-    """Take the append locks of ``tenants`` (sorted, their rows created); return their sizes.
+def _lock_trees(conn: Connection, tenants: Sequence[str]) -> Cursor:
+    """Take the append locks of ``tenants`` (sorted, their rows created); fetch their sizes.
 
     One statement: FOR UPDATE locks the rows in the order ORDER BY returns them
     (the "C" collation: byte order, as Python sorts), which is the one global
     order every writer locks in, so two writers never wait for each other in a cycle.
     """
-    rows = conn.execute(
+    return conn.execute(
         "SELECT tenant, size FROM trees WHERE tenant = ANY(%s) ORDER BY tenant FOR UPDATE",
         (list(tenants),),
-    ).fetchall()
-    return {str(tenant): int(size) for tenant, size in rows}
+    )
 
 
 def _read_nodes(conn: Connection, tenant: str, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
