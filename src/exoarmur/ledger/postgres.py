@@ -5,34 +5,45 @@ this module must never weaken them for speed, and never acknowledge an append
 before PostgreSQL has reported its COMMIT.
 
 The serialisation point: one ``trees`` row per tenant, locked with
-``SELECT … FOR UPDATE`` inside the append transaction. Every append to a tenant,
-from any process, runs::
+``SELECT … FOR UPDATE`` inside the append transaction. A tenant's row is
+created (size 0, committed on its own) the first time a store writes to it,
+before its first transaction. Every batch of appends, from any process, runs
+(pipelined: the first three lines are one round trip, the write a second, COMMIT
+a third)::
 
     BEGIN
-      for each tenant of the batch, in byte order of its name:
-        SELECT size FROM trees WHERE tenant = $1 FOR UPDATE      -- waits for the holder
-        (absent: INSERT … ON CONFLICT DO NOTHING, then SELECT … FOR UPDATE again)
-      reload the Merkle frontier if ``size`` is not the one we cached
-      per append: [SAVEPOINT] check expect= and idempotency keys; one INSERT of
-                  its events, completed nodes and idempotency rows [RELEASE]
-      UPDATE trees SET size = … WHERE tenant = $1
+      SELECT tenant, size FROM trees WHERE tenant = ANY($tenants)
+        ORDER BY tenant FOR UPDATE                   -- waits for the holders, in byte order
+      SELECT the batch's idempotency keys already recorded, and the last event
+        of every intent an append names in expect=   -- one statement
+      (in Python: reload a Merkle frontier whose size is not the one we cached;
+       check each append against what is recorded and what the batch staged;
+       place the accepted ones)
+      one statement: INSERT every event, completed node and idempotency row
+        (unnest of one array per column), UPDATE trees SET size = … for each tenant
     COMMIT
 
 The row lock is held until COMMIT, so appends to one tenant are totally
 ordered across processes: the next holder's ``SELECT … FOR UPDATE`` returns the
 size the previous holder committed (READ COMMITTED re-reads a row it waited
 for), and every later statement of its transaction takes a new snapshot that
-holds the previous holder's events, nodes and idempotency rows. No sequence
-number is skipped or used twice, and ``(tenant, seq)`` is the events' primary
-key as a backstop. Tenants are locked in one global order (byte order), so two
-processes whose batches touch the same tenants cannot deadlock. Appends to
-different tenants never wait for each other.
+holds the previous holder's events, nodes and idempotency rows. The size is the
+version row: a store keeps each tenant's size and frontier in memory and reloads
+the frontier only when the locked size is not its own (another process
+appended). No sequence number is skipped or used twice, and ``(tenant, seq)``
+is the events' primary key as a backstop. Tenants are locked in one global
+order (byte order), so two processes whose batches touch the same tenants
+cannot deadlock. Appends to different tenants never wait for each other.
 
 Group commit: as in SQLite, one writer thread per store takes every append
-waiting in its queue (up to ``max_batch``) and commits them in one transaction;
-each append of a batch runs in its own SAVEPOINT, so a refused one (duplicate
-key, ``expect=`` conflict, a bad draft) rolls back alone. A batch of one needs
-no savepoint: its transaction is rolled back instead.
+waiting in its queue (up to ``max_batch``) and commits them in one
+transaction of the five statements above, whatever the batch's size. A
+refused append (duplicate key, ``expect=`` conflict, a bad draft) is refused
+before anything of it is staged, so it leaves nothing to undo. When the
+database itself refuses a row (a taken event id, a value it cannot store), the
+transaction is rolled back and the batch runs again append by append, each in
+its own SAVEPOINT, so that the refusal falls on its append alone. Each draft's
+canonical bytes are made in the submitter's thread (``event_parts``).
 
 Durability: ``synchronous_commit`` is never weaker than ``on`` on our sessions
 (a server default of ``off`` is overridden), and an append returns only after

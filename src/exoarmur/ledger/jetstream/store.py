@@ -70,9 +70,18 @@ server stays away attempts are spaced by a bounded exponential backoff and
 calls in between fail at once.
 
 Group commit: one writer task per store takes every append waiting (up to
-``max_batch``) and publishes each tenant's share as one message, so N
-concurrent submitters pay one acknowledgement, not N. A refused append
-(duplicate key, ``expect=`` conflict, bad draft) is left out alone.
+``max_batch``) and publishes each tenant's share as one message (or one atomic
+batch, above), so N concurrent submitters pay one acknowledgement, not N. A
+refused append (duplicate key, ``expect=`` conflict, bad draft) is left out
+alone. The checks read no index for what the store indexed itself: it keeps the
+keys, event ids and intents' last events of the stretch of the log it indexed
+(:mod:`.recent`), and asks the buckets only about what lies before that stretch.
+A group is acknowledged once its publish is, and indexed while the next group
+forms; this process's reads wait for the tenant's lock, which the writer holds
+until the indexes are written, and an ``expect=`` that names an event past the
+writer's tip (another writer's, acknowledged, perhaps not yet indexed) makes the
+writer catch up from the log and check again, never refuse on a stale view.
+Each draft's canonical bytes are made in the submitter's thread.
 """
 
 from __future__ import annotations
