@@ -309,16 +309,30 @@ def test_a_batch_takes_three_statements_whatever_its_size(db: PostgresBackend) -
     verified(store)
 
 
+#: what only the database refuses, by the part of an append that carries it
+REFUSED_ROWS = {
+    "a recorded event id": (
+        lambda n: draft(n, event_id="ev-acme-0"),
+        "already recorded",
+    ),
+    "a NUL in an idempotency key": (
+        lambda n: dataclasses.replace(keyed(n), idempotency_key="k\x00"),
+        "cannot store",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_ROWS))
 def test_a_row_the_database_refuses_in_a_batch_refuses_its_append_alone(
-    db: PostgresBackend,
+    db: PostgresBackend, case: str
 ) -> None:
     store = db.open()
     store.append("acme", [draft(0)])
+    refused_draft, reason = REFUSED_ROWS[case]
     results: dict[int, int | StoreError] = {}
 
     def work(n: int) -> None:
-        # n == 3 reuses a recorded event id: only the database's index sees it
-        event = draft(n, event_id="ev-acme-0" if n == 3 else None)
+        event = refused_draft(n) if n == 3 else keyed(n)
         try:
             results[n] = store.append("acme", [event])[0].seq
         except StoreError as exc:
@@ -332,7 +346,7 @@ def test_a_row_the_database_refuses_in_a_batch_refuses_its_append_alone(
         thread.join()
     refused = results.pop(3)
     assert isinstance(refused, StoreError)
-    assert "already recorded" in str(refused)
+    assert reason in str(refused)
     assert sorted(seq for seq in results.values() if isinstance(seq, int)) == [1, 2, 3, 4, 5]
     verified(store)
 

@@ -740,12 +740,17 @@ class PostgresStore:
             else:
                 # Pipelined: BEGIN, the locks and the lookups travel in one round
                 # trip, then the rows, then COMMIT.
-                with conn.pipeline() as pipeline, conn.transaction():
-                    locked = _lock_trees(conn, tenants)
-                    asked = _ask_recorded(conn, batch)
-                    sizes = self._locked(tenants, locked.fetchall())
-                    self._write_batch(conn, working, sizes, batch, asked, pipeline.sync)
-                    committing = True  # leaving the block sends COMMIT
+                try:
+                    with conn.pipeline() as pipeline, conn.transaction():
+                        locked = _lock_trees(conn, tenants)
+                        asked = _ask_recorded(conn, batch)
+                        sizes = self._locked(tenants, locked.fetchall())
+                        self._write_batch(conn, working, sizes, batch, asked, pipeline.sync)
+                        committing = True  # leaving the block sends COMMIT
+                except (pg_errors.UniqueViolation, psycopg.DataError):
+                    # A value of some append the database refuses (a taken event id,
+                    # a NUL in a key): rolled back, nothing durable; find whose.
+                    raise _Redo from None
         except _Redo:
             return self._commit_once(batch, retry=retry, one_by_one=True)
         except _REFUSALS as exc:
@@ -802,23 +807,20 @@ class PostgresStore:
         A refused append (``expect=`` conflict, a taken or repeated key, a bad
         draft) is refused before anything of it is staged, against what is
         recorded and what earlier appends of the batch staged, so it leaves
-        nothing to undo. Raises :class:`_Redo` when the database refuses a row.
+        nothing to undo. A row the database refuses raises its error here.
         """
-        try:
-            rows = _Rows(*_answers(asked))
-            for request in batch:
-                try:
-                    rows.check(request)
-                except _REFUSALS as exc:
-                    request.error = exc
-                    continue
-                tenant = request.tenant
-                frontier = self._frontier_in_tx(conn, working, tenant, sizes[tenant])
-                request.result = rows.stage(frontier, request)
-            _write_rows(conn, rows, working, sizes)
-            sync()  # a row the database refuses is refused here, inside the transaction
-        except (pg_errors.UniqueViolation, psycopg.DataError):
-            raise _Redo from None
+        rows = _Rows(*_answers(asked))
+        for request in batch:
+            try:
+                rows.check(request)
+            except _REFUSALS as exc:
+                request.error = exc
+                continue
+            tenant = request.tenant
+            frontier = self._frontier_in_tx(conn, working, tenant, sizes[tenant])
+            request.result = rows.stage(frontier, request)
+        _write_rows(conn, rows, working, sizes)
+        sync()  # a row the database refuses is refused here, inside the transaction
 
     def _apply_in_savepoint(
         self,
