@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+from collections.abc import Iterator
+
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
@@ -90,3 +93,16 @@ def test_a_stretch_past_its_limit_starts_again_at_its_end() -> None:
     recent.add(0, [("e0", None, None), ("e1", None, None), ("e2", None, None)])
     recent.add(3, [("e3", None, None)])
     assert (recent.start, recent.end, recent.ids) == (3, 4, {"e3"})
+
+
+def test_events_that_fail_to_be_listed_change_nothing() -> None:
+    recent = Recent()
+    recent.add(0, [("e0", "i0", None)])
+
+    def corrupt() -> Iterator[tuple[str, str | None, str | None]]:
+        yield ("e1", "i0", None)
+        raise ValueError("a message that does not decode")
+
+    with pytest.raises(ValueError, match="does not decode"):
+        recent.add(1, corrupt())
+    assert (recent.end, recent.ids, recent.lasts) == (1, {"e0"}, {"i0": 0})

@@ -57,7 +57,9 @@ class Recent:
         """Add the events from position ``first`` on: (event id, intent id, key) each.
 
         Not contiguous with the stretch (the log grew elsewhere): start again at ``first``.
+        All of them or none: events that fail to be listed change nothing.
         """
+        events = list(events)
         if first != self.end or len(self.ids) > self.limit:
             self.start = self.end = first
             self.keys.clear()
