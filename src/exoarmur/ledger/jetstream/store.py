@@ -76,11 +76,9 @@ refused append (duplicate key, ``expect=`` conflict, bad draft) is left out
 alone. The checks read no index for what the store indexed itself: it keeps the
 keys, event ids and intents' last events of the stretch of the log it indexed
 (:mod:`.recent`), and asks the buckets only about what lies before that stretch.
-A group is acknowledged once its publish is, and indexed while the next group
-forms; this process's reads wait for the tenant's lock, which the writer holds
-until the indexes are written, and an ``expect=`` that names an event past the
-writer's tip (another writer's, acknowledged, perhaps not yet indexed) makes the
-writer catch up from the log and check again, never refuse on a stale view.
+An ``expect=`` that names an event past the writer's tip (another writer
+appended since) makes the writer read the tail, catch up from the log and check
+again: a stale view never refuses an append.
 Each draft's canonical bytes are made in the submitter's thread.
 """
 
@@ -405,17 +403,15 @@ class JetStreamStore:
                             ) from None
                         continue
                     self.commits += 1
-                    # Durable: acknowledged now, while the indexes are written. A
-                    # submitter's next append joins the next group meanwhile, and
-                    # its reads wait for this tenant's lock, held until indexed.
-                    for _, ending in unit:
-                        for placed in ending:
-                            placed.request.settle(placed.events)
                     try:
                         await self._index(tenant, tip, [chunk for chunk, _ in unit], last_msg)
                     except (StoreError, LedgerCorrupt):
-                        # Whoever needs the indexes next catches them up from the log.
+                        # Durable already, so acknowledged; whoever needs the
+                        # indexes next catches them up from the log.
                         self._tips.pop(tenant, None)
+                    for _, ending in unit:
+                        for placed in ending:
+                            placed.request.settle(placed.events)
                     pending = [r for r in pending if not r.done.done()]
         except StoreError as exc:
             self._tips.pop(tenant, None)
@@ -506,9 +502,8 @@ class JetStreamStore:
             planned.append(placed)
         if behind:
             # The caller knows a later event of the intent than the log at our tip
-            # holds: either the log grew since (another writer; acknowledged,
-            # perhaps not yet indexed) and we catch up and plan again, or the
-            # expectation is wrong and refused.
+            # holds: either the log grew since (another writer) and we catch up and
+            # plan again, or the expectation is wrong and refused.
             size, _ = await self._tail(tenant)
             if size != tip.size:
                 await self._catch_up(tenant, size)
