@@ -277,7 +277,7 @@ def writer_held(db: PostgresBackend, tenant: str = "acme") -> Iterator[None]:
         blocker.rollback()
 
 
-def test_a_batch_takes_three_statements_whatever_its_size(db: PostgresBackend) -> None:
+def test_a_batch_takes_four_statements_whatever_its_size(db: PostgresBackend) -> None:
     store = db.open()
     store.append("acme", [draft(0)])
     conn, _ = store._write_link.get()
@@ -303,8 +303,8 @@ def test_a_batch_takes_three_statements_whatever_its_size(db: PostgresBackend) -
     for thread in pool:
         thread.join()
     assert sum(commits) == appends
-    # the tree locks, the keys and expectations, every row: per batch, not per append
-    assert len(statements) == 3 * len(commits), statements
+    # the tree lock, the keys, the expectations, every row: per batch, not per append
+    assert len(statements) == 4 * len(commits), statements
     assert store.size("acme") == appends + 1
     verified(store)
 

@@ -7,15 +7,13 @@ before PostgreSQL has reported its COMMIT.
 The serialisation point: one ``trees`` row per tenant, locked with
 ``SELECT … FOR UPDATE`` inside the append transaction. A tenant's row is
 created (size 0, committed on its own) the first time a store writes to it,
-before its first transaction. Every batch of appends, from any process, runs
-(pipelined: the first three lines are one round trip, the write a second, COMMIT
-a third)::
+before its first transaction. Every batch of appends, from any process, runs::
 
     BEGIN
       SELECT tenant, size FROM trees WHERE tenant = ANY($tenants)
         ORDER BY tenant FOR UPDATE                   -- waits for the holders, in byte order
-      SELECT the batch's idempotency keys already recorded, and the last event
-        of every intent an append names in expect=   -- one statement
+      per tenant: SELECT the batch's idempotency keys already recorded;
+                  SELECT the last event of every intent an append names in expect=
       (in Python: reload a Merkle frontier whose size is not the one we cached;
        check each append against what is recorded and what the batch staged;
        place the accepted ones)
@@ -37,7 +35,7 @@ cannot deadlock. Appends to different tenants never wait for each other.
 
 Group commit: as in SQLite, one writer thread per store takes every append
 waiting in its queue (up to ``max_batch``) and commits them in one
-transaction of the five statements above, whatever the batch's size. A
+transaction of the statements above, as many whatever the batch's size. A
 refused append (duplicate key, ``expect=`` conflict, a bad draft) is refused
 before anything of it is staged, so it leaves nothing to undo. When the
 database itself refuses a row (a taken event id, a value it cannot store), the
@@ -115,7 +113,6 @@ __all__ = ["MIGRATIONS", "Migration", "PostgresStore", "RunLock", "upgrade"]
 
 Row = tuple[Any, ...]
 Connection = psycopg.Connection[Row]
-Cursor = psycopg.Cursor[Row]
 _T = TypeVar("_T")
 
 
@@ -228,16 +225,15 @@ _NODE_ARRAYS: Final = ("node_tenant", "level", "idx", "hash")
 _KEY_ARRAYS: Final = ("key_tenant", "key", "key_intent")
 _TREE_ARRAYS: Final = ("tree_tenant", "tree_size")
 
-# What a batch's preconditions need, in one statement: the idempotency keys it
-# carries that are recorded already ('k'), and the last event of every intent an
-# append names in ``expect=`` ('e', NULL: none).
-_PRECONDITIONS: Final = (
-    "SELECT 'k', i.tenant, i.key, i.intent_id, NULL::bigint FROM idempotency i "
-    "JOIN unnest(%(key_tenant)s::text[], %(key)s::text[]) AS w (tenant, key) "
-    "ON i.tenant = w.tenant AND i.key = w.key "
-    "UNION ALL SELECT 'e', w.tenant, w.intent_id, NULL, (SELECT max(e.seq) FROM events e "
-    "WHERE e.tenant = w.tenant AND e.intent_id = w.intent_id) "
-    "FROM unnest(%(intent_tenant)s::text[], %(intent)s::text[]) AS w (tenant, intent_id)"
+# What a batch's preconditions need, per tenant: the idempotency keys it carries
+# that are recorded already, and the last event of every intent an append names in
+# ``expect=``. Plain index lookups: cheaper to plan than one statement for both.
+_RECORDED_KEYS: Final = (
+    "SELECT key, intent_id FROM idempotency WHERE tenant = %s AND key = ANY(%s::text[])"
+)
+_LAST_SEQS: Final = (
+    "SELECT intent_id, max(seq) FROM events WHERE tenant = %s AND intent_id = ANY(%s::text[]) "
+    "GROUP BY intent_id"
 )
 
 
@@ -555,43 +551,30 @@ class _Rows:
         return recorded
 
 
-def _ask_recorded(conn: Connection, batch: Sequence[PendingAppend]) -> Cursor | None:
-    """Ask for the batch's idempotency keys already recorded and its expected intents' last seqs.
-
-    One statement (read with :func:`_answers`), or none when no append carries
-    a key or an ``expect=``.
-    """
-    keys = sorted(
-        {
-            (request.tenant, draft.idempotency_key)
-            for request in batch
-            for draft in request.drafts
-            if draft.idempotency_key is not None
-        }
-    )
-    intents = sorted({(r.tenant, r.expect[0]) for r in batch if r.expect is not None})
-    if not keys and not intents:
-        return None
-    params = {
-        "key_tenant": [tenant for tenant, _ in keys],
-        "key": [key for _, key in keys],
-        "intent_tenant": [tenant for tenant, _ in intents],
-        "intent": [intent for _, intent in intents],
-    }
-    return conn.execute(_PRECONDITIONS, params)
-
-
-def _answers(
-    asked: Cursor | None,
+def _recorded(
+    conn: Connection, batch: Sequence[PendingAppend]
 ) -> tuple[dict[tuple[str, str], str], dict[tuple[str, str], int]]:
-    """(tenant, key) -> owner recorded, and (tenant, intent) -> seq of its last event."""
+    """The batch's idempotency keys already recorded, and its expected intents' last seqs.
+
+    Per tenant of the batch, one statement for its keys and one for its
+    ``expect=`` intents (none when it has none): whatever the batch's size.
+    """
+    keys: dict[str, set[str]] = {}
+    intents: dict[str, set[str]] = {}
+    for request in batch:
+        for draft in request.drafts:
+            if draft.idempotency_key is not None:
+                keys.setdefault(request.tenant, set()).add(draft.idempotency_key)
+        if request.expect is not None:
+            intents.setdefault(request.tenant, set()).add(request.expect[0])
     recorded: dict[tuple[str, str], str] = {}
     last_seq: dict[tuple[str, str], int] = {}
-    for kind, tenant, name, owner, seq in [] if asked is None else asked.fetchall():
-        if kind == "k":
-            recorded[(str(tenant), str(name))] = str(owner)
-        elif seq is not None:
-            last_seq[(str(tenant), str(name))] = int(seq)
+    for tenant, wanted in sorted(keys.items()):
+        for key, owner in conn.execute(_RECORDED_KEYS, (tenant, sorted(wanted))):
+            recorded[(tenant, str(key))] = str(owner)
+    for tenant, wanted in sorted(intents.items()):
+        for intent_id, seq in conn.execute(_LAST_SEQS, (tenant, sorted(wanted))):
+            last_seq[(tenant, str(intent_id))] = int(seq)
     return recorded, last_seq
 
 
@@ -729,7 +712,7 @@ class PostgresStore:
             self._create_trees(conn, tenants)
             if one_by_one:
                 with conn.transaction():
-                    sizes = self._locked(tenants, _lock_trees(conn, tenants).fetchall())
+                    sizes = self._locked(tenants, _lock_trees(conn, tenants))
                     for request in batch:
                         if alone:
                             request.result = self._apply(conn, working, sizes, request)
@@ -738,14 +721,10 @@ class PostgresStore:
                     _write_rows(conn, _Rows(), working, sizes)
                     committing = True  # leaving the block sends COMMIT
             else:
-                # Pipelined: BEGIN, the locks and the lookups travel in one round
-                # trip, then the rows, then COMMIT.
                 try:
-                    with conn.pipeline() as pipeline, conn.transaction():
-                        locked = _lock_trees(conn, tenants)
-                        asked = _ask_recorded(conn, batch)
-                        sizes = self._locked(tenants, locked.fetchall())
-                        self._write_batch(conn, working, sizes, batch, asked, pipeline.sync)
+                    with conn.transaction():
+                        sizes = self._locked(tenants, _lock_trees(conn, tenants))
+                        self._write_batch(conn, working, sizes, batch)
                         committing = True  # leaving the block sends COMMIT
                 except (pg_errors.UniqueViolation, psycopg.DataError):
                     # A value of some append the database refuses (a taken event id,
@@ -799,8 +778,6 @@ class PostgresStore:
         working: dict[str, Frontier],
         sizes: Mapping[str, int],
         batch: list[PendingAppend],
-        asked: Cursor | None,
-        sync: Callable[[], None],
     ) -> None:
         """Check every append of the batch, stage the accepted ones, write them in one statement.
 
@@ -809,7 +786,7 @@ class PostgresStore:
         recorded and what earlier appends of the batch staged, so it leaves
         nothing to undo. A row the database refuses raises its error here.
         """
-        rows = _Rows(*_answers(asked))
+        rows = _Rows(*_recorded(conn, batch))
         for request in batch:
             try:
                 rows.check(request)
@@ -820,7 +797,6 @@ class PostgresStore:
             frontier = self._frontier_in_tx(conn, working, tenant, sizes[tenant])
             request.result = rows.stage(frontier, request)
         _write_rows(conn, rows, working, sizes)
-        sync()  # a row the database refuses is refused here, inside the transaction
 
     def _apply_in_savepoint(
         self,
@@ -887,7 +863,7 @@ class PostgresStore:
         self, conn: Connection, working: dict[str, Frontier], size: int, request: PendingAppend
     ) -> list[Event]:
         """One append on its own: its checks read the database, its rows take one statement."""
-        rows = _Rows(*_answers(_ask_recorded(conn, [request])))
+        rows = _Rows(*_recorded(conn, [request]))
         rows.check(request)
         frontier = self._frontier_in_tx(conn, working, request.tenant, size)
         recorded = rows.stage(frontier, request)
@@ -1173,17 +1149,21 @@ class RunLock:
         self._link.close()
 
 
-def _lock_trees(conn: Connection, tenants: Sequence[str]) -> Cursor:
-    """Take the append locks of ``tenants`` (sorted, their rows created); fetch their sizes.
+def _lock_trees(conn: Connection, tenants: Sequence[str]) -> list[Row]:
+    """Take the append locks of ``tenants`` (sorted, their rows created); their (tenant, size).
 
     One statement: FOR UPDATE locks the rows in the order ORDER BY returns them
     (the "C" collation: byte order, as Python sorts), which is the one global
     order every writer locks in, so two writers never wait for each other in a cycle.
     """
+    if len(tenants) == 1:  # the usual batch: the plainest statement plans fastest
+        return conn.execute(
+            "SELECT tenant, size FROM trees WHERE tenant = %s FOR UPDATE", (tenants[0],)
+        ).fetchall()
     return conn.execute(
         "SELECT tenant, size FROM trees WHERE tenant = ANY(%s) ORDER BY tenant FOR UPDATE",
         (list(tenants),),
-    )
+    ).fetchall()
 
 
 def _read_nodes(conn: Connection, tenant: str, keys: Sequence[NodeKey]) -> dict[NodeKey, bytes]:
