@@ -36,3 +36,37 @@ def test_the_backend_benchmark_produces_well_formed_rows() -> None:
         assert row["events"] == 80  # four events per executed action
         assert row["actions_per_s"] > 0
         assert 0 < row["p50_ms"] <= row["p99_ms"]
+
+
+GROUP_COMMIT = SCRIPT.parent / "bench_group_commit.py"
+
+
+def test_the_group_commit_benchmark_reports_each_concurrency() -> None:
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(GROUP_COMMIT),
+            "--backends",
+            "jetstream",
+            "--concurrency",
+            "1,4",
+            "--appends",
+            "24",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    rows = json.loads(result.stdout)
+    assert [(r["backend"], r["concurrency"], r["side"]) for r in rows] == [
+        ("jetstream", 1, "after"),
+        ("jetstream", 4, "after"),
+    ]
+    for row in rows:
+        assert row["appends_per_s"] > 0
+        assert row["per_commit"] >= 1

@@ -34,7 +34,14 @@ import pytest
 
 from children import whole_lines
 from exoarmur.clock import SystemClock
-from exoarmur.errors import ConfigError, LedgerCorrupt, StoreError, StoreUnavailable
+from exoarmur.errors import (
+    ConfigError,
+    Conflict,
+    DuplicateIntent,
+    LedgerCorrupt,
+    StoreError,
+    StoreUnavailable,
+)
 from exoarmur.executors import EchoExecutor, ExecutorRegistry
 from exoarmur.home import Home, _run_lock, open_store
 from exoarmur.ids import RandomIds
@@ -373,6 +380,48 @@ def test_an_index_write_that_fails_after_the_publish_still_acknowledges(
     assert event.seq == 0
     assert [e.seq for e in store.events_for_intent("acme", "i-1")] == [0]  # caught up
     assert store.append("acme", [draft(1)])[0].seq == 1
+    verified(store)
+
+
+def test_a_writer_asks_the_indexes_nothing_of_the_log_it_indexed_itself(
+    db: JetStreamBackend, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    store = db.open()
+    assert isinstance(store, JetStreamStore)
+    recorded, started = "intent.recorded", "execution.started"
+    store.append("acme", [draft(0, key="k-0", intent="i-0", type=recorded)])
+    store.append("acme", [draft(1, intent="i-0", type=started)], expect=("i-0", 0))
+    assert [e.seq for e in store.events_for_intent("acme", "i-0")] == [0, 1]  # indexed
+    asked: list[str] = []
+    get_many, scan = store._kv.get_many, store._kv.scan
+
+    async def counted_get(bucket: str, keys: Any, **options: Any) -> Any:
+        asked.append(f"get {bucket}")
+        return await get_many(bucket, keys, **options)
+
+    async def counted_scan(bucket: str, keys: str, **options: Any) -> Any:
+        asked.append(f"scan {bucket}")
+        return await scan(bucket, keys, **options)
+
+    monkeypatch.setattr(store._kv, "get_many", counted_get)
+    monkeypatch.setattr(store._kv, "scan", counted_scan)
+    for n in range(2, 8):
+        intent = f"i-{n}"
+        (first,) = store.append(
+            "acme", [draft(n, key=f"k-{n}", intent=intent, type=recorded)], expect=(intent, -1)
+        )
+        store.append(
+            "acme", [draft(100 + n, intent=intent, type=started)], expect=(intent, first.seq)
+        )
+    with pytest.raises(DuplicateIntent):
+        store.append("acme", [draft(50, key="k-3", intent="i-50", type=recorded)])
+    with pytest.raises(StoreError, match="already recorded"):
+        store.append("acme", [draft(3, key="k-new", intent="i-new", type=recorded)])
+    with pytest.raises(Conflict, match="last event 5, expected 4"):
+        store.append("acme", [draft(51, intent="i-3", type=started)], expect=("i-3", 4))
+    # keys, event ids and intents' last events all came from what the store indexed
+    assert [a for a in asked if not a.endswith(store.layout.tree)] == []
+    assert store.size("acme") == 14
     verified(store)
 
 

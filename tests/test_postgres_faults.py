@@ -12,6 +12,8 @@ refusals the database makes).
 
 from __future__ import annotations
 
+import contextlib
+import dataclasses
 import subprocess
 import sys
 import textwrap
@@ -21,7 +23,7 @@ from collections import Counter
 from collections.abc import Callable, Iterator
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import pytest
 
@@ -240,6 +242,127 @@ def test_a_batch_the_database_refuses_fails_whole_and_the_store_goes_on(
     with pytest.raises(StoreError, match="ledger read failed"):
         store.latest_checkpoint("acme")
     assert store.size("acme") == 4
+
+
+def keyed(n: int) -> EventDraft:
+    """An intent's first event, with its key, as intake appends it."""
+    return dataclasses.replace(draft(n), intent_id=f"i-{n}", idempotency_key=f"k-{n}")
+
+
+@contextlib.contextmanager
+def writer_held(db: PostgresBackend, tenant: str = "acme") -> Iterator[None]:
+    """Hold ``tenant``'s append lock from outside until the store's writer waits for it.
+
+    Appends submitted meanwhile queue behind the writer's first batch, so that
+    they reach the writer together when the block ends.
+    """
+    import psycopg
+
+    with psycopg.connect(db.spec) as blocker:
+        blocker.execute("SELECT size FROM trees WHERE tenant = %s FOR UPDATE", (tenant,))
+        yield
+        wait_until(
+            lambda: (
+                db.server.execute(
+                    db.database,
+                    "SELECT count(*) FROM pg_stat_activity "
+                    "WHERE datname = %s AND wait_event_type = 'Lock'",
+                    db.database,
+                )
+                == [(1,)]
+            ),
+            10,
+            "the writer to wait for the tree lock",
+        )
+        blocker.rollback()
+
+
+def test_a_batch_takes_four_statements_whatever_its_size(db: PostgresBackend) -> None:
+    store = db.open()
+    store.append("acme", [draft(0)])
+    conn, _ = store._write_link.get()
+    statements: list[str] = []
+    execute = conn.execute
+
+    def counted(query: Any, *args: Any, **kwargs: Any) -> Any:
+        statements.append(str(query)[:30])
+        return execute(query, *args, **kwargs)
+
+    conn.execute = counted  # type: ignore[method-assign]
+    commits: list[int] = []
+    store.observe_commits(commits.append)
+    appends = 12
+    pool = []
+    with writer_held(db):
+        for n in range(1, appends + 1):
+            expect = {"expect": (f"i-{n}", -1)}
+            pool.append(
+                threading.Thread(target=store.append, args=("acme", [keyed(n)]), kwargs=expect)
+            )
+            pool[-1].start()
+    for thread in pool:
+        thread.join()
+    assert sum(commits) == appends
+    # the tree lock, the keys, the expectations, every row: per batch, not per append
+    assert len(statements) == 4 * len(commits), statements
+    assert store.size("acme") == appends + 1
+    verified(store)
+
+
+#: what only the database refuses, by the part of an append that carries it
+REFUSED_ROWS = {
+    "a recorded event id": (
+        lambda n: draft(n, event_id="ev-acme-0"),
+        "already recorded",
+    ),
+    "a NUL in an idempotency key": (
+        lambda n: dataclasses.replace(keyed(n), idempotency_key="k\x00"),
+        "cannot store",
+    ),
+}
+
+
+@pytest.mark.parametrize("case", sorted(REFUSED_ROWS))
+def test_a_row_the_database_refuses_in_a_batch_refuses_its_append_alone(
+    db: PostgresBackend, case: str
+) -> None:
+    store = db.open()
+    store.append("acme", [draft(0)])
+    refused_draft, reason = REFUSED_ROWS[case]
+    results: dict[int, int | StoreError] = {}
+
+    def work(n: int) -> None:
+        event = refused_draft(n) if n == 3 else keyed(n)
+        try:
+            results[n] = store.append("acme", [event])[0].seq
+        except StoreError as exc:
+            results[n] = exc
+
+    pool = [threading.Thread(target=work, args=(n,)) for n in range(1, 7)]
+    with writer_held(db):
+        for thread in pool:
+            thread.start()
+    for thread in pool:
+        thread.join()
+    refused = results.pop(3)
+    assert isinstance(refused, StoreError)
+    assert reason in str(refused)
+    assert sorted(seq for seq in results.values() if isinstance(seq, int)) == [1, 2, 3, 4, 5]
+    verified(store)
+
+
+def test_a_tree_row_deleted_behind_the_store_fails_its_appends_closed(
+    db: PostgresBackend,
+) -> None:
+    store = db.open()
+    store.append("acme", [draft(0)])
+    db.server.execute(db.database, "DELETE FROM trees WHERE tenant = 'acme'")
+    with pytest.raises(StoreError, match="no row to lock"):
+        store.append("acme", [draft(1)])
+    # created again at size 0: position 0 is taken, so nothing is written over it
+    with pytest.raises(StoreError, match="refused by constraint events_pkey"):
+        store.append("acme", [draft(1)])
+    assert store.integrity_check() == "tenant 'acme': tree size 0, 1 events up to seq 0"
 
 
 def test_missing_tree_nodes_fail_the_append_not_the_store(db: PostgresBackend) -> None:

@@ -345,6 +345,64 @@ def test_two_store_objects_keep_one_consistent_tree(backend: Backend) -> None:
     assert Ledger(b, KEY).root("acme") == Ledger(a, KEY).root("acme")
 
 
+def test_two_stores_racing_on_keys_and_expectations_keep_both_unique(backend: Backend) -> None:
+    # Two writers (as two processes would) batch their appends against one log:
+    # each key is offered by both and recorded once; each intent's chain of
+    # expect= appends, split between the stores, loses no step and repeats none.
+    stores = [backend.open(), backend.open()]
+    threads, intents = 6, 5
+    won: Counter[str] = Counter()
+    lost: list[bool] = []  # each loser told the winner's intent
+    errors: list[BaseException] = []
+    barrier = threading.Barrier(threads)
+
+    def work(t: int) -> None:
+        store = stores[t % 2]
+        barrier.wait()
+        try:
+            for i in range(intents):
+                owner = f"i-{t // 2}-{i}"  # threads t and t+1 race for the same key
+                try:
+                    store.append(
+                        "acme",
+                        [draft(t * 100 + i, key=f"k-{t // 2}-{i}", intent=owner, prefix="key")],
+                    )
+                    won[owner] += 1
+                except DuplicateIntent as exc:
+                    lost.append(exc.intent_id == owner)
+                chain = f"chain-{t}-{i}"
+                last = -1
+                for step in range(3):
+                    extended = stores[(t + step) % 2].append(
+                        "acme",
+                        [draft(t * 100 + i, intent=chain, prefix=f"step{step}")],
+                        expect=(chain, last),
+                    )
+                    last = extended[0].seq
+        except BaseException as exc:  # pragma: no cover - reported below
+            errors.append(exc)
+
+    pool = [threading.Thread(target=work, args=(t,)) for t in range(threads)]
+    for thread in pool:
+        thread.start()
+    for thread in pool:
+        thread.join()
+    assert not errors, errors[:3]
+    assert sorted(won.values()) == [1] * (threads // 2 * intents)
+    assert lost == [True] * (threads // 2 * intents)
+    size = threads // 2 * intents + threads * intents * 3
+    assert stores[0].size("acme") == stores[1].size("acme") == size
+    events = list(stores[0].events("acme"))
+    keyed = Counter(e.intent_id for e in events if e.event_id.startswith("key-"))
+    assert sorted(keyed.values()) == [1] * (threads // 2 * intents)
+    for t in range(threads):
+        for i in range(intents):
+            chain = [e.event_id for e in stores[1].events_for_intent("acme", f"chain-{t}-{i}")]
+            assert chain == [f"step{s}-acme-{t * 100 + i}" for s in range(3)]
+    assert_one_consistent_tree(stores[0])
+    assert Ledger(stores[1], KEY).root("acme") == Ledger(stores[0], KEY).root("acme")
+
+
 APPENDER = textwrap.dedent(
     """
     import sys

@@ -70,9 +70,16 @@ server stays away attempts are spaced by a bounded exponential backoff and
 calls in between fail at once.
 
 Group commit: one writer task per store takes every append waiting (up to
-``max_batch``) and publishes each tenant's share as one message, so N
-concurrent submitters pay one acknowledgement, not N. A refused append
-(duplicate key, ``expect=`` conflict, bad draft) is left out alone.
+``max_batch``) and publishes each tenant's share as one message (or one atomic
+batch, above), so N concurrent submitters pay one acknowledgement, not N. A
+refused append (duplicate key, ``expect=`` conflict, bad draft) is left out
+alone. The checks read no index for what the store indexed itself: it keeps the
+keys, event ids and intents' last events of the stretch of the log it indexed
+(:mod:`.recent`), and asks the buckets only about what lies before that stretch.
+An ``expect=`` that names an event past the writer's tip (another writer
+appended since) makes the writer read the tail, catch up from the log and check
+again: a stale view never refuses an append.
+Each draft's canonical bytes are made in the submitter's thread.
 """
 
 from __future__ import annotations
@@ -103,7 +110,8 @@ from ...model.event import (
     EXECUTION_STARTED,
     Event,
     EventDraft,
-    event_bytes,
+    event_bytes_at,
+    event_parts,
 )
 from ..merkle import HASH_SIZE, Frontier, NodeKey, leaf_hash, perfect_subtrees
 from ..store import KeyIndex, check_derived, check_key_owner, key_problems
@@ -124,6 +132,7 @@ from .connection import (
 )
 from .kv import KeyValue
 from .layout import Layout, bucket_stream, ledger_stream, subject_token
+from .recent import Recent
 from .settings import parse_url
 
 if TYPE_CHECKING:
@@ -161,6 +170,8 @@ class _Tip:
 class _Append:
     tenant: str
     drafts: Sequence[EventDraft]
+    #: each draft's canonical bytes around its seq (``event_parts``), made by the submitter
+    parts: Sequence[tuple[bytes, bytes]]
     expect: tuple[str, int] | None
     done: asyncio.Future[list[Event]]
     abandoned: bool = False
@@ -183,6 +194,21 @@ class _Planned:
 
 class _Refused(StoreError):
     """One append of a group is refused (bad draft, taken event id, too large); the others go on."""
+
+
+def _parts_of(drafts: Sequence[EventDraft]) -> list[tuple[bytes, bytes]]:
+    """Each draft's canonical bytes around its seq; a draft that has none refuses the append."""
+    parts = []
+    for draft in drafts:
+        try:
+            parts.append(event_parts(draft))
+        except InputError as exc:
+            raise _Refused(f"event {draft.event_id} cannot be recorded: {exc}") from None
+    return parts
+
+
+class _Behind(Conflict):
+    """An ``expect=`` names a later event than the log at the writer's tip holds."""
 
 
 class Raced(Exception):
@@ -243,6 +269,8 @@ class JetStreamStore:
         self._locks: dict[str, asyncio.Lock] = {}
         #: tenant -> event seq -> stream sequence of its message (immutable, so cached)
         self._where: dict[str, dict[int, int]] = {}
+        #: tenant -> the facts of the stretch of its log this store indexed itself
+        self._recent: dict[str, Recent] = {}
         #: heads to write, and the tasks writing them
         self._heads: dict[str, tuple[int, int]] = {}
         self._head_tasks: dict[str, asyncio.Task[None]] = {}
@@ -293,13 +321,22 @@ class JetStreamStore:
         if subject_token(tenant).startswith("=="):
             # Refused here: its subject could not be listed back as a tenant name.
             raise StoreError(f"tenant name of {len(tenant)} characters is too long for JetStream")
-        return self._call(self._submit(tenant, list(drafts), expect), "append")
+        # The bytes are made here, in the submitter's thread, not in the event loop's.
+        parts = _parts_of(drafts)
+        return self._call(self._submit(tenant, list(drafts), expect, parts), "append")
 
     async def _submit(
-        self, tenant: str, drafts: list[EventDraft], expect: tuple[str, int] | None
+        self,
+        tenant: str,
+        drafts: list[EventDraft],
+        expect: tuple[str, int] | None,
+        parts: list[tuple[bytes, bytes]] | None = None,
     ) -> list[Event]:
         assert self._queue is not None
-        request = _Append(tenant, drafts, expect, asyncio.get_running_loop().create_future())
+        if parts is None:
+            parts = _parts_of(drafts)
+        future = asyncio.get_running_loop().create_future()
+        request = _Append(tenant, drafts, parts, expect, future)
         await self._queue.put(request)
         try:
             return await request.done
@@ -413,10 +450,12 @@ class JetStreamStore:
         }
         ids = {d.event_id for r in pending for d in r.drafts if d.tenant == tenant}
         intents = {r.expect[0] for r in pending if r.expect is not None}
+        # What this store indexed itself up to the tip answers without a request.
+        known = self._recent.get(tenant, Recent()).answer(tip.size, keys, ids, intents)
         lookups = [
-            asyncio.ensure_future(self._owners(tenant, keys)),
-            asyncio.ensure_future(self._taken_ids(tenant, ids)),
-            asyncio.ensure_future(self._lasts(tenant, intents)),
+            asyncio.ensure_future(self._owners(tenant, known.ask_keys)),
+            asyncio.ensure_future(self._taken_ids(tenant, known.ask_ids)),
+            asyncio.ensure_future(self._lasts(tenant, known.ask_intents)),
         ]
         try:
             await asyncio.gather(*lookups)
@@ -428,11 +467,15 @@ class JetStreamStore:
         taken_keys: dict[str, str] = lookups[0].result()  # type: ignore[assignment]
         taken_ids: set[str] = lookups[1].result()  # type: ignore[assignment]
         last_of: dict[str, int] = lookups[2].result()  # type: ignore[assignment]
+        taken_keys.update(known.owners)
+        taken_ids.update(known.taken_ids)
+        last_of.update(known.lasts)
         frontier = tip.frontier.copy()
         staged_keys: dict[str, str] = {}
         staged_ids: set[str] = set()
         staged_last: dict[str, int] = {}
         planned: list[_Planned] = []
+        behind: list[tuple[_Append, _Behind]] = []
         for request in pending:
             try:
                 placed = self._place(
@@ -443,6 +486,9 @@ class JetStreamStore:
                     ids=(staged_ids, taken_ids),
                     lasts=(staged_last, last_of),
                 )
+            except _Behind as stale:
+                behind.append((request, stale))
+                continue
             except _REFUSALS as exc:
                 request.settle(exc)
                 continue
@@ -454,6 +500,16 @@ class JetStreamStore:
                 if event.intent_id is not None:
                     staged_last[event.intent_id] = event.seq
             planned.append(placed)
+        if behind:
+            # The caller knows a later event of the intent than the log at our tip
+            # holds: either the log grew since (another writer) and we catch up and
+            # plan again, or the expectation is wrong and refused.
+            size, _ = await self._tail(tenant)
+            if size != tip.size:
+                await self._catch_up(tenant, size)
+                return []
+            for request, refusal in behind:
+                request.settle(Conflict(str(refusal)))
         return self._unit(planned)
 
     def _place(
@@ -471,7 +527,8 @@ class JetStreamStore:
             intent_id, expected = request.expect
             last = max(lasts[0].get(intent_id, -1), lasts[1].get(intent_id, -1))
             if last != expected:
-                raise Conflict(
+                refusal = _Behind if expected > last else Conflict
+                raise refusal(
                     f"intent {intent_id} changed (last event {last}, expected {expected})"
                 )
         keys_here: dict[str, str] = {}
@@ -509,11 +566,10 @@ class JetStreamStore:
         budget = self._data_budget()
         events: list[Event] = []
         total = 0
-        for seq, draft in enumerate(request.drafts, start):
-            try:
-                canonical = event_bytes(draft, seq)
-            except InputError as exc:
-                raise _Refused(f"event {draft.event_id} cannot be recorded: {exc}") from None
+        for seq, (draft, parts) in enumerate(
+            zip(request.drafts, request.parts, strict=True), start
+        ):
+            canonical = event_bytes_at(parts, seq)
             if len(canonical) > budget:
                 raise _Refused(
                     f"event {draft.event_id} is {len(canonical)} bytes, more than one message "
@@ -635,6 +691,15 @@ class JetStreamStore:
         checked: list[Coroutine[Any, Any, None]] = []
         latest: dict[str, int] = {}
         where: dict[int, int] = {}
+        recent = self._recent.setdefault(tenant, Recent())
+        recent.add(
+            frontier.size,
+            (
+                (facts.event_id, facts.intent_id, chunk.keys.get(offset))
+                for _, chunk in messages
+                for offset, facts in ((o, chunk.fact(o)) for o in range(len(chunk.lines)))
+            ),
+        )
         for msg_seq, chunk in messages:
             locator = msg_seq.to_bytes(8, "big")
             for offset, leaf in enumerate(chunk.leaves):
@@ -799,6 +864,8 @@ class JetStreamStore:
         }
 
     async def _owners(self, tenant: str, keys: set[str]) -> dict[str, str]:
+        if not keys:
+            return {}
         t = subject_token(tenant)
         ordered = sorted(keys)
         found = await self._kv.get_many(
@@ -807,6 +874,8 @@ class JetStreamStore:
         return {k: s.data.decode() for k, s in zip(ordered, found, strict=True) if s is not None}
 
     async def _taken_ids(self, tenant: str, ids: set[str]) -> set[str]:
+        if not ids:
+            return set()
         t = subject_token(tenant)
         ordered = sorted(ids)
         found = await self._kv.get_many(
