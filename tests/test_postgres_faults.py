@@ -384,6 +384,21 @@ def test_the_integrity_check_finds_a_log_that_lost_an_event(db: PostgresBackend)
     assert store.integrity_check() == "tenant 'acme': tree size 3, 2 events up to seq 2"
 
 
+def _wait_until_no_advisory_lock(dsn: str, attempts: int = 2400) -> None:
+    import psycopg
+
+    with psycopg.connect(dsn, autocommit=True) as conn:
+        for _ in range(attempts):
+            row = conn.execute(
+                "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND database = "
+                "(SELECT oid FROM pg_database WHERE datname = current_database())"
+            ).fetchone()
+            if row is not None and row[0] == 0:
+                return
+            time.sleep(0.05)
+    raise AssertionError("closed sessions still hold the run lock")
+
+
 def test_the_run_lock_lets_one_governor_recover_across_machines(db: PostgresBackend) -> None:
     first, second, third, last = (RunLock(db.spec) for _ in range(4))
     try:
@@ -394,11 +409,14 @@ def test_the_run_lock_lets_one_governor_recover_across_machines(db: PostgresBack
         time.sleep(0.3)
         assert seen == []  # a starting governor waits while the first one recovers
         first.share()
-        waiting.join(timeout=10)
+        waiting.join(timeout=120)  # a generous bound: only a hung server reaches it
         assert seen == [False]
         assert not third.acquire()  # others run: not alone, may not recover
         for lock in (first, second, third):
             lock.release()  # the lock ends with its session
+        # The server drops a closed session's locks when its backend has ended, a
+        # moment after the client closed: wait for that, not for a time.
+        _wait_until_no_advisory_lock(db.spec)
         assert last.acquire()
     finally:
         for lock in (first, second, third, last):
