@@ -15,7 +15,8 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
 from ..errors import Conflict, DuplicateIntent, StoreError
-from ..model.event import Event, EventDraft
+from ..model.event import Event, EventDraft, event_bytes_at, event_parts
+from .merkle import Frontier, leaf_hash
 
 logger = logging.getLogger("exoarmur.ledger")
 
@@ -32,6 +33,64 @@ class PendingAppend:
     done: threading.Event = field(default_factory=threading.Event)
     result: list[Event] | None = None
     error: BaseException | None = None
+
+
+class StagedRows:
+    """The rows a batch writes, one list per table, and what they settle for later appends.
+
+    Starts from what is recorded (``keys``, ``last_seq``, read inside the
+    transaction) and adds what each staged append writes, so that a later
+    append of the same batch is checked against the earlier ones too. The
+    stores that write through one connection (SQLite, PostgreSQL) stage the
+    same rows; only how they write them differs.
+    """
+
+    def __init__(
+        self,
+        keys: dict[tuple[str, str], str] | None = None,
+        last_seq: dict[tuple[str, str], int] | None = None,
+    ) -> None:
+        #: (tenant, key) -> intent id: recorded before this batch, or staged in it
+        self.keys = keys if keys is not None else {}
+        #: (tenant, intent id) -> seq of its last event, recorded or staged
+        self.last_seq = last_seq if last_seq is not None else {}
+        #: (tenant, seq, event id, type, correlation id, intent id, canonical, leaf hash)
+        self.events: list[tuple[str, int, str, str, str, str | None, bytes, bytes]] = []
+        self.nodes: list[tuple[str, int, int, bytes]] = []
+        self.new_keys: list[tuple[str, str, str]] = []
+
+    def stage(self, frontier: Frontier, request: PendingAppend) -> list[Event]:
+        """Place ``request``'s events at the end of ``frontier`` (it grows) and stage their rows."""
+        tenant = request.tenant
+        parts = request.parts or [event_parts(draft) for draft in request.drafts]
+        recorded: list[Event] = []
+        for draft, draft_parts in zip(request.drafts, parts, strict=True):
+            seq = frontier.size
+            canonical = event_bytes_at(draft_parts, seq)
+            leaf = leaf_hash(canonical)
+            for (level, index), digest in frontier.append(leaf):
+                if level > 0:
+                    self.nodes.append((tenant, level, index, digest))
+            self.events.append(
+                (
+                    tenant,
+                    seq,
+                    draft.event_id,
+                    draft.type,
+                    draft.correlation_id,
+                    draft.intent_id,
+                    canonical,
+                    leaf,
+                )
+            )
+            if draft.idempotency_key is not None:
+                owner = draft.intent_id or draft.event_id
+                self.new_keys.append((tenant, draft.idempotency_key, owner))
+                self.keys[(tenant, draft.idempotency_key)] = owner
+            if draft.intent_id is not None:
+                self.last_seq[(tenant, draft.intent_id)] = seq
+            recorded.append(Event.at(draft, seq, canonical, leaf))
+        return recorded
 
 
 _STOP = object()

@@ -86,11 +86,10 @@ from ..model.event import (
     EXECUTION_STARTED,
     Event,
     EventDraft,
-    event_bytes_at,
     event_parts,
 )
-from .batching import GroupCommit, PendingAppend, check_preconditions
-from .merkle import Frontier, NodeKey, leaf_hash
+from .batching import GroupCommit, PendingAppend, StagedRows, check_preconditions
+from .merkle import Frontier, NodeKey
 from .store import (
     EVENT_COLUMNS,
     NO_STOP,
@@ -487,26 +486,12 @@ class _Redo(Exception):
     """The database refused a row of a batch written whole: run it again append by append."""
 
 
-class _Rows:
+class _Rows(StagedRows):
     """The rows a batch (or one append) writes, one list per table, and what they settle.
 
-    Starts from what is recorded (``keys``, ``last_seq``, read under the
-    tenants' locks) and adds what each staged append writes, so that a later
-    append of the same batch is checked against the earlier ones too.
+    ``keys`` and ``last_seq`` start from what is recorded, read under the
+    tenants' locks (:func:`_recorded`).
     """
-
-    def __init__(
-        self,
-        keys: dict[tuple[str, str], str] | None = None,
-        last_seq: dict[tuple[str, str], int] | None = None,
-    ) -> None:
-        #: (tenant, key) -> intent id: recorded before this batch, or staged in it
-        self.keys = keys or {}
-        #: (tenant, intent id) -> seq of its last event, recorded or staged
-        self.last_seq = last_seq or {}
-        self.events: list[Row] = []
-        self.nodes: list[Row] = []
-        self.new_keys: list[Row] = []
 
     def check(self, request: PendingAppend) -> None:
         """Raise one of :data:`_REFUSALS` if ``request`` may not be written after what is staged."""
@@ -517,39 +502,6 @@ class _Rows:
             recorded_key=lambda key: self.keys.get((tenant, key)),
             refused=_Refused,
         )
-
-    def stage(self, frontier: Frontier, request: PendingAppend) -> list[Event]:
-        """Place ``request``'s events at the end of ``frontier`` (it grows) and stage their rows."""
-        tenant = request.tenant
-        parts = request.parts or [event_parts(draft) for draft in request.drafts]
-        recorded: list[Event] = []
-        for draft, draft_parts in zip(request.drafts, parts, strict=True):
-            seq = frontier.size
-            canonical = event_bytes_at(draft_parts, seq)
-            leaf = leaf_hash(canonical)
-            for (level, index), digest in frontier.append(leaf):
-                if level > 0:
-                    self.nodes.append((tenant, level, index, digest))
-            self.events.append(
-                (
-                    tenant,
-                    seq,
-                    draft.event_id,
-                    draft.type,
-                    draft.correlation_id,
-                    draft.intent_id,
-                    canonical,
-                    leaf,
-                )
-            )
-            if draft.idempotency_key is not None:
-                owner = draft.intent_id or draft.event_id
-                self.new_keys.append((tenant, draft.idempotency_key, owner))
-                self.keys[(tenant, draft.idempotency_key)] = owner
-            if draft.intent_id is not None:
-                self.last_seq[(tenant, draft.intent_id)] = seq
-            recorded.append(Event.at(draft, seq, canonical, leaf))
-        return recorded
 
 
 def _recorded(

@@ -45,11 +45,10 @@ from ..model.event import (
     EXECUTION_STARTED,
     Event,
     EventDraft,
-    event_bytes_at,
     event_parts,
 )
-from .batching import GroupCommit, PendingAppend, check_preconditions
-from .merkle import Frontier, NodeKey, leaf_hash
+from .batching import GroupCommit, PendingAppend, StagedRows, check_preconditions
+from .merkle import Frontier, NodeKey
 from .store import (
     EVENT_COLUMNS,
     NO_STOP,
@@ -122,17 +121,12 @@ def _connect(path: Path) -> sqlite3.Connection:
     return conn
 
 
-class _Staged:
-    """The rows one batch writes, gathered so that each table takes one ``executemany``."""
+class _Staged(StagedRows):
+    """The rows one batch writes, gathered so that each table takes one ``executemany``.
 
-    def __init__(self, keys: dict[tuple[str, str], str]) -> None:
-        #: (tenant, key) -> intent id: recorded before this batch, or staged in it
-        self.keys = keys
-        #: (tenant, intent id) -> seq of its last event staged in this batch
-        self.last_seq: dict[tuple[str, str], int] = {}
-        self.events: list[tuple[Any, ...]] = []
-        self.nodes: list[tuple[str, int, int, bytes]] = []
-        self.new_keys: list[tuple[str, str, str]] = []
+    ``last_seq`` holds only what this batch staged: recorded seqs are read
+    in the transaction when an append expects one (``_check``).
+    """
 
     def write(self, conn: sqlite3.Connection, working: Mapping[str, Frontier]) -> None:
         try:
@@ -359,37 +353,7 @@ class SqliteStore:
         request: PendingAppend,
         staged: _Staged,
     ) -> list[Event]:
-        tenant = request.tenant
-        frontier = self._frontier_in_tx(conn, working, tenant)
-        parts = request.parts or [event_parts(draft) for draft in request.drafts]
-        recorded: list[Event] = []
-        for draft, draft_parts in zip(request.drafts, parts, strict=True):
-            seq = frontier.size
-            canonical = event_bytes_at(draft_parts, seq)
-            leaf = leaf_hash(canonical)
-            for (level, index), digest in frontier.append(leaf):
-                if level > 0:
-                    staged.nodes.append((tenant, level, index, digest))
-            staged.events.append(
-                (
-                    tenant,
-                    seq,
-                    draft.event_id,
-                    draft.type,
-                    draft.correlation_id,
-                    draft.intent_id,
-                    canonical,
-                    leaf,
-                )
-            )
-            if draft.idempotency_key is not None:
-                owner = draft.intent_id or draft.event_id
-                staged.new_keys.append((tenant, draft.idempotency_key, owner))
-                staged.keys[(tenant, draft.idempotency_key)] = owner
-            if draft.intent_id is not None:
-                staged.last_seq[(tenant, draft.intent_id)] = seq
-            recorded.append(Event.at(draft, seq, canonical, leaf))
-        return recorded
+        return staged.stage(self._frontier_in_tx(conn, working, request.tenant), request)
 
     def save_checkpoint(self, tenant: str, size: int, note: str) -> None:
         try:
