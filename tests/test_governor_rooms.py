@@ -13,8 +13,16 @@ from exoarmur.errors import InputError
 from exoarmur.executors import EchoExecutor, ExecutionFailed, ExecutorRegistry
 from exoarmur.gate import Controls, GateConfig
 from exoarmur.governor.deciding import decide, engine_in_force
+from exoarmur.governor.drafts import operator
 from exoarmur.model.decision import Decision, OutcomeStatus
-from exoarmur.model.event import DECISION_RECORDED, INTENT_RECORDED, SYSTEM_LOG
+from exoarmur.model.event import (
+    DECISION_RECORDED,
+    INTENT_RECORDED,
+    KILLSWITCH_ENGAGED,
+    KILLSWITCH_RELEASED,
+    POSTURE_SET,
+    SYSTEM_LOG,
+)
 from exoarmur.model.intent import ActionIntent
 from exoarmur.pipeline import LOCAL_ADMIN, Governor
 from exoarmur.policy.engine import engine_from_activation
@@ -276,3 +284,90 @@ def test_a_read_of_another_tenant_is_refused_and_recorded(governor: Governor) ->
         "tenant": "acme",
         "attempted": "read intents",
     }
+
+
+def test_appends_returning_out_of_order_are_folded_without_reading_them_back(
+    governor: Governor,
+) -> None:
+    """A group commit hands its appends back in any order; none is read back from the store."""
+    state = governor.state
+    reads: list[tuple[str, int, int | None]] = []
+    store = state.ledger.store
+    read = store.events
+
+    def counted(log: str, start: int = 0, stop: int | None = None) -> Any:
+        reads.append((log, start, stop))
+        return read(log, start, stop)
+
+    with state.lock:
+        before = state.fold("acme").position
+    first = governor.drafts.for_log(
+        "acme", KILLSWITCH_ENGAGED, {"scope": "tenant:acme", "reason": "first"}, operator("op")
+    )
+    second = governor.drafts.for_log(
+        "acme", KILLSWITCH_ENGAGED, {"scope": "action:x.*", "reason": "second"}, operator("op")
+    )
+    # The first append's events are committed but not yet handed to the state.
+    (early,) = state.ledger.append("acme", [first])
+    store.events = counted  # type: ignore[method-assign]
+    try:
+        (late,) = state.append("acme", [second])
+        assert (early.seq, late.seq) == (before, before + 1)
+        assert reads == []
+        with state.lock:
+            controls = state.fold("acme")
+        # only the one event nobody handed over is read
+        assert reads == [("acme", before, before + 1)]
+        assert controls.position == before + 2
+        assert set(controls.switches) == {"tenant:acme", "action:x.*"}
+        reads.clear()
+        # handed over in order: folded at once, nothing read
+        (third,) = state.append(
+            "acme",
+            [
+                governor.drafts.for_log(
+                    "acme",
+                    KILLSWITCH_RELEASED,
+                    {"scope": "action:x.*", "reason": "done"},
+                    operator("op"),
+                )
+            ],
+        )
+        with state.lock:
+            assert state.fold("acme", third.seq + 1).position == third.seq + 1
+        assert reads == []
+        assert set(state.fold("acme").switches) == {"tenant:acme"}
+    finally:
+        del store.events
+
+
+def test_a_gap_nobody_fills_is_read_from_the_store(governor: Governor) -> None:
+    """Events held ahead of a gap are dropped past a bound; the fold still ends exact."""
+    from exoarmur.governor import state as state_module
+
+    state = governor.state
+    with state.lock:
+        state.fold("acme")
+    gap = governor.drafts.for_log(
+        "acme", KILLSWITCH_ENGAGED, {"scope": "tenant:acme", "reason": "gap"}, operator("op")
+    )
+    state.ledger.append("acme", [gap])
+    limit = state_module._AHEAD_LIMIT
+    state_module._AHEAD_LIMIT = 1
+    try:
+        for n, posture in enumerate(("lockdown", "heightened", "lockdown")):
+            draft = governor.drafts.for_log(
+                "acme",
+                POSTURE_SET,
+                {"posture": posture, "until": None, "reason": f"r{n}"},
+                operator("op"),
+            )
+            state.append("acme", [draft])
+    finally:
+        state_module._AHEAD_LIMIT = limit
+    with state.lock:
+        controls = state.fold("acme")
+    assert controls.position == state.ledger.size("acme")
+    assert "tenant:acme" in controls.switches
+    now = controls.posture_at(governor.drafts.now())
+    assert (now.posture, now.reason) == ("lockdown", "r2")

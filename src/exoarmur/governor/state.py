@@ -16,6 +16,9 @@ from ..ledger.log import Ledger
 from ..model.event import Event, EventDraft
 from .observing import Observers
 
+#: events held per log while an earlier one of their group commit is not yet folded
+_AHEAD_LIMIT = 4096
+
 
 class ControlState:
     """Folds of every log's control events, and the append that keeps them current."""
@@ -30,6 +33,9 @@ class ControlState:
         #: held by every judgement together with the folds it reads
         self.lock = threading.RLock()
         self._folds: dict[str, Controls] = {}
+        # Our own appended events that returned ahead of an earlier append of the
+        # same group commit, by log and seq: folded once the gap before them is.
+        self._ahead: dict[str, dict[int, Event]] = {}
 
     def fold(self, log: str, size: int | None = None) -> Controls:
         """The control state of ``log``, caught up with the ledger. Hold :attr:`lock`.
@@ -43,10 +49,28 @@ class ControlState:
             )
         if size is None:
             size = self.ledger.size(log)
-        if controls.position < size:
-            for event in self.ledger.store.events(log, controls.position, size):
-                controls.apply(event)
+        ahead = self._ahead.get(log)
+        while controls.position < size:
+            if ahead:
+                self._fold_ahead(controls, ahead)
+                # the store is read only for the events nobody handed us
+                stop = min((seq for seq in ahead if seq >= controls.position), default=size)
+            else:
+                stop = size
+            stop = min(stop, size)
+            if controls.position < stop:
+                for event in self.ledger.store.events(log, controls.position, stop):
+                    controls.apply(event)
+        if ahead:
+            self._fold_ahead(controls, ahead)
         return controls
+
+    @staticmethod
+    def _fold_ahead(controls: Controls, ahead: dict[int, Event]) -> None:
+        for seq in [seq for seq in ahead if seq < controls.position]:
+            del ahead[seq]
+        while controls.position in ahead:
+            controls.apply(ahead.pop(controls.position))
 
     def folds(self, system: str, tenant: str) -> tuple[Controls, Controls]:
         """The system's and a tenant's control state, caught up with one read of both sizes.
@@ -59,14 +83,24 @@ class ControlState:
     def append(
         self, log: str, drafts: list[EventDraft], expect: tuple[str, int] | None = None
     ) -> list[Event]:
-        """Append, and fold our own events at once when nobody wrote in between."""
+        """Append, and fold our own events without reading them back.
+
+        Appends of one group commit return in any order: events past the fold's
+        position wait in :attr:`_ahead` until the events before them are folded
+        (handed over by their own appender, or read by :meth:`fold`).
+        """
         with self.observers.timed("append"):
             events = self.ledger.append(log, drafts, expect=expect)
         with self.lock:
             controls = self._folds.get(log)
-            if controls is not None and events and controls.position == events[0].seq:
+            if controls is not None and events and events[-1].seq >= controls.position:
+                ahead = self._ahead.setdefault(log, {})
+                if len(ahead) > _AHEAD_LIMIT:
+                    ahead.clear()  # a gap nobody fills: fold() reads the store instead
                 for event in events:
-                    controls.apply(event)
+                    if event.seq >= controls.position:
+                        ahead[event.seq] = event
+                self._fold_ahead(controls, ahead)
         return events
 
     def append_one(self, log: str, draft: EventDraft) -> Event:
