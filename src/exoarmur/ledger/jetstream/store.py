@@ -1225,7 +1225,10 @@ class JetStreamStore:
                 )
                 page = [message for message in page if message.seq <= tip.msg]
                 if not page:
-                    break
+                    raise LedgerCorrupt(
+                        f"tenant {tenant!r}: its messages end before message {tip.msg}, "
+                        "which it was indexed up to"
+                    )
                 puts = []
                 for message in page:
                     chunk = Chunk.parse(message, subject, tenant)
