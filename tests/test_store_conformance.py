@@ -851,6 +851,19 @@ def test_a_deterministic_scenario_has_one_root_on_every_backend(
         assert governed_scenario(made.open())["roots"] == first["roots"]
 
 
+def log_walks(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The logs ``store`` is asked to walk, its own calls of ``self.events`` too (on the object)."""
+    walked: list[str] = []
+    events = store.events
+
+    def counted(tenant: str, start: int = 0, stop: int | None = None) -> Any:
+        walked.append(tenant)
+        return events(tenant, start, stop)
+
+    monkeypatch.setattr(store, "events", counted)
+    return walked
+
+
 def test_events_of_type_is_one_list_on_every_store_and_walks_no_log(
     backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -862,15 +875,7 @@ def test_events_of_type_is_one_list_on_every_store_and_walks_no_log(
             governed_scenario(made.open())
             store = made.open()  # another store object: nothing of the writer's in memory
             logs = {log: list(store.events(log)) for log in ("acme", SYSTEM_LOG)}
-            walked: list[str] = []
-            events = store.events
-
-            def counted(tenant: str, start: int = 0, stop: int | None = None) -> Any:
-                walked.append(tenant)
-                return events(tenant, start, stop)
-
-            # on the object, so that the store's own calls of ``self.events`` count too
-            monkeypatch.setattr(store, "events", counted)
+            walked = log_walks(store, monkeypatch)
             found: dict[str, Any] = {}
             for log, recorded in logs.items():
                 kinds = sorted({e.type for e in recorded})

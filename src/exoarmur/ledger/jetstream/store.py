@@ -1176,9 +1176,7 @@ class JetStreamStore:
             return []
         return self._call(self._events_of_type(tenant, sorted(set(event_types)), stop))
 
-    async def _events_of_type(
-        self, tenant: str, kinds: list[str], stop: int | None
-    ) -> list[Event]:
+    async def _events_of_type(self, tenant: str, kinds: list[str], stop: int | None) -> list[Event]:
         await self._lay_out(tenant)
         t = subject_token(tenant)
 
