@@ -70,3 +70,36 @@ def test_the_group_commit_benchmark_reports_each_concurrency() -> None:
     for row in rows:
         assert row["appends_per_s"] > 0
         assert row["per_commit"] >= 1
+
+
+JETSTREAM_TYPES = SCRIPT.parent / "bench_jetstream_types.py"
+
+
+def test_the_evidence_export_benchmark_counts_the_log_messages_each_side_reads() -> None:
+    # against this very commit: every side runs this tree's lookups, so none reads the log
+    # but the old-log side's one lay-out (copied by the same code, it has nothing to add)
+    result = subprocess.run(
+        [
+            sys.executable,
+            str(JETSTREAM_TYPES),
+            "--against",
+            "HEAD",
+            "--events",
+            "40",
+            "--rounds",
+            "1",
+            "--json",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+        check=False,
+    )
+    assert result.returncode == 0, result.stderr
+    found = json.loads(result.stdout)
+    assert found["events"] == [40]
+    for side in ("before", "after", "after, old log"):
+        (run,) = found[side]
+        assert run["s"] > 0
+        assert run["messages"] == 0
+        assert run["context"] >= 1

@@ -738,6 +738,7 @@ def test_events_of_type_reads_the_kinds_asked_for_in_order(backend: Backend) -> 
 
 # -- the governor on top ---------------------------------------------------------
 
+
 GOVERNED_POLICY = (
     POLICY
     + """
@@ -848,6 +849,53 @@ def test_a_deterministic_scenario_has_one_root_on_every_backend(
     # a rerun on a fresh backend writes the very same bytes
     with backends.open("sqlite", tmp_path / "again") as made:
         assert governed_scenario(made.open())["roots"] == first["roots"]
+
+
+def log_walks(store: LedgerStore, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """The logs ``store`` is asked to walk, its own calls of ``self.events`` too (on the object)."""
+    walked: list[str] = []
+    events = store.events
+
+    def counted(tenant: str, start: int = 0, stop: int | None = None) -> Any:
+        walked.append(tenant)
+        return events(tenant, start, stop)
+
+    monkeypatch.setattr(store, "events", counted)
+    return walked
+
+
+def test_events_of_type_is_one_list_on_every_store_and_walks_no_log(
+    backends: Backends, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Issue 11 #4: every store finds events by type from an index, never by reading its log
+    (JetStream read it, since its by-type entries held intents' events only), and all alike."""
+    answers: dict[str, dict[str, Any]] = {}
+    for name in backends.names:
+        with backends.open(name, tmp_path) as made:
+            governed_scenario(made.open())
+            store = made.open()  # another store object: nothing of the writer's in memory
+            logs = {log: list(store.events(log)) for log in ("acme", SYSTEM_LOG)}
+            walked = log_walks(store, monkeypatch)
+            found: dict[str, Any] = {}
+            for log, recorded in logs.items():
+                kinds = sorted({e.type for e in recorded})
+                assert "policy.activated" in {e.type for e in logs[SYSTEM_LOG]}
+                for kind in kinds:
+                    listed = store.events_of_type(log, kind)
+                    assert listed == [e for e in recorded if e.type == kind], (name, log, kind)
+                    found[f"{log} {kind}"] = [(e.seq, e.event_id) for e in listed]
+                half = len(recorded) // 2
+                some = store.events_of_type(log, *kinds[::2], stop=half)
+                assert some == [e for e in recorded[:half] if e.type in kinds[::2]]
+                found[f"{log} half"] = [e.seq for e in some]
+                # events of no intent have by-type entries too; no intent is named by them
+                assert store.intents_with(log, "policy.activated", ["intent.recorded"]) == []
+            monkeypatch.undo()
+            assert walked == [], f"{name} read a log to answer by type"
+            answers[name] = found
+    first = answers[backends.names[0]]
+    for name, other in answers.items():
+        assert other == first, f"{name} differs"
 
 
 # -- who may reach which intent ---------------------------------------------------

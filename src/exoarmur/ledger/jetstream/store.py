@@ -153,6 +153,10 @@ _BATCH_HOLDS_DUPLICATE: Final = 10201
 
 _HEAD: Final = "head"
 _CHECKPOINT: Final = "cp"
+#: ``<tenant>.layout`` in the index bucket: which entries every event of the log has.
+#: 2: a ``ty`` entry for every event; 1 (no key, the release before): for intents' events only
+_LAYOUT: Final = "layout"
+_INDEX_LAYOUT: Final = 2
 
 
 @dataclass(frozen=True)
@@ -271,6 +275,8 @@ class JetStreamStore:
         self._where: dict[str, dict[int, int]] = {}
         #: tenant -> the facts of the stretch of its log this store indexed itself
         self._recent: dict[str, Recent] = {}
+        #: tenants whose index this store saw at ``_INDEX_LAYOUT`` (it never goes back)
+        self._laid_out: set[str] = set()
         #: heads to write, and the tasks writing them
         self._heads: dict[str, tuple[int, int]] = {}
         self._head_tasks: dict[str, asyncio.Task[None]] = {}
@@ -691,6 +697,10 @@ class JetStreamStore:
         checked: list[Coroutine[Any, Any, None]] = []
         latest: dict[str, int] = {}
         where: dict[int, int] = {}
+        laid_out = frontier.size == 0 and bool(messages)
+        if laid_out:
+            # A log indexed from its first event on has every entry of this layout.
+            puts.append((layout.index, f"{t}.{_LAYOUT}", b"%d" % _INDEX_LAYOUT))
         recent = self._recent.setdefault(tenant, Recent())
         recent.add(
             frontier.size,
@@ -716,7 +726,7 @@ class JetStreamStore:
                 if facts.intent_id is not None:
                     intent = subject_token(facts.intent_id)
                     puts.append((layout.index, f"{t}.in.{intent}.{seq}", facts.type.encode()))
-                    puts.append((layout.index, f"{t}.ty.{kind}.{seq}", facts.intent_id.encode()))
+                puts.append((layout.index, f"{t}.ty.{kind}.{seq}", _typed(facts.intent_id)))
                 key = chunk.keys.get(offset)
                 if key is not None:
                     checked.append(self._own_key(tenant, key, facts.intent_id or facts.event_id))
@@ -728,6 +738,8 @@ class JetStreamStore:
         # Any order will do: nothing reads them as complete before the head moves.
         await fanout([self._kv.put_many(puts), *checked])
         self._remember(tenant, where)
+        if laid_out:
+            self._laid_out.add(tenant)
 
     async def _own_key(self, tenant: str, key: str, owner: str) -> None:
         bucket, name = self.layout.keys, f"{subject_token(tenant)}.{subject_token(key)}"
@@ -1146,7 +1158,8 @@ class JetStreamStore:
         keys = f"{subject_token(tenant)}.ty.{subject_token(has)}.*"
         found, bound = await self._snapshot(tenant, lambda: self._kv.scan(self.layout.index, keys))
         having = sorted((_last_token(s), s.data.decode()) for s in found)
-        having = [(seq, intent) for seq, intent in having if seq < bound]
+        # an empty value is an event of no intent (a policy activation, say)
+        having = [(seq, intent) for seq, intent in having if seq < bound and intent]
         candidates = list(dict.fromkeys(intent for _, intent in having))
         stories = await fanout([self._intent_seqs(tenant, i) for i in candidates])
         open_ = {
@@ -1159,12 +1172,74 @@ class JetStreamStore:
     def events_of_type(
         self, tenant: str, *event_types: str, stop: int | None = None
     ) -> list[Event]:
-        # The by-type index holds intents' events only (``ty``, kept for intents_with):
-        # events of other types are found by reading the log, once for all the types.
-        wanted = set(event_types)
-        if not wanted:
+        if not event_types:
             return []
-        return [event for event in self.events(tenant, 0, stop) if event.type in wanted]
+        return self._call(self._events_of_type(tenant, sorted(set(event_types)), stop))
+
+    async def _events_of_type(self, tenant: str, kinds: list[str], stop: int | None) -> list[Event]:
+        await self._lay_out(tenant)
+        t = subject_token(tenant)
+
+        async def entries() -> list[list[Stored]]:
+            return await fanout(
+                [self._kv.scan(self.layout.index, f"{t}.ty.{subject_token(k)}.*") for k in kinds]
+            )
+
+        found, bound = await self._snapshot(tenant, entries)
+        end = bound if stop is None else min(bound, stop)
+        typed = sorted(
+            (_last_token(s), kind, s.data)
+            for kind, stored in zip(kinds, found, strict=True)
+            for s in stored
+        )
+        typed = [entry for entry in typed if entry[0] < end]
+        events = await self._events_at(tenant, [seq for seq, _, _ in typed])
+        return [
+            check_derived(event, type=kind, intent_id=data.decode() or None)
+            for event, (_, kind, data) in zip(events, typed, strict=True)
+        ]
+
+    async def _lay_out(self, tenant: str) -> None:
+        """Bring a log indexed by the release before (``layout`` 1) to ``_INDEX_LAYOUT``, once.
+
+        That release wrote ``ty`` entries for intents' events only. The log is
+        read once to add the others, then the layout key says so (written after
+        the entries it vouches for, as the head is); every process of this
+        release writes them for each event it indexes, so none is read again.
+        """
+        if tenant in self._laid_out:
+            return
+        t = subject_token(tenant)
+        stored = await self._kv.get(self.layout.index, f"{t}.{_LAYOUT}")
+        if stored is None or _int(stored.data) < _INDEX_LAYOUT:
+            tip = await self._fresh(tenant)  # this release indexes what lies past the head
+            if tip.size == 0:
+                return  # nothing to lay out, and no key for a tenant nobody wrote
+            subject = self.layout.subject(tenant)
+            cursor = 0
+            while cursor < tip.msg:
+                page, _ = await self._client.scan(
+                    self.layout.stream, subject, cursor + 1, PAGE_MESSAGES
+                )
+                page = [message for message in page if message.seq <= tip.msg]
+                if not page:
+                    raise LedgerCorrupt(
+                        f"tenant {tenant!r}: its messages end before message {tip.msg}, "
+                        "which it was indexed up to"
+                    )
+                puts = []
+                for message in page:
+                    chunk = Chunk.parse(message, subject, tenant)
+                    for offset in range(len(chunk.lines)):
+                        facts = chunk.fact(offset)
+                        if facts.intent_id is None:
+                            key = f"{t}.ty.{subject_token(facts.type)}.{chunk.first + offset}"
+                            puts.append((self.layout.index, key, b""))
+                    cursor = message.seq
+                await self._kv.put_many(puts)
+            value = b"%d" % _INDEX_LAYOUT
+            await self._kv.put(self.layout.index, f"{t}.{_LAYOUT}", value, what="index write")
+        self._laid_out.add(tenant)
 
     def latest_of_type(self, tenant: str, event_type: str) -> Event | None:
         return self._call(self._latest_of_type(tenant, event_type))
@@ -1219,6 +1294,7 @@ class JetStreamStore:
         indexed: they are left out, as every read leaves them out.
         """
         await self._reached(tenant, size)
+        await self._lay_out(tenant)
         t = subject_token(tenant)
         ids: dict[str, bytes] = {}
         tree: dict[str, bytes] = {}
@@ -1237,9 +1313,9 @@ class JetStreamStore:
                     tree[f"n.0.{seq}"] = event.leaf_hash
                     index[f"co.{subject_token(event.correlation_id)}.{seq}"] = b""
                     if event.intent_id is not None:
-                        intent, kind = subject_token(event.intent_id), subject_token(event.type)
+                        intent = subject_token(event.intent_id)
                         index[f"in.{intent}.{seq}"] = event.type.encode()
-                        index[f"ty.{kind}.{seq}"] = event.intent_id.encode()
+                    index[f"ty.{subject_token(event.type)}.{seq}"] = _typed(event.intent_id)
                     latest[subject_token(event.type)] = seq
                     owners.add(event)
                 position = page[-1].seq + 1
@@ -1353,6 +1429,11 @@ class JetStreamStore:
 def _last_token(stored: Stored) -> int:
     """The sequence number that ends an index entry's key."""
     return int(stored.subject.rsplit(".", 1)[1])
+
+
+def _typed(intent_id: str | None) -> bytes:
+    """The value of an event's ``ty`` entry: its intent, or empty for an event of no intent."""
+    return b"" if intent_id is None else intent_id.encode()
 
 
 def _int(data: bytes) -> int:
