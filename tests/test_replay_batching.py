@@ -355,7 +355,8 @@ def test_replay_pauses_the_cycle_collector_and_still_collects_young_cycles(
         gc.callbacks.remove(seen)
         store.close()
     assert report.verified, report.divergences[:3]
-    assert running and not any(running)
+    assert running
+    assert not any(running)
     assert gc.isenabled()
     chunks = len(running) // 2
     assert young.count(1) >= chunks // 3 >= 1
