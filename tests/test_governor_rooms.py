@@ -335,6 +335,7 @@ def test_appends_returning_out_of_order_are_folded_without_reading_them_back(
                 )
             ],
         )
+        assert state._folds["acme"].position == third.seq + 1  # folded by the append itself
         with state.lock:
             assert state.fold("acme", third.seq + 1).position == third.seq + 1
         assert reads == []
@@ -356,6 +357,7 @@ def test_a_gap_nobody_fills_is_read_from_the_store(governor: Governor) -> None:
     state.ledger.append("acme", [gap])
     limit = state_module._AHEAD_LIMIT
     state_module._AHEAD_LIMIT = 1
+    held: list[int] = []
     try:
         for n, posture in enumerate(("lockdown", "heightened", "lockdown")):
             draft = governor.drafts.for_log(
@@ -365,8 +367,11 @@ def test_a_gap_nobody_fills_is_read_from_the_store(governor: Governor) -> None:
                 operator("op"),
             )
             state.append("acme", [draft])
+            held.append(len(state._ahead["acme"]))
     finally:
         state_module._AHEAD_LIMIT = limit
+    # past the bound, what is held is dropped: the store is read instead
+    assert held == [1, 2, 1]
     with state.lock:
         controls = state.fold("acme")
     assert controls.position == state.ledger.size("acme")
