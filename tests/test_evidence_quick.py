@@ -24,6 +24,7 @@ from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from exoarmur import jsontext
+from exoarmur.collector import PAUSED, CollectorPause
 from exoarmur.encoding import canonical_bytes, content_hash
 from exoarmur.errors import InputError
 from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
@@ -456,7 +457,7 @@ def test_the_cycle_collector_is_paused_while_verifying_and_resumed_as_it_was(
 def test_verifications_on_several_threads_resume_the_collector_once_all_have_ended(
     documents: dict[str, Any],
 ) -> None:
-    pause = verify_module._CollectorPause()
+    pause = CollectorPause()
     with pause:
         with pause:
             assert not gc.isenabled()
@@ -465,7 +466,7 @@ def test_verifications_on_several_threads_resume_the_collector_once_all_have_end
     done = threading.Barrier(3)
 
     def verify() -> None:
-        with verify_module._COLLECTOR:
+        with PAUSED:
             done.wait(timeout=30)
             assert verify_bundle_text(json.dumps(documents["bundle"])).passed
             done.wait(timeout=30)

@@ -315,10 +315,12 @@ def test_appends_returning_out_of_order_are_folded_without_reading_them_back(
         assert (early.seq, late.seq) == (before, before + 1)
         assert reads == []
         with state.lock:
-            controls = state.fold("acme")
+            # the size read before the late append returned: the event held is folded too
+            controls = state.fold("acme", before + 1)
         # only the one event nobody handed over is read
         assert reads == [("acme", before, before + 1)]
         assert controls.position == before + 2
+        assert state._ahead["acme"] == {}
         assert set(controls.switches) == {"tenant:acme", "action:x.*"}
         reads.clear()
         # handed over in order: folded at once, nothing read
@@ -333,6 +335,7 @@ def test_appends_returning_out_of_order_are_folded_without_reading_them_back(
                 )
             ],
         )
+        assert state._folds["acme"].position == third.seq + 1  # folded by the append itself
         with state.lock:
             assert state.fold("acme", third.seq + 1).position == third.seq + 1
         assert reads == []
@@ -354,6 +357,7 @@ def test_a_gap_nobody_fills_is_read_from_the_store(governor: Governor) -> None:
     state.ledger.append("acme", [gap])
     limit = state_module._AHEAD_LIMIT
     state_module._AHEAD_LIMIT = 1
+    held: list[int] = []
     try:
         for n, posture in enumerate(("lockdown", "heightened", "lockdown")):
             draft = governor.drafts.for_log(
@@ -363,11 +367,50 @@ def test_a_gap_nobody_fills_is_read_from_the_store(governor: Governor) -> None:
                 operator("op"),
             )
             state.append("acme", [draft])
+            held.append(len(state._ahead["acme"]))
     finally:
         state_module._AHEAD_LIMIT = limit
+    # past the bound, what is held is dropped: the store is read instead
+    assert held == [1, 2, 1]
     with state.lock:
         controls = state.fold("acme")
     assert controls.position == state.ledger.size("acme")
     assert "tenant:acme" in controls.switches
+    with state.lock:
+        # a size past what the store holds (a reader ahead of it) folds what there is
+        assert state.fold("acme", controls.position + 5).position == controls.position
     now = controls.posture_at(governor.drafts.now())
     assert (now.posture, now.reason) == ("lockdown", "r2")
+
+
+def test_a_fold_to_a_size_reads_no_further_than_it(governor: Governor) -> None:
+    """Two events nobody handed over, then one handed over: each fold reads only its own."""
+    state = governor.state
+    reads: list[tuple[str, int, int | None]] = []
+    store = state.ledger.store
+    read = store.events
+
+    def counted(log: str, start: int = 0, stop: int | None = None) -> Any:
+        reads.append((log, start, stop))
+        return read(log, start, stop)
+
+    def engaged(scope: str) -> Any:
+        reason = {"scope": scope, "reason": "r"}
+        return governor.drafts.for_log("acme", KILLSWITCH_ENGAGED, reason, operator("op"))
+
+    with state.lock:
+        before = state.fold("acme").position
+    state.ledger.append("acme", [engaged("action:a.*")])
+    state.ledger.append("acme", [engaged("action:b.*")])
+    store.events = counted  # type: ignore[method-assign]
+    try:
+        state.append("acme", [engaged("action:c.*")])
+        with state.lock:
+            assert state.fold("acme", before + 1).position == before + 1
+            assert reads == [("acme", before, before + 1)]
+            controls = state.fold("acme")
+        assert reads[1:] == [("acme", before + 1, before + 2)]
+        assert controls.position == before + 3
+        assert set(controls.switches) == {"action:a.*", "action:b.*", "action:c.*"}
+    finally:
+        del store.events

@@ -14,6 +14,7 @@ re-derived decisions and the same divergences.
 
 from __future__ import annotations
 
+import gc
 import json
 import threading
 from collections.abc import Callable, Iterator
@@ -326,3 +327,36 @@ def test_an_intent_whose_bytes_hash_to_the_record_is_the_validated_intent() -> N
     edited["intent"]["safety_class"] = "A9"  # no longer the bytes that were validated
     with pytest.raises(ValueError, match="safety_class"):
         recorded_intent(edited)
+
+
+def test_replay_pauses_the_cycle_collector_and_still_collects_young_cycles(
+    concurrent: dict[str, Lines], tmp_path: Path
+) -> None:
+    """Paused while it replays, young cycles collected every few chunks, resumed after."""
+    file = tmp_path / "log.jsonl"
+    lines = [*concurrent[SYSTEM_LOG], *concurrent["acme"]]
+    file.write_text("".join(json.dumps(e, sort_keys=True) + "\n" for e in lines))
+    store = load(file, tmp_path)
+    running: list[bool] = []
+    young: list[int] = []
+
+    def seen(phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            young.append(info["generation"])
+
+    gc.callbacks.append(seen)
+    try:
+        with pytest.MonkeyPatch.context() as patch:
+            patch.setattr(replay_verify, "_AHEAD", 2)
+            patch.setattr(replay_verify, "_COLLECT_EVERY", 3)
+            replayer = Replayer(store, "acme")
+            report = replayer.run(progress=lambda _: running.append(gc.isenabled()))
+    finally:
+        gc.callbacks.remove(seen)
+        store.close()
+    assert report.verified, report.divergences[:3]
+    assert running
+    assert not any(running)
+    assert gc.isenabled()
+    chunks = len(running) // 2
+    assert young.count(1) >= chunks // 3 >= 1

@@ -24,14 +24,13 @@ Pure: no store, no clock, no network.
 
 from __future__ import annotations
 
-import gc
 import json
-import threading
 from collections.abc import Callable, Collection
 from dataclasses import dataclass, field
 from typing import Any
 
 from .. import jsontext
+from ..collector import PAUSED
 from ..containment.audit import ContainmentAudit
 from ..encoding import canonical_bytes, content_hash, parse_time, sha256_hex
 from ..errors import ExoArmurError, InputError, JSONTextError
@@ -104,7 +103,7 @@ def verify_bundle_text(
 ) -> BundleVerdict:
     """Verify a bundle as read from its file."""
     verdict = BundleVerdict()
-    with _COLLECTOR:
+    with PAUSED:
         try:
             bundle, plain = jsontext.loads_plain(text)
         except JSONTextError as exc:
@@ -125,42 +124,10 @@ def verify_bundle(
     *,
     enforce_artifacts: bool = False,
 ) -> BundleVerdict:
-    with _COLLECTOR:
+    with PAUSED:
         return _verify_bundle(
             bundle, trusted_key, verdict or BundleVerdict(), enforce_artifacts, None
         )
-
-
-class _CollectorPause:
-    """No cycle collection while a bundle is verified; reference counting frees as ever.
-
-    A parsed bundle is a million young objects (dicts, strings, lists) that
-    hold no reference cycles, and the verifier allocates as it goes: the
-    cycle collector walked them again and again, a sixth of a 10,000-event
-    bundle's time. Counted, so that verifications on several threads resume
-    it once, when the last one ends, and only if it was running before.
-    """
-
-    def __init__(self) -> None:
-        self._lock = threading.Lock()
-        self._depth = 0
-        self._resume = False
-
-    def __enter__(self) -> None:
-        with self._lock:
-            if self._depth == 0:
-                self._resume = gc.isenabled()
-                gc.disable()
-            self._depth += 1
-
-    def __exit__(self, *_: object) -> None:
-        with self._lock:
-            self._depth -= 1
-            if self._depth == 0 and self._resume:
-                gc.enable()
-
-
-_COLLECTOR = _CollectorPause()
 
 
 def _verify_bundle(

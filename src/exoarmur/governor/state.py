@@ -50,25 +50,22 @@ class ControlState:
         if size is None:
             size = self.ledger.size(log)
         ahead = self._ahead.get(log)
-        while controls.position < size:
+        while True:
             if ahead:
                 self._fold_ahead(controls, ahead)
-                # the store is read only for the events nobody handed us
-                stop = min((seq for seq in ahead if seq >= controls.position), default=size)
-            else:
-                stop = size
-            stop = min(stop, size)
-            if controls.position < stop:
-                for event in self.ledger.store.events(log, controls.position, stop):
-                    controls.apply(event)
-        if ahead:
-            self._fold_ahead(controls, ahead)
-        return controls
+            if controls.position >= size:
+                return controls
+            # the store is read only for the events nobody handed us: an event
+            # waits in ``ahead`` only at or past the position, never behind it
+            stop = min(size, min(ahead)) if ahead else size
+            start = controls.position
+            for event in self.ledger.store.events(log, start, stop):
+                controls.apply(event)
+            if controls.position == start:
+                return controls  # the store has less than its size said: fold what there is
 
     @staticmethod
     def _fold_ahead(controls: Controls, ahead: dict[int, Event]) -> None:
-        for seq in [seq for seq in ahead if seq < controls.position]:
-            del ahead[seq]
         while controls.position in ahead:
             controls.apply(ahead.pop(controls.position))
 

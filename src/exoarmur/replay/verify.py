@@ -34,6 +34,7 @@ from ..approvals.book import (
     is_due,
     rule_on,
 )
+from ..collector import PAUSED
 from ..containment.audit import ContainmentAudit
 from ..encoding import content_hash
 from ..errors import ExoArmurError
@@ -94,6 +95,8 @@ _OPEN_BYTES = 4 * 1024 * 1024
 _TERMINAL = frozenset({EXECUTION_FINISHED, INTENT_REJECTED, INTENT_EXPIRED})
 #: events read ahead to decide their decisions' policy part in Cedar batches
 _AHEAD = 512
+#: chunks between two collections of young cycles while the collector is paused
+_COLLECT_EVERY = 16
 _MAX_DIVERGENCES = 50
 
 
@@ -407,12 +410,17 @@ class Replayer:
             roots[0] = frontier.root()
         size = self.store.size(self.tenant)
         events = iter(self.store.events(self.tenant, 0, size))
-        while chunk := list(islice(events, _AHEAD)):
-            self.decide_ahead(chunk)
-            for event in chunk:
-                self.replay_event(event, frontier, want_root, roots)
-                if progress is not None:
-                    progress(1)
+        with PAUSED:
+            chunks = 0
+            while chunk := list(islice(events, _AHEAD)):
+                self.decide_ahead(chunk)
+                for event in chunk:
+                    self.replay_event(event, frontier, want_root, roots)
+                    if progress is not None:
+                        progress(1)
+                chunks += 1
+                if chunks % _COLLECT_EVERY == 0:
+                    PAUSED.collect_young()
         self.ahead.clear()
         for event, (where, recorded, replayed, reason) in self.beliefs.missing():
             if event.seq >= self.start:
