@@ -27,14 +27,16 @@ from __future__ import annotations
 import gc
 import json
 import threading
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
+
 from .. import jsontext
 from ..containment.audit import ContainmentAudit
-from ..encoding import canonical_bytes, content_hash, parse_time, sha256_hex
-from ..errors import ExoArmurError, InputError, JSONTextError
+from ..encoding import canonical_bytes, content_hash, exactly_plain, parse_time, sha256_hex
+from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
@@ -366,51 +368,36 @@ def _entries(
     return out
 
 
-class _NotPlain(Exception):
-    """A number the quick reading leaves to :func:`jsontext.loads_plain`."""
-
-
-def _refuse(text: str) -> Any:
-    raise _NotPlain(text)
-
-
-def _integer(digits: str) -> int:
-    # 15 characters hold every integer of I-JSON's range that loads_plain calls plain
-    if len(digits) > 15:
-        raise _NotPlain(digits)
-    return int(digits)
-
-
 def _canonical_event(raw: object) -> tuple[dict[str, Any], bytes] | None:
     """``raw`` parsed, with its bytes, when it is plainly canonical; else None.
 
-    The common case, read in C: text with no float, no long integer, no
-    character beyond the Basic Multilingual Plane, whose sorted compact dump
-    is itself. Such text is exactly what :func:`jsontext.loads_plain` reads as
-    plain, without a refusal (a repeated key would be missing from the dump),
-    and whose canonical bytes are the text: the careful reading would reach
-    the same event. Anything else (None) gets the careful reading, which
-    names what is wrong.
+    The common case, read in C by orjson: text with no float, no long
+    integer, no character beyond the Basic Multilingual Plane, whose sorted
+    compact dump is itself. Such text is exactly what
+    :func:`jsontext.loads_plain` reads as plain, without a refusal, and whose
+    canonical bytes are the text: the careful reading would reach the same
+    event. The dump being the text is the strictness: orjson keeps the last of
+    a repeated key and reads an integer past 64 bits as a float, and either
+    changes the dump; NaN, an infinite number and a lone surrogate it refuses
+    to read. Anything else (None) gets the careful reading, which names what
+    is wrong.
     """
     if type(raw) is not str or not (raw.isascii() or max(raw, default="") <= "\uffff"):
         return None
     try:
-        # one value from the first character to the last: canonical text has no space around it
-        event, end = _SCAN(raw, 0)
+        event = orjson.loads(raw)
         data = raw.encode()
-        if end != len(raw) or type(event) is not dict:
+    except (orjson.JSONDecodeError, UnicodeEncodeError):
+        return None
+    # exactly_plain: no float (its dump may be the text and still not RFC 8785)
+    if type(event) is not dict or not exactly_plain(event):
+        return None
+    try:
+        if orjson.dumps(event, option=orjson.OPT_SORT_KEYS) != data:
             return None
-        if canonical_bytes(event, plain=True) != data:
-            return None
-    except (_NotPlain, StopIteration, ValueError, TypeError, RecursionError, InputError):
+    except orjson.JSONEncodeError:  # nested past orjson's depth
         return None
     return event, data
-
-
-#: the standard library's scanner, told to leave floats, constants and long integers alone
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
-    parse_int=_integer, parse_float=_refuse, parse_constant=_refuse
-).scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not in typeshed
 
 
 def _proof(hashes: Any, digests: dict[str, bytes]) -> list[bytes]:
