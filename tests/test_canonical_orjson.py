@@ -194,6 +194,16 @@ def test_a_promise_of_plain_still_refuses_what_json_cannot_carry(value: Any) -> 
         canonical_bytes(value, plain=True)
 
 
+def test_a_promise_of_plain_with_a_null_is_kept_once_no_float_is_found() -> None:
+    # a pack carries "plan_hash": null: orjson still writes it, and no NaN hides as null
+    assert encoding._fast({"plan_hash": None, "n": 1}, True) == b'{"n":1,"plan_hash":null}'
+    assert encoding._fast({"plan_hash": None, "ratio": 1.5}, True) is None
+    assert (
+        canonical_bytes({"plan_hash": None, "ratio": 1.5}, plain=True)
+        == b'{"plan_hash":null,"ratio":1.5}'
+    )
+
+
 def test_keys_beyond_the_basic_plane_keep_utf16_order() -> None:
     value = {"\U0001f600": 1, "\ue000": 2}
     assert canonical_bytes(value) == rfc8785.dumps(value)

@@ -121,8 +121,9 @@ def _fast(value: JSONValue, plain: bool | None) -> bytes | None:
         return None
     if plain:
         # the caller's word that a parse found no float: the stdlib would sort as
-        # orjson does, by code point; a NaN it would refuse, orjson writes null
-        return None if b"null" in data else data
+        # orjson does, by code point. A NaN it would refuse, where orjson writes
+        # null: so a null is taken at its word only once no float is found.
+        return data if b"null" not in data or exactly_plain(value) else None
     if not data.isascii() and _ASTRAL.search(data):
         return None
     return data
