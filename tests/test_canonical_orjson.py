@@ -204,6 +204,10 @@ def test_a_promise_of_plain_with_a_null_is_kept_once_no_float_is_found() -> None
     )
 
 
+def test_told_not_plain_the_reference_writes() -> None:
+    assert canonical_bytes({"b": 1, "a": "x"}, plain=False) == b'{"a":"x","b":1}'
+
+
 def test_keys_beyond_the_basic_plane_keep_utf16_order() -> None:
     value = {"\U0001f600": 1, "\ue000": 2}
     assert canonical_bytes(value) == rfc8785.dumps(value)
@@ -268,3 +272,9 @@ def test_the_verifier_reads_with_orjson_only_what_the_careful_reading_accepts(
     assert careful is not None, text
     assert quick == careful
     assert json.dumps(quick[0]) == json.dumps(careful[0])  # same keys, same order, same types
+
+
+def test_an_event_nested_deeper_than_orjson_writes_is_left_to_the_careful_reading() -> None:
+    deep = '{"a":' + "[" * 300 + "]" * 300 + "}"
+    assert verify_module._canonical_event(deep) is None
+    assert _careful_event(deep) is not None  # still canonical: the careful reading takes it

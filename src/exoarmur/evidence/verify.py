@@ -376,28 +376,27 @@ def _canonical_event(raw: object) -> tuple[dict[str, Any], bytes] | None:
     compact dump is itself. Such text is exactly what
     :func:`jsontext.loads_plain` reads as plain, without a refusal, and whose
     canonical bytes are the text: the careful reading would reach the same
-    event. The dump being the text is the strictness: orjson keeps the last of
-    a repeated key and reads an integer past 64 bits as a float, and either
-    changes the dump; NaN, an infinite number and a lone surrogate it refuses
-    to read. Anything else (None) gets the careful reading, which names what
-    is wrong.
+    event. Strict as that reading: orjson keeps the last of a repeated key,
+    which the dump then lacks; it reads an integer past 64 bits as a float,
+    which :func:`exactly_plain` refuses; NaN, an infinite number and a lone
+    surrogate it refuses to read. Anything else (None) gets the careful
+    reading, which names what is wrong.
     """
     if type(raw) is not str or not (raw.isascii() or max(raw, default="") <= "\uffff"):
         return None
     try:
         event = orjson.loads(raw)
-        data = raw.encode()
-    except (orjson.JSONDecodeError, UnicodeEncodeError):
+    except orjson.JSONDecodeError:  # NaN, an infinite number, a lone surrogate, not JSON
         return None
     # exactly_plain: no float (its dump may be the text and still not RFC 8785)
     if type(event) is not dict or not exactly_plain(event):
         return None
+    data = raw.encode()  # orjson read it, so it has a UTF-8 form
     try:
-        if orjson.dumps(event, option=orjson.OPT_SORT_KEYS) != data:
-            return None
-    except orjson.JSONEncodeError:  # nested past orjson's depth
+        same = orjson.dumps(event, option=orjson.OPT_SORT_KEYS) == data
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
         return None
-    return event, data
+    return (event, data) if same else None
 
 
 def _proof(hashes: Any, digests: dict[str, bytes]) -> list[bytes]:
