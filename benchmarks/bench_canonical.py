@@ -1,4 +1,4 @@
-"""What canonical bytes cost per event: ``canonical_bytes`` and the verifier's reading of one event.
+"""What canonical bytes cost per event: ``canonical_bytes``, the verifier's reading, an action.
 
 The events are the first governed block of a benchmark history (intent,
 decision, execution started and finished, a denial...): the values the hot
@@ -7,7 +7,10 @@ a child process with this tree's source and, with ``--against``, a git
 commit's, alternating round after round so that a busy machine slows both
 alike; the median of the rounds is printed. The floor is orjson alone on the
 same values: ``orjson.dumps(event, option=OPT_SORT_KEYS)``, and for the
-reading ``orjson.loads(text)`` dumped again and compared with the text.
+reading ``orjson.loads(text)`` dumped again and compared with the text. Beside
+them, the CPU time of one governed action (durable SQLite, one submitter,
+the history's blocks of three intents), where canonical bytes are one cost
+among many.
 
     python benchmarks/bench_canonical.py --against REF [--rounds 5]
 
@@ -53,6 +56,24 @@ print(write, read)
 """
 
 
+_ACTIONS = """
+import sys, time
+from pathlib import Path
+sys.path.insert(0, sys.argv[2])
+from history import block, make_home
+from exoarmur.home import open_governor
+home = make_home(Path(sys.argv[1]))
+with open_governor(home.path, seed=7) as governor:
+    for number in range(220):
+        if number == 20:  # after a warm-up
+            cpu = time.process_time()
+        for intent in block(number):
+            governor.submit(intent)
+    cpu = time.process_time() - cpu
+print(cpu / 600 * 1e6)
+"""
+
+
 def _events(work: Path) -> list[dict[str, object]]:
     history = build_history(work / "h", 12)
     store = SqliteStore(history.home.ledger_path)
@@ -62,7 +83,7 @@ def _events(work: Path) -> list[dict[str, object]]:
         store.close()
 
 
-def _timed(source: Path | None, events: Path) -> tuple[float, float]:
+def _timed(source: Path | None, events: Path) -> tuple[float, float, float]:
     env = dict(os.environ)
     if source is not None:
         env["PYTHONPATH"] = str(source)
@@ -74,7 +95,15 @@ def _timed(source: Path | None, events: Path) -> tuple[float, float]:
         text=True,
     )
     write, read = done.stdout.split()
-    return float(write), float(read)
+    home = Path(tempfile.mkdtemp(dir=events.parent)) / "home"
+    done = subprocess.run(
+        [sys.executable, "-c", _ACTIONS, str(home), str(Path(__file__).parent)],
+        env=env,
+        check=True,
+        capture_output=True,
+        text=True,
+    )
+    return float(write), float(read), float(done.stdout)
 
 
 def _floor(events: list[dict[str, object]]) -> tuple[float, float]:
@@ -115,16 +144,22 @@ def main() -> None:
             with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
                 tar.extractall(work / "before", filter="data")
             sides = {"before": work / "before" / "src", "after": None}
-        found: dict[str, list[tuple[float, float]]] = {side: [] for side in sides}
+        found: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
         for _ in range(args.rounds):
             for side, source in sides.items():
                 found[side].append(_timed(source, path))
         floor = _floor(events)
-    print(f"{len(events)} events, median of {args.rounds} rounds, µs per event (write, read)")
+    print(f"{len(events)} events, median of {args.rounds} rounds, µs per event or action")
     for side, rounds in found.items():
-        write = statistics.median(r[0] for r in rounds)
-        read = statistics.median(r[1] for r in rounds)
-        print(f"{side:>7}: canonical_bytes {write:.2f} µs, verifier's event reading {read:.2f} µs")
+        write, read, action = (statistics.median(r[i] for r in rounds) for i in range(3))
+        print(
+            f"{side:>7}: canonical_bytes {write:.2f} µs, verifier's event reading {read:.2f} µs, "
+            f"CPU per governed action {action:,.0f} µs"
+        )
+    if "before" in found:
+        ratios = [a[2] / b[2] for a, b in zip(found["after"], found["before"], strict=True)]
+        ratio = statistics.median(ratios)
+        print(f"  CPU per action, after ÷ before, median of the rounds: {ratio:.2f}×")
     print(f"  floor: orjson.dumps {floor[0]:.2f} µs, orjson.loads, dumps, == {floor[1]:.2f} µs")
 
 
