@@ -12,10 +12,12 @@ from __future__ import annotations
 
 import hashlib
 import json
+import re
 from collections.abc import Mapping
 from datetime import UTC, datetime
 from typing import Any
 
+import orjson
 import rfc8785
 
 from .errors import InputError
@@ -60,16 +62,91 @@ def _plain(value: JSONValue) -> bool:
     return True
 
 
+_SCALARS = frozenset({str, bool, type(None)})
+
+
+def exactly_plain(value: JSONValue) -> bool:
+    """True when ``value`` is made of dicts, lists, strings, booleans, null and
+    integers within ±(2**53 - 1), each of exactly that type.
+
+    Then orjson's sorted dump is RFC 8785, provided no object key lies outside
+    the Basic Multilingual Plane (checked on the bytes): no float, whose form
+    differs (orjson writes ``1.0``, RFC 8785 ``1``), and no subclass, tuple,
+    enum, UUID or datetime, which orjson writes where the reference refuses
+    them or writes them otherwise. Exact types only, so a cheaper walk than
+    :func:`_plain`; anything else takes today's path.
+    """
+    kind = type(value)
+    if kind is dict or kind is list:
+        stack = [value]
+        while stack:
+            item = stack.pop()
+            for inner in item.values() if type(item) is dict else item:
+                kind = type(inner)
+                if kind in _SCALARS:
+                    continue
+                if kind is dict or kind is list:
+                    stack.append(inner)
+                elif kind is not int or not -_SAFE_INT <= inner <= _SAFE_INT:
+                    return False
+        return True
+    if kind is int:
+        return bool(-_SAFE_INT <= value <= _SAFE_INT)
+    return kind in _SCALARS
+
+
+#: orjson refuses integers past ±(2**53 - 1) and non-str keys, and (told to
+#: pass them through, with no ``default``) subclasses, datetimes and
+#: dataclasses; any refusal sends the value to the old path, so errors read as
+#: they always did
+_SORTED = (
+    orjson.OPT_SORT_KEYS
+    | orjson.OPT_STRICT_INTEGER
+    | orjson.OPT_PASSTHROUGH_SUBCLASS
+    | orjson.OPT_PASSTHROUGH_DATETIME
+    | orjson.OPT_PASSTHROUGH_DATACLASS
+)
+#: a four-byte UTF-8 sequence: a character beyond the Basic Multilingual Plane,
+#: where JCS (UTF-16 code units) and orjson (code points) may sort keys apart
+_ASTRAL = re.compile(rb"[\xf0-\xf4]")
+
+
+def _fast(value: JSONValue, plain: bool | None) -> bytes | None:
+    """orjson's sorted dump where it is RFC 8785 (told ``plain``: the stdlib's); else None."""
+    if plain is False or (plain is None and not exactly_plain(value)):
+        return None
+    try:
+        data = orjson.dumps(value, option=_SORTED)
+    except orjson.JSONEncodeError:  # a lone surrogate, a non-str key, nesting past 254
+        return None
+    if plain:
+        # the caller's word that a parse found no float: the stdlib would sort as
+        # orjson does, by code point. A NaN it would refuse, where orjson writes
+        # null: so a null is taken at its word only once no float is found.
+        return data if b"null" not in data or exactly_plain(value) else None
+    if not data.isascii() and _ASTRAL.search(data):
+        return None
+    return data
+
+
 def canonical_bytes(value: JSONValue, *, plain: bool | None = None) -> bytes:
     """RFC 8785 canonical JSON of a plain JSON value.
 
     Raises :class:`InputError` for values JSON cannot carry exactly (NaN,
     infinities, integers beyond the interoperable range, non-string keys).
-    The common case takes a fast path through the standard library, proven
-    byte-identical to the reference implementation by a property test.
+    The common case is written by orjson (:func:`exactly_plain` says when its
+    sorted dump is RFC 8785), the rest by the standard library or the
+    reference implementation; property tests prove each byte-identical to it.
     ``plain`` is what ``jsontext.loads_plain`` found while parsing ``value``
-    (so it need not be walked again); None to find it here.
+    (so it need not be walked again; True is a promise that ``value`` holds
+    only what a JSON parse makes, and no float); None to find it here.
     """
+    fast = _fast(value, plain)
+    return _careful(value, plain) if fast is None else fast
+
+
+def _careful(value: JSONValue, plain: bool | None) -> bytes:
+    """The path before orjson: every value orjson does not take, and every error."""
     try:
         if _plain(value) if plain is None else plain:
             return _dumps(value).encode()

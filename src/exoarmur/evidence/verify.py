@@ -25,15 +25,17 @@ Pure: no store, no clock, no network.
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Collection
+from collections.abc import Collection
 from dataclasses import dataclass, field
 from typing import Any
+
+import orjson
 
 from .. import jsontext
 from ..collector import PAUSED
 from ..containment.audit import ContainmentAudit
-from ..encoding import canonical_bytes, content_hash, parse_time, sha256_hex
-from ..errors import ExoArmurError, InputError, JSONTextError
+from ..encoding import canonical_bytes, content_hash, exactly_plain, parse_time, sha256_hex
+from ..errors import ExoArmurError, JSONTextError
 from ..ledger.checkpoint import Checkpoint, open_checkpoint
 from ..ledger.keys import Verifier
 from ..model.event import CONFIG_SNAPSHOT, POLICY_ACTIVATED, SYSTEM_LOG, Event
@@ -333,51 +335,35 @@ def _entries(
     return out
 
 
-class _NotPlain(Exception):
-    """A number the quick reading leaves to :func:`jsontext.loads_plain`."""
-
-
-def _refuse(text: str) -> Any:
-    raise _NotPlain(text)
-
-
-def _integer(digits: str) -> int:
-    # 15 characters hold every integer of I-JSON's range that loads_plain calls plain
-    if len(digits) > 15:
-        raise _NotPlain(digits)
-    return int(digits)
-
-
 def _canonical_event(raw: object) -> tuple[dict[str, Any], bytes] | None:
     """``raw`` parsed, with its bytes, when it is plainly canonical; else None.
 
-    The common case, read in C: text with no float, no long integer, no
-    character beyond the Basic Multilingual Plane, whose sorted compact dump
-    is itself. Such text is exactly what :func:`jsontext.loads_plain` reads as
-    plain, without a refusal (a repeated key would be missing from the dump),
-    and whose canonical bytes are the text: the careful reading would reach
-    the same event. Anything else (None) gets the careful reading, which
-    names what is wrong.
+    The common case, read in C by orjson: text with no float, no long
+    integer, no character beyond the Basic Multilingual Plane, whose sorted
+    compact dump is itself. Such text is exactly what
+    :func:`jsontext.loads_plain` reads as plain, without a refusal, and whose
+    canonical bytes are the text: the careful reading would reach the same
+    event. Strict as that reading: orjson keeps the last of a repeated key,
+    which the dump then lacks; it reads an integer past 64 bits as a float,
+    which :func:`exactly_plain` refuses; NaN, an infinite number and a lone
+    surrogate it refuses to read. Anything else (None) gets the careful
+    reading, which names what is wrong.
     """
     if type(raw) is not str or not (raw.isascii() or max(raw, default="") <= "\uffff"):
         return None
     try:
-        # one value from the first character to the last: canonical text has no space around it
-        event, end = _SCAN(raw, 0)
-        data = raw.encode()
-        if end != len(raw) or type(event) is not dict:
-            return None
-        if canonical_bytes(event, plain=True) != data:
-            return None
-    except (_NotPlain, StopIteration, ValueError, TypeError, RecursionError, InputError):
+        event = orjson.loads(raw)
+    except orjson.JSONDecodeError:  # NaN, an infinite number, a lone surrogate, not JSON
         return None
-    return event, data
-
-
-#: the standard library's scanner, told to leave floats, constants and long integers alone
-_SCAN: Callable[[str, int], tuple[Any, int]] = json.JSONDecoder(
-    parse_int=_integer, parse_float=_refuse, parse_constant=_refuse
-).scan_once  # type: ignore[attr-defined]  # set by JSONDecoder.__init__, not in typeshed
+    # exactly_plain: no float (its dump may be the text and still not RFC 8785)
+    if type(event) is not dict or not exactly_plain(event):
+        return None
+    data = raw.encode()  # orjson read it, so it has a UTF-8 form
+    try:
+        same = orjson.dumps(event, option=orjson.OPT_SORT_KEYS) == data
+    except orjson.JSONEncodeError:  # nested deeper than orjson writes
+        return None
+    return (event, data) if same else None
 
 
 def _proof(hashes: Any, digests: dict[str, bytes]) -> list[bytes]:

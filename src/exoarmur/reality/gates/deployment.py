@@ -36,7 +36,7 @@ def observe_deployment() -> dict[str, Any]:
         found["script_version"] = answer.stdout.strip()
         found["script_returncode"] = answer.returncode
     versions = {"python": platform.python_version(), "sqlite": sqlite3.sqlite_version}
-    for name in ("cedarpy", "cryptography", "pydantic", "typer", "rich", "rfc8785"):
+    for name in ("cedarpy", "cryptography", "pydantic", "typer", "rich", "rfc8785", "orjson"):
         versions[name] = metadata.version(name)
     found["versions"] = versions
     found["platform"] = platform.platform()
