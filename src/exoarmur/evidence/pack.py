@@ -16,12 +16,12 @@ it writes no event.
 
 from __future__ import annotations
 
-import json
 from collections.abc import Iterable
 from typing import Any
 
 from ..encoding import canonical_bytes, content_hash
 from ..errors import NotFound
+from ..jsontext import loads_recorded
 from ..ledger.log import Ledger
 from ..model.event import DECISION_RECORDED, Event
 from .bundle import _context, _entry
@@ -34,9 +34,11 @@ def derive_evidence(
     tenant: str, stream_id: str, stream: list[Event], log: Iterable[Event]
 ) -> dict[str, Any]:
     """The ``evidence`` member for a stream, from its events and its tenant's log (in order)."""
-    own = [json.loads(e.canonical) for e in stream]
+    own = [loads_recorded(e.canonical) for e in stream]
     # only events of the types that may join are parsed: the log before a stream can be long
-    joined = provenance(own, (json.loads(e.canonical) for e in log if e.type in PROVENANCE_TYPES))
+    joined = provenance(
+        own, (loads_recorded(e.canonical) for e in log if e.type in PROVENANCE_TYPES)
+    )
     events = sorted([*own, *joined], key=lambda e: int(e["seq"]))
     return {
         "tenant": tenant,

@@ -8,12 +8,12 @@ store assigns ``seq`` inside the append transaction and is the one caller of
 
 from __future__ import annotations
 
-import json
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Final
 
 from ..encoding import canonical_bytes, content_hash, format_time, parse_time
+from ..jsontext import loads_recorded
 
 # Event types written by the spine. Later rooms add their own.
 INTENT_RECORDED: Final = "intent.recorded"
@@ -125,7 +125,7 @@ class Event:
 
     @classmethod
     def from_canonical(cls, canonical: bytes, leaf_hash: bytes) -> Event:
-        data = json.loads(canonical)
+        data = loads_recorded(canonical)
         return cls(
             seq=data["seq"],
             event_id=data["event_id"],
@@ -161,7 +161,7 @@ class Event:
 
     def to_json(self) -> dict[str, Any]:
         """The event as plain JSON for display and export (its canonical content)."""
-        data: dict[str, Any] = json.loads(self.canonical)
+        data: dict[str, Any] = loads_recorded(self.canonical)
         return data
 
 

@@ -96,7 +96,7 @@ _TERMINAL = frozenset({EXECUTION_FINISHED, INTENT_REJECTED, INTENT_EXPIRED})
 #: events read ahead to decide their decisions' policy part in Cedar batches
 _AHEAD = 512
 #: chunks between two collections of young cycles while the collector is paused
-_COLLECT_EVERY = 16
+_COLLECT_EVERY = 64
 _MAX_DIVERGENCES = 50
 
 
