@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import pytest
-from hypothesis import given
+from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from exoarmur.errors import LedgerCorrupt, PolicyError
@@ -393,3 +393,42 @@ def test_the_shared_engines_are_bounded(monkeypatch: pytest.MonkeyPatch) -> None
     again = engine_from_activation(_activation(read, read.hash))
     assert again is not first
     assert again.policy_hash == first.policy_hash
+
+
+_PARAMS = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(2**53) + 1, max_value=2**53 - 1)
+    | st.floats(min_value=-1e15, max_value=1e15)
+    | st.text(max_size=8),
+    lambda inner: (
+        st.lists(inner, max_size=3) | st.dictionaries(st.text(max_size=4), inner, max_size=3)
+    ),
+    max_leaves=8,
+)
+PARAMS_READ = (
+    '@id("p") permit (principal, action, resource)\n'
+    "when { context.params has n && context.params.n == 7 && context.params has s "
+    '&& context.params.s == "é\\u{1F600}" };'
+)
+
+
+@settings(deadline=None, max_examples=40)
+@given(params=st.dictionaries(st.text(max_size=4), _PARAMS, max_size=4), hit=st.booleans())
+def test_cedar_reads_the_request_as_text_as_it_reads_it_as_values(
+    params: dict[str, Any], hit: bool
+) -> None:
+    """The engine hands cedarpy JSON text written by orjson; cedarpy's own dump decides alike."""
+    import cedarpy
+
+    if hit:
+        params = params | {"n": 7, "s": "é\U0001f600"}
+    engine = PolicyEngine(bundle(PARAMS_READ, NO_PROD_DB))
+    intents = [make_intent(params=params), make_intent(params=params, target="db/prod")]
+    requests, entities = zip(*(engine.request(i) for i in intents), strict=True)
+    merged = {(e["uid"]["type"], e["uid"]["id"]): e for ents in entities for e in ents}
+    by_values = cedarpy.is_authorized_batch(list(requests), engine._policies, list(merged.values()))
+    decided = engine.decide_batch(intents)
+    assert decided == [engine._decision(result) for result in by_values]
+    assert decided == [engine.decide(i) for i in intents]
+    assert [d.verdict for d in decided] == [ALLOW if hit else DENY, DENY]

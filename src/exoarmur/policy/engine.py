@@ -36,6 +36,7 @@ from dataclasses import dataclass
 from typing import Any
 
 import cedarpy
+import orjson
 
 from ..encoding import canonical_bytes, format_time, sha256_hex
 from ..errors import LedgerCorrupt, PolicyError
@@ -230,7 +231,8 @@ class PolicyEngine:
         tightened: Mapping[str, Any] | None = None,
     ) -> Decision:
         request, entities = self.request(intent, posture, tightened)
-        return self._decision(cedarpy.is_authorized(request, self._policies, entities))
+        result = cedarpy.is_authorized(_as_text(request), self._policies, _json_text(entities))
+        return self._decision(result)
 
     def decide_batch(
         self,
@@ -248,8 +250,26 @@ class PolicyEngine:
             requests.append(request)
             for entity in ents:
                 entities[(entity["uid"]["type"], entity["uid"]["id"])] = entity
-        results = cedarpy.is_authorized_batch(requests, self._policies, list(entities.values()))
+        results = cedarpy.is_authorized_batch(
+            [_as_text(request) for request in requests],
+            self._policies,
+            _json_text(list(entities.values())),
+        )
         return [self._decision(result) for result in results]
+
+
+def _json_text(value: Any) -> Any:
+    """``value`` as the JSON text cedarpy would make of it, written in C; as it is if orjson
+    cannot (cedarpy then writes it itself). Cedar reads the same JSON either way."""
+    try:
+        return orjson.dumps(value).decode()
+    except orjson.JSONEncodeError:
+        return value
+
+
+def _as_text(request: dict[str, Any]) -> dict[str, Any]:
+    """A Cedar request whose context is JSON text: cedarpy passes it on unparsed."""
+    return request | {"context": _json_text(request["context"])}
 
 
 #: parsed engines shared by every governor and replay of this process, newest last

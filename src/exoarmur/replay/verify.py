@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from itertools import islice
 from typing import Any
 
+import orjson
+
 from ..approvals.book import (
     Vote,
     approval_request,
@@ -36,7 +38,7 @@ from ..approvals.book import (
 )
 from ..collector import PAUSED
 from ..containment.audit import ContainmentAudit
-from ..encoding import content_hash
+from ..encoding import content_hash, exactly_plain
 from ..errors import ExoArmurError
 from ..evidence_levels import (
     EVIDENCE_SATISFIED,
@@ -97,6 +99,7 @@ _TERMINAL = frozenset({EXECUTION_FINISHED, INTENT_REJECTED, INTENT_EXPIRED})
 _AHEAD = 512
 #: chunks between two collections of young cycles while the collector is paused
 _COLLECT_EVERY = 64
+_SORTED = orjson.OPT_SORT_KEYS
 _MAX_DIVERGENCES = 50
 
 
@@ -180,6 +183,19 @@ class ReplayReport:
             "first_divergence": self.first.to_json() if self.first else None,
             "divergences": [d.to_json() for d in self.divergences],
         }
+
+
+def same_json(recorded: Any, replayed: Any) -> bool:
+    """True only when :func:`first_difference` would find nothing, mostly in C.
+
+    Both made of exactly the plain JSON types with no float (``exactly_plain``:
+    no subclass or enum, which the walk tells from its base type), and one
+    sorted JSON text for both, which tells ``true`` from ``1`` from ``"1"`` as
+    the walk does. False means "walk them".
+    """
+    if not (exactly_plain(recorded) and exactly_plain(replayed)):
+        return False
+    return bool(orjson.dumps(recorded, option=_SORTED) == orjson.dumps(replayed, option=_SORTED))
 
 
 def first_difference(recorded: Any, replayed: Any, path: str = "") -> tuple[str, Any, Any] | None:
@@ -352,6 +368,8 @@ class Replayer:
             )
 
     def compare(self, event: Event, where: str, recorded: Any, replayed: Any, reason: str) -> bool:
+        if same_json(recorded, replayed):
+            return True
         found = first_difference(recorded, replayed)
         if found is None:
             return True
