@@ -216,12 +216,15 @@ class PolicyEngine:
         else:
             obligations = combine(p.obligations for p in determining)
             verdict = Verdict.REQUIRE_APPROVAL if "approval" in obligations else Verdict.ALLOW
-        return Decision(
+        # Built of values made right here, of the declared types: nothing to validate.
+        return Decision.model_construct(
             verdict=verdict,
             reasons=reasons,
             obligations=obligations,
             policy_hash=self.policy_hash,
             errors=errors,
+            config_hash=None,
+            gate=None,
         )
 
     def decide(
