@@ -52,3 +52,12 @@ def test_a_plain_value_is_the_same_as_itself(value: Any) -> None:
     assert same_json({"decision": "x", "n": [1, 2]}, {"n": [1, 2], "decision": "x"})
     if plain:
         assert first_difference(value, value) is None
+
+
+def test_what_orjson_cannot_write_is_walked_not_raised() -> None:
+    deep: Any = "x"
+    for _ in range(300):
+        deep = [deep]
+    for value in (deep, {1: "x"}, {"a": "\ud800"}):
+        assert same_json(value, value) is False
+        assert first_difference(value, value) is None

@@ -61,7 +61,10 @@ def loads_recorded(data: bytes) -> Any:
     on every document except an integer past 64 bits (orjson makes it a float;
     no run of 19 digits, none can be there) and what orjson refuses (NaN,
     Infinity, an overflowing number, a lone surrogate, text that is not UTF-8
-    or not JSON): all of those go to ``json.loads``, errors included.
+    or not JSON): all of those go to ``json.loads``, errors included. One
+    difference is left: arrays nested deeper than the interpreter's recursion
+    limit (about 1,000) and at most 1,024 deep are read, where ``json.loads``
+    raises RecursionError; nothing ExoArmur writes nests that deep.
     """
     if _LONG_DIGITS not in data.translate(_DIGITS_ONLY):
         try:
