@@ -278,3 +278,14 @@ def test_an_event_nested_deeper_than_orjson_writes_is_left_to_the_careful_readin
     deep = '{"a":' + "[" * 300 + "]" * 300 + "}"
     assert verify_module._canonical_event(deep) is None
     assert _careful_event(deep) is not None  # still canonical: the careful reading takes it
+
+
+def test_a_value_holding_itself_is_bad_input_not_an_endless_walk() -> None:
+    loop: list[Any] = []
+    loop.append(loop)
+    mapping: dict[str, Any] = {}
+    mapping["self"] = mapping
+    for value in (loop, {"a": [1, loop]}, mapping):
+        with pytest.raises(InputError, match="holds itself"):
+            canonical_bytes(value)
+        assert not encoding.exactly_plain(value)

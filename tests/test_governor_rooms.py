@@ -47,6 +47,15 @@ class Unrecordable:
         return {"when": object()}
 
 
+class HoldingItself:
+    kind = "holding-itself"
+
+    def execute(self, intent: ActionIntent) -> Any:
+        result: dict[str, Any] = {"rows": []}
+        result["rows"].append(result)  # a walk over it would never end
+        return result
+
+
 def _failure(executor: Any, action: str = "x.y") -> ExecutionFailed:
     registry = ExecutorRegistry()
     registry.bind("x.*", executor, retries=2)
@@ -83,6 +92,13 @@ def _recorded_intent() -> dict[str, Any]:
         pytest.param(Raising(ExecutionFailed("404")), "404", False, id="not-retryable-kept"),
         pytest.param(
             Unrecordable(), "executor returned a result that is not JSON", False, id="not-json"
+        ),
+        pytest.param(
+            HoldingItself(),
+            "executor returned a result that is not JSON: value cannot be canonicalized as "
+            "JSON (RFC 8785): it holds itself",
+            False,
+            id="holds-itself",
         ),
     ],
 )

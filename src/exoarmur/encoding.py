@@ -26,6 +26,11 @@ JSONValue = Any  # a JSON value: dict / list / str / int / float / bool / None
 
 
 _SAFE_INT = 2**53 - 1
+#: values and containers a walk looks at before it gives up: a value that holds
+#: itself (an executor's result, say) would keep a walk going for ever, and no
+#: event comes near (parameters are bounded at 64 levels and far fewer bytes)
+_MAX_ITEMS = 1_000_000
+_MAX_CONTAINERS = 250_000
 _dumps = json.JSONEncoder(
     ensure_ascii=False, separators=(",", ":"), sort_keys=True, allow_nan=False
 ).encode
@@ -41,7 +46,11 @@ def _plain(value: JSONValue) -> bool:
     shortest round-trip form is subtle, and events rarely carry them.
     """
     stack = [value]
+    budget = _MAX_ITEMS
     while stack:
+        budget -= 1
+        if budget < 0:
+            return False  # so large, or holding itself: the reference path says which
         item = stack.pop()
         if item is None or isinstance(item, str | bool):
             continue
@@ -79,7 +88,11 @@ def exactly_plain(value: JSONValue) -> bool:
     kind = type(value)
     if kind is dict or kind is list:
         stack = [value]
+        budget = _MAX_CONTAINERS
         while stack:
+            budget -= 1
+            if budget < 0:
+                return False  # so large, or holding itself: the careful path says which
             item = stack.pop()
             for inner in item.values() if type(item) is dict else item:
                 kind = type(inner)
@@ -155,6 +168,11 @@ def _careful(value: JSONValue, plain: bool | None) -> bytes:
         # a lone surrogate (as "\ud800" in JSON text parses to) has no UTF-8 form
         raise InputError(
             f"text with no UTF-8 form ({exc.reason}: {exc.object[exc.start : exc.end]!r})"
+        ) from None
+    except RecursionError:
+        raise InputError(
+            "value cannot be canonicalized as JSON (RFC 8785): it holds itself, "
+            "or is nested too deeply"
         ) from None
     except (rfc8785.CanonicalizationError, TypeError, ValueError) as exc:
         raise InputError(f"value cannot be canonicalized as JSON (RFC 8785): {exc}") from exc
