@@ -20,24 +20,20 @@ This module never decides anything from a time: it only reports them.
 from __future__ import annotations
 
 import argparse
-import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 import timeit
 from pathlib import Path
 
 import orjson
 
+from against import source_at
 from exoarmur.ledger.sqlite import SqliteStore
 from history import build_history
-
-_REPO = Path(__file__).resolve().parents[1]
 
 _TIME = """
 import json, sys, timeit
@@ -135,15 +131,7 @@ def main() -> None:
         path.write_text(json.dumps(events))
         sides: dict[str, Path | None] = {"after": None}
         if args.against:
-            git = shutil.which("git")
-            if git is None:
-                raise SystemExit("--against needs git on PATH")
-            archive = subprocess.run(
-                [git, "archive", args.against, "src"], cwd=_REPO, check=True, capture_output=True
-            ).stdout
-            with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-                tar.extractall(work / "before", filter="data")
-            sides = {"before": work / "before" / "src", "after": None}
+            sides = {"before": source_at(args.against, work / "before"), "after": None}
         found: dict[str, list[tuple[float, float, float]]] = {side: [] for side in sides}
         for _ in range(args.rounds):
             for side, source in sides.items():

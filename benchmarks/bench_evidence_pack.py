@@ -20,25 +20,21 @@ from __future__ import annotations
 
 import argparse
 import cProfile
-import io
 import json
-import os
 import pstats
-import shutil
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from pathlib import Path
 from typing import Any
 
+from against import env_with, source_at
 from bench_replay import replay_floor
 from exoarmur.evidence import export_bundle, export_pack, pack_bytes, verify_bundle_text
 from history import build_history
 
 CORRELATION = "bench-evidence-pack"
-_REPO = Path(__file__).resolve().parents[1]
 
 
 def measure(path: Path, events: int) -> dict[str, Any]:
@@ -97,12 +93,9 @@ print(took, cpu)
 
 def _run_with(source: Path | None, script: str, *args: str) -> tuple[float, float]:
     """Wall and CPU seconds of the measured call (CPU: what others' load disturbs least)."""
-    env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
-        env=env,
+        env=env_with(source),
         check=True,
         capture_output=True,
         text=True,
@@ -115,14 +108,7 @@ def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
     """Verify one bundle and one pack with ``reference``'s source and this tree's, alternating."""
     with tempfile.TemporaryDirectory() as work:
         root = Path(work)
-        git = shutil.which("git")
-        if git is None:
-            raise SystemExit("--against needs git on PATH")
-        archive = subprocess.run(
-            [git, "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
-        ).stdout
-        with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-            tar.extractall(root, filter="data")
+        before = source_at(reference, root)
         history = build_history(root / "h", events, correlation=CORRELATION)
         ledger = history.home.ledger()
         try:
@@ -140,7 +126,7 @@ def compare(reference: str, events: int, rounds: int) -> dict[str, Any]:
         runs["replay"] = (_REPLAY, str(history.home.path), history.tenant)
         for _ in range(rounds):
             for name, (script, *args) in runs.items():
-                for side, source in (("before", root / "src"), ("after", None)):
+                for side, source in (("before", before), ("after", None)):
                     took, cpu = _run_with(source, script, *args)
                     for label, value in ((f"{name}_s_{side}", took), (f"{name}_cpu_s_{side}", cpu)):
                         best[label] = min(best.get(label, value), value)

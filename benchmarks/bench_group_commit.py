@@ -24,14 +24,11 @@ from __future__ import annotations
 
 import argparse
 import contextlib
-import io
 import json
 import os
-import shutil
 import statistics
 import subprocess
 import sys
-import tarfile
 import tempfile
 from collections.abc import Iterator
 from pathlib import Path
@@ -39,6 +36,8 @@ from typing import Any
 
 _REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(_REPO / "tests"))  # the local server helpers live with the tests
+
+from against import source_at  # noqa: E402
 
 APPENDER = """
 import json, sys, threading, time
@@ -147,18 +146,6 @@ def run_once(
     return found
 
 
-def old_source(reference: str, into: Path) -> Path:
-    git = shutil.which("git")
-    if git is None:
-        raise SystemExit("--against needs git on PATH")
-    archive = subprocess.run(
-        [git, "archive", reference, "src"], cwd=_REPO, check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
-
-
 def measure(
     backends: list[str], levels: list[int], appends: int, against: str | None, rounds: int
 ) -> list[dict[str, Any]]:
@@ -166,7 +153,7 @@ def measure(
     with tempfile.TemporaryDirectory() as work, servers(backends) as started:
         sides: list[tuple[str, Path | None]] = [("after", None)]
         if against is not None:
-            sides.insert(0, ("before", old_source(against, Path(work))))
+            sides.insert(0, ("before", source_at(against, Path(work))))
         runs: dict[tuple[str, int, str], list[dict[str, Any]]] = {}
         for _ in range(rounds):
             for backend in backends:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import os
 import statistics
 import subprocess
 import sys
@@ -31,7 +30,8 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
-from bench_group_commit import old_source, servers
+from against import env_with, source_at
+from bench_group_commit import servers
 from history import build_history
 
 COPY = """
@@ -82,9 +82,7 @@ print(json.dumps({"s": took, "messages": len(read), "context": len(bundle["conte
 
 
 def run(source: Path | None, script: str, *args: str) -> str:
-    env = dict(os.environ, PYTHONWARNINGS="ignore")
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
+    env = env_with(source) | {"PYTHONWARNINGS": "ignore"}
     done = subprocess.run(
         [sys.executable, "-c", script, *args],
         env=env,
@@ -101,7 +99,7 @@ def run(source: Path | None, script: str, *args: str) -> str:
 def measure(against: str, events: int, rounds: int, per_append: int) -> dict[str, list[Any]]:
     with tempfile.TemporaryDirectory() as work, servers(["jetstream"]) as started:
         nats = started["jetstream"]
-        old = old_source(against, Path(work) / "old")
+        old = source_at(against, Path(work) / "old")
         history = build_history(Path(work) / "home", events)
         store = history.home.open_store()
         try:

@@ -39,15 +39,11 @@ import argparse
 import base64
 import bisect
 import hashlib
-import io
 import json
 import math
-import os
-import shutil
 import sqlite3
 import subprocess
 import sys
-import tarfile
 import tempfile
 import time
 from collections.abc import Callable, Sequence
@@ -56,6 +52,7 @@ from typing import Any
 
 import cedarpy
 
+from against import env_with, source_at
 from exoarmur.errors import ExoArmurError
 from exoarmur.evidence import export_bundle, verify_bundle_text
 from exoarmur.replay import Replayer
@@ -371,18 +368,11 @@ print(took)
 """
 
 
-def _env(source: Path | None) -> dict[str, str]:
-    env = dict(os.environ)
-    if source is not None:
-        env["PYTHONPATH"] = str(source)
-    return env
-
-
 def timed_replay(home: Path, tenant: str, source: Path | None) -> float:
     """Seconds one replay of ``home``'s log takes in a fresh process (``source``: another src)."""
     done = subprocess.run(
         [sys.executable, "-c", _TIMED, str(home), tenant],
-        env=_env(source),
+        env=env_with(source),
         check=True,
         capture_output=True,
         text=True,
@@ -405,7 +395,7 @@ def replay_rss(home: Path, events: int, budget_s: float, source: Path | None) ->
             str(budget_s),
         ],
         cwd=HERE,
-        env=_env(source),
+        env=env_with(source),
         check=True,
         capture_output=True,
         text=True,
@@ -429,24 +419,12 @@ def rss_summary(found: dict[str, Any]) -> dict[str, Any]:
     }
 
 
-def _source_of(reference: str, into: Path) -> Path:
-    git = shutil.which("git")
-    if git is None:
-        raise SystemExit("--against needs git on PATH")
-    archive = subprocess.run(
-        [git, "archive", reference, "src"], cwd=HERE.parent, check=True, capture_output=True
-    ).stdout
-    with tarfile.open(fileobj=io.BytesIO(archive)) as tar:
-        tar.extractall(into, filter="data")
-    return into / "src"
-
-
 def measure(args: argparse.Namespace, work: Path) -> dict[str, Any]:
     """Build one log; replay it (each side, alternating, with --against); the floor once."""
     history = build_history(work / "h", args.events)
     sides: dict[str, Path | None] = {"after": None}
     if args.against:
-        sides = {"before": _source_of(args.against, work / "before"), "after": None}
+        sides = {"before": source_at(args.against, work / "before"), "after": None}
     best: dict[str, float] = {}
     floors: dict[str, dict[str, Any]] = {}
     for _ in range(args.rounds):

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import pytest
 import rfc8785
-from hypothesis import given
+from hypothesis import example, given
 from hypothesis import strategies as st
 
 from exoarmur.clock import FixedClock, ReplayClock, StepClock, SystemClock
@@ -147,6 +147,10 @@ wide_json = st.recursive(
 
 
 @given(wide_json)
+@example({"\U0001f600": 1, "\ue000": 2, "\uffff": 3})  # UTF-16 order differs from code points
+@example({"text": "\x00\x08\t\n\x0b\x0c\r\x1f\x7f\u2028\u2029"})  # orjson's escapes
+@example([2**53 - 1, -(2**53 - 1), 2**53])
+@example({"a": 1.0, "b": 1e21})
 def test_the_fast_path_is_byte_identical_to_rfc8785(value: object) -> None:
     try:
         reference = rfc8785.dumps(value)

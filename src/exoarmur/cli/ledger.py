@@ -157,11 +157,15 @@ def prove_inclusion(
     if as_json:
         print_json(body)
     else:
-        console.print(f"event {event_id} is leaf {proof.leaf_index} of {proof.tree_size}")
-        console.print(f"leaf hash {proof.leaf_hash.hex()}")
+        console.print(
+            f"event {event_id} is leaf {proof.leaf_index} of {proof.tree_size}", markup=False
+        )
+        console.print(f"leaf hash {proof.leaf_hash.hex()}", markup=False)
         for index, digest in enumerate(proof.hashes):
-            console.print(f"  [{index}] {digest.hex()}")
-        console.print(f"root {signed.checkpoint.root_hash.hex()} — verified: {verified}")
+            console.print(f"  [{index}] {digest.hex()}", markup=False)
+        console.print(
+            f"root {signed.checkpoint.root_hash.hex()} — verified: {verified}", markup=False
+        )
     if not verified:
         raise typer.Exit(EXIT_FAILURE)
 
@@ -205,9 +209,9 @@ def prove_consistency(
     if as_json:
         print_json(body)
     else:
-        console.print(f"consistency {old_size} → {new_size}")
+        console.print(f"consistency {old_size} → {new_size}", markup=False)
         for index, digest in enumerate(proof.hashes):
-            console.print(f"  [{index}] {digest.hex()}")
+            console.print(f"  [{index}] {digest.hex()}", markup=False)
         console.print(f"verified: {verified}")
     if not verified:
         raise typer.Exit(EXIT_FAILURE)

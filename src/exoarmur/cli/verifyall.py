@@ -58,7 +58,7 @@ def verify_all_command(
 
     def before_suite() -> None:
         progress.stop()
-        console.print(f"running the test suite: {' '.join(suite_words())}")
+        console.print(f"running the test suite: {' '.join(suite_words())}", markup=False)
         sys.stdout.flush()
 
     with progress:
